@@ -1,0 +1,43 @@
+# Every target bootstraps its own virtual environment from the lock file, so a fresh machine
+# needs only Python 3.11, pip and make (and Java 17 once the Spark engine is used).
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+UV_VERSION := 0.13.8
+SCALE  ?= S
+
+.PHONY: venv test demo lint format lock bench clean
+
+$(BIN)/.installed: requirements.lock pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $@
+
+venv: $(BIN)/.installed
+
+test: venv
+	$(BIN)/pytest
+
+demo: venv
+	$(BIN)/segments demo
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: venv
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+# Re-pin every dependency after editing pyproject.toml.
+lock: venv
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+		--custom-compile-command "make lock" -o requirements.lock
+
+bench: venv
+	$(BIN)/python -m benchmarks.ingest_bench --scale $(SCALE)
+
+clean:
+	rm -rf $(VENV) workspace .pytest_cache .ruff_cache .hypothesis

@@ -1,0 +1,105 @@
+"""Configuration: one YAML file, overridden by environment variables, overridden by flags.
+
+Precedence, lowest first: defaults below < `segments.yaml` (or the file named by
+`--config` / `SEGMENTS_CONFIG`) < `SEGMENTS_<FIELD>` environment variables < CLI flags.
+Relative local paths are resolved against the folder of the config file that set them
+(the current directory for defaults, variables and flags).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from transforms.errors import ConfigError
+
+CONFIG_FILE_NAME = "segments.yaml"
+ROOT_FIELDS = ("landing", "lake", "inbox", "definitions", "contracts")
+
+
+class Settings(BaseModel):
+    """Where a workspace's data lives and how the pipeline treats it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    landing: str = Field("workspace/landing", description="Upstream export files, per date.")
+    lake: str = Field("workspace/lake", description="Everything the pipeline writes.")
+    inbox: str = Field("workspace/inbox", description="Manual-segment CSV drops.")
+    definitions: str = Field("segment_definitions", description="One YAML per segment.")
+    contracts: str = Field("data_contracts", description="ODCS v3 data contracts.")
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the object-store client (fsspec/s3fs) for s3:// and gs:// roots,"
+        " e.g. {endpoint_url: http://127.0.0.1:8333, key: ..., secret: ...}.",
+    )
+    validation_batch_rows: int = Field(
+        1_000_000, gt=0, description="Rows per Great Expectations batch (bounds its memory)."
+    )
+
+
+def _is_url(value: str) -> bool:
+    return "://" in value
+
+
+def _resolve(value: str, base: Path) -> str:
+    if _is_url(value) or Path(value).is_absolute():
+        return value
+    return str((base / value).resolve())
+
+
+def _find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
+    named = explicit or os.environ.get("SEGMENTS_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise ConfigError(
+                f"config file {path} does not exist",
+                hint="pass an existing file to --config / SEGMENTS_CONFIG, or unset it",
+            )
+        return path
+    default = Path.cwd() / CONFIG_FILE_NAME
+    return default if default.is_file() else None
+
+
+def load_settings(
+    config_file: str | os.PathLike[str] | None = None, **overrides: Any
+) -> Settings:
+    """Settings from the config file, then `SEGMENTS_*` variables, then `overrides` (flags).
+
+    Overrides whose value is None are ignored, so CLI flags can be passed through as they are.
+    """
+    values: dict[str, Any] = {}
+    path = _find_config_file(config_file)
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+        values.update(loaded)
+        for field in ROOT_FIELDS:
+            if isinstance(values.get(field), str):
+                values[field] = _resolve(values[field], path.parent.resolve())
+    cwd = Path.cwd()
+    for field in (*ROOT_FIELDS, "validation_batch_rows"):
+        env = os.environ.get(f"SEGMENTS_{field.upper()}")
+        if env:
+            values[field] = _resolve(env, cwd) if field in ROOT_FIELDS else env
+    for field, value in overrides.items():
+        if value is not None:
+            values[field] = _resolve(str(value), cwd) if field in ROOT_FIELDS else value
+    for field in ROOT_FIELDS:
+        values.setdefault(field, _resolve(Settings.model_fields[field].default, cwd))
+    try:
+        return Settings(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        where = f" in {path}" if path else ""
+        raise ConfigError(f"invalid settings{where}: {problems}") from exc

@@ -1,0 +1,55 @@
+"""The project's exceptions: one root, a few subclasses that carry where and how to fix.
+
+`terminal` tells a scheduler whether retrying can help: a bad contract, definition or input
+file stays bad until someone changes it; a flaky object store may recover.
+"""
+
+from __future__ import annotations
+
+
+class SegmentsError(Exception):
+    """Root of every error this project raises on purpose."""
+
+    terminal = True
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message}\n  fix: {self.hint}" if self.hint else self.message
+
+
+class ConfigError(SegmentsError):
+    """The configuration file, an environment variable or a flag is wrong."""
+
+
+class ContractError(SegmentsError):
+    """A data contract file is malformed or uses something this project does not support."""
+
+    def __init__(self, message: str, *, file: str, hint: str | None = None) -> None:
+        super().__init__(f"{file}: {message}", hint=hint)
+        self.file = file
+
+
+class InputFileError(SegmentsError):
+    """An input file cannot be used at all (unreadable, unparseable, missing a column)."""
+
+    def __init__(
+        self, message: str, *, file: str, line: int | None = None, hint: str | None = None
+    ) -> None:
+        where = f"{file}, line {line}" if line is not None else file
+        super().__init__(f"{where}: {message}", hint=hint)
+        self.file = file
+        self.line = line
+
+
+class MissingInputError(SegmentsError):
+    """An input the run cannot do without is absent (e.g. the people snapshot of the date)."""
+
+
+class StorageError(SegmentsError):
+    """The object store failed in a way that may pass (network, 5xx, throttling)."""
+
+    terminal = False

@@ -1,0 +1,133 @@
+"""Every byte the pipeline reads or writes goes through here.
+
+A `Root` is one configured location (landing, lake, inbox): a local folder or an object-store
+prefix such as `s3://bucket/lake`. Callers name files by keys relative to the root
+(`people/snapshot_date=2026-01-31/part-0.parquet`); the root turns them into paths for its
+filesystem (fsspec: local, s3fs, gcsfs...).
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import IO, Any
+
+import fsspec
+import polars as pl
+
+from transforms.errors import StorageError
+
+COMPRESSIONS = {".gz": "gzip"}
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A file under a root: its key relative to the root, size and last-modified time."""
+
+    key: str
+    size: int
+    modified: datetime | None
+
+    @property
+    def name(self) -> str:
+        return self.key.rsplit("/", 1)[-1]
+
+
+class Root:
+    """A local folder or object-store prefix, addressed by relative keys."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        options = dict(storage_options or {})
+        if "://" not in self.url or self.url.startswith("file://"):
+            options = {"auto_mkdir": True}
+        self.fs, self.path = fsspec.core.url_to_fs(self.url, **options)
+        self.path = self.path.rstrip("/")
+
+    def __repr__(self) -> str:
+        return f"Root({self.url!r})"
+
+    def _full(self, key: str) -> str:
+        return f"{self.path}/{key.strip('/')}" if key else self.path
+
+    def _key(self, full_path: str) -> str:
+        return full_path[len(self.path) :].strip("/")
+
+    def url_of(self, key: str) -> str:
+        """The address to show a person: the root's URL joined with the key."""
+        return f"{self.url}/{key.strip('/')}"
+
+    @property
+    def is_local(self) -> bool:
+        return self.fs.protocol in ("file", "local") or "file" in self.fs.protocol
+
+    def list_files(self, prefix: str, *, recursive: bool = False) -> list[FileInfo]:
+        """Files directly under `prefix` (or anywhere below it), sorted by key; [] if absent."""
+        full = self._full(prefix)
+        try:
+            self.fs.invalidate_cache(full)
+            if recursive:
+                found = self.fs.find(full, detail=True)
+                entries = list(found.values()) if isinstance(found, dict) else found
+            else:
+                entries = self.fs.ls(full, detail=True)
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            raise StorageError(f"cannot list {self.url_of(prefix)}: {exc}") from exc
+        files = [
+            FileInfo(key=self._key(e["name"]), size=int(e.get("size") or 0), modified=_mtime(e))
+            for e in entries
+            if e.get("type") == "file"
+        ]
+        return sorted(files, key=lambda f: f.key)
+
+    def exists(self, key: str) -> bool:
+        self.fs.invalidate_cache(self._full(key))
+        return self.fs.exists(self._full(key))
+
+    @contextmanager
+    def open(self, key: str, mode: str = "rb") -> Iterator[IO[bytes]]:
+        """Open a file; `.gz` keys are decompressed on read and compressed on write."""
+        suffix = "." + key.rsplit(".", 1)[-1] if "." in key else ""
+        with self.fs.open(
+            self._full(key), mode, compression=COMPRESSIONS.get(suffix.lower())
+        ) as handle:
+            yield handle
+
+    def read_bytes(self, key: str) -> bytes:
+        with self.open(key) as handle:
+            return handle.read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        with self.open(key, "wb") as handle:
+            handle.write(data)
+
+    def write_parquet(self, frame: pl.DataFrame, key: str) -> None:
+        buffer = io.BytesIO()
+        frame.write_parquet(buffer, compression="zstd", statistics=True)
+        self.write_bytes(key, buffer.getvalue())
+
+    def read_parquet(self, keys: list[str]) -> pl.DataFrame:
+        frames = []
+        for key in keys:
+            with self.open(key) as handle:
+                frames.append(pl.read_parquet(handle))
+        return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
+
+    def delete(self, keys: list[str]) -> None:
+        if keys:
+            self.fs.rm([self._full(k) for k in keys])
+
+
+def _mtime(entry: dict[str, Any]) -> datetime | None:
+    for field in ("mtime", "LastModified", "last_modified", "updated"):
+        value = entry.get(field)
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(value, tz=UTC)
+    return None
