@@ -1,0 +1,280 @@
+"""The ingest step on real files: formats, NULLs, time zones, quarantine, duplicates, failures."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime
+
+import polars as pl
+import pytest
+from conftest import DAY, PEOPLE_HEADER, lake_files, lake_table, land, parquet_bytes
+from polars.testing import assert_frame_equal
+
+from transforms.errors import InputFileError, MissingInputError
+from transforms.ingest import ingest, read_ingest_manifest
+
+PEOPLE_ROWS = (
+    "00123,ada@example.com,Ada,pro,US,36,120.5,true,2026-01-31T10:00:00Z,\n"
+    "00124,,Bo,trial,DE,,,,2026-01-31T12:00:00+02:00,2026-04-10\n"
+)
+EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
+EVENTS_ROWS = (
+    'e1,00123,purchase,2026-03-30T09:00:00Z,25.0,USD,"{""source"": ""web""}"\n'
+    "e2,00124,page_viewed,2026-03-30T23:59:59-01:00,,,\n"
+)
+
+EXPECTED_PEOPLE = pl.DataFrame(
+    {
+        "person_id": ["00123", "00124"],
+        "email": ["ada@example.com", None],
+        "first_name": ["Ada", "Bo"],
+        "plan": ["pro", "trial"],
+        "country": ["US", "DE"],
+        "age": [36, None],
+        "lifetime_value": [120.5, None],
+        "email_opt_in": [True, None],
+        "created_at": [datetime(2026, 1, 31, 10, tzinfo=UTC)] * 2,
+        "trial_ends_on": [None, date(2026, 4, 10)],
+    },
+    schema_overrides={"created_at": pl.Datetime("us", "UTC")},
+)
+
+
+def land_basic(settings, people_name="people.csv", events=True):
+    land(settings, "people", people_name, PEOPLE_HEADER + PEOPLE_ROWS)
+    if events:
+        land(settings, "events", "events.csv", EVENTS_HEADER + EVENTS_ROWS)
+
+
+def test_csv_snapshot_is_typed_with_nulls_and_utc(settings):
+    land_basic(settings)
+    report = ingest(settings, DAY)
+    people = lake_table(settings, "people/snapshot_date=2026-03-30")
+    assert_frame_equal(people, EXPECTED_PEOPLE)
+    events = lake_table(settings, "events/ingest_date=2026-03-30")
+    assert events["timestamp"].to_list() == [
+        datetime(2026, 3, 30, 9, tzinfo=UTC),
+        datetime(2026, 3, 31, 0, 59, 59, tzinfo=UTC),
+    ]
+    assert events["amount"].to_list() == [25.0, None]
+    assert report.tables["people"].rows_written == 2
+    assert report.tables["people"].quarantined == 0
+
+
+def _as_jsonl() -> str:
+    frame = EXPECTED_PEOPLE.with_columns(
+        pl.col("created_at").dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        pl.col("trial_ends_on").cast(pl.String),
+    )
+    return frame.write_ndjson()
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("people.csv.gz", PEOPLE_HEADER + PEOPLE_ROWS),
+        ("people.jsonl", _as_jsonl()),
+        ("people.ndjson.gz", _as_jsonl()),
+        ("people.parquet", parquet_bytes(EXPECTED_PEOPLE)),
+        ("people.parquet", parquet_bytes(  # naive timestamps, text dates, int-ish floats
+            EXPECTED_PEOPLE.with_columns(
+                pl.col("created_at").dt.replace_time_zone(None),
+                pl.col("trial_ends_on").cast(pl.String),
+                pl.col("age").cast(pl.Float64),
+            )
+        )),
+    ],
+    ids=["csv.gz", "jsonl", "ndjson.gz", "parquet", "parquet-loose-types"],
+)
+def test_every_input_format_gives_the_same_rows(settings, name, content):
+    land(settings, "people", name, content)
+    ingest(settings, DAY)
+    assert_frame_equal(lake_table(settings, "people/snapshot_date=2026-03-30"), EXPECTED_PEOPLE)
+
+
+def test_several_files_of_a_day_are_read_together(settings):
+    header, first, second = (PEOPLE_HEADER + PEOPLE_ROWS).splitlines(keepends=True)
+    land(settings, "people", "part-1.csv", header + first)
+    land(settings, "people", "part-2.csv.gz", header + second)
+    report = ingest(settings, DAY)
+    assert report.tables["people"].rows_written == 2
+    assert len(report.tables["people"].files) == 2
+
+
+BAD_PEOPLE = (
+    "p1,ok@example.com,A,platinum,US,30,1,true,2026-01-01T00:00:00Z,\n"  # plan not allowed
+    "p2,ok@example.com,B,free,US,forty,1,true,2026-01-01T00:00:00Z,\n"  # age not an integer
+    "p3,ok@example.com,C,free,US,7,1,true,2026-01-01T00:00:00Z,\n"  # age below 13
+    "p4,not-an-email,D,free,us,30,-5,true,2026-01-01T00:00:00Z,\n"  # 3 rules at once
+    ",ok@example.com,E,free,US,30,1,true,2026-01-01T00:00:00Z,\n"  # no person_id
+    "p6,ok@example.com,F,free,US,30,1,true,,\n"  # created_at is required
+    "p7,ok@example.com,G,free,US,30,1,true,2026-01-01T00:00:00Z,\n"  # a good row
+)
+
+
+def test_rows_breaking_rules_are_quarantined_with_rule_and_reason(settings):
+    land(settings, "people", "people.csv", PEOPLE_HEADER + BAD_PEOPLE)
+    report = ingest(settings, DAY)
+    kept = lake_table(settings, "people/snapshot_date=2026-03-30")
+    assert kept["person_id"].to_list() == ["p7"]
+    quarantine = lake_table(settings, "quarantine/people/snapshot_date=2026-03-30")
+    by_row = {row["_source_row"]: row for row in quarantine.iter_rows(named=True)}
+    assert {row: by_row[row]["_rules"] for row in by_row} == {
+        1: "plan:validValues",
+        2: "age:type",
+        3: "age:range",
+        4: "email:pattern, country:pattern, lifetime_value:range",
+        5: "person_id:required",
+        6: "created_at:required",
+    }
+    assert by_row[2]["age"] == "forty"  # the raw text is kept
+    assert "age 'forty' is not a valid integer" in by_row[2]["_reason"]
+    assert "plan 'platinum' is not one of free, trial, pro, enterprise" in by_row[1]["_reason"]
+    assert "age 7 is outside the allowed range (>= 13 and <= 120)" in by_row[3]["_reason"]
+    assert by_row[1]["_source_file"].endswith("people/2026-03-30/people.csv")
+    people = report.tables["people"]
+    assert (people.rows_read, people.rows_written, people.quarantined) == (7, 1, 6)
+    assert people.broken_rules["age:type"] == 1
+    assert not people.validation_success
+
+
+def test_duplicate_person_ids_are_a_violation_all_copies_quarantined(settings):
+    rows = (
+        "p1,a@example.com,A,free,US,30,1,true,2026-01-01T00:00:00Z,\n"
+        "p1,b@example.com,B,pro,US,30,1,true,2026-01-01T00:00:00Z,\n"
+        "p2,c@example.com,C,pro,US,30,1,true,2026-01-01T00:00:00Z,\n"
+    )
+    land(settings, "people", "people.csv", PEOPLE_HEADER + rows)
+    report = ingest(settings, DAY, )
+    assert lake_table(settings, "people/snapshot_date=2026-03-30")["person_id"].to_list() == ["p2"]
+    quarantine = lake_table(settings, "quarantine/people/snapshot_date=2026-03-30")
+    assert quarantine["_rules"].to_list() == ["person_id:unique"] * 2
+    assert report.tables["people"].broken_rules == {"person_id:unique": 2}
+
+
+def test_duplicate_person_ids_across_validation_batches_are_found(settings):
+    rows = "".join(
+        f"p{i},a@example.com,A,free,US,30,1,true,2026-01-01T00:00:00Z,\n" for i in range(50)
+    )
+    land(settings, "people", "people.csv", PEOPLE_HEADER + rows + rows.splitlines()[7] + "\n")
+    report = ingest(settings.model_copy(update={"validation_batch_rows": 5}), DAY)
+    assert report.tables["people"].broken_rules == {"person_id:unique": 2}
+    assert report.tables["people"].rows_written == 49
+
+
+def test_resent_events_are_dropped_and_counted(settings):
+    land(settings, "people", "people.csv", PEOPLE_HEADER + PEOPLE_ROWS)
+    first = EVENTS_HEADER + EVENTS_ROWS
+    land(settings, "events", "a.csv", first)
+    land(settings, "events", "b.csv", EVENTS_HEADER + EVENTS_ROWS.splitlines()[0] + "\n")
+    report = ingest(settings, DAY)
+    events = lake_table(settings, "events/ingest_date=2026-03-30")
+    assert sorted(events["event_id"].to_list()) == ["e1", "e2"]
+    assert report.tables["events"].duplicates_dropped == 1
+    assert report.tables["events"].quarantined == 0
+
+
+def test_events_of_people_not_in_the_snapshot_are_kept(settings):
+    land(settings, "people", "people.csv", PEOPLE_HEADER + PEOPLE_ROWS)
+    land(settings, "events", "e.csv", EVENTS_HEADER + "e9,stranger,login,2026-03-30T01:00:00Z,,,\n")
+    ingest(settings, DAY)
+    events = lake_table(settings, "events/ingest_date=2026-03-30")
+    assert events["person_id"].to_list() == ["stranger"]
+
+
+def test_a_day_without_events_writes_an_empty_partition(settings):
+    land_basic(settings, events=False)
+    report = ingest(settings, DAY)
+    events = lake_table(settings, "events/ingest_date=2026-03-30")
+    assert events.height == 0
+    assert events.columns[:4] == ["event_id", "person_id", "name", "timestamp"]
+    assert report.tables["events"].files == []
+
+
+def test_extra_columns_are_ignored_and_missing_optional_ones_reported(settings):
+    land(settings, "people", "people.csv",
+         "person_id,plan,created_at,favourite_colour\np1,free,2026-01-01T00:00:00Z,blue\n")
+    report = ingest(settings, DAY)
+    people = report.tables["people"]
+    (file, ignored), = people.ignored_columns.items()
+    assert ignored == ["favourite_colour"]
+    assert "email" in people.missing_columns[file]
+    assert lake_table(settings, "people/snapshot_date=2026-03-30")["email"].to_list() == [None]
+
+
+def test_validation_json_and_manifest_are_kept(settings):
+    land_basic(settings)
+    report = ingest(settings, DAY)
+    manifest = read_ingest_manifest(settings, DAY)
+    assert manifest["attempt"] == report.attempt
+    assert manifest["tables"]["people"]["rows_written"] == 2
+    (key,) = manifest["outputs"]["validation/people"]
+    results = json.loads(lake_files(settings)[key])
+    assert results[0]["success"] is True
+    assert {"results", "statistics", "suite_name"} <= set(results[0])
+    types = {r["expectation_config"]["type"] for r in results[0]["results"]}
+    assert "expect_column_values_to_be_in_set" in types
+
+
+def test_reingest_replaces_the_previous_attempt(settings):
+    land_basic(settings)
+    ingest(settings, DAY)
+    first = lake_table(settings, "people/snapshot_date=2026-03-30")
+    ingest(settings, DAY)
+    files = [k for k in lake_files(settings) if k.startswith("people/")]
+    assert len(files) == 1
+    assert_frame_equal(lake_table(settings, "people/snapshot_date=2026-03-30"), first)
+    assert len([k for k in lake_files(settings) if k.endswith(".validation.json")]) == 2
+
+
+# --- inputs that fail the step: message names the file, the line where known, the fix ---------
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("people.csv", PEOPLE_HEADER + PEOPLE_ROWS + "p9,x@y.z,Z,free,US,1,2,true,2026-01-01,,x\n",
+         r"people\.csv, line 4: line has 11 fields where the header has 10"),
+        ("people.csv", (PEOPLE_HEADER + PEOPLE_ROWS).encode() + b"p9,caf\xe9,Z\n",
+         r"people\.csv, line 4: line is not UTF-8 text"),
+        ("people.csv", "", r"people\.csv: the file is empty"),
+        ("people.jsonl", '{"person_id": "1", "plan": "free", "created_at": "2026-01-01"}\n{oops\n',
+         r"people\.jsonl, line 2: line is not a JSON object"),
+        ("people.parquet", b"PAR1 this is not parquet",
+         r"people\.parquet: not a readable Parquet file"),
+        ("people.csv.gz", b"not gzip at all",
+         r"people\.csv\.gz: cannot be read"),
+        ("people.csv", "person_id,email\np1,a@b.c\n",
+         r"people\.csv: missing required column\(s\) plan, created_at"),
+        ("people.xlsx", "whatever", r"people\.xlsx: unknown file format"),
+    ],
+    ids=["ragged", "not-utf8", "empty", "bad-jsonl", "bad-parquet", "bad-gzip", "missing-column",
+         "unknown-format"],
+)
+def test_unusable_files_fail_with_file_line_and_fix(settings, name, content, expected):
+    if name.endswith(".gz"):  # land() would compress it: write the broken bytes as they are
+        path = land(settings, "people", name.removesuffix(".gz"), content)
+        path.rename(path.with_name(name))
+    else:
+        land(settings, "people", name, content)
+    with pytest.raises(InputFileError, match=expected) as raised:
+        ingest(settings, DAY)
+    assert raised.value.hint
+    assert lake_files(settings) == {}
+
+
+def test_missing_people_snapshot_fails_and_says_what_to_land(settings):
+    land(settings, "events", "events.csv", EVENTS_HEADER + EVENTS_ROWS)
+    with pytest.raises(MissingInputError, match="no people snapshot for 2026-03-30") as raised:
+        ingest(settings, DAY)
+    assert "land the full people snapshot" in raised.value.hint
+    assert lake_files(settings) == {}
+
+
+def test_a_failure_in_events_leaves_the_lake_as_it_was(settings):
+    land_basic(settings)
+    ingest(settings, DAY)
+    before = lake_files(settings)
+    land(settings, "events", "more.csv", "event_id,person_id\ne5,00123\n")
+    with pytest.raises(InputFileError, match="missing required column"):
+        ingest(settings, DAY)
+    assert lake_files(settings) == before

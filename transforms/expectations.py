@@ -1,0 +1,158 @@
+"""Great Expectations suites generated from data contracts, and row-level validation with them.
+
+`ContractValidator(contract)` builds one in-memory (ephemeral) Great Expectations context with a
+suite derived from the contract: `required` -> not null, `unique`/`primaryKey` -> unique,
+`validValues` -> in set, `pattern` -> regex, `minimum`/`maximum` -> between, `minLength`/
+`maxLength` -> value lengths between. `validate(frame)` converts the typed Polars frame to an
+Arrow-backed pandas frame in batches (Great Expectations 1.x validates pandas, not Polars), runs
+the suite on each batch with the COMPLETE result format, and returns Great Expectations' own
+JSON per batch plus, for every failing row, the rules it broke.
+
+Batches are hash partitions of the primary key, so a uniqueness check per batch is exact for
+the whole table.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import great_expectations as gx
+import great_expectations.expectations as gxe
+import polars as pl
+from great_expectations.data_context.types.base import ProgressBarsConfig
+
+from transforms.contracts import Column, TableContract
+
+ROW_ID = "__row"
+RULE = "rule"
+
+
+def rule_expectations(column: Column) -> list[tuple[str, gxe.Expectation]]:
+    """(rule id, expectation) for every row-level rule the contract declares on a column."""
+    name = column.name
+    rules: list[tuple[str, gxe.Expectation]] = []
+    if column.required:
+        rules.append((f"{name}:required", gxe.ExpectColumnValuesToNotBeNull(column=name)))
+    if column.unique:
+        rules.append((f"{name}:unique", gxe.ExpectColumnValuesToBeUnique(column=name)))
+    if column.valid_values is not None:
+        rules.append(
+            (
+                f"{name}:validValues",
+                gxe.ExpectColumnValuesToBeInSet(column=name, value_set=list(column.valid_values)),
+            )
+        )
+    if column.pattern is not None:
+        rules.append(
+            (f"{name}:pattern", gxe.ExpectColumnValuesToMatchRegex(column=name, regex=column.pattern))
+        )
+    if column.minimum is not None or column.maximum is not None:
+        rules.append(
+            (
+                f"{name}:range",
+                gxe.ExpectColumnValuesToBeBetween(
+                    column=name,
+                    min_value=column.minimum,
+                    max_value=column.maximum,
+                    strict_min=column.strict_minimum,
+                    strict_max=column.strict_maximum,
+                ),
+            )
+        )
+    if column.min_length is not None or column.max_length is not None:
+        rules.append(
+            (
+                f"{name}:length",
+                gxe.ExpectColumnValueLengthsToBeBetween(
+                    column=name, min_value=column.min_length, max_value=column.max_length
+                ),
+            )
+        )
+    return rules
+
+
+def suite_rules(contract: TableContract) -> list[tuple[str, gxe.Expectation]]:
+    return [rule for column in contract.columns for rule in rule_expectations(column)]
+
+
+@dataclass
+class Validation:
+    """What validating a whole table found."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    """Great Expectations' own validation result JSON, one per batch."""
+    failures: dict[int, list[str]] = field(default_factory=dict)
+    """Row position in the validated frame -> the rules that row broke."""
+
+    @property
+    def success(self) -> bool:
+        return all(r.get("success") for r in self.results)
+
+
+class ContractValidator:
+    """Validates frames against the Great Expectations suite generated from one contract."""
+
+    def __init__(self, contract: TableContract, batch_rows: int = 1_000_000) -> None:
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        self.contract = contract
+        self.batch_rows = batch_rows
+        self.rules = suite_rules(contract)
+        context = gx.get_context(mode="ephemeral")
+        context.variables.progress_bars = ProgressBarsConfig(globally=False)
+        expectations = []
+        for rule_id, expectation in self.rules:
+            expectation.meta = {RULE: rule_id}
+            expectations.append(expectation)
+        suite = context.suites.add(
+            gx.ExpectationSuite(name=f"{contract.table}_contract", expectations=expectations)
+        )
+        batch = (
+            context.data_sources.add_pandas(f"{contract.table}_frames")
+            .add_dataframe_asset(contract.table)
+            .add_batch_definition_whole_dataframe("batch")
+        )
+        self._definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{contract.table}_validation", data=batch, suite=suite)
+        )
+
+    def _batches(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
+        count = max(1, math.ceil(frame.height / self.batch_rows))
+        indexed = frame.with_row_index(ROW_ID)
+        if count == 1:
+            return [indexed]
+        key = self.contract.primary_key
+        bucket = (pl.col(key).hash() if key else pl.col(ROW_ID)) % count
+        return indexed.with_columns(bucket.alias("__bucket")).partition_by(
+            "__bucket", include_key=False, maintain_order=True
+        )
+
+    def validate(self, frame: pl.DataFrame) -> Validation:
+        """Run the suite over `frame` (contract columns, typed) in batches."""
+        found = Validation()
+        if not self.rules:
+            return found
+        for batch in self._batches(frame.select(self.contract.names)):
+            result = self._definition.run(
+                batch_parameters={"dataframe": batch.to_pandas(use_pyarrow_extension_array=True)},
+                result_format={
+                    "result_format": "COMPLETE",
+                    "unexpected_index_column_names": [ROW_ID],
+                    "return_unexpected_index_query": False,
+                },
+            ).to_json_dict()
+            found.results.append(result)
+            for entry in result["results"]:
+                if entry["success"]:
+                    continue
+                rule = entry["expectation_config"]["meta"][RULE]
+                if entry["exception_info"].get("raised_exception"):
+                    raise RuntimeError(
+                        f"Great Expectations could not evaluate {rule}:"
+                        f" {entry['exception_info'].get('exception_message')}"
+                    )
+                for row in entry["result"].get("unexpected_index_list", []):
+                    found.failures.setdefault(int(row[ROW_ID]), []).append(rule)
+        return found

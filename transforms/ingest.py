@@ -1,0 +1,275 @@
+"""The ingest step: landing files of a date -> typed, validated Parquet in the lake.
+
+For each table (people, events) of date D:
+1. read every landing file (`transforms.landing`); an unreadable file, a file of an unknown
+   format, a missing required column or a missing people snapshot fails the step;
+2. type each column to its contract (`transforms.coerce`); unconvertible values are flagged;
+3. events only: drop re-sent events (an `event_id` seen earlier in the day's files), counted;
+4. validate with the Great Expectations suite generated from the contract
+   (`transforms.expectations`);
+5. rows that broke a rule go to `lake/quarantine/<table>/...` with every rule they broke and why;
+6. publish: data and quarantine files under a fresh attempt name, Great Expectations' JSON, and
+   last the manifest `lake/ingest/ingest_date=D/manifest.json`; files of earlier attempts are
+   then removed. Every check runs before the first write, so a failed ingest leaves the lake
+   as it was.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from transforms import lake
+from transforms.coerce import CAST_FAILURES, coerce
+from transforms.config import Settings
+from transforms.contracts import TableContract, load_contract
+from transforms.errors import InputFileError, MissingInputError
+from transforms.landing import SOURCE_FILE, SOURCE_ROW, landing_files, read_landed_file
+from transforms.storage import Root
+
+log = logging.getLogger("segments.ingest")
+TABLES = ("people", "events")
+RULES, REASON = "_rules", "_reason"
+
+
+@dataclass
+class TableReport:
+    """What ingesting one table of one date did."""
+
+    table: str
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_written: int = 0
+    quarantined: int = 0
+    duplicates_dropped: int = 0
+    broken_rules: dict[str, int] = field(default_factory=dict)
+    ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+    missing_columns: dict[str, list[str]] = field(default_factory=dict)
+    validation_success: bool = True
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    date: str
+    attempt: str
+    tables: dict[str, TableReport]
+    outputs: dict[str, list[str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class _Prepared:
+    """A table ready to publish: everything computed, nothing written."""
+
+    report: TableReport
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    validation: list[dict[str, Any]]
+
+
+def _timed(report: TableReport, step: str, started: float) -> None:
+    report.seconds[step] = round(time.perf_counter() - started, 3)
+
+
+def _read(landing: Root, contract: TableContract, day: date, report: TableReport):
+    files, unknown = landing_files(landing, contract.table, day)
+    if unknown:
+        raise InputFileError(
+            "unknown file format",
+            file=landing.url_of(unknown[0].key),
+            hint="landing files must end in .csv, .jsonl, .ndjson or .parquet (optionally .gz);"
+            " move other files out of the landing folder",
+        )
+    typed, raw = [], []
+    for info in files:
+        landed = read_landed_file(landing, info, contract)
+        report.files.append(landed.file)
+        if landed.ignored_columns:
+            report.ignored_columns[landed.file] = list(landed.ignored_columns)
+        if landed.missing_optional:
+            report.missing_columns[landed.file] = list(landed.missing_optional)
+        typed.append(coerce(landed.frame, contract))
+        raw.append(landed.frame.with_columns(pl.col(contract.names).cast(pl.String)))
+    if not typed:
+        empty = pl.DataFrame(schema=contract.polars_schema())
+        return empty.with_columns(
+            pl.lit(None, pl.String).alias(SOURCE_FILE),
+            pl.lit(None, pl.Int64).alias(SOURCE_ROW),
+            pl.lit([], pl.List(pl.String)).alias(CAST_FAILURES),
+        ), pl.DataFrame(schema={n: pl.String for n in contract.names})
+    return pl.concat(typed, how="vertical"), pl.concat(raw, how="vertical")
+
+
+def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
+    column, kind = rule.split(":", 1)
+    value = raw.get(column)
+    col = contract.column(column)
+    if kind == "required":
+        return f"{column} is missing"
+    if kind == "type":
+        return f"{column} {value!r} is not a valid {col.logical_type}"
+    if kind == "unique":
+        return f"{column} {value!r} appears more than once"
+    if kind == "validValues":
+        return f"{column} {value!r} is not one of {', '.join(map(str, col.valid_values or ()))}"
+    if kind == "pattern":
+        return f"{column} {value!r} does not match {col.pattern}"
+    if kind == "range":
+        low = "" if col.minimum is None else f"{'>' if col.strict_minimum else '>='} {col.minimum:g}"
+        high = "" if col.maximum is None else f"{'<' if col.strict_maximum else '<='} {col.maximum:g}"
+        return f"{column} {value} is outside the allowed range ({' and '.join(filter(None, [low, high]))})"
+    if kind == "length":
+        return f"{column} {value!r} has a length outside {col.min_length or 0}..{col.max_length or ''}"
+    return f"{column} breaks {kind}"
+
+
+def _quarantine_rows(
+    raw: pl.DataFrame, rules: dict[int, list[str]], contract: TableContract
+) -> pl.DataFrame:
+    """Raw text of the refused rows, where they came from, the rules broken and why."""
+    schema = {**{n: pl.String for n in contract.names}, SOURCE_FILE: pl.String,
+              SOURCE_ROW: pl.Int64, RULES: pl.String, REASON: pl.String}
+    if not rules:
+        return pl.DataFrame(schema=schema)
+    positions = sorted(rules)
+    rows = raw[positions]
+    reasons = [
+        "; ".join(_describe(rule, row, contract) for rule in rules[pos])
+        for pos, row in zip(positions, rows.iter_rows(named=True), strict=True)
+    ]
+    return rows.with_columns(
+        pl.Series(RULES, [", ".join(rules[p]) for p in positions], pl.String),
+        pl.Series(REASON, reasons, pl.String),
+    ).select(list(schema))
+
+
+def _prepare(
+    settings: Settings, landing: Root, table: str, day: date
+) -> _Prepared:
+    contract = load_contract(settings.contracts, table)
+    report = TableReport(table=table)
+    started = time.perf_counter()
+    typed, raw = _read(landing, contract, day, report)
+    report.rows_read = typed.height
+    _timed(report, "read", started)
+    if table == "people" and not report.files:
+        raise MissingInputError(
+            f"no people snapshot for {day}: {landing.url_of(lake.partition('people', day))}"
+            f" is not there (expected {landing.url_of(f'people/{day}/')}*.csv|jsonl|parquet)",
+            hint="land the full people snapshot of the date first; a run without one would"
+            " make everybody leave every segment",
+        )
+
+    cast_failed = typed.get_column(CAST_FAILURES).list.len() > 0
+    failing = typed.with_row_index("__position").filter(cast_failed)
+    rules: dict[int, list[str]] = dict(
+        zip(failing["__position"].to_list(), failing[CAST_FAILURES].to_list(), strict=True)
+    )
+    keep = ~cast_failed
+    key = contract.primary_key
+    if table == "events" and key:
+        first = typed.select(pl.col(key).is_null() | pl.col(key).is_first_distinct()).to_series()
+        resent = keep & ~first
+        report.duplicates_dropped = int(resent.sum())
+        keep = keep & first
+
+    from transforms.expectations import ContractValidator  # Great Expectations loads in ~8 s
+
+    started = time.perf_counter()
+    candidates = typed.with_row_index("__position").filter(keep)
+    validator = ContractValidator(contract, settings.validation_batch_rows)
+    validation = validator.validate(candidates.select(contract.names))
+    positions = candidates.get_column("__position")
+    for batch_row, broken in validation.failures.items():
+        rules.setdefault(int(positions[batch_row]), []).extend(broken)
+    report.validation_success = validation.success
+    _timed(report, "validate", started)
+
+    started = time.perf_counter()
+    for broken in rules.values():
+        for rule in broken:
+            report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
+    failed = pl.Series(range(typed.height), dtype=pl.UInt32).is_in(list(rules))
+    valid = typed.filter(keep & ~failed).select(contract.names)
+    quarantine = _quarantine_rows(raw, rules, contract)
+    report.rows_written, report.quarantined = valid.height, quarantine.height
+    _timed(report, "split", started)
+    return _Prepared(report, valid, quarantine, validation.results)
+
+
+def ingest(settings: Settings, day: date) -> IngestReport:
+    """Ingest the landing files of `day` into the lake; see the module docstring."""
+    landing = Root(settings.landing, settings.storage_options)
+    lake_root = Root(settings.lake, settings.storage_options)
+    prepared = {}
+    for table in TABLES:
+        log.info("ingest %s %s: reading and validating", table, day)
+        prepared[table] = _prepare(settings, landing, table, day)
+
+    attempt = uuid.uuid4().hex[:12]
+    outputs: dict[str, list[str]] = {}
+    for table, ready in prepared.items():
+        started = time.perf_counter()
+        data_key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
+        lake_root.write_parquet(ready.valid, data_key)
+        outputs[table] = [data_key]
+        if ready.quarantine.height:
+            q_key = f"{lake.quarantine_partition(table, day)}/part-{attempt}.parquet"
+            lake_root.write_parquet(ready.quarantine, q_key)
+            outputs[f"quarantine/{table}"] = [q_key]
+        v_key = f"{lake.ingest_folder(day)}/{attempt}/{table}.validation.json"
+        lake_root.write_bytes(v_key, json.dumps(ready.validation, indent=1).encode())
+        outputs[f"validation/{table}"] = [v_key]
+        _timed(ready.report, "write", started)
+
+    report = IngestReport(
+        date=day.isoformat(),
+        attempt=attempt,
+        tables={t: p.report for t, p in prepared.items()},
+        outputs=outputs,
+    )
+    lake_root.write_bytes(lake.ingest_manifest(day), json.dumps(report.to_json(), indent=1).encode())
+    _remove_other_attempts(lake_root, day, outputs)
+    for table, ready in prepared.items():
+        r = ready.report
+        log.info(
+            "ingest %s %s: %d rows read, %d written, %d quarantined, %d re-sent dropped",
+            table, day, r.rows_read, r.rows_written, r.quarantined, r.duplicates_dropped,
+        )
+    return report
+
+
+def _remove_other_attempts(lake_root: Root, day: date, outputs: dict[str, list[str]]) -> None:
+    """After the manifest is written: delete what earlier attempts of `day` left behind."""
+    published = {key for keys in outputs.values() for key in keys}
+    folders = [lake.partition(t, day) for t in TABLES]
+    folders += [lake.quarantine_partition(t, day) for t in TABLES]
+    stale = [
+        f.key
+        for folder in folders
+        for f in lake_root.list_files(folder)
+        if f.key not in published
+    ]
+    stale += [
+        f.key
+        for f in lake_root.list_files(lake.ingest_folder(day), recursive=True)
+        if f.key not in published and f.key != lake.ingest_manifest(day)
+    ]
+    lake_root.delete(stale)
+
+
+def read_ingest_manifest(settings: Settings, day: date) -> dict[str, Any] | None:
+    """The manifest of the last successful ingest of `day`, or None."""
+    lake_root = Root(settings.lake, settings.storage_options)
+    key = lake.ingest_manifest(day)
+    return json.loads(lake_root.read_bytes(key)) if lake_root.exists(key) else None
