@@ -17,9 +17,13 @@ def roots(settings) -> list[str]:
 
 
 def test_ingest_prints_counts_as_json(settings):
-    land(settings, "people", "people.csv",
-         PEOPLE_HEADER + "p1,a@b.c,A,free,US,30,1,true,2026-01-01T00:00:00Z,\n"
-         "p2,a@b.c,A,gold,US,30,1,true,2026-01-01T00:00:00Z,\n")
+    land(
+        settings,
+        "people",
+        "people.csv",
+        PEOPLE_HEADER + "p1,a@b.c,A,free,US,30,1,true,2026-01-01T00:00:00Z,\n"
+        "p2,a@b.c,A,gold,US,30,1,true,2026-01-01T00:00:00Z,\n",
+    )
     result = runner.invoke(app, ["ingest", "--date", DAY.isoformat(), "--json", *roots(settings)])
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
@@ -28,8 +32,12 @@ def test_ingest_prints_counts_as_json(settings):
 
 
 def test_ingest_table_output_names_the_broken_rule(settings):
-    land(settings, "people", "people.csv",
-         PEOPLE_HEADER + "p2,a@b.c,A,gold,US,30,1,true,2026-01-01T00:00:00Z,\n")
+    land(
+        settings,
+        "people",
+        "people.csv",
+        PEOPLE_HEADER + "p2,a@b.c,A,gold,US,30,1,true,2026-01-01T00:00:00Z,\n",
+    )
     result = runner.invoke(app, ["ingest", "--date", DAY.isoformat(), *roots(settings)])
     assert result.exit_code == 0, result.output
     assert "plan:validValues" in result.stdout
@@ -65,8 +73,7 @@ def test_contracts_check_passes_on_the_repo_contracts():
 def test_demo_writes_a_workspace_and_ingests_both_days(settings):
     result = runner.invoke(
         app,
-        ["demo", "--landing", settings.landing, "--lake", settings.lake, "--inbox",
-         settings.inbox],
+        ["demo", "--landing", settings.landing, "--lake", settings.lake, "--inbox", settings.inbox],
     )
     assert result.exit_code == 0, result.output
     assert "Ingest 2026-03-30" in result.stdout and "Ingest 2026-03-31" in result.stdout

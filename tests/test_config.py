@@ -12,8 +12,15 @@ from transforms.errors import ConfigError
 
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch, tmp_path):
-    for name in ("CONFIG", "LANDING", "LAKE", "INBOX", "DEFINITIONS", "CONTRACTS",
-                 "VALIDATION_BATCH_ROWS"):
+    for name in (
+        "CONFIG",
+        "LANDING",
+        "LAKE",
+        "INBOX",
+        "DEFINITIONS",
+        "CONTRACTS",
+        "VALIDATION_BATCH_ROWS",
+    ):
         monkeypatch.delenv(f"SEGMENTS_{name}", raising=False)
     monkeypatch.chdir(tmp_path)
 

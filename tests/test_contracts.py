@@ -1,4 +1,4 @@
-"""Data contracts: the repo's contracts load, derived artefacts follow them, bad ones are refused."""
+"""Data contracts: the repo's contracts load, derived artefacts follow them, bad ones fail."""
 
 from __future__ import annotations
 
@@ -52,8 +52,14 @@ def test_people_primary_key_is_required_and_unique():
 def test_expectation_suite_follows_the_contract():
     rules = dict(suite_rules(load_contract(CONTRACTS, "people")))
     assert set(rules) == {
-        "person_id:required", "person_id:unique", "email:pattern", "plan:required",
-        "plan:validValues", "country:pattern", "age:range", "lifetime_value:range",
+        "person_id:required",
+        "person_id:unique",
+        "email:pattern",
+        "plan:required",
+        "plan:validValues",
+        "country:pattern",
+        "age:range",
+        "lifetime_value:range",
         "created_at:required",
     }
     assert rules["plan:validValues"].value_set == ["free", "trial", "pro", "enterprise"]
@@ -79,23 +85,34 @@ def test_quality_rules_map_to_columns():
     code, score = contract.columns
     assert (code.pattern, code.required, code.unique) == ("^[A-Z]+$", True, True)
     assert (score.minimum, score.strict_minimum, score.maximum, score.strict_maximum) == (
-        0, True, 1, False,
+        0,
+        True,
+        1,
+        False,
     )
 
 
 @pytest.mark.parametrize(
     ("properties", "message"),
     [
-        ("      - name: a\n        logicalType: string\n        requried: true",
-         "requried"),
+        ("      - name: a\n        logicalType: string\n        requried: true", "requried"),
         ("      - name: a\n        logicalType: text", "logicalType"),
-        ("      - name: a\n        logicalType: string\n        logicalTypeOptions: {minimum: 1}",
-         "minimum/maximum bounds are supported on integer and number only"),
-        ("      - name: a\n        logicalType: string\n        quality:\n"
-         "          - metric: invalidValues\n            arguments: {validValues: [x]}\n"
-         "            mustBe: 5", "only `mustBe: 0` is supported"),
-        ("      - name: a\n        logicalType: string\n      - name: a\n"
-         "        logicalType: integer", "properties declared twice: a"),
+        (
+            "      - name: a\n        logicalType: string\n"
+            "        logicalTypeOptions: {minimum: 1}",
+            "minimum/maximum bounds are supported on integer and number only",
+        ),
+        (
+            "      - name: a\n        logicalType: string\n        quality:\n"
+            "          - metric: invalidValues\n            arguments: {validValues: [x]}\n"
+            "            mustBe: 5",
+            "only `mustBe: 0` is supported",
+        ),
+        (
+            "      - name: a\n        logicalType: string\n      - name: a\n"
+            "        logicalType: integer",
+            "properties declared twice: a",
+        ),
     ],
 )
 def test_bad_contracts_are_refused_naming_file_and_problem(properties, message):

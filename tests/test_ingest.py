@@ -76,13 +76,16 @@ def _as_jsonl() -> str:
         ("people.jsonl", _as_jsonl()),
         ("people.ndjson.gz", _as_jsonl()),
         ("people.parquet", parquet_bytes(EXPECTED_PEOPLE)),
-        ("people.parquet", parquet_bytes(  # naive timestamps, text dates, int-ish floats
-            EXPECTED_PEOPLE.with_columns(
-                pl.col("created_at").dt.replace_time_zone(None),
-                pl.col("trial_ends_on").cast(pl.String),
-                pl.col("age").cast(pl.Float64),
-            )
-        )),
+        (
+            "people.parquet",
+            parquet_bytes(  # naive timestamps, text dates, int-ish floats
+                EXPECTED_PEOPLE.with_columns(
+                    pl.col("created_at").dt.replace_time_zone(None),
+                    pl.col("trial_ends_on").cast(pl.String),
+                    pl.col("age").cast(pl.Float64),
+                )
+            ),
+        ),
     ],
     ids=["csv.gz", "jsonl", "ndjson.gz", "parquet", "parquet-loose-types"],
 )
@@ -145,7 +148,10 @@ def test_duplicate_person_ids_are_a_violation_all_copies_quarantined(settings):
         "p2,c@example.com,C,pro,US,30,1,true,2026-01-01T00:00:00Z,\n"
     )
     land(settings, "people", "people.csv", PEOPLE_HEADER + rows)
-    report = ingest(settings, DAY, )
+    report = ingest(
+        settings,
+        DAY,
+    )
     assert lake_table(settings, "people/snapshot_date=2026-03-30")["person_id"].to_list() == ["p2"]
     quarantine = lake_table(settings, "quarantine/people/snapshot_date=2026-03-30")
     assert quarantine["_rules"].to_list() == ["person_id:unique"] * 2
@@ -192,11 +198,15 @@ def test_a_day_without_events_writes_an_empty_partition(settings):
 
 
 def test_extra_columns_are_ignored_and_missing_optional_ones_reported(settings):
-    land(settings, "people", "people.csv",
-         "person_id,plan,created_at,favourite_colour\np1,free,2026-01-01T00:00:00Z,blue\n")
+    land(
+        settings,
+        "people",
+        "people.csv",
+        "person_id,plan,created_at,favourite_colour\np1,free,2026-01-01T00:00:00Z,blue\n",
+    )
     report = ingest(settings, DAY)
     people = report.tables["people"]
-    (file, ignored), = people.ignored_columns.items()
+    ((file, ignored),) = people.ignored_columns.items()
     assert ignored == ["favourite_colour"]
     assert "email" in people.missing_columns[file]
     assert lake_table(settings, "people/snapshot_date=2026-03-30")["email"].to_list() == [None]
@@ -229,26 +239,49 @@ def test_reingest_replaces_the_previous_attempt(settings):
 
 # --- inputs that fail the step: message names the file, the line where known, the fix ---------
 
+
 @pytest.mark.parametrize(
     ("name", "content", "expected"),
     [
-        ("people.csv", PEOPLE_HEADER + PEOPLE_ROWS + "p9,x@y.z,Z,free,US,1,2,true,2026-01-01,,x\n",
-         r"people\.csv, line 4: line has 11 fields where the header has 10"),
-        ("people.csv", (PEOPLE_HEADER + PEOPLE_ROWS).encode() + b"p9,caf\xe9,Z\n",
-         r"people\.csv, line 4: line is not UTF-8 text"),
+        (
+            "people.csv",
+            PEOPLE_HEADER + PEOPLE_ROWS + "p9,x@y.z,Z,free,US,1,2,true,2026-01-01,,x\n",
+            r"people\.csv, line 4: line has 11 fields where the header has 10",
+        ),
+        (
+            "people.csv",
+            (PEOPLE_HEADER + PEOPLE_ROWS).encode() + b"p9,caf\xe9,Z\n",
+            r"people\.csv, line 4: line is not UTF-8 text",
+        ),
         ("people.csv", "", r"people\.csv: the file is empty"),
-        ("people.jsonl", '{"person_id": "1", "plan": "free", "created_at": "2026-01-01"}\n{oops\n',
-         r"people\.jsonl, line 2: line is not a JSON object"),
-        ("people.parquet", b"PAR1 this is not parquet",
-         r"people\.parquet: not a readable Parquet file"),
-        ("people.csv.gz", b"not gzip at all",
-         r"people\.csv\.gz: cannot be read"),
-        ("people.csv", "person_id,email\np1,a@b.c\n",
-         r"people\.csv: missing required column\(s\) plan, created_at"),
+        (
+            "people.jsonl",
+            '{"person_id": "1", "plan": "free", "created_at": "2026-01-01"}\n{oops\n',
+            r"people\.jsonl, line 2: line is not a JSON object",
+        ),
+        (
+            "people.parquet",
+            b"PAR1 this is not parquet",
+            r"people\.parquet: not a readable Parquet file",
+        ),
+        ("people.csv.gz", b"not gzip at all", r"people\.csv\.gz: cannot be read"),
+        (
+            "people.csv",
+            "person_id,email\np1,a@b.c\n",
+            r"people\.csv: missing required column\(s\) plan, created_at",
+        ),
         ("people.xlsx", "whatever", r"people\.xlsx: unknown file format"),
     ],
-    ids=["ragged", "not-utf8", "empty", "bad-jsonl", "bad-parquet", "bad-gzip", "missing-column",
-         "unknown-format"],
+    ids=[
+        "ragged",
+        "not-utf8",
+        "empty",
+        "bad-jsonl",
+        "bad-parquet",
+        "bad-gzip",
+        "missing-column",
+        "unknown-format",
+    ],
 )
 def test_unusable_files_fail_with_file_line_and_fix(settings, name, content, expected):
     if name.endswith(".gz"):  # land() would compress it: write the broken bytes as they are

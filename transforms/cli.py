@@ -26,7 +26,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-contracts_app = typer.Typer(help="Data contracts: check them, print their docs.", no_args_is_help=True)
+contracts_app = typer.Typer(
+    help="Data contracts: check them, print their docs.", no_args_is_help=True
+)
 app.add_typer(contracts_app, name="contracts")
 console = Console()
 errors = Console(stderr=True)
@@ -39,9 +41,7 @@ LakeOpt = Annotated[str | None, typer.Option(help="Lake root (path or s3:// URL)
 InboxOpt = Annotated[str | None, typer.Option(help="Inbox root (path or s3:// URL).")]
 DefinitionsOpt = Annotated[str | None, typer.Option(help="Segment definitions folder.")]
 ContractsOpt = Annotated[str | None, typer.Option(help="Data contracts folder.")]
-DateOpt = Annotated[
-    str, typer.Option("--date", help="The run's logical date D (YYYY-MM-DD, UTC).")
-]
+DateOpt = Annotated[str, typer.Option("--date", help="The run's logical date D (YYYY-MM-DD, UTC).")]
 
 
 def _settings(config: Path | None, **roots: str | None) -> Settings:
@@ -52,7 +52,9 @@ def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise typer.BadParameter(f"{text!r} is not a date: use YYYY-MM-DD", param_hint="--date")
+        raise typer.BadParameter(
+            f"{text!r} is not a date: use YYYY-MM-DD", param_hint="--date"
+        ) from None
 
 
 def _fail(exc: SegmentsError) -> typer.Exit:
@@ -73,20 +75,35 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
 
 def _ingest_table(report: IngestReport) -> Table:
     table = Table(title=f"Ingest {report.date}", title_justify="left")
-    for column in ("table", "files", "rows read", "written", "quarantined", "re-sent dropped",
-                   "seconds"):
+    for column in (
+        "table",
+        "files",
+        "rows read",
+        "written",
+        "quarantined",
+        "re-sent dropped",
+        "seconds",
+    ):
         table.add_column(column, justify="left" if column == "table" else "right")
     for t in report.tables.values():
         table.add_row(
-            t.table, str(len(t.files)), f"{t.rows_read:,}", f"{t.rows_written:,}",
-            f"{t.quarantined:,}", f"{t.duplicates_dropped:,}", f"{sum(t.seconds.values()):.1f}",
+            t.table,
+            str(len(t.files)),
+            f"{t.rows_read:,}",
+            f"{t.rows_written:,}",
+            f"{t.quarantined:,}",
+            f"{t.duplicates_dropped:,}",
+            f"{sum(t.seconds.values()):.1f}",
         )
     return table
 
 
 def _quarantine_table(report: IngestReport) -> Table | None:
-    rows = [(t.table, rule, count) for t in report.tables.values()
-            for rule, count in sorted(t.broken_rules.items())]
+    rows = [
+        (t.table, rule, count)
+        for t in report.tables.values()
+        for rule, count in sorted(t.broken_rules.items())
+    ]
     if not rows:
         return None
     table = Table(title="Quarantined rows by broken rule", title_justify="left")
@@ -109,11 +126,17 @@ def _print_ingest(report: IngestReport) -> None:
 def _print_ingest_notes(report) -> None:
     for t in report.tables.values():
         for file, columns in t.ignored_columns.items():
-            errors.print(f"[yellow]note:[/] {file}: columns not in the {t.table} contract were"
-                         f" ignored: {', '.join(columns)}", highlight=False)
+            errors.print(
+                f"[yellow]note:[/] {file}: columns not in the {t.table} contract were"
+                f" ignored: {', '.join(columns)}",
+                highlight=False,
+            )
         for file, columns in t.missing_columns.items():
-            errors.print(f"[yellow]note:[/] {file}: optional columns absent, read as NULL:"
-                         f" {', '.join(columns)}", highlight=False)
+            errors.print(
+                f"[yellow]note:[/] {file}: optional columns absent, read as NULL:"
+                f" {', '.join(columns)}",
+                highlight=False,
+            )
 
 
 @app.command()
@@ -158,7 +181,9 @@ def contracts_check(config: ConfigOpt = None, contracts: ContractsOpt = None) ->
 
 @contracts_app.command("docs")
 def contracts_docs(
-    output: Annotated[Path | None, typer.Option(help="Write to this file instead of stdout.")] = None,
+    output: Annotated[
+        Path | None, typer.Option(help="Write to this file instead of stdout.")
+    ] = None,
     config: ConfigOpt = None,
     contracts: ContractsOpt = None,
 ) -> None:
@@ -177,8 +202,12 @@ def contracts_docs(
 
 
 @app.command()
-def demo(config: ConfigOpt = None, landing: LandingOpt = None, lake: LakeOpt = None,
-         inbox: InboxOpt = None) -> None:
+def demo(
+    config: ConfigOpt = None,
+    landing: LandingOpt = None,
+    lake: LakeOpt = None,
+    inbox: InboxOpt = None,
+) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
     from transforms.ingest import ingest as run_ingest
@@ -191,15 +220,19 @@ def demo(config: ConfigOpt = None, landing: LandingOpt = None, lake: LakeOpt = N
                 Root(settings.landing, settings.storage_options),
                 Root(settings.inbox, settings.storage_options),
             )
-        console.print(f"Demo workspace: {len(files.landing)} landing files under"
-                      f" {settings.landing}, {len(files.inbox)} manual uploads under"
-                      f" {settings.inbox}")
+        console.print(
+            f"Demo workspace: {len(files.landing)} landing files under"
+            f" {settings.landing}, {len(files.inbox)} manual uploads under"
+            f" {settings.inbox}"
+        )
         for day in (FIRST_DAY, SECOND_DAY):
             with console.status(f"ingesting {day}"):
                 report = run_ingest(settings, day)
             _print_ingest(report)
     except SegmentsError as exc:
         raise _fail(exc) from exc
-    console.print(f"Lake written to {settings.lake}: typed Parquet under people/ and events/,"
-                  " refused rows under quarantine/, Great Expectations results under ingest/.")
+    console.print(
+        f"Lake written to {settings.lake}: typed Parquet under people/ and events/,"
+        " refused rows under quarantine/, Great Expectations results under ingest/."
+    )
     console.print("Manual uploads stay in the inbox: this version does not apply them yet.")

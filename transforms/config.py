@@ -65,9 +65,7 @@ def _find_config_file(explicit: str | os.PathLike[str] | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_settings(
-    config_file: str | os.PathLike[str] | None = None, **overrides: Any
-) -> Settings:
+def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides: Any) -> Settings:
     """Settings from the config file, then `SEGMENTS_*` variables, then `overrides` (flags).
 
     Overrides whose value is None are ignored, so CLI flags can be passed through as they are.
@@ -80,7 +78,9 @@ def load_settings(
         except yaml.YAMLError as exc:
             raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"{path}: expected a mapping of settings, got {type(loaded).__name__}"
+            )
         values.update(loaded)
         for field in ROOT_FIELDS:
             if isinstance(values.get(field), str):

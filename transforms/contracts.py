@@ -338,8 +338,6 @@ def contract_docs(contracts: list[TableContract]) -> str:
         for col in contract.columns:
             key = " (primary key)" if col.primary_key else ""
             desc = " ".join(col.description.split())
-            out.append(
-                f"| `{col.name}`{key} | {col.logical_type} | {_rules_text(col)} | {desc} |"
-            )
+            out.append(f"| `{col.name}`{key} | {col.logical_type} | {_rules_text(col)} | {desc} |")
         out.append("")
     return "\n".join(out)

@@ -30,13 +30,41 @@ COUNTRIES = (
     ["US", "DE", "GB", "FR", "BR", "IN", "CA", "ES", "NL", "JP"],
     [0.32, 0.12, 0.1, 0.08, 0.08, 0.08, 0.07, 0.06, 0.05, 0.04],
 )
-FIRST_NAMES = ["Ada", "Bo", "Chen", "Dara", "Eli", "Fatima", "Gus", "Hana", "Ivo", "Jules",
-               "Kemal", "Lea", "Mo", "Nia", "Omar", "Pia", "Quinn", "Rui", "Sol", "Tess"]
+FIRST_NAMES = [
+    "Ada",
+    "Bo",
+    "Chen",
+    "Dara",
+    "Eli",
+    "Fatima",
+    "Gus",
+    "Hana",
+    "Ivo",
+    "Jules",
+    "Kemal",
+    "Lea",
+    "Mo",
+    "Nia",
+    "Omar",
+    "Pia",
+    "Quinn",
+    "Rui",
+    "Sol",
+    "Tess",
+]
 # (name, share of all events); purchases carry an amount and a currency.
 EVENT_KINDS = [
-    ("page_viewed", 0.42), ("email_opened", 0.14), ("login", 0.11), ("email_clicked", 0.06),
-    ("feature_used", 0.08), ("added_to_cart", 0.05), ("search", 0.05), ("purchase", 0.03),
-    ("support_ticket_opened", 0.02), ("invite_sent", 0.02), ("subscription_renewed", 0.01),
+    ("page_viewed", 0.42),
+    ("email_opened", 0.14),
+    ("login", 0.11),
+    ("email_clicked", 0.06),
+    ("feature_used", 0.08),
+    ("added_to_cart", 0.05),
+    ("search", 0.05),
+    ("purchase", 0.03),
+    ("support_ticket_opened", 0.02),
+    ("invite_sent", 0.02),
+    ("subscription_renewed", 0.01),
     ("app_installed", 0.01),
 ]
 CURRENCIES = (["USD", "EUR", "GBP"], [0.6, 0.3, 0.1])
@@ -82,7 +110,11 @@ def _people(rng: np.random.Generator, count: int, first_id: int) -> pl.DataFrame
 
 
 def _events(
-    rng: np.random.Generator, person_ids: list[str], start: datetime, days: int, per_day: float,
+    rng: np.random.Generator,
+    person_ids: list[str],
+    start: datetime,
+    days: int,
+    per_day: float,
     id_prefix: str,
 ) -> pl.DataFrame:
     """Events over `days` days from `start`; activity per person is heavily skewed."""
@@ -175,8 +207,9 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
 
     day2_start = datetime.combine(SECOND_DAY, datetime.min.time(), UTC)
     today = _events(rng, people2["person_id"].to_list(), day2_start, 1, 0.35, "d")
-    late = _events(rng, people1["person_id"].to_list()[:500], day2_start - timedelta(days=1),
-                   1, 0.2, "late")
+    late = _events(
+        rng, people1["person_id"].to_list()[:500], day2_start - timedelta(days=1), 1, 0.2, "late"
+    )
     strangers = _events(rng, ["x-unknown-1", "x-unknown-2"], day2_start, 1, 3.0, "s")
     resent = today.head(25)
     day2_events = pl.concat([today, late, strangers, resent], how="vertical")
@@ -188,9 +221,7 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
     inbox.write_bytes("vip_customers/2026-03-30-vip-list.csv", _csv_bytes(vip))
     beta = people2.sample(80, seed=SEED).select("email")
     inbox.write_bytes("beta_testers/beta-signups.csv", _csv_bytes(beta))
-    inbox.write_bytes(
-        "beta_testers/remove/opted-out.csv", _csv_bytes(beta.head(5).select("email"))
-    )
+    inbox.write_bytes("beta_testers/remove/opted-out.csv", _csv_bytes(beta.head(5).select("email")))
     written_inbox += [
         "vip_customers/2026-03-30-vip-list.csv",
         "beta_testers/beta-signups.csv",

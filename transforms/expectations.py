@@ -47,7 +47,10 @@ def rule_expectations(column: Column) -> list[tuple[str, gxe.Expectation]]:
         )
     if column.pattern is not None:
         rules.append(
-            (f"{name}:pattern", gxe.ExpectColumnValuesToMatchRegex(column=name, regex=column.pattern))
+            (
+                f"{name}:pattern",
+                gxe.ExpectColumnValuesToMatchRegex(column=name, regex=column.pattern),
+            )
         )
     if column.minimum is not None or column.maximum is not None:
         rules.append(

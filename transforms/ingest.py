@@ -125,11 +125,18 @@ def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
     if kind == "pattern":
         return f"{column} {value!r} does not match {col.pattern}"
     if kind == "range":
-        low = "" if col.minimum is None else f"{'>' if col.strict_minimum else '>='} {col.minimum:g}"
-        high = "" if col.maximum is None else f"{'<' if col.strict_maximum else '<='} {col.maximum:g}"
-        return f"{column} {value} is outside the allowed range ({' and '.join(filter(None, [low, high]))})"
+        low = (
+            "" if col.minimum is None else f"{'>' if col.strict_minimum else '>='} {col.minimum:g}"
+        )
+        high = (
+            "" if col.maximum is None else f"{'<' if col.strict_maximum else '<='} {col.maximum:g}"
+        )
+        bounds = " and ".join(filter(None, [low, high]))
+        return f"{column} {value} is outside the allowed range ({bounds})"
     if kind == "length":
-        return f"{column} {value!r} has a length outside {col.min_length or 0}..{col.max_length or ''}"
+        return (
+            f"{column} {value!r} has a length outside {col.min_length or 0}..{col.max_length or ''}"
+        )
     return f"{column} breaks {kind}"
 
 
@@ -137,8 +144,13 @@ def _quarantine_rows(
     raw: pl.DataFrame, rules: dict[int, list[str]], contract: TableContract
 ) -> pl.DataFrame:
     """Raw text of the refused rows, where they came from, the rules broken and why."""
-    schema = {**{n: pl.String for n in contract.names}, SOURCE_FILE: pl.String,
-              SOURCE_ROW: pl.Int64, RULES: pl.String, REASON: pl.String}
+    schema = {
+        **{n: pl.String for n in contract.names},
+        SOURCE_FILE: pl.String,
+        SOURCE_ROW: pl.Int64,
+        RULES: pl.String,
+        REASON: pl.String,
+    }
     if not rules:
         return pl.DataFrame(schema=schema)
     positions = sorted(rules)
@@ -153,9 +165,7 @@ def _quarantine_rows(
     ).select(list(schema))
 
 
-def _prepare(
-    settings: Settings, landing: Root, table: str, day: date
-) -> _Prepared:
+def _prepare(settings: Settings, landing: Root, table: str, day: date) -> _Prepared:
     contract = load_contract(settings.contracts, table)
     report = TableReport(table=table)
     started = time.perf_counter()
@@ -238,13 +248,20 @@ def ingest(settings: Settings, day: date) -> IngestReport:
         tables={t: p.report for t, p in prepared.items()},
         outputs=outputs,
     )
-    lake_root.write_bytes(lake.ingest_manifest(day), json.dumps(report.to_json(), indent=1).encode())
+    lake_root.write_bytes(
+        lake.ingest_manifest(day), json.dumps(report.to_json(), indent=1).encode()
+    )
     _remove_other_attempts(lake_root, day, outputs)
     for table, ready in prepared.items():
         r = ready.report
         log.info(
             "ingest %s %s: %d rows read, %d written, %d quarantined, %d re-sent dropped",
-            table, day, r.rows_read, r.rows_written, r.quarantined, r.duplicates_dropped,
+            table,
+            day,
+            r.rows_read,
+            r.rows_written,
+            r.quarantined,
+            r.duplicates_dropped,
         )
     return report
 
@@ -255,10 +272,7 @@ def _remove_other_attempts(lake_root: Root, day: date, outputs: dict[str, list[s
     folders = [lake.partition(t, day) for t in TABLES]
     folders += [lake.quarantine_partition(t, day) for t in TABLES]
     stale = [
-        f.key
-        for folder in folders
-        for f in lake_root.list_files(folder)
-        if f.key not in published
+        f.key for folder in folders for f in lake_root.list_files(folder) if f.key not in published
     ]
     stale += [
         f.key
