@@ -72,16 +72,32 @@ def _from_typed(value: pl.Expr, source: pl.DataType, logical_type: str) -> pl.Ex
     return value.cast(POLARS_TYPES[logical_type], strict=False)
 
 
-def _typed(column: Column, source: pl.DataType) -> tuple[pl.Expr, pl.Expr]:
+def _text_timestamp(frame: pl.DataFrame, text: pl.Expr) -> pl.Expr:
+    """The common `...Z` form parses 5x faster on its own; other forms only when present."""
+    zulu = text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.fZ", time_unit="us", strict=False)
+    parsed = frame.select(
+        zulu.dt.replace_time_zone("UTC").alias("value"), (text.str.len_bytes() > 0).alias("present")
+    )
+    value = pl.lit(parsed.get_column("value"))
+    others = parsed.select(pl.col("present") & pl.col("value").is_null()).to_series().any()
+    return pl.coalesce(value, _iso_timestamp(text)) if others else value
+
+
+def _typed(frame: pl.DataFrame, column: Column) -> tuple[pl.Expr, pl.Expr]:
     """(typed value, present-but-unconvertible flag) for one column."""
-    raw = pl.col(column.name)
+    raw, source = pl.col(column.name), frame.schema[column.name]
     if column.logical_type == "string":
         value = raw if source == pl.String else raw.cast(pl.String)
         return value, pl.lit(False)
     if source == pl.String:
         text = raw.str.strip_chars()
         present = text.str.len_bytes() > 0
-        value = pl.when(present).then(_from_text(text, column.logical_type))
+        parsed = (
+            _text_timestamp(frame, text)
+            if column.logical_type == "timestamp"
+            else _from_text(text, column.logical_type)
+        )
+        value = pl.when(present).then(parsed)
     else:
         present = raw.is_not_null()
         value = _from_typed(raw, source, column.logical_type)
@@ -93,7 +109,7 @@ def coerce(frame: pl.DataFrame, contract: TableContract) -> pl.DataFrame:
     """The frame with contract-typed columns and a list column of `<column>:type` failures."""
     typed, failures = [], []
     for column in contract.columns:
-        value, failed = _typed(column, frame.schema[column.name])
+        value, failed = _typed(frame, column)
         typed.append(value.alias(column.name))
         failures.append(pl.when(failed).then(pl.lit(f"{column.name}:type")))
     return frame.with_columns(

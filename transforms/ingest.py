@@ -54,6 +54,9 @@ class TableReport:
     missing_columns: dict[str, list[str]] = field(default_factory=dict)
     validation_success: bool = True
     seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per step: read, validate, split, write."""
+    validation_seconds: dict[str, float] = field(default_factory=dict)
+    """The validate step split: converting to pandas, and inside Great Expectations."""
 
 
 @dataclass
@@ -204,6 +207,10 @@ def _prepare(settings: Settings, landing: Root, table: str, day: date) -> _Prepa
         rules.setdefault(int(positions[batch_row]), []).extend(broken)
     report.validation_success = validation.success
     _timed(report, "validate", started)
+    report.validation_seconds = {
+        "to_pandas": round(validation.convert_seconds, 3),
+        "great_expectations": round(validation.run_seconds, 3),
+    }
 
     started = time.perf_counter()
     for broken in rules.values():
