@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from conftest import CONTRACTS, DAY, PEOPLE_HEADER, land
 from typer.testing import CliRunner
@@ -44,6 +45,7 @@ def test_ingest_table_output_names_the_broken_rule(settings):
 
 
 def test_a_missing_snapshot_exits_non_zero_with_the_fix(settings):
+    Path(settings.landing).mkdir(parents=True)
     result = runner.invoke(app, ["ingest", "--date", DAY.isoformat(), *roots(settings)])
     assert result.exit_code == 1
     assert "no people snapshot for 2026-03-30" in result.stderr

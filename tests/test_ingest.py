@@ -264,7 +264,7 @@ def test_reingest_replaces_the_previous_attempt(settings):
             b"PAR1 this is not parquet",
             r"people\.parquet: not a readable Parquet file",
         ),
-        ("people.csv.gz", b"not gzip at all", r"people\.csv\.gz: cannot be read"),
+        ("people.csv.gz", b"not gzip at all", r"people\.csv\.gz: cannot be decompressed"),
         (
             "people.csv",
             "person_id,email\np1,a@b.c\n",
@@ -311,3 +311,8 @@ def test_a_failure_in_events_leaves_the_lake_as_it_was(settings):
     with pytest.raises(InputFileError, match="missing required column"):
         ingest(settings, DAY)
     assert lake_files(settings) == before
+
+
+def test_a_landing_root_that_does_not_exist_is_named(settings):
+    with pytest.raises(MissingInputError, match="the landing root .* does not exist"):
+        ingest(settings, DAY)

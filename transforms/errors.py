@@ -53,3 +53,7 @@ class StorageError(SegmentsError):
     """The object store failed in a way that may pass (network, 5xx, throttling)."""
 
     terminal = False
+
+
+class StorageAccessError(SegmentsError):
+    """The object store refused us (credentials, permissions, missing bucket): retry won't help."""

@@ -177,10 +177,9 @@ def _prepare(settings: Settings, landing: Root, table: str, day: date) -> _Prepa
     _timed(report, "read", started)
     if table == "people" and not report.files:
         raise MissingInputError(
-            f"no people snapshot for {day}: {landing.url_of(lake.partition('people', day))}"
-            f" is not there (expected {landing.url_of(f'people/{day}/')}*.csv|jsonl|parquet)",
-            hint="land the full people snapshot of the date first; a run without one would"
-            " make everybody leave every segment",
+            f"no people snapshot for {day}: no files in {landing.url_of(f'people/{day}')}/",
+            hint="land the full people snapshot of the date first (CSV, JSON lines or Parquet);"
+            " a run without one would make everybody leave every segment",
         )
 
     cast_failed = typed.get_column(CAST_FAILURES).list.len() > 0
@@ -228,6 +227,12 @@ def ingest(settings: Settings, day: date) -> IngestReport:
     """Ingest the landing files of `day` into the lake; see the module docstring."""
     landing = Root(settings.landing, settings.storage_options)
     lake_root = Root(settings.lake, settings.storage_options)
+    if not landing.exists():
+        raise MissingInputError(
+            f"the landing root {landing.url} does not exist",
+            hint="create it (or the bucket), or point --landing / SEGMENTS_LANDING at the right"
+            " place",
+        )
     prepared = {}
     for table in TABLES:
         log.info("ingest %s %s: reading and validating", table, day)

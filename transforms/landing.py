@@ -12,8 +12,10 @@ can be found, and what to change.
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
+import zlib
 from dataclasses import dataclass
 from datetime import date
 
@@ -134,14 +136,16 @@ def _read_parquet(data: bytes, file: str) -> pl.DataFrame:
 def read_landed_file(root: Root, info: FileInfo, contract: TableContract) -> LandedFile:
     """Read one landing file into a frame with the contract's columns (raw, untyped)."""
     shown = root.url_of(info.key)
-    try:
-        data = root.read_bytes(info.key)
-    except (OSError, EOFError) as exc:  # gzip errors are OSError/EOFError
-        raise InputFileError(
-            f"cannot be read: {exc}",
-            file=shown,
-            hint="a .gz file must be gzip-compressed; re-export or re-upload it whole",
-        ) from exc
+    data = root.read_bytes(info.key, raw=True)
+    if info.key.lower().endswith(".gz"):
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
+            raise InputFileError(
+                f"cannot be decompressed: {exc}",
+                file=shown,
+                hint="a .gz file must be gzip-compressed; re-export or re-upload it whole",
+            ) from exc
     kind = file_format(info.key)
     if kind == "csv":
         frame = _read_csv(data, shown)

@@ -18,9 +18,35 @@ from typing import IO, Any
 import fsspec
 import polars as pl
 
-from transforms.errors import StorageError
+from transforms.errors import ConfigError, StorageAccessError, StorageError
 
 COMPRESSIONS = {".gz": "gzip"}
+
+
+@contextmanager
+def _storage_errors(action: str, where: str) -> Iterator[None]:
+    """Turn filesystem/object-store exceptions into the project's errors.
+
+    Missing files stay `FileNotFoundError` (callers decide what absence means); refusals are
+    terminal; bad client options are configuration errors; anything else may pass on retry.
+    """
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except PermissionError as exc:
+        raise StorageAccessError(
+            f"{action} {where}: access denied ({exc})",
+            hint="check the credentials in storage_options or the AWS_* variables",
+        ) from exc
+    except TypeError as exc:
+        raise ConfigError(
+            f"{action} {where}: the object-store client rejected storage_options ({exc})",
+            hint="use option names your filesystem accepts (s3fs: key, secret, endpoint_url,"
+            " client_kwargs, ...)",
+        ) from exc
+    except OSError as exc:
+        raise StorageError(f"{action} {where}: {exc}") from exc
 
 
 @dataclass(frozen=True)
@@ -68,16 +94,15 @@ class Root:
         """Files directly under `prefix` (or anywhere below it), sorted by key; [] if absent."""
         full = self._full(prefix)
         try:
-            self.fs.invalidate_cache(full)
-            if recursive:
-                found = self.fs.find(full, detail=True)
-                entries = list(found.values()) if isinstance(found, dict) else found
-            else:
-                entries = self.fs.ls(full, detail=True)
+            with _storage_errors("cannot list", self.url_of(prefix)):
+                self.fs.invalidate_cache(full)
+                if recursive:
+                    found = self.fs.find(full, detail=True)
+                    entries = list(found.values()) if isinstance(found, dict) else found
+                else:
+                    entries = self.fs.ls(full, detail=True)
         except FileNotFoundError:
             return []
-        except OSError as exc:
-            raise StorageError(f"cannot list {self.url_of(prefix)}: {exc}") from exc
         files = [
             FileInfo(key=self._key(e["name"]), size=int(e.get("size") or 0), modified=_mtime(e))
             for e in entries
@@ -85,25 +110,31 @@ class Root:
         ]
         return sorted(files, key=lambda f: f.key)
 
-    def exists(self, key: str) -> bool:
-        self.fs.invalidate_cache(self._full(key))
-        return self.fs.exists(self._full(key))
+    def exists(self, key: str = "") -> bool:
+        """Whether the file (or, with no key, the root itself: folder or bucket) exists."""
+        with _storage_errors("cannot check", self.url_of(key)):
+            self.fs.invalidate_cache(self._full(key))
+            return self.fs.exists(self._full(key))
 
     @contextmanager
-    def open(self, key: str, mode: str = "rb") -> Iterator[IO[bytes]]:
-        """Open a file; `.gz` keys are decompressed on read and compressed on write."""
+    def open(self, key: str, mode: str = "rb", *, raw: bool = False) -> Iterator[IO[bytes]]:
+        """Open a file; `.gz` keys are decompressed on read and compressed on write, unless
+        `raw`."""
         suffix = "." + key.rsplit(".", 1)[-1] if "." in key else ""
-        with self.fs.open(
-            self._full(key), mode, compression=COMPRESSIONS.get(suffix.lower())
-        ) as handle:
+        compression = None if raw else COMPRESSIONS.get(suffix.lower())
+        with (
+            _storage_errors("cannot open", self.url_of(key)),
+            self.fs.open(self._full(key), mode, compression=compression) as handle,
+        ):
             yield handle
 
-    def read_bytes(self, key: str) -> bytes:
-        with self.open(key) as handle:
+    def read_bytes(self, key: str, *, raw: bool = False) -> bytes:
+        """The file's bytes (decompressed for `.gz` keys, unless `raw`)."""
+        with self.open(key, raw=raw) as handle, _storage_errors("cannot read", self.url_of(key)):
             return handle.read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
-        with self.open(key, "wb") as handle:
+        with self.open(key, "wb") as handle, _storage_errors("cannot write", self.url_of(key)):
             handle.write(data)
 
     def write_parquet(self, frame: pl.DataFrame, key: str) -> None:
@@ -120,7 +151,8 @@ class Root:
 
     def delete(self, keys: list[str]) -> None:
         if keys:
-            self.fs.rm([self._full(k) for k in keys])
+            with _storage_errors("cannot delete", f"{len(keys)} file(s) under {self.url}"):
+                self.fs.rm([self._full(k) for k in keys])
 
 
 def _mtime(entry: dict[str, Any]) -> datetime | None:
