@@ -11,7 +11,9 @@ from conftest import DAY, PEOPLE_HEADER, lake_files, lake_table, land, parquet_b
 from polars.testing import assert_frame_equal
 
 from transforms.errors import InputFileError, MissingInputError
-from transforms.ingest import ingest, read_ingest_manifest
+from transforms.ingest import ingest
+from transforms.lake import read_ingest_manifest
+from transforms.storage import Root
 
 PEOPLE_ROWS = (
     "00123,ada@example.com,Ada,pro,US,36,120.5,true,2026-01-31T10:00:00Z,\n"
@@ -215,7 +217,7 @@ def test_extra_columns_are_ignored_and_missing_optional_ones_reported(settings):
 def test_validation_json_and_manifest_are_kept(settings):
     land_basic(settings)
     report = ingest(settings, DAY)
-    manifest = read_ingest_manifest(settings, DAY)
+    manifest = read_ingest_manifest(Root(settings.lake, settings.storage_options), DAY)
     assert manifest["attempt"] == report.attempt
     assert manifest["tables"]["people"]["rows_written"] == 2
     (key,) = manifest["outputs"]["validation/people"]

@@ -24,7 +24,8 @@ from s3_server import S3Server, WeedUnavailable, find_weed, seaweedfs_s3
 
 from transforms.config import load_settings
 from transforms.errors import StorageAccessError, StorageError
-from transforms.ingest import ingest, read_ingest_manifest
+from transforms.ingest import ingest
+from transforms.lake import read_ingest_manifest
 from transforms.storage import Root
 
 pytestmark = pytest.mark.s3
@@ -243,7 +244,11 @@ def test_ingest_from_s3_landing_to_s3_lake(s3: S3Server, bucket: Bucket, prefix:
     assert bad["_source_row"] == 3
 
     manifest = json.loads(bucket.get(f"{prefix}/lake/{manifest_key}"))
-    assert manifest == read_ingest_manifest(settings, DAY) == report.to_json()
+    assert (
+        manifest
+        == read_ingest_manifest(Root(settings.lake, settings.storage_options), DAY)
+        == report.to_json()
+    )
     people, events = manifest["tables"]["people"], manifest["tables"]["events"]
     assert (people["rows_read"], people["rows_written"], people["quarantined"]) == (3, 2, 1)
     assert (events["rows_written"], events["duplicates_dropped"]) == (2, 1)

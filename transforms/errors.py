@@ -57,3 +57,36 @@ class StorageError(SegmentsError):
 
 class StorageAccessError(SegmentsError):
     """The object store refused us (credentials, permissions, missing bucket): retry won't help."""
+
+
+class DefinitionError(SegmentsError):
+    """One problem in one segment definition file, with where it is and how to fix it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        column: int | None = None,
+        text: str | None = None,
+        hint: str | None = None,
+    ) -> None:
+        where = file
+        if line is not None:
+            where += f":{line}" + (f":{column}" if column is not None else "")
+        shown = f" (at `{text}`)" if text else ""
+        super().__init__(f"{where}: {message}{shown}", hint=hint)
+        self.file, self.line, self.column, self.text = file, line, column, text
+        self.problem = message
+
+
+class DefinitionErrors(SegmentsError):
+    """Every problem found across the definitions folder, reported together."""
+
+    def __init__(self, problems: list[DefinitionError]) -> None:
+        super().__init__(
+            f"{len(problems)} problem(s) in segment definitions:\n"
+            + "\n".join(f"  {p}" for p in problems)
+        )
+        self.problems = problems

@@ -292,10 +292,3 @@ def _remove_other_attempts(lake_root: Root, day: date, outputs: dict[str, list[s
         if f.key not in published and f.key != lake.ingest_manifest(day)
     ]
     lake_root.delete(stale)
-
-
-def read_ingest_manifest(settings: Settings, day: date) -> dict[str, Any] | None:
-    """The manifest of the last successful ingest of `day`, or None."""
-    lake_root = Root(settings.lake, settings.storage_options)
-    key = lake.ingest_manifest(day)
-    return json.loads(lake_root.read_bytes(key)) if lake_root.exists(key) else None

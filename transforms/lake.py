@@ -1,19 +1,28 @@
-"""Names of the lake's tables and folders (STORAGE.md), in one place.
+"""The lake's tables and folders (STORAGE.md) and how the pipeline reads them back.
 
-Every module that reads or writes the lake builds its keys here, so the layout can be read
-off this file: Hive partitions `<table>/<column>=<D>/`, quarantine beside them, and the ingest
-step's manifest under `ingest/`.
+Every module that reads or writes the lake builds its keys here, so the layout can be read off
+this file: Hive partitions `<table>/<column>=<D>/`, quarantine beside them, the ingest step's
+manifests under `ingest/`. Readers go through the manifests, never through a folder listing,
+so files of an unfinished attempt are never read.
 """
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import date
+from typing import Any
 
-PARTITION_COLUMNS = {"people": "snapshot_date", "events": "ingest_date"}
+import polars as pl
+
+from transforms.errors import MissingInputError
+from transforms.storage import Root
+
+PARTITION_COLUMNS = {"people": "snapshot_date", "events": "ingest_date", "membership": "run_date"}
 
 
 def partition(table: str, day: date) -> str:
-    """`people/snapshot_date=D`, `events/ingest_date=D`."""
+    """`people/snapshot_date=D`, `events/ingest_date=D`, `membership/run_date=D`."""
     return f"{table}/{PARTITION_COLUMNS[table]}={day.isoformat()}"
 
 
@@ -28,3 +37,43 @@ def ingest_folder(day: date) -> str:
 def ingest_manifest(day: date) -> str:
     """Written last by a successful ingest of D: the files it published and its counts."""
     return f"{ingest_folder(day)}/manifest.json"
+
+
+def read_ingest_manifest(lake: Root, day: date) -> dict[str, Any] | None:
+    """The manifest of the last successful ingest of `day`, or None."""
+    key = ingest_manifest(day)
+    return json.loads(lake.read_bytes(key)) if lake.exists(key) else None
+
+
+def ingested_days(lake: Root) -> list[date]:
+    """Dates with a committed ingest, oldest first."""
+    days = []
+    for info in lake.list_files("ingest", recursive=True):
+        match = re.fullmatch(r"ingest/ingest_date=(\d{4}-\d{2}-\d{2})/manifest\.json", info.key)
+        if match:
+            days.append(date.fromisoformat(match.group(1)))
+    return sorted(days)
+
+
+def _scan(lake: Root, keys: list[str]) -> pl.LazyFrame:
+    return pl.concat([lake.scan_parquet(key) for key in keys], how="vertical")
+
+
+def scan_people(lake: Root, day: date) -> pl.LazyFrame:
+    """The validated people snapshot of `day`."""
+    manifest = read_ingest_manifest(lake, day)
+    if manifest is None:
+        raise MissingInputError(
+            f"no ingested people snapshot for {day} in {lake.url}",
+            hint=f"run `segments ingest --date {day}` (or `segments run`, which ingests first)",
+        )
+    return _scan(lake, manifest["outputs"]["people"])
+
+
+def scan_events(lake: Root, day: date) -> pl.LazyFrame:
+    """Every event ingested on or before `day`, once per event_id (the first ingest wins)."""
+    keys = []
+    for ingested in ingested_days(lake):
+        if ingested <= day:
+            keys += read_ingest_manifest(lake, ingested)["outputs"]["events"]
+    return _scan(lake, keys).unique(subset="event_id", keep="first")

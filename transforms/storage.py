@@ -149,6 +149,13 @@ class Root:
                 frames.append(pl.read_parquet(handle))
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
+    def scan_parquet(self, key: str) -> pl.LazyFrame:
+        """A lazy scan of one Parquet file (read eagerly first from object stores)."""
+        if self.is_local:
+            return pl.scan_parquet(self._full(key))
+        with self.open(key) as handle:
+            return pl.read_parquet(handle).lazy()
+
     def delete(self, keys: list[str]) -> None:
         if keys:
             with _storage_errors("cannot delete", f"{len(keys)} file(s) under {self.url}"):
