@@ -405,6 +405,9 @@ def _in(node: exp.In, scope: _Scope) -> Typed:
     if constants:
         unified = [_unify(value, c, node)[1] for c in constants]
         probe = _unify(value, constants[0], node)[0].expr
+        if value.type in NUMERIC and any(u.type == "number" for u in unified):
+            probe = probe.cast(pl.Float64)
+            unified = [_const(float(u.value), "number") for u in unified]
         result = (
             pl.when(probe.is_null())
             .then(pl.lit(None, dtype=pl.Boolean))
