@@ -201,20 +201,189 @@ def contracts_docs(
         typer.echo(text)
 
 
+SegmentArg = Annotated[str, typer.Argument(help="Segment id (its definition file's stem).")]
+VALIDATION_DAY = date(2000, 1, 1)  # any date: validation does not depend on the run date
+
+
+def _sizes_table(title: str, sizes: dict[str, dict[str, int]], kinds: dict[str, str]) -> Table:
+    table = Table(title=title, title_justify="left")
+    table.add_column("segment")
+    table.add_column("type")
+    days = list(sizes)
+    for day in days:
+        table.add_column(f"members {day}", justify="right")
+    for sid in sorted(kinds):
+        table.add_row(sid, kinds[sid], *(f"{sizes[d].get(sid, 0):,}" for d in days))
+    return table
+
+
+@app.command()
+def validate(
+    config: ConfigOpt = None, definitions: DefinitionsOpt = None, contracts: ContractsOpt = None
+) -> None:
+    """Check every contract and every segment definition; list every problem found."""
+    from transforms.compiler import compile_segments
+    from transforms.contracts import load_contracts
+    from transforms.definitions import load_segments
+
+    settings = _settings(config, definitions=definitions, contracts=contracts)
+    found, problems = load_contracts(settings.contracts)
+    segments, definition_problems = load_segments(settings.definitions)
+    problems = [*problems, *definition_problems]
+    if "people" in found and "events" in found:
+        from transforms.compiler import as_of_instant
+
+        _, compile_problems = compile_segments(
+            segments, found["people"], found["events"], as_of_instant(VALIDATION_DAY)
+        )
+        problems += compile_problems
+    for problem in problems:
+        errors.print(f"[bold red]error:[/] {problem}", highlight=False)
+    console.print(
+        f"{len(found)} contract(s), {len(segments)} segment definition(s):"
+        f" {len(problems)} problem(s)"
+    )
+    if problems:
+        raise typer.Exit(code=1)
+
+
+@app.command("compile")
+def compile_(
+    segment: SegmentArg,
+    config: ConfigOpt = None,
+    definitions: DefinitionsOpt = None,
+    contracts: ContractsOpt = None,
+) -> None:
+    """Print a segment's canonical predicate and the event features it needs."""
+    from transforms.errors import DefinitionErrors
+    from transforms.materialize import compile_workspace
+
+    settings = _settings(config, definitions=definitions, contracts=contracts)
+    try:
+        workspace = compile_workspace(settings, VALIDATION_DAY)
+    except DefinitionErrors as exc:
+        raise _fail(exc) from exc
+    compiled = workspace.segments.get(segment)
+    if compiled is None:
+        raise _fail(
+            SegmentsError(
+                f"unknown segment '{segment}'", hint="segment ids are the definition files' names"
+            )
+        )
+    if compiled.manual:
+        console.print(f"{segment} is a manual segment: its members come from uploads only.")
+        return
+    console.print(compiled.canonical(), highlight=False, markup=False)
+    table = Table(
+        title="event features (computed in one pass for all segments)", title_justify="left"
+    )
+    table.add_column("column")
+    table.add_column("feature")
+    table.add_column("type")
+    for name in compiled.features:
+        feature = workspace.features[name]
+        table.add_row(name, feature.describe(), feature.type)
+    if compiled.features:
+        console.print(table)
+    if compiled.references:
+        console.print("references: " + ", ".join(compiled.references))
+
+
+@app.command()
+def preview(
+    segment: SegmentArg,
+    date_: DateOpt,
+    sample: Annotated[int, typer.Option(help="How many members to show.")] = 10,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    definitions: DefinitionsOpt = None,
+    contracts: ContractsOpt = None,
+) -> None:
+    """Size and a sample of a segment's members on a date, computed without writing anything."""
+    import polars as pl
+
+    from transforms.materialize import evaluate
+
+    settings = _settings(config, lake=lake, definitions=definitions, contracts=contracts)
+    try:
+        with console.status(f"evaluating {segment} for {date_}"):
+            evaluation = evaluate(settings, _day(date_), only={segment})
+    except KeyError:
+        raise _fail(
+            SegmentsError(
+                f"unknown segment '{segment}'", hint="segment ids are the definition files' names"
+            )
+        ) from None
+    except SegmentsError as exc:
+        raise _fail(exc) from exc
+    members = evaluation.members.filter(pl.col("segment_id") == segment)
+    console.print(f"{segment} on {date_}: {members.height:,} of {evaluation.people:,} people")
+    for person in members.sort("person_id").head(sample)["person_id"]:
+        console.print(f"  {person}", highlight=False)
+
+
+@app.command()
+def run(
+    date_: DateOpt,
+    config: ConfigOpt = None,
+    landing: LandingOpt = None,
+    lake: LakeOpt = None,
+    definitions: DefinitionsOpt = None,
+    contracts: ContractsOpt = None,
+) -> None:
+    """Run date D: ingest it if needed, then write the membership of every segment."""
+    from transforms.materialize import run as run_date
+
+    day = _day(date_)
+    try:
+        settings = _settings(
+            config, landing=landing, lake=lake, definitions=definitions, contracts=contracts
+        )
+        ingested, report = run_date(settings, day)
+    except SegmentsError as exc:
+        raise _fail(exc) from exc
+    if ingested is not None:
+        _print_ingest(ingested)
+    kinds = _segment_kinds(settings)
+    console.print(
+        _sizes_table(
+            f"Membership {day} ({report.people:,} people)", {day.isoformat(): report.sizes}, kinds
+        )
+    )
+
+
+def _segment_kinds(settings: Settings) -> dict[str, str]:
+    from transforms.definitions import load_segments
+
+    segments, _ = load_segments(settings.definitions)
+    return {sid: s.spec.type for sid, s in segments.items()}
+
+
 @app.command()
 def demo(
     config: ConfigOpt = None,
     landing: LandingOpt = None,
     lake: LakeOpt = None,
     inbox: InboxOpt = None,
+    definitions: DefinitionsOpt = None,
+    contracts: ContractsOpt = None,
 ) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
     from transforms.ingest import ingest as run_ingest
+    from transforms.materialize import materialize
     from transforms.storage import Root
 
+    sizes: dict[str, dict[str, int]] = {}
     try:
-        settings = _settings(config, landing=landing, lake=lake, inbox=inbox)
+        settings = _settings(
+            config,
+            landing=landing,
+            lake=lake,
+            inbox=inbox,
+            definitions=definitions,
+            contracts=contracts,
+        )
         with console.status("writing the demo workspace"):
             files = write_demo_workspace(
                 Root(settings.landing, settings.storage_options),
@@ -229,10 +398,16 @@ def demo(
             with console.status(f"ingesting {day}"):
                 report = run_ingest(settings, day)
             _print_ingest(report)
+            with console.status(f"materializing the segments of {day}"):
+                sizes[day.isoformat()] = materialize(settings, day).sizes
     except SegmentsError as exc:
         raise _fail(exc) from exc
+    console.print(_sizes_table("Segment sizes", sizes, _segment_kinds(settings)))
     console.print(
-        f"Lake written to {settings.lake}: typed Parquet under people/ and events/,"
-        " refused rows under quarantine/, Great Expectations results under ingest/."
+        f"Lake written to {settings.lake}: typed Parquet under people/ and events/, refused"
+        " rows under quarantine/, Great Expectations results under ingest/, members under"
+        " membership/."
     )
-    console.print("Manual uploads stay in the inbox: this version does not apply them yet.")
+    console.print(
+        "Manual segments have no members yet: this version does not apply the inbox's uploads."
+    )

@@ -188,7 +188,8 @@ Handler = Callable[[exp.Expr, _Scope], Typed]
 def _compile(node: exp.Expr, scope: _Scope) -> Typed:
     handler = _HANDLERS.get(type(node))
     if handler is None:
-        raise CompileError(*_refusal(node))
+        message, hint = _refusal(node)
+        raise CompileError(message, node, hint)
     return handler(node, scope)
 
 
@@ -394,8 +395,10 @@ def _between(node: exp.Between, scope: _Scope) -> Typed:
 
 
 def _in(node: exp.In, scope: _Scope) -> Typed:
-    if node.args.get("query") or node.args.get("unnest") or node.args.get("field"):
-        raise CompileError(*_refusal(exp.Subquery()))
+    nested = node.args.get("query") or node.args.get("unnest") or node.args.get("field")
+    if nested:
+        message, hint = _refusal(exp.Subquery())
+        raise CompileError(message, nested, hint)
     value = _compile(node.this, scope)
     items = [_compile(item, scope) for item in node.expressions]
     constants = [i for i in items if i.constant and i.type != "null"]
@@ -1037,7 +1040,8 @@ def _levels(
     compiled: dict[str, CompiledSegment], segments: dict[str, Segment]
 ) -> tuple[list[list[str]], list[DefinitionError]]:
     """Dependency levels, and an error per cycle naming every segment on it."""
-    remaining = {sid: set(c.references) for sid, c in compiled.items()}
+    # references to segments that failed to compile are already reported problems
+    remaining = {sid: set(c.references) & set(compiled) for sid, c in compiled.items()}
     levels: list[list[str]] = []
     done: set[str] = set()
     while remaining:
@@ -1060,6 +1064,8 @@ def _levels(
                 cycle = path[path.index(node) :] + [node]
                 break
             path.append(node)
+        if set(cycle) <= reported:
+            continue
         reported.update(cycle)
         first = segments[cycle[0]]
         problems.append(

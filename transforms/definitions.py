@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from transforms.errors import DefinitionError
 
@@ -33,6 +33,14 @@ class SegmentFile(BaseModel):
     owner: str | None = None
     tags: list[str] = []
     where: str | None = None
+
+    @field_validator("where", mode="before")
+    @classmethod
+    def _scalar_where(cls, value: object) -> object:
+        """YAML reads `where: TRUE` or `where: 1` as a bool or number: keep them as SQL."""
+        if isinstance(value, bool):
+            return "TRUE" if value else "FALSE"
+        return str(value) if isinstance(value, (int, float)) else value
 
     @model_validator(mode="after")
     def _where_matches_type(self) -> SegmentFile:

@@ -78,12 +78,15 @@ class DemoFiles:
     inbox: list[str]
 
 
-def _people(rng: np.random.Generator, count: int, first_id: int) -> pl.DataFrame:
+def _people(
+    rng: np.random.Generator, count: int, first_id: int, joined_days: int = 820
+) -> pl.DataFrame:
+    """`count` people who signed up during the `joined_days` days before the first day."""
     ids = np.arange(first_id, first_id + count)
     plan = rng.choice(PLANS[0], size=count, p=PLANS[1])
+    first = datetime.combine(FIRST_DAY, datetime.min.time(), UTC) - timedelta(days=joined_days)
     created = [
-        datetime(2024, 1, 1, tzinfo=UTC) + timedelta(seconds=int(s))
-        for s in rng.integers(0, 800 * 86400, size=count)
+        first + timedelta(seconds=int(s)) for s in rng.integers(0, joined_days * 86400, size=count)
     ]
     age = pl.Series(rng.integers(18, 80, size=count)).set(pl.Series(rng.random(count) < 0.3), None)
     trial_end = [
@@ -187,7 +190,7 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
             people1.with_columns(
                 plan=pl.when(pl.Series(upgraded)).then(pl.lit("pro")).otherwise(pl.col("plan"))
             ).filter(~pl.col("person_id").is_in(leavers)),
-            _people(rng, 60, first_id=people_count + 1),
+            _people(rng, 60, first_id=people_count + 1, joined_days=2),
         ],
         how="vertical",
     )
