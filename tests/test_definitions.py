@@ -35,42 +35,85 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
 @pytest.mark.parametrize(
     ("text", "message", "fix"),
     [
-        ("name: X\ntype: data_driven\nwhere: plann = 'pro'\n",
-         "unknown person attribute 'plann'", "did you mean 'plan'?"),
-        ("name: X\ntype: data_driven\nwhere: (SELECT 1) = 1\n",
-         "subqueries are not allowed in a segment predicate", "in_segment"),
-        ("name: X\ntype: data_driven\nwhere: plan IN (SELECT plan FROM people)\n",
-         "subqueries are not allowed", "in_segment"),
-        ("name: X\ntype: data_driven\nwhere: row_number() OVER () = 1\n",
-         "window functions are not allowed", "event_count"),
-        ("name: X\ntype: data_driven\nwhere: count(*) > 1\n",
-         "SQL aggregate COUNT(*) is not allowed", "event_count"),
-        ("name: X\ntype: data_driven\nwhere: \"plan = 'pro'; DROP TABLE people\"\n",
-         "not several statements", "remove the ';'"),
-        ("name: X\ntype: data_driven\nwhere: reflect('java.lang.Runtime', 'exec') = 1\n",
-         "function reflect() is not part of the segment language", None),
-        ("name: X\ntype: data_driven\nwhere: read_csv('/etc/passwd') IS NULL\n",
-         "function read_csv() is not part of the segment language", None),
-        ("name: X\ntype: data_driven\nwhere: event_count('purchase', within => '1 month') > 0\n",
-         "interval unit MONTH is not supported", "days"),
-        ("name: X\ntype: data_driven\nwhere: event_sum('purchase', amout) > 0\n",
-         "unknown event column 'amout'", "did you mean 'amount'?"),
-        ("name: X\ntype: data_driven\nwhere: event_count('x', where => plan = 'pro') > 0\n",
-         "unknown event column 'plan'", None),
-        ("name: X\ntype: data_driven\n"
-         "where: event_count('x', where => event_count('y') > 1) > 0\n",
-         "event_count() cannot be used inside an event filter", None),
-        ("name: X\ntype: data_driven\nwhere: event_count('x', when => '7 days') > 0\n",
-         "unknown option 'when'", "within =>"),
-        ("name: X\ntype: data_driven\nwhere: plan = 3\n",
-         "cannot compare plan (string) with 3 (integer)", "CAST"),
+        (
+            "name: X\ntype: data_driven\nwhere: plann = 'pro'\n",
+            "unknown person attribute 'plann'",
+            "did you mean 'plan'?",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: (SELECT 1) = 1\n",
+            "subqueries are not allowed in a segment predicate",
+            "in_segment",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: plan IN (SELECT plan FROM people)\n",
+            "subqueries are not allowed",
+            "in_segment",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: row_number() OVER () = 1\n",
+            "window functions are not allowed",
+            "event_count",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: count(*) > 1\n",
+            "SQL aggregate COUNT(*) is not allowed",
+            "event_count",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: \"plan = 'pro'; DROP TABLE people\"\n",
+            "not several statements",
+            "remove the ';'",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: reflect('java.lang.Runtime', 'exec') = 1\n",
+            "function reflect() is not part of the segment language",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: read_csv('/etc/passwd') IS NULL\n",
+            "function read_csv() is not part of the segment language",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('purchase', within => '1 month') > 0\n",
+            "interval unit MONTH is not supported",
+            "days",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_sum('purchase', amout) > 0\n",
+            "unknown event column 'amout'",
+            "did you mean 'amount'?",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', where => plan = 'pro') > 0\n",
+            "unknown event column 'plan'",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: event_count('x', where => event_count('y') > 1) > 0\n",
+            "event_count() cannot be used inside an event filter",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', when => '7 days') > 0\n",
+            "unknown option 'when'",
+            "within =>",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: plan = 3\n",
+            "cannot compare plan (string) with 3 (integer)",
+            "CAST",
+        ),
         ("name: X\ntype: data_driven\nwhere: plan\n", "plan is string, not a condition", None),
-        ("name: X\ntype: data_driven\nwhere: in_segment('nope')\n",
-         "unknown segment 'nope'", None),
-        ("name: X\ntype: data_driven\nwhere: plan = = 'x'\n", "cannot parse the predicate",
-         None),
-        ("name: X\ntype: data_driven\nwhere: t.plan = 'x'\n",
-         "qualified name t.plan is not allowed", "write just plan"),
+        ("name: X\ntype: data_driven\nwhere: in_segment('nope')\n", "unknown segment 'nope'", None),
+        ("name: X\ntype: data_driven\nwhere: plan = = 'x'\n", "cannot parse the predicate", None),
+        (
+            "name: X\ntype: data_driven\nwhere: t.plan = 'x'\n",
+            "qualified name t.plan is not allowed",
+            "write just plan",
+        ),
     ],
 )
 def test_bad_predicates_name_the_problem_and_the_fix(tmp_path, text, message, fix):
@@ -87,8 +130,11 @@ def test_bad_predicates_name_the_problem_and_the_fix(tmp_path, text, message, fi
         ("Bad-Name.yaml", GOOD, "'Bad-Name' is not a valid segment id"),
         ("seg.yaml", GOOD + "colour: red\n", "unknown key `colour`"),
         ("seg.yaml", "name: X\ntype: data_driven\n", "a data_driven segment needs a `where`"),
-        ("seg.yaml", "name: X\ntype: manual\nwhere: plan = 'pro'\n",
-         "a manual segment cannot have `where`"),
+        (
+            "seg.yaml",
+            "name: X\ntype: manual\nwhere: plan = 'pro'\n",
+            "a manual segment cannot have `where`",
+        ),
         ("seg.yaml", "type: manual\n", "missing required key `name`"),
         ("seg.yaml", "name: X\ntype: smart\nwhere: TRUE\n", "`type`"),
         ("seg.yaml", "name: [unclosed\n", "not valid YAML"),
@@ -112,24 +158,30 @@ def test_duplicate_ids_are_refused(tmp_path):
 
 
 def test_cycles_name_every_segment_on_them(tmp_path):
-    found = problems_for(tmp_path, {
-        "a.yaml": "name: A\ntype: data_driven\nwhere: in_segment('b')\n",
-        "b.yaml": "name: B\ntype: data_driven\nwhere: in_segment('c') AND plan = 'pro'\n",
-        "c.yaml": "name: C\ntype: data_driven\nwhere: in_segment('a')\n",
-        "ok.yaml": "name: OK\ntype: data_driven\nwhere: in_segment('a') OR TRUE\n",
-    })
+    found = problems_for(
+        tmp_path,
+        {
+            "a.yaml": "name: A\ntype: data_driven\nwhere: in_segment('b')\n",
+            "b.yaml": "name: B\ntype: data_driven\nwhere: in_segment('c') AND plan = 'pro'\n",
+            "c.yaml": "name: C\ntype: data_driven\nwhere: in_segment('a')\n",
+            "ok.yaml": "name: OK\ntype: data_driven\nwhere: in_segment('a') OR TRUE\n",
+        },
+    )
     cycles = [p for p in found if "cycle" in str(p)]
     assert len(cycles) == 1
     assert "cycle: a -> b -> c -> a" in str(cycles[0])
 
 
 def test_every_problem_of_every_file_is_reported_together(tmp_path):
-    found = problems_for(tmp_path, {
-        "one.yaml": "name: One\ntype: data_driven\nwhere: plann = 'x'\n",
-        "two.yaml": "name: Two\ntype: manual\nwhere: TRUE\n",
-        "three.yaml": "name: Three\ntype: data_driven\nwhere: agee > 3\n",
-        "fine.yaml": GOOD,
-    })
+    found = problems_for(
+        tmp_path,
+        {
+            "one.yaml": "name: One\ntype: data_driven\nwhere: plann = 'x'\n",
+            "two.yaml": "name: Two\ntype: manual\nwhere: TRUE\n",
+            "three.yaml": "name: Three\ntype: data_driven\nwhere: agee > 3\n",
+            "fine.yaml": GOOD,
+        },
+    )
     assert sorted(Path(p.file).name for p in found) == ["one.yaml", "three.yaml", "two.yaml"]
 
 
@@ -152,8 +204,11 @@ def test_the_example_definitions_are_valid():
 
 
 def test_a_reference_to_a_broken_segment_reports_only_the_broken_one(tmp_path):
-    found = problems_for(tmp_path, {
-        "a.yaml": "name: A\ntype: data_driven\nwhere: in_segment('b')\n",
-        "b.yaml": "name: B\ntype: data_driven\nwhere: plann = 'x'\n",
-    })
+    found = problems_for(
+        tmp_path,
+        {
+            "a.yaml": "name: A\ntype: data_driven\nwhere: in_segment('b')\n",
+            "b.yaml": "name: B\ntype: data_driven\nwhere: plann = 'x'\n",
+        },
+    )
     assert [Path(p.file).name for p in found] == ["b.yaml"]

@@ -1,0 +1,180 @@
+"""Runs over the lake: which events a run sees, membership files, and the author commands."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import CONTRACTS, PEOPLE_HEADER, lake_files, lake_table, land
+from typer.testing import CliRunner
+
+from transforms.cli import app
+from transforms.errors import DefinitionErrors, MissingInputError
+from transforms.materialize import evaluate, materialize, run
+
+D1, D2 = date(2026, 3, 30), date(2026, 3, 31)
+EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
+PERSON = "{pid},{pid}@example.com,A,pro,US,30,1,true,2026-01-01T00:00:00Z,\n"
+
+
+def people(*ids: str) -> str:
+    return PEOPLE_HEADER + "".join(PERSON.format(pid=p) for p in ids)
+
+
+@pytest.fixture
+def workspace(settings, tmp_path: Path):
+    definitions = tmp_path / "definitions"
+    definitions.mkdir()
+    (definitions / "buyers.yaml").write_text(
+        "name: Buyers\ntype: data_driven\nwhere: event_count('purchase') >= 1\n"
+    )
+    (definitions / "two_purchases.yaml").write_text(
+        "name: Two\ntype: data_driven\nwhere: event_count('purchase') = 2\n"
+    )
+    (definitions / "vip.yaml").write_text("name: VIP\ntype: manual\n")
+    return settings.model_copy(update={"definitions": str(definitions)})
+
+
+def members(evaluation, segment: str) -> set[str]:
+    return set(evaluation.members.filter(pl.col("segment_id") == segment)["person_id"])
+
+
+def test_a_run_sees_every_event_ingested_so_far_once(workspace):
+    land(workspace, "people", "p.csv", people("a", "b", "c"), D1)
+    land(
+        workspace,
+        "events",
+        "e.csv",
+        EVENTS_HEADER
+        + "e1,a,purchase,2026-03-30T10:00:00Z,,,\n"
+        + "e2,b,purchase,2026-03-31T10:00:00Z,,,\n",
+        D1,
+    )  # after as_of(D1): not yet
+    land(workspace, "people", "p.csv", people("a", "b", "c"), D2)
+    land(
+        workspace,
+        "events",
+        "e.csv",
+        EVENTS_HEADER
+        + "e1,a,purchase,2026-03-30T10:00:00Z,,,\n"  # re-sent a day later: counted once
+        + "e3,c,purchase,2026-03-29T10:00:00Z,,,\n",
+        D2,
+    )  # late: counts from D2 on
+    run(workspace, D1)
+    first = evaluate(workspace, D1)
+    assert members(first, "buyers") == {"a"}
+    run(workspace, D2)
+    second = evaluate(workspace, D2)
+    assert members(second, "buyers") == {"a", "b", "c"}
+    assert members(second, "two_purchases") == set()  # e1 is one event, not two
+
+
+def test_people_not_in_the_snapshot_are_not_members(workspace):
+    land(workspace, "people", "p.csv", people("a"), D1)
+    land(
+        workspace, "events", "e.csv", EVENTS_HEADER + "e1,z,purchase,2026-03-30T10:00:00Z,,,\n", D1
+    )
+    run(workspace, D1)
+    assert members(evaluate(workspace, D1), "buyers") == set()
+
+
+def test_materialize_writes_one_membership_file_per_run(workspace):
+    land(workspace, "people", "p.csv", people("a", "b"), D1)
+    land(
+        workspace, "events", "e.csv", EVENTS_HEADER + "e1,a,purchase,2026-03-30T10:00:00Z,,,\n", D1
+    )
+    _, report = run(workspace, D1)
+    assert report.sizes == {"buyers": 1, "two_purchases": 0, "vip": 0}
+    materialize(workspace, D1)  # again: replaces, does not add
+    files = [k for k in lake_files(workspace) if k.startswith("membership/")]
+    assert len(files) == 1
+    table = lake_table(workspace, "membership/run_date=2026-03-30")
+    assert table.rows() == [("buyers", "a", D1)]
+    assert table.columns == ["segment_id", "person_id", "member_since"]
+
+
+def test_materialize_before_ingest_says_what_to_run(workspace):
+    with pytest.raises(MissingInputError, match="segments ingest --date 2026-03-30"):
+        materialize(workspace, D1)
+
+
+def test_bad_definitions_stop_the_run_listing_every_problem(workspace):
+    Path(workspace.definitions, "bad.yaml").write_text("name: B\ntype: data_driven\nwhere: x\n")
+    Path(workspace.definitions, "worse.yaml").write_text("name: W\ntype: manual\nwhere: TRUE\n")
+    land(workspace, "people", "p.csv", people("a"), D1)
+    with pytest.raises(DefinitionErrors) as raised:
+        run(workspace, D1)
+    assert len(raised.value.problems) == 2
+
+
+runner = CliRunner()
+
+
+def flags(settings) -> list[str]:
+    return [
+        "--lake",
+        settings.lake,
+        "--definitions",
+        settings.definitions,
+        "--contracts",
+        str(CONTRACTS),
+    ]
+
+
+def test_cli_run_preview_compile_and_validate(workspace):
+    land(workspace, "people", "p.csv", people("a", "b"), D1)
+    land(
+        workspace, "events", "e.csv", EVENTS_HEADER + "e1,a,purchase,2026-03-30T10:00:00Z,,,\n", D1
+    )
+    result = runner.invoke(
+        app, ["run", "--date", "2026-03-30", "--landing", workspace.landing, *flags(workspace)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "buyers" in result.stdout and "Membership 2026-03-30" in result.stdout
+
+    result = runner.invoke(app, ["preview", "buyers", "--date", "2026-03-30", *flags(workspace)])
+    assert result.exit_code == 0, result.output
+    assert "buyers on 2026-03-30: 1 of 2 people" in result.stdout
+    assert "  a" in result.stdout
+
+    result = runner.invoke(app, ["compile", "two_purchases", *flags(workspace)[2:]])
+    assert result.exit_code == 0, result.output
+    assert "count('purchase')" in result.stdout
+
+    result = runner.invoke(app, ["validate", *flags(workspace)[2:]])
+    assert result.exit_code == 0, result.output
+    assert "3 segment definition(s): 0 problem(s)" in result.stdout
+
+
+def test_cli_validate_lists_every_problem_and_fails(workspace):
+    Path(workspace.definitions, "bad.yaml").write_text(
+        "name: B\ntype: data_driven\nwhere: plann = 'pro'\n"
+    )
+    Path(workspace.definitions, "Bad Name.yaml").write_text("name: B\ntype: manual\n")
+    result = runner.invoke(app, ["validate", *flags(workspace)[2:]])
+    assert result.exit_code == 1
+    assert "did you mean 'plan'?" in result.stderr
+    assert "'Bad Name' is not a valid segment id" in result.stderr
+
+
+def test_cli_preview_of_an_unknown_segment(workspace):
+    land(workspace, "people", "p.csv", people("a"), D1)
+    runner.invoke(
+        app,
+        [
+            "ingest",
+            "--date",
+            "2026-03-30",
+            "--landing",
+            workspace.landing,
+            "--lake",
+            workspace.lake,
+            "--contracts",
+            str(CONTRACTS),
+        ],
+    )
+    result = runner.invoke(app, ["preview", "nope", "--date", "2026-03-30", *flags(workspace)])
+    assert result.exit_code == 1
+    assert "unknown segment 'nope'" in result.stderr
