@@ -38,6 +38,7 @@ lock: venv
 
 bench: venv
 	$(BIN)/python -m benchmarks.ingest_bench --scale $(SCALE)
+	$(BIN)/python -m benchmarks.materialize_bench --scale $(SCALE)
 
 clean:
 	rm -rf $(VENV) workspace .pytest_cache .ruff_cache .hypothesis

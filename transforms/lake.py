@@ -71,9 +71,16 @@ def scan_people(lake: Root, day: date) -> pl.LazyFrame:
 
 
 def scan_events(lake: Root, day: date) -> pl.LazyFrame:
-    """Every event ingested on or before `day`, once per event_id (the first ingest wins)."""
-    keys = []
-    for ingested in ingested_days(lake):
-        if ingested <= day:
-            keys += read_ingest_manifest(lake, ingested)["outputs"]["events"]
-    return _scan(lake, keys).unique(subset="event_id", keep="first")
+    """Every event ingested on or before `day`, once per event_id (the first ingest wins).
+
+    Ingest already drops re-sent events within a day, so with a single ingested day there is
+    nothing left to deduplicate."""
+    days = [d for d in ingested_days(lake) if d <= day]
+    if not days:
+        raise MissingInputError(
+            f"nothing ingested on or before {day} in {lake.url}",
+            hint=f"run `segments ingest --date {day}` first",
+        )
+    keys = [k for d in days for k in read_ingest_manifest(lake, d)["outputs"]["events"]]
+    events = _scan(lake, keys)
+    return events if len(days) == 1 else events.unique(subset="event_id", keep="first")
