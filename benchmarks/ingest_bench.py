@@ -125,10 +125,15 @@ def run(scale: str, repeat: int) -> dict:
         f" + Great Expectations): {result['great_expectations_share']:.0%}; importing Great"
         f" Expectations adds {import_seconds:.1f} s once per process (not in the medians)"
     )
+    save_result(f"ingest-{scale}", result)
+    return result
+
+
+def save_result(name: str, result: dict) -> None:
+    """Write a benchmark's figures to benchmarks/results/<name>.json."""
     out = HERE / "results"
     out.mkdir(exist_ok=True)
-    (out / f"ingest-{scale}.json").write_text(json.dumps(result, indent=1))
-    return result
+    (out / f"{name}.json").write_text(json.dumps(result, indent=1))
 
 
 def main() -> None:

@@ -29,7 +29,7 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.ingest_bench import HERE, REPO, SCALES, write_landing
+from benchmarks.ingest_bench import HERE, REPO, SCALES, save_result, write_landing
 from transforms.compiler import as_of_instant
 from transforms.demo import FIRST_DAY
 
@@ -238,9 +238,7 @@ def run(scale: str, repeat: int) -> dict:
         f"segments / duckdb time: {result['ratio_segments_to_duckdb']:.2f};"
         f" same membership: {agree}"
     )
-    out = HERE / "results"
-    out.mkdir(exist_ok=True)
-    (out / f"materialize-{scale}.json").write_text(json.dumps(result, indent=1))
+    save_result(f"materialize-{scale}", result)
     return result
 
 

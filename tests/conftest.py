@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import io
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import polars as pl
@@ -59,6 +59,23 @@ def lake_files(settings: Settings) -> dict[str, bytes]:
         return {}
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
+
+# The typed rows of the two well-formed people of the ingest tests' CSV (00123, 00124).
+EXPECTED_PEOPLE = pl.DataFrame(
+    {
+        "person_id": ["00123", "00124"],
+        "email": ["ada@example.com", None],
+        "first_name": ["Ada", "Bo"],
+        "plan": ["pro", "trial"],
+        "country": ["US", "DE"],
+        "age": [36, None],
+        "lifetime_value": [120.5, None],
+        "email_opt_in": [True, None],
+        "created_at": [datetime(2026, 1, 31, 10, tzinfo=UTC)] * 2,
+        "trial_ends_on": [None, date(2026, 4, 10)],
+    },
+    schema_overrides={"created_at": pl.Datetime("us", "UTC")},
+)
 
 PEOPLE_HEADER = (
     "person_id,email,first_name,plan,country,age,lifetime_value,email_opt_in,created_at,"

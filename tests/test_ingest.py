@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import polars as pl
 import pytest
-from conftest import DAY, PEOPLE_HEADER, lake_files, lake_table, land, parquet_bytes
+from conftest import (
+    DAY,
+    EXPECTED_PEOPLE,
+    PEOPLE_HEADER,
+    lake_files,
+    lake_table,
+    land,
+    parquet_bytes,
+)
 from polars.testing import assert_frame_equal
 
 from transforms.errors import InputFileError, MissingInputError
@@ -23,22 +31,6 @@ EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
 EVENTS_ROWS = (
     'e1,00123,purchase,2026-03-30T09:00:00Z,25.0,USD,"{""source"": ""web""}"\n'
     "e2,00124,page_viewed,2026-03-30T23:59:59-01:00,,,\n"
-)
-
-EXPECTED_PEOPLE = pl.DataFrame(
-    {
-        "person_id": ["00123", "00124"],
-        "email": ["ada@example.com", None],
-        "first_name": ["Ada", "Bo"],
-        "plan": ["pro", "trial"],
-        "country": ["US", "DE"],
-        "age": [36, None],
-        "lifetime_value": [120.5, None],
-        "email_opt_in": [True, None],
-        "created_at": [datetime(2026, 1, 31, 10, tzinfo=UTC)] * 2,
-        "trial_ends_on": [None, date(2026, 4, 10)],
-    },
-    schema_overrides={"created_at": pl.Datetime("us", "UTC")},
 )
 
 

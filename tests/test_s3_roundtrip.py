@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
 from botocore.exceptions import ClientError
+from conftest import EXPECTED_PEOPLE
 from polars.testing import assert_frame_equal
 from s3_server import S3Server, WeedUnavailable, find_weed, seaweedfs_s3
 
@@ -26,6 +27,7 @@ from transforms.config import load_settings
 from transforms.errors import StorageAccessError, StorageError
 from transforms.ingest import ingest
 from transforms.lake import read_ingest_manifest
+from transforms.materialize import run
 from transforms.storage import Root
 
 pytestmark = pytest.mark.s3
@@ -46,21 +48,6 @@ EVENTS_CSV = (
     'e1,00123,purchase,2026-03-30T09:00:00Z,25.0,USD,"{""source"": ""web""}"\n'  # re-sent
 )
 UTC_US = pl.Datetime("us", "UTC")
-EXPECTED_PEOPLE = pl.DataFrame(
-    {
-        "person_id": ["00123", "00124"],
-        "email": ["ada@example.com", None],
-        "first_name": ["Ada", "Bo"],
-        "plan": ["pro", "trial"],
-        "country": ["US", "DE"],
-        "age": [36, None],
-        "lifetime_value": [120.5, None],
-        "email_opt_in": [True, None],
-        "created_at": [datetime(2026, 1, 31, 10, tzinfo=UTC)] * 2,
-        "trial_ends_on": [None, date(2026, 4, 10)],
-    },
-    schema_overrides={"created_at": UTC_US},
-)
 EXPECTED_EVENTS = pl.DataFrame(
     {
         "event_id": ["e1", "e2"],
@@ -309,3 +296,28 @@ def test_exclusive_create_through_root_refuses_an_existing_key(s3: S3Server, pre
     with pytest.raises((FileExistsError, StorageError)), root.open("manifest.json", "xb") as handle:
         handle.write(b"second")
     assert root.read_bytes("manifest.json") == b"first"
+
+
+def test_run_materializes_membership_on_s3(
+    s3: S3Server, bucket: Bucket, prefix: str, tmp_path: Path
+) -> None:
+    assert bucket.put(f"{prefix}/landing/people/{DAY}/people.csv", PEOPLE_CSV.encode()) == 200
+    assert bucket.put(f"{prefix}/landing/events/{DAY}/events.csv", EVENTS_CSV.encode()) == 200
+    definitions = tmp_path / "definitions"
+    definitions.mkdir()
+    (definitions / "buyers.yaml").write_text(
+        "name: Buyers\ntype: data_driven\nwhere: event_sum('purchase', amount) >= 25\n"
+    )
+    settings = load_settings(
+        None,
+        landing=f"s3://{s3.bucket}/{prefix}/landing",
+        lake=f"s3://{s3.bucket}/{prefix}/lake",
+        contracts=str(CONTRACTS),
+        definitions=str(definitions),
+        storage_options=s3.storage_options,
+    )
+    ingested, report = run(settings, DAY)
+    assert ingested is not None and report.sizes == {"buyers": 1}
+    (key,) = [k for k in bucket.keys(f"{prefix}/lake") if k.startswith("membership/")]
+    membership = pl.read_parquet(io.BytesIO(bucket.get(f"{prefix}/lake/{key}")))
+    assert membership.rows() == [("buyers", "00123", DAY)]

@@ -86,6 +86,15 @@ def _jsonl_problem_line(data: bytes) -> tuple[int | None, str]:
     return None, "could not be parsed as JSON lines"
 
 
+def _unparseable(
+    exc: Exception, located: tuple[int | None, str], file: str, hint: str
+) -> InputFileError:
+    """The reader's failure, at the line our own strict pass found (when it found one)."""
+    line, problem = located
+    message = f"line {problem}" if line else f"{problem}: {str(exc).splitlines()[0]}"
+    return InputFileError(message, file=file, line=line, hint=hint)
+
+
 def _read_csv(data: bytes, file: str) -> pl.DataFrame:
     if not data.strip():
         raise InputFileError(
@@ -96,12 +105,11 @@ def _read_csv(data: bytes, file: str) -> pl.DataFrame:
     try:
         return pl.read_csv(data, infer_schema=False, encoding="utf8", raise_if_empty=False)
     except pl.exceptions.PolarsError as exc:
-        line, problem = _csv_problem_line(data)
-        raise InputFileError(
-            f"line {problem}" if line else f"{problem}: {str(exc).splitlines()[0]}",
-            file=file,
-            line=line,
-            hint="export UTF-8 CSV with a header row and the same number of fields on every line",
+        raise _unparseable(
+            exc,
+            _csv_problem_line(data),
+            file,
+            "export UTF-8 CSV with a header row and the same number of fields on every line",
         ) from exc
 
 
@@ -113,12 +121,8 @@ def _read_jsonl(data: bytes, file: str, text_columns: list[str]) -> pl.DataFrame
         text = [c for c in text_columns if c in frame.columns]
         return frame.with_columns(pl.col(text).cast(pl.String)) if text else frame
     except pl.exceptions.PolarsError as exc:
-        line, problem = _jsonl_problem_line(data)
-        raise InputFileError(
-            f"line {problem}" if line else f"{problem}: {str(exc).splitlines()[0]}",
-            file=file,
-            line=line,
-            hint="write one JSON object per line, UTF-8",
+        raise _unparseable(
+            exc, _jsonl_problem_line(data), file, "write one JSON object per line, UTF-8"
         ) from exc
 
 
