@@ -5,8 +5,8 @@
 Uses the landing data of `benchmarks.ingest_bench` (written there if missing) and ingests it
 once. Then, --repeat times each and in separate processes (so peak memory is each engine's
 own), it times:
-- segments: `transforms.materialize.materialize` (compile, one-pass features, 30 predicates,
-  membership Parquet written to the lake);
+- segments: `transforms.runs.run` on the ingested date (compile, one-pass features, 30
+  predicates, diff against the previous run, membership and changes Parquet committed);
 - duckdb: the same membership written by hand as one DuckDB query (`count(*) FILTER (WHERE
   ...)` per feature in one pass, joined to people, one SELECT per segment), written to Parquet.
 Both outputs are compared row for row. Prints medians and the ratio; writes
@@ -116,7 +116,7 @@ def child(engine: str, data: Path) -> None:
     started = time.perf_counter()
     if engine == "segments":
         from transforms.config import load_settings
-        from transforms.materialize import materialize
+        from transforms.runs import run
 
         settings = load_settings(
             None,
@@ -124,7 +124,7 @@ def child(engine: str, data: Path) -> None:
             contracts=str(REPO / "data_contracts"),
             definitions=str(data / "definitions"),
         )
-        materialize(settings, FIRST_DAY)
+        run(settings, FIRST_DAY)
     else:
         import duckdb
 

@@ -12,7 +12,8 @@ from typer.testing import CliRunner
 
 from transforms.cli import app
 from transforms.errors import DefinitionErrors, MissingInputError
-from transforms.materialize import evaluate, materialize, run
+from transforms.materialize import evaluate
+from transforms.runs import run
 
 D1, D2 = date(2026, 3, 30), date(2026, 3, 31)
 EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
@@ -80,14 +81,18 @@ def test_people_not_in_the_snapshot_are_not_members(workspace):
     assert members(evaluate(workspace, D1), "buyers") == set()
 
 
-def test_materialize_writes_one_membership_file_per_run(workspace):
+def test_a_run_writes_one_membership_file_and_reruns_replace_it(workspace):
     land(workspace, "people", "p.csv", people("a", "b"), D1)
     land(
         workspace, "events", "e.csv", EVENTS_HEADER + "e1,a,purchase,2026-03-30T10:00:00Z,,,\n", D1
     )
-    _, report = run(workspace, D1)
-    assert report.sizes == {"buyers": 1, "two_purchases": 0, "vip": 0}
-    materialize(workspace, D1)  # again: replaces, does not add
+    report = run(workspace, D1)
+    assert {sid: c.size for sid, c in report.segments.items()} == {
+        "buyers": 1,
+        "two_purchases": 0,
+        "vip": 0,
+    }
+    run(workspace, D1)  # again: replaces, does not add
     files = [k for k in lake_files(workspace) if k.startswith("membership/")]
     assert len(files) == 1
     table = lake_table(workspace, "membership/run_date=2026-03-30")
@@ -95,9 +100,9 @@ def test_materialize_writes_one_membership_file_per_run(workspace):
     assert table.columns == ["segment_id", "person_id", "member_since"]
 
 
-def test_materialize_before_ingest_says_what_to_run(workspace):
+def test_preview_before_ingest_says_what_to_run(workspace):
     with pytest.raises(MissingInputError, match="segments ingest --date 2026-03-30"):
-        materialize(workspace, D1)
+        evaluate(workspace, D1)
 
 
 def test_bad_definitions_stop_the_run_listing_every_problem(workspace):
@@ -132,7 +137,7 @@ def test_cli_run_preview_compile_and_validate(workspace):
         app, ["run", "--date", "2026-03-30", "--landing", workspace.landing, *flags(workspace)]
     )
     assert result.exit_code == 0, result.output
-    assert "buyers" in result.stdout and "Membership 2026-03-30" in result.stdout
+    assert "buyers" in result.stdout and "Run 2026-03-30 (first run)" in result.stdout
 
     result = runner.invoke(app, ["preview", "buyers", "--date", "2026-03-30", *flags(workspace)])
     assert result.exit_code == 0, result.output

@@ -19,6 +19,7 @@ from transforms.errors import SegmentsError
 
 if TYPE_CHECKING:
     from transforms.ingest import IngestReport
+    from transforms.runs import RunReport
 
 app = typer.Typer(
     help="Keep customer segments up to date from warehouse snapshots.",
@@ -205,18 +206,6 @@ SegmentArg = Annotated[str, typer.Argument(help="Segment id (its definition file
 VALIDATION_DAY = date(2000, 1, 1)  # any date: validation does not depend on the run date
 
 
-def _sizes_table(title: str, sizes: dict[str, dict[str, int]], kinds: dict[str, str]) -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column("segment")
-    table.add_column("type")
-    days = list(sizes)
-    for day in days:
-        table.add_column(f"members {day}", justify="right")
-    for sid in sorted(kinds):
-        table.add_row(sid, kinds[sid], *(f"{sizes[d].get(sid, 0):,}" for d in days))
-    return table
-
-
 @app.command()
 def validate(
     config: ConfigOpt = None, definitions: DefinitionsOpt = None, contracts: ContractsOpt = None
@@ -325,31 +314,53 @@ def preview(
 @app.command()
 def run(
     date_: DateOpt,
+    accept_shrink: Annotated[
+        bool, typer.Option(help="Accept a people snapshot that shrank past the guard rail.")
+    ] = False,
+    rebuild_later: Annotated[
+        bool, typer.Option(help="Rerun D even though later runs exist, then rerun them in order.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     config: ConfigOpt = None,
     landing: LandingOpt = None,
     lake: LakeOpt = None,
     definitions: DefinitionsOpt = None,
     contracts: ContractsOpt = None,
 ) -> None:
-    """Run date D: ingest it if needed, then write the membership of every segment."""
-    from transforms.materialize import run as run_date
+    """Run date D: ingest it if needed, compute every segment, diff, and commit the run."""
+    from transforms.runs import run as run_date
 
     day = _day(date_)
     try:
         settings = _settings(
             config, landing=landing, lake=lake, definitions=definitions, contracts=contracts
         )
-        ingested, report = run_date(settings, day)
+        report = run_date(settings, day, accept_shrink=accept_shrink, rebuild_later=rebuild_later)
     except SegmentsError as exc:
         raise _fail(exc) from exc
-    if ingested is not None:
-        _print_ingest(ingested)
-    kinds = _segment_kinds(settings)
-    console.print(
-        _sizes_table(
-            f"Membership {day} ({report.people:,} people)", {day.isoformat(): report.sizes}, kinds
+    if as_json:
+        console.print_json(json.dumps(report.to_json()))
+        return
+    if report.ingested is not None:
+        _print_ingest(report.ingested)
+    console.print(_run_table(report, _segment_kinds(settings)))
+    console.print(f"committed: {settings.lake}/{report.manifest}", highlight=False)
+
+
+def _run_table(report: RunReport, kinds: dict[str, str]) -> Table:
+    since = f" vs {report.previous_run_date}" if report.previous_run_date else " (first run)"
+    table = Table(title=f"Run {report.date}{since}: {report.people:,} people", title_justify="left")
+    for column in ("segment", "type", "members", "entered", "exited"):
+        table.add_column(column, justify="left" if column in ("segment", "type") else "right")
+    for sid, counts in report.segments.items():
+        table.add_row(
+            sid,
+            kinds.get(sid, "deleted"),
+            f"{counts.size:,}",
+            f"{counts.entered:,}",
+            f"{counts.exited:,}",
         )
-    )
+    return table
 
 
 def _segment_kinds(settings: Settings) -> dict[str, str]:
@@ -370,11 +381,9 @@ def demo(
 ) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
-    from transforms.ingest import ingest as run_ingest
-    from transforms.materialize import materialize
+    from transforms.runs import run as run_date
     from transforms.storage import Root
 
-    sizes: dict[str, dict[str, int]] = {}
     try:
         settings = _settings(
             config,
@@ -394,19 +403,19 @@ def demo(
             f" {settings.landing}, {len(files.inbox)} manual uploads under"
             f" {settings.inbox}"
         )
+        kinds = _segment_kinds(settings)
         for day in (FIRST_DAY, SECOND_DAY):
-            with console.status(f"ingesting {day}"):
-                report = run_ingest(settings, day)
-            _print_ingest(report)
-            with console.status(f"materializing the segments of {day}"):
-                sizes[day.isoformat()] = materialize(settings, day).sizes
+            with console.status(f"running {day}"):
+                report = run_date(settings, day, rebuild_later=True)
+            if report.ingested is not None:
+                _print_ingest(report.ingested)
+            console.print(_run_table(report, kinds))
     except SegmentsError as exc:
         raise _fail(exc) from exc
-    console.print(_sizes_table("Segment sizes", sizes, _segment_kinds(settings)))
     console.print(
-        f"Lake written to {settings.lake}: typed Parquet under people/ and events/, refused"
-        " rows under quarantine/, Great Expectations results under ingest/, members under"
-        " membership/."
+        f"Lake written to {settings.lake}: people/ and events/ (typed inputs), quarantine/"
+        " (refused rows), membership/ and changes/ (per run), runs/ (manifests; a run is"
+        " visible once runs/latest.json names it)."
     )
     console.print(
         "Manual segments have no members yet: this version does not apply the inbox's uploads."

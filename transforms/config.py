@@ -39,6 +39,14 @@ class Settings(BaseModel):
     validation_batch_rows: int = Field(
         1_000_000, gt=0, description="Rows per Great Expectations batch (bounds its memory)."
     )
+    max_snapshot_shrink: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="A run fails when its people snapshot is smaller than the previous run's by"
+        " more than this share (0.2 = 20%), instead of emitting mass exits; `--accept-shrink`"
+        " overrides it for one run.",
+    )
 
 
 def _is_url(value: str) -> bool:
@@ -86,7 +94,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
             if isinstance(values.get(field), str):
                 values[field] = _resolve(values[field], path.parent.resolve())
     cwd = Path.cwd()
-    for field in (*ROOT_FIELDS, "validation_batch_rows"):
+    for field in (*ROOT_FIELDS, "validation_batch_rows", "max_snapshot_shrink"):
         env = os.environ.get(f"SEGMENTS_{field.upper()}")
         if env:
             values[field] = _resolve(env, cwd) if field in ROOT_FIELDS else env

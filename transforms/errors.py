@@ -90,3 +90,17 @@ class DefinitionErrors(SegmentsError):
             + "\n".join(f"  {p}" for p in problems)
         )
         self.problems = problems
+
+
+class ConcurrentRunError(SegmentsError):
+    """Another run committed while this one was computing; a retry starts from its result."""
+
+    terminal = False
+
+
+class RunOrderError(SegmentsError):
+    """The run would leave later committed runs inconsistent."""
+
+
+class SnapshotShrinkError(SegmentsError):
+    """The people snapshot is empty or much smaller than the previous one."""

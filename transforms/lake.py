@@ -18,7 +18,12 @@ import polars as pl
 from transforms.errors import MissingInputError
 from transforms.storage import Root
 
-PARTITION_COLUMNS = {"people": "snapshot_date", "events": "ingest_date", "membership": "run_date"}
+PARTITION_COLUMNS = {
+    "people": "snapshot_date",
+    "events": "ingest_date",
+    "membership": "run_date",
+    "changes": "run_date",
+}
 
 
 def partition(table: str, day: date) -> str:

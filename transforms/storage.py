@@ -8,11 +8,16 @@ filesystem (fsspec: local, s3fs, gcsfs...).
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import io
+import os
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 import fsspec
@@ -156,10 +161,118 @@ class Root:
         with self.open(key) as handle:
             return pl.read_parquet(handle).lazy()
 
+    # --- conditional writes: what the commit protocol stands on ---------------------------
+
+    def read_versioned(self, key: str) -> tuple[bytes, str] | None:
+        """(content, version tag) of a small object, or None if absent. The tag is the S3 ETag,
+        or a content hash on local folders; pass it to `put_if_match`."""
+        if self.is_local:
+            try:
+                data = Path(self._full(key)).read_bytes()
+            except FileNotFoundError:
+                return None
+            return data, hashlib.sha256(data).hexdigest()
+        full = self._full(key)
+        try:
+            with _storage_errors("cannot read", self.url_of(key)):
+                self.fs.invalidate_cache(full)
+                # the tag first, then the bytes: if the object changes in between, the bytes
+                # are newer than the tag and a put_if_match with that tag fails, as it should
+                version = self.fs.info(full)["ETag"]
+                return self.fs.cat_file(full), version
+        except FileNotFoundError:
+            return None
+
+    def put_if_absent(self, key: str, data: bytes) -> bool:
+        """Create `key` only if it does not exist (S3 `If-None-Match: *`); False if it did."""
+        if self.is_local:
+            path = Path(self._full(key))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with os.fdopen(descriptor, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            return True
+        return self._conditional_put(key, data, IfNoneMatch="*")
+
+    def put_if_match(self, key: str, data: bytes, version: str) -> bool:
+        """Replace `key` only if its version is still `version` (S3 `If-Match`); else False."""
+        if self.is_local:
+            path = Path(self._full(key))
+            with _locked(path):
+                current = self.read_versioned(key)
+                if current is None or current[1] != version:
+                    return False
+                temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+                temporary.write_bytes(data)
+                os.replace(temporary, path)
+            return True
+        return self._conditional_put(key, data, IfMatch=version)
+
+    def _bucket_key(self, key: str) -> tuple[str, str]:
+        bucket, _, path = self._full(key).partition("/")
+        return bucket, path
+
+    def _require_s3(self) -> None:
+        if "s3" not in self.fs.protocol and "s3a" not in self.fs.protocol:
+            raise ConfigError(
+                f"{self.url}: commits need conditional writes, available here on local folders"
+                " and S3-compatible stores",
+                hint="put the lake on a local folder or an s3:// URL",
+            )
+
+    def _conditional_put(self, key: str, data: bytes, **condition: str) -> bool:
+        self._require_s3()
+        bucket, path = self._bucket_key(key)
+        try:
+            with _storage_errors("cannot write", self.url_of(key)):
+                self.fs.call_s3("put_object", Bucket=bucket, Key=path, Body=data, **condition)
+        except (StorageError, FileNotFoundError) as exc:
+            if _precondition_failed(exc):
+                return False
+            raise
+        finally:
+            self.fs.invalidate_cache(self._full(key))
+        return True
+
     def delete(self, keys: list[str]) -> None:
         if keys:
             with _storage_errors("cannot delete", f"{len(keys)} file(s) under {self.url}"):
                 self.fs.rm([self._full(k) for k in keys])
+
+
+def _precondition_failed(exc: BaseException) -> bool:
+    """Whether an S3 error (however the client wrapped it) is 412 Precondition Failed, or the
+    404 that AWS answers to If-Match on a missing key."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        text = str(seen)
+        if "PreconditionFailed" in text or "412" in text or "Precondition" in text:
+            return True
+        response = getattr(seen, "response", None)
+        if isinstance(response, dict):
+            code = str(response.get("Error", {}).get("Code", ""))
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict") or status == 412:
+                return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock beside `path`, for compare-and-swap on local folders."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(f".{path.name}.lock"), "a+b") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
 
 
 def _mtime(entry: dict[str, Any]) -> datetime | None:

@@ -1,0 +1,160 @@
+"""Committing a run on a lake that may be an object store (STORAGE.md, "Committing").
+
+1. data files are written under a fresh attempt name (`part-<attempt>.parquet`);
+2. the run's manifest is written as one object that must not exist yet
+   (`runs/run_date=D/manifest-<attempt>.json`, `If-None-Match: *`);
+3. the catalog `runs/latest.json`, which lists the committed manifest of every run date, is
+   replaced by compare-and-swap (`If-Match: <version read at the start>`); its `latest` date
+   never moves backwards. This is the commit point: a run is visible once the catalog names
+   its manifest. Two writers cannot both succeed: the loser's swap fails, it removes its own
+   files and reports `ConcurrentRunError` (a retry starts from the winner's result);
+4. files of other attempts of D that started before this one (crashed, lost or replaced) are
+   removed, so `run_date=D/` then holds exactly the committed files. Attempt names start with
+   the time the attempt read the catalog; an attempt that started earlier read the catalog
+   before this commit, so its swap can no longer succeed and its files are garbage. Attempts
+   that started later are left alone: they may still commit.
+
+A crash at any step leaves the previous catalog, and so every committed run, intact; the next
+attempt cleans up after the crashed one. Readers go through the catalog and manifests only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+
+from transforms import lake
+from transforms.errors import ConcurrentRunError
+from transforms.storage import Root
+
+log = logging.getLogger("segments.commit")
+CATALOG = "runs/latest.json"
+TABLES = ("membership", "changes")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The committed runs, as the catalog said when it was read."""
+
+    runs: dict[str, str] = field(default_factory=dict)
+    """Run date (ISO) -> key of its committed manifest."""
+    version: str | None = None
+    """The catalog object's version tag, for the compare-and-swap; None if it does not exist."""
+
+    @property
+    def dates(self) -> list[date]:
+        return sorted(date.fromisoformat(d) for d in self.runs)
+
+    @property
+    def latest(self) -> date | None:
+        return self.dates[-1] if self.runs else None
+
+    def previous(self, day: date) -> date | None:
+        """The latest committed run with a date before `day`."""
+        earlier = [d for d in self.dates if d < day]
+        return earlier[-1] if earlier else None
+
+    def later(self, day: date) -> list[date]:
+        return [d for d in self.dates if d > day]
+
+
+def read_catalog(root: Root) -> Catalog:
+    found = root.read_versioned(CATALOG)
+    if found is None:
+        return Catalog()
+    data, version = found
+    return Catalog(json.loads(data)["runs"], version)
+
+
+def read_manifest(root: Root, catalog: Catalog, day: date) -> dict[str, Any] | None:
+    """The committed manifest of run `day`, or None if `day` has no committed run."""
+    key = catalog.runs.get(day.isoformat())
+    return json.loads(root.read_bytes(key)) if key else None
+
+
+def read_table(root: Root, manifest: dict[str, Any], table: str) -> pl.DataFrame:
+    """A committed table of a run, read from exactly the files its manifest lists."""
+    return root.read_parquet(manifest["files"][table])
+
+
+def manifest_folder(day: date) -> str:
+    return f"runs/run_date={day.isoformat()}"
+
+
+def new_attempt() -> str:
+    """A unique attempt name that sorts by start time: `20261128T134512123456-1f2e3d`.
+
+    The clock only orders attempts for clean-up; it never enters a result."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+
+
+ATTEMPT = re.compile(r"(?:part|manifest)-(\d{8}T\d{12}-[0-9a-f]{6})\.(?:parquet|json)$")
+
+
+def commit(
+    root: Root,
+    day: date,
+    catalog: Catalog,
+    attempt: str,
+    tables: dict[str, pl.DataFrame],
+    manifest: dict[str, Any],
+) -> dict[str, Any]:
+    """Publish run `day`: data files, manifest, catalog swap, clean-up. Returns the manifest.
+
+    `catalog` and `attempt` come from the start of the run (`read_catalog`, `new_attempt`):
+    if another run committed since, the swap fails and this attempt is rolled back.
+    """
+    files = {}
+    for table, frame in tables.items():
+        key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
+        root.write_parquet(frame, key)
+        files[table] = [key]
+    manifest = {
+        **manifest,
+        "run_date": day.isoformat(),
+        "attempt": attempt,
+        "files": files,
+        "status": "committed",
+    }
+    manifest_key = f"{manifest_folder(day)}/manifest-{attempt}.json"
+    written = [k for keys in files.values() for k in keys]
+    if not root.put_if_absent(manifest_key, json.dumps(manifest, indent=1).encode()):
+        root.delete(written)
+        raise ConcurrentRunError(f"manifest {manifest_key} already exists")
+    runs = {**catalog.runs, day.isoformat(): manifest_key}
+    body = json.dumps(
+        {"latest": max(runs), "runs": dict(sorted(runs.items())), "committed_by": attempt}, indent=1
+    ).encode()
+    swapped = (
+        root.put_if_absent(CATALOG, body)
+        if catalog.version is None
+        else root.put_if_match(CATALOG, body, catalog.version)
+    )
+    if not swapped:
+        root.delete([*written, manifest_key])
+        raise ConcurrentRunError(
+            f"another run committed to {root.url} while run {day} was computing",
+            hint="run it again: the retry starts from the run that committed",
+        )
+    clean_up(root, day, attempt)
+    log.info("committed run %s (attempt %s)", day, attempt)
+    return manifest
+
+
+def clean_up(root: Root, day: date, attempt: str) -> None:
+    """Remove what attempts of `day` older than `attempt` left: data files and manifests."""
+    folders = [lake.partition(t, day) for t in TABLES] + [manifest_folder(day)]
+    stale = []
+    for folder in folders:
+        for info in root.list_files(folder):
+            match = ATTEMPT.search(info.name)
+            if match and match.group(1) < attempt:
+                stale.append(info.key)
+    root.delete(stale)

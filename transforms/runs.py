@@ -1,0 +1,190 @@
+"""A run of date D, end to end: ingest -> manual uploads -> materialize -> diff -> commit.
+
+`run(settings, D)` is what `segments run --date D`, the Airflow DAG and the tests call. It
+reads the catalog of committed runs first (`transforms.commit`), so everything it computes is
+relative to one consistent state of the lake:
+
+- the previous run is the latest committed run with a date before D; the first run has none;
+- a run date with later committed runs is refused, unless `rebuild_later` is set, which then
+  reruns every later date in order so their changes stay consistent;
+- the guard rail: a people snapshot that is empty, or smaller than the previous run's by more
+  than `max_snapshot_shrink`, fails the run instead of emitting mass exits (`accept_shrink`
+  overrides it for this run);
+- re-running D reproduces D's rows exactly.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from transforms import lake
+from transforms.changes import DiffContext, diff
+from transforms.commit import commit, new_attempt, read_catalog, read_manifest, read_table
+from transforms.config import Settings
+from transforms.definitions import load_segments
+from transforms.errors import RunOrderError, SnapshotShrinkError
+from transforms.materialize import evaluate
+from transforms.storage import Root
+
+log = logging.getLogger("segments.run")
+NO_ACTIONS = pl.DataFrame(
+    schema={"segment_id": pl.String, "person_id": pl.String, "action": pl.String}
+)
+
+
+@dataclass
+class SegmentCounts:
+    size: int
+    entered: int
+    exited: int
+
+
+@dataclass
+class RunReport:
+    """What a committed run did; the same figures are in its manifest."""
+
+    date: str
+    previous_run_date: str | None
+    people: int
+    segments: dict[str, SegmentCounts]
+    manifest: str
+    ingested: Any = None
+    """The ingest report when this run ingested its date, else None."""
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["ingested"] = self.ingested.to_json() if self.ingested is not None else None
+        return data
+
+
+def definition_hashes(settings: Settings) -> dict[str, str]:
+    segments, _ = load_segments(settings.definitions)
+    return {sid: segment.content_hash() for sid, segment in sorted(segments.items())}
+
+
+def _check_snapshot(
+    people: int, previous: dict[str, Any] | None, settings: Settings, accept_shrink: bool, day: date
+) -> None:
+    if accept_shrink:
+        return
+    if people == 0:
+        raise SnapshotShrinkError(
+            f"the people snapshot of {day} is empty: every member would exit every segment",
+            hint="land the full snapshot, or pass --accept-shrink if everybody really left",
+        )
+    if previous is None:
+        return
+    before = previous["people"]
+    if people < before * (1 - settings.max_snapshot_shrink):
+        raise SnapshotShrinkError(
+            f"the people snapshot of {day} has {people:,} people, {1 - people / before:.0%}"
+            f" fewer than the {before:,} of run {previous['run_date']} (the limit is"
+            f" {settings.max_snapshot_shrink:.0%})",
+            hint="check the export is complete; pass --accept-shrink to accept it for this run,"
+            " or raise max_snapshot_shrink",
+        )
+
+
+def _counts(
+    membership: pl.DataFrame, changes: pl.DataFrame, ids: list[str]
+) -> dict[str, SegmentCounts]:
+    sizes = dict(membership.group_by("segment_id").len().iter_rows())
+    moves = dict(
+        ((sid, change), n)
+        for sid, change, n in changes.group_by("segment_id", "change").len().iter_rows()
+    )
+    return {
+        sid: SegmentCounts(
+            sizes.get(sid, 0), moves.get((sid, "entered"), 0), moves.get((sid, "exited"), 0)
+        )
+        for sid in sorted(set(ids) | {s for s, _ in moves})
+    }
+
+
+def run(
+    settings: Settings, day: date, *, accept_shrink: bool = False, rebuild_later: bool = False
+) -> RunReport:
+    """Run date `day` and commit it; see the module docstring."""
+    from transforms.ingest import ingest
+
+    started = time.perf_counter()
+    root = Root(settings.lake, settings.storage_options)
+    catalog = read_catalog(root)
+    attempt = new_attempt()
+    later = catalog.later(day)
+    if later and not rebuild_later:
+        shown = ", ".join(d.isoformat() for d in later)
+        raise RunOrderError(
+            f"runs after {day} are committed ({shown}): rerunning {day} alone would leave their"
+            " enter/exit records inconsistent",
+            hint=f"rerun {day} and every later date in order with --rebuild-later",
+        )
+    ingested = None
+    if lake.read_ingest_manifest(root, day) is None:
+        ingested = ingest(settings, day)
+    previous_day = catalog.previous(day)
+    previous = read_manifest(root, catalog, previous_day) if previous_day else None
+    previous_members = read_table(root, previous, "membership") if previous else None
+    hashes = definition_hashes(settings)
+    manual_ids = sorted(
+        sid for sid, s in load_segments(settings.definitions)[0].items() if s.is_manual
+    )
+    manual_before = (
+        previous_members.filter(pl.col("segment_id").is_in(manual_ids)).select(
+            "segment_id", "person_id"
+        )
+        if previous_members is not None
+        else None
+    )
+    evaluation = evaluate(settings, day, manual_members=manual_before)
+    _check_snapshot(evaluation.people, previous, settings, accept_shrink, day)
+    context = DiffContext(
+        run_date=day,
+        previous_run_date=previous_day,
+        previous_definitions=previous["definitions"] if previous else {},
+        current_definitions=hashes,
+        snapshot=evaluation.snapshot,
+        manual_actions=NO_ACTIONS,
+    )
+    changes, membership = diff(previous_members, evaluation.members, context)
+    counts = _counts(membership, changes, list(evaluation.workspace.segments))
+    manifest = commit(
+        root,
+        day,
+        catalog,
+        attempt,
+        {"membership": membership, "changes": changes},
+        {
+            "previous_run_date": previous_day.isoformat() if previous_day else None,
+            "definitions": hashes,
+            "definitions_hash": hashlib.sha256(
+                "".join(f"{k}={v}\n" for k, v in hashes.items()).encode()
+            ).hexdigest()[:16],
+            "people": evaluation.people,
+            "rows": {"membership": membership.height, "changes": changes.height},
+            "segments": {sid: asdict(c) for sid, c in counts.items()},
+            "ingest": lake.ingest_manifest(day),
+            "seconds": {**evaluation.seconds, "total": round(time.perf_counter() - started, 3)},
+        },
+    )
+    report = RunReport(
+        day.isoformat(),
+        manifest["previous_run_date"],
+        evaluation.people,
+        counts,
+        f"runs/run_date={day.isoformat()}/manifest-{manifest['attempt']}.json",
+        ingested,
+        manifest["seconds"],
+    )
+    log.info("run %s committed: %d memberships, %d changes", day, membership.height, changes.height)
+    for later_day in later:
+        run(settings, later_day, accept_shrink=accept_shrink)
+    return report
