@@ -27,7 +27,7 @@ from transforms.config import load_settings
 from transforms.errors import StorageAccessError, StorageError
 from transforms.ingest import ingest
 from transforms.lake import read_ingest_manifest
-from transforms.materialize import run
+from transforms.runs import run
 from transforms.storage import Root
 
 pytestmark = pytest.mark.s3
@@ -316,8 +316,10 @@ def test_run_materializes_membership_on_s3(
         definitions=str(definitions),
         storage_options=s3.storage_options,
     )
-    ingested, report = run(settings, DAY)
-    assert ingested is not None and report.sizes == {"buyers": 1}
+    report = run(settings, DAY)
+    assert report.ingested is not None and report.segments["buyers"].size == 1
     (key,) = [k for k in bucket.keys(f"{prefix}/lake") if k.startswith("membership/")]
     membership = pl.read_parquet(io.BytesIO(bucket.get(f"{prefix}/lake/{key}")))
     assert membership.rows() == [("buyers", "00123", DAY)]
+    catalog = json.loads(bucket.get(f"{prefix}/lake/runs/latest.json"))
+    assert catalog["runs"] == {DAY.isoformat(): report.manifest}
