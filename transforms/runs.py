@@ -113,13 +113,7 @@ def run(
     settings: Settings, day: date, *, accept_shrink: bool = False, rebuild_later: bool = False
 ) -> RunReport:
     """Run date `day` and commit it; see the module docstring."""
-    from transforms.ingest import ingest
-
-    started = time.perf_counter()
-    root = Root(settings.lake, settings.storage_options)
-    catalog = read_catalog(root)
-    attempt = new_attempt()
-    later = catalog.later(day)
+    later = read_catalog(Root(settings.lake, settings.storage_options)).later(day)
     if later and not rebuild_later:
         shown = ", ".join(d.isoformat() for d in later)
         raise RunOrderError(
@@ -127,6 +121,19 @@ def run(
             " enter/exit records inconsistent",
             hint=f"rerun {day} and every later date in order with --rebuild-later",
         )
+    report = _run_one(settings, day, accept_shrink)
+    for later_day in later:
+        _run_one(settings, later_day, accept_shrink)
+    return report
+
+
+def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
+    from transforms.ingest import ingest
+
+    started = time.perf_counter()
+    root = Root(settings.lake, settings.storage_options)
+    catalog = read_catalog(root)
+    attempt = new_attempt()
     ingested = None
     if lake.read_ingest_manifest(root, day) is None:
         ingested = ingest(settings, day)
@@ -185,6 +192,4 @@ def run(
         manifest["seconds"],
     )
     log.info("run %s committed: %d memberships, %d changes", day, membership.height, changes.height)
-    for later_day in later:
-        run(settings, later_day, accept_shrink=accept_shrink)
     return report

@@ -1,0 +1,302 @@
+"""Runs over several dates: changes are the set differences, reruns reproduce, crashes do not
+break committed runs, two writers cannot both commit, the shrink guard holds."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import PEOPLE_HEADER, land
+
+from transforms.commit import read_catalog, read_manifest, read_table
+from transforms.errors import ConcurrentRunError, RunOrderError, SnapshotShrinkError
+from transforms.runs import run
+from transforms.storage import Root
+
+D1 = date(2026, 3, 30)
+D2, D3 = D1 + timedelta(days=1), D1 + timedelta(days=2)
+EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
+
+
+def person(pid: str, plan: str = "free") -> str:
+    return f"{pid},{pid}@example.com,A,{plan},US,30,1,true,2026-01-01T00:00:00Z,\n"
+
+
+@pytest.fixture
+def lake_settings(settings, tmp_path: Path):
+    definitions = tmp_path / "definitions"
+    definitions.mkdir()
+    (definitions / "buyers.yaml").write_text(
+        "name: Buyers\ntype: data_driven\nwhere: event_count('purchase') >= 1\n"
+    )
+    (definitions / "pro.yaml").write_text("name: Pro\ntype: data_driven\nwhere: plan = 'pro'\n")
+    return settings.model_copy(update={"definitions": str(definitions)})
+
+
+def land_day(settings, day: date, people: dict[str, str], purchases: list[str]) -> None:
+    land(
+        settings,
+        "people",
+        "p.csv",
+        PEOPLE_HEADER + "".join(person(p, plan) for p, plan in people.items()),
+        day,
+    )
+    rows = "".join(
+        f"{day}-{i},{p},purchase,{day}T12:00:00Z,1,USD,\n" for i, p in enumerate(purchases)
+    )
+    land(settings, "events", "e.csv", EVENTS_HEADER + rows, day)
+
+
+def committed(settings, day: date) -> tuple[pl.DataFrame, pl.DataFrame, dict]:
+    root = Root(settings.lake)
+    catalog = read_catalog(root)
+    manifest = read_manifest(root, catalog, day)
+    return read_table(root, manifest, "membership"), read_table(root, manifest, "changes"), manifest
+
+
+def pairs(frame: pl.DataFrame) -> set[tuple[str, str]]:
+    return set(frame.select("segment_id", "person_id").rows())
+
+
+FILLER = {f"f{i}": "free" for i in range(8)}  # people in no segment, so c leaving is 10%
+
+
+def three_days(settings) -> None:
+    land_day(settings, D1, {"a": "pro", "b": "free", "c": "pro", **FILLER}, ["a", "c"])
+    land_day(settings, D2, {"a": "free", "b": "pro", "c": "pro", **FILLER}, ["b"])
+    land_day(settings, D3, {"a": "free", "b": "pro", **FILLER}, [])  # c leaves the snapshot
+
+
+def test_changes_are_the_set_differences_over_several_dates(lake_settings):
+    three_days(lake_settings)
+    previous = None
+    for day in (D1, D2, D3):
+        run(lake_settings, day)
+        membership, changes, manifest = committed(lake_settings, day)
+        before = pairs(previous) if previous is not None else set()
+        entered = pairs(changes.filter(pl.col("change") == "entered"))
+        exited = pairs(changes.filter(pl.col("change") == "exited"))
+        assert entered == pairs(membership) - before
+        assert exited == before - pairs(membership)
+        expected_previous = None if previous is None else (day - timedelta(days=1))
+        assert set(changes["previous_run_date"].to_list()) <= {expected_previous}
+        assert manifest["rows"] == {"membership": membership.height, "changes": changes.height}
+        previous = membership
+
+
+def test_first_run_member_since_and_reasons(lake_settings):
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    _, first, _ = committed(lake_settings, D1)
+    assert set(first.select("segment_id", "person_id", "change", "reason").rows()) == {
+        ("buyers", "a", "entered", "new_segment"),
+        ("pro", "a", "entered", "new_segment"),
+        ("buyers", "c", "entered", "new_segment"),
+        ("pro", "c", "entered", "new_segment"),
+    }
+    run(lake_settings, D2)
+    membership, changes, _ = committed(lake_settings, D2)
+    assert dict(((s, p), d) for s, p, d in membership.rows()) == {
+        ("buyers", "a"): D1,
+        ("buyers", "b"): D2,
+        ("buyers", "c"): D1,
+        ("pro", "b"): D2,
+        ("pro", "c"): D1,
+    }
+    assert set(changes.select("segment_id", "person_id", "change", "reason").rows()) == {
+        ("buyers", "b", "entered", "condition"),
+        ("pro", "b", "entered", "condition"),
+        ("pro", "a", "exited", "condition"),
+    }
+
+
+def test_people_leaving_the_snapshot_exit_every_segment(lake_settings):
+    land_day(lake_settings, D1, {"a": "pro", "b": "pro", "c": "pro", "d": "pro", "e": "pro"}, ["e"])
+    land_day(lake_settings, D2, {"a": "pro", "b": "pro", "c": "pro", "d": "pro"}, [])
+    run(lake_settings, D1)
+    run(lake_settings, D2)
+    _, changes, _ = committed(lake_settings, D2)
+    assert set(changes.select("segment_id", "person_id", "change", "reason").rows()) == {
+        ("pro", "e", "exited", "left_snapshot"),
+        ("buyers", "e", "exited", "left_snapshot"),
+    }
+
+
+def test_a_changed_definition_is_the_reason(lake_settings):
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    Path(lake_settings.definitions, "pro.yaml").write_text(
+        "name: Pro\ntype: data_driven\nwhere: plan IN ('pro', 'free')\n"
+    )
+    run(lake_settings, D2)
+    _, changes, manifest = committed(lake_settings, D2)
+    reasons = set(changes.filter(pl.col("segment_id") == "pro")["reason"])
+    assert reasons == {"definition_changed"}
+    assert manifest["definitions"]["pro"] != committed(lake_settings, D1)[2]["definitions"]["pro"]
+
+
+def test_a_rerun_reproduces_the_rows_and_leaves_only_its_files(lake_settings):
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    run(lake_settings, D2)
+    first_membership, first_changes, first = committed(lake_settings, D2)
+    run(lake_settings, D2)
+    membership, changes, again = committed(lake_settings, D2)
+    assert membership.equals(first_membership) and changes.equals(first_changes)
+    assert again["attempt"] != first["attempt"]
+    lake = Path(lake_settings.lake)
+    for folder in (
+        "membership/run_date=2026-03-31",
+        "changes/run_date=2026-03-31",
+        "runs/run_date=2026-03-31",
+    ):
+        names = sorted(p.name for p in (lake / folder).iterdir())
+        assert len(names) == 1 and again["attempt"] in names[0]
+
+
+def test_rerunning_a_date_with_later_runs_is_refused_or_rebuilds_in_order(lake_settings):
+    three_days(lake_settings)
+    for day in (D1, D2, D3):
+        run(lake_settings, day)
+    _, d3_changes, _ = committed(lake_settings, D3)
+    with pytest.raises(RunOrderError, match="runs after 2026-03-30 are committed"):
+        run(lake_settings, D1)
+    run(lake_settings, D1, rebuild_later=True)
+    _, rebuilt, _ = committed(lake_settings, D3)
+    assert rebuilt.equals(d3_changes)
+
+
+def test_the_shrink_guard(lake_settings):
+    land_day(lake_settings, D1, {p: "free" for p in "abcdefghij"}, [])
+    land_day(lake_settings, D2, {p: "free" for p in "abcdefg"}, [])  # 30% fewer
+    run(lake_settings, D1)
+    with pytest.raises(SnapshotShrinkError, match="30% fewer than the 10 of run 2026-03-30"):
+        run(lake_settings, D2)
+    assert read_catalog(Root(lake_settings.lake)).latest == D1
+    report = run(lake_settings, D2, accept_shrink=True)
+    assert report.people == 7
+
+
+def test_an_empty_snapshot_fails_the_run(lake_settings):
+    land(lake_settings, "people", "p.csv", PEOPLE_HEADER, D1)
+    with pytest.raises(SnapshotShrinkError, match="is empty"):
+        run(lake_settings, D1)
+
+
+def test_two_runs_at_once_cannot_both_commit(lake_settings, monkeypatch):
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    import transforms.runs as runs_module
+
+    barrier = threading.Barrier(2)
+    real_commit = runs_module.commit
+
+    def commit_together(*args, **kwargs):
+        barrier.wait(timeout=30)  # both have read the same catalog and computed
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(runs_module, "commit", commit_together)
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcomes.append(run(lake_settings, D2))
+        except ConcurrentRunError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(type(o).__name__ for o in outcomes) == ["ConcurrentRunError", "RunReport"]
+    names = sorted(
+        p.name for p in (Path(lake_settings.lake) / "membership/run_date=2026-03-31").iterdir()
+    )
+    winner = next(o for o in outcomes if not isinstance(o, Exception))
+    assert len(names) == 1 and names[0] in winner.manifest.replace("manifest", "part").replace(
+        ".json", ".parquet"
+    )
+
+
+CRASH = textwrap.dedent("""
+    import os, sys
+    from datetime import date
+    import transforms.storage as storage
+    from transforms.config import load_settings
+    from transforms.runs import run
+
+    point = sys.argv[1]
+    real = {name: getattr(storage.Root, name)
+            for name in ("write_parquet", "put_if_absent", "put_if_match", "delete")}
+
+    def dying(name):
+        def call(self, *args, **kwargs):
+            key = args[1] if name == "write_parquet" else args[0]
+            if point == "after-data" and name == "put_if_absent" and "manifest-" in key:
+                os._exit(9)
+            if point == "mid-data" and name == "write_parquet" and "changes/" in key:
+                raise RuntimeError("disk full")
+            if point == "after-manifest" and name in ("put_if_match", "put_if_absent") \\
+                    and key == "runs/latest.json":
+                os._exit(9)
+            result = real[name](self, *args, **kwargs)
+            if point == "after-catalog" and name in ("put_if_match", "put_if_absent") \\
+                    and key == "runs/latest.json":
+                os._exit(9)
+            return result
+        return call
+
+    for name in real:
+        setattr(storage.Root, name, dying(name))
+    settings = load_settings(None, landing=sys.argv[2], lake=sys.argv[3], contracts=sys.argv[4],
+                             definitions=sys.argv[5])
+    run(settings, date.fromisoformat(sys.argv[6]))
+""")
+
+
+@pytest.mark.parametrize("point", ["mid-data", "after-data", "after-manifest", "after-catalog"])
+def test_a_crash_at_any_step_leaves_the_last_committed_run_intact(lake_settings, point, tmp_path):
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    before = committed(lake_settings, D1)
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH)
+    finished = subprocess.run(
+        [
+            sys.executable,
+            str(script),
+            point,
+            lake_settings.landing,
+            lake_settings.lake,
+            lake_settings.contracts,
+            lake_settings.definitions,
+            D2.isoformat(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert finished.returncode != 0
+    catalog = read_catalog(Root(lake_settings.lake))
+    after = committed(lake_settings, D1)
+    assert after[0].equals(before[0]) and after[1].equals(before[1])
+    assert catalog.latest == (D2 if point == "after-catalog" else D1)
+    report = run(lake_settings, D2)  # the retry converges
+    membership, changes, manifest = committed(lake_settings, D2)
+    assert manifest["attempt"] in report.manifest
+    lake = Path(lake_settings.lake)
+    for folder in (
+        "membership/run_date=2026-03-31",
+        "changes/run_date=2026-03-31",
+        "runs/run_date=2026-03-31",
+    ):
+        assert len(list((lake / folder).iterdir())) == 1, folder
+    assert json.loads((lake / "runs/latest.json").read_text())["latest"] == "2026-03-31"
