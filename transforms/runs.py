@@ -25,18 +25,23 @@ from typing import Any
 import polars as pl
 
 from transforms import lake
-from transforms.changes import DiffContext, diff
-from transforms.commit import commit, new_attempt, read_catalog, read_manifest, read_table
+from transforms.changes import KEY, DiffContext, diff
+from transforms.commit import (
+    Catalog,
+    commit,
+    new_attempt,
+    read_catalog,
+    read_manifest,
+    read_table,
+)
 from transforms.config import Settings
 from transforms.definitions import load_segments
 from transforms.errors import RunOrderError, SnapshotShrinkError
+from transforms.inbox import MEMBERS, ManualResult, apply_uploads, collect_uploads
 from transforms.materialize import evaluate
 from transforms.storage import Root
 
 log = logging.getLogger("segments.run")
-NO_ACTIONS = pl.DataFrame(
-    schema={"segment_id": pl.String, "person_id": pl.String, "action": pl.String}
-)
 
 
 @dataclass
@@ -93,6 +98,48 @@ def _check_snapshot(
         )
 
 
+def _apply_manual(
+    settings: Settings,
+    root: Root,
+    catalog: Catalog,
+    day: date,
+    previous_members: pl.DataFrame | None,
+) -> ManualResult:
+    """The manual segments' members after this run's uploads (exactly once, in order)."""
+    segments, _ = load_segments(settings.definitions)
+    manual_ids = sorted(sid for sid, s in segments.items() if s.is_manual)
+    before = (
+        previous_members.filter(pl.col("segment_id").is_in(manual_ids)).select(KEY)
+        if previous_members is not None
+        else pl.DataFrame(schema=MEMBERS)
+    )
+    committed = read_manifest(root, catalog, day)
+    inbox = Root(settings.inbox, settings.storage_options)
+    uploads, rejected = collect_uploads(
+        inbox,
+        day,
+        segments,
+        set(catalog.runs),
+        committed["manual"]["files"] if committed else None,
+    )
+    people = lake.scan_people(root, day).select("person_id", "email").collect()
+    result = apply_uploads(inbox, uploads, before, people, day)
+    result.rejected = rejected + result.rejected
+    for report in result.applied:
+        log.info(
+            "manual %s %s: %d rows, %d applied, %d unknown, %d ambiguous emails",
+            report.action,
+            report.file,
+            report.rows,
+            report.applied,
+            report.unknown_count,
+            report.ambiguous_count,
+        )
+    for refused in result.rejected:
+        log.warning("manual upload %s refused: %s", refused["file"], "; ".join(refused["problems"]))
+    return result
+
+
 def _counts(
     membership: pl.DataFrame, changes: pl.DataFrame, ids: list[str]
 ) -> dict[str, SegmentCounts]:
@@ -141,17 +188,8 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
     previous = read_manifest(root, catalog, previous_day) if previous_day else None
     previous_members = read_table(root, previous, "membership") if previous else None
     hashes = definition_hashes(settings)
-    manual_ids = sorted(
-        sid for sid, s in load_segments(settings.definitions)[0].items() if s.is_manual
-    )
-    manual_before = (
-        previous_members.filter(pl.col("segment_id").is_in(manual_ids)).select(
-            "segment_id", "person_id"
-        )
-        if previous_members is not None
-        else None
-    )
-    evaluation = evaluate(settings, day, manual_members=manual_before)
+    manual = _apply_manual(settings, root, catalog, day, previous_members)
+    evaluation = evaluate(settings, day, manual_members=manual.members)
     _check_snapshot(evaluation.people, previous, settings, accept_shrink, day)
     context = DiffContext(
         run_date=day,
@@ -159,7 +197,7 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
         previous_definitions=previous["definitions"] if previous else {},
         current_definitions=hashes,
         snapshot=evaluation.snapshot,
-        manual_actions=NO_ACTIONS,
+        manual_actions=manual.actions,
     )
     changes, membership = diff(previous_members, evaluation.members, context)
     counts = _counts(membership, changes, list(evaluation.workspace.segments))
@@ -179,6 +217,7 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
             "rows": {"membership": membership.height, "changes": changes.height},
             "segments": {sid: asdict(c) for sid, c in counts.items()},
             "ingest": lake.ingest_manifest(day),
+            "manual": manual.to_json(),
             "seconds": {**evaluation.seconds, "total": round(time.perf_counter() - started, 3)},
         },
     )

@@ -154,6 +154,13 @@ class Root:
                 frames.append(pl.read_parquet(handle))
         return pl.concat(frames, how="vertical") if frames else pl.DataFrame()
 
+    def move(self, source: str, target: str) -> None:
+        """Move a file within the root (copy then delete on object stores)."""
+        with _storage_errors("cannot move", f"{self.url_of(source)} to {self.url_of(target)}"):
+            if self.is_local:
+                Path(self._full(target)).parent.mkdir(parents=True, exist_ok=True)
+            self.fs.mv(self._full(source), self._full(target))
+
     def scan_parquet(self, key: str) -> pl.LazyFrame:
         """A lazy scan of one Parquet file (read eagerly first from object stores)."""
         if self.is_local:

@@ -1,0 +1,326 @@
+"""Manual segments from the inbox: CSV drops applied exactly once, in order (STORAGE.md).
+
+Layout of the inbox root:
+- `<segment_id>/*.csv`: people to add; `<segment_id>/remove/*.csv`: people to remove;
+  `<segment_id>/clear` (any content): remove everyone. An `action` column (add/remove)
+  overrides the folder for its row.
+- `_processed/<D>/<NNNN>/<original path>`: files applied by run D, numbered in the order they
+  were applied; `_rejected/<D>/<file>` with `<file>.error.txt`: files that could not be applied.
+
+A run takes, in order: files of its own earlier attempts and of runs that never committed
+(already under `_processed/`), then new files by (last-modified, key). It moves the new ones to
+`_processed/<D>/` before it commits, so a crashed run is retried with exactly the same files;
+a rerun of a committed date re-applies exactly the files its manifest lists.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from transforms.definitions import SEGMENT_ID, Segment
+from transforms.errors import SegmentsError
+from transforms.storage import FileInfo, Root
+
+PROCESSED, REJECTED = "_processed", "_rejected"
+ID_COLUMNS = ("person_id", "id")
+ACTIONS = {"add": "added", "remove": "removed"}
+MEMBERS = {"segment_id": pl.String, "person_id": pl.String}
+REPORTED_IDS = 100  # unknown/ambiguous identifiers listed per file (all are counted)
+
+
+class UploadError(SegmentsError):
+    """An upload file cannot be applied; `problems` says why, line by line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Upload:
+    """One inbox file: where it is, and what its path says."""
+
+    key: str
+    segment_id: str
+    action: str  # add | remove | clear
+    original: str  # its path relative to the inbox when it was dropped
+
+
+@dataclass
+class UploadReport:
+    file: str
+    segment_id: str
+    action: str
+    rows: int = 0
+    applied: int = 0
+    unknown: list[str] = field(default_factory=list)
+    unknown_count: int = 0
+    ambiguous_emails: list[str] = field(default_factory=list)
+    ambiguous_count: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ManualResult:
+    members: pl.DataFrame
+    """(segment_id, person_id) of every manual segment after the run's uploads."""
+    actions: pl.DataFrame
+    """(segment_id, person_id, action): the last action of the run per person and segment."""
+    applied: list[UploadReport]
+    rejected: list[dict[str, Any]]
+    files: list[str]
+    """Keys under `_processed/<D>/` of the files applied, in order."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "applied": [asdict(r) for r in self.applied],
+            "rejected": self.rejected,
+            "files": self.files,
+        }
+
+
+def _classify(relative: str) -> tuple[str, str] | str:
+    """(segment_id, action) from a path relative to the inbox, or why it is not an upload."""
+    parts = relative.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "the path has empty, '.' or '..' parts"
+    segment_id = parts[0]
+    if not SEGMENT_ID.match(segment_id):
+        return f"'{segment_id}' is not a valid segment id"
+    if len(parts) == 2 and parts[1] == "clear":
+        return segment_id, "clear"
+    if len(parts) == 2 and parts[1].lower().endswith(".csv"):
+        return segment_id, "add"
+    if len(parts) == 3 and parts[1] == "remove" and parts[2].lower().endswith(".csv"):
+        return segment_id, "remove"
+    return "expected <segment>/<file>.csv, <segment>/remove/<file>.csv or <segment>/clear"
+
+
+def _safe_name(relative: str) -> str:
+    """A single path component for a refused file, whatever its key contained."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", relative.replace("/", "__")).strip(".") or "file"
+
+
+def _parse(data: bytes, default_action: str) -> tuple[list[tuple[str, str, str]], list[str], str]:
+    """Rows (identifier kind, value, action), notes, or UploadError with every problem."""
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UploadError([f"line {line}: not UTF-8 text (save the file as UTF-8)"]) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise UploadError(["line 1: the file is empty; it needs a header row"]) from None
+    except csv.Error as exc:
+        raise UploadError([f"line 1: not valid CSV ({exc})"]) from None
+    notes = []
+    id_column = next((c for c in ID_COLUMNS if c in header), None)
+    if id_column is None and "email" not in header:
+        raise UploadError(
+            [
+                f"line 1: no identifier column (the header has: {', '.join(header) or 'nothing'});"
+                " name one column person_id (or id) or email"
+            ]
+        )
+    if id_column and "email" in header:
+        notes.append(f"both {id_column} and email present: {id_column} was used, email ignored")
+    kind = "person_id" if id_column else "email"
+    position = header.index(id_column or "email")
+    action_position = header.index("action") if "action" in header else None
+    rows, problems = [], []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                problems.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
+                continue
+            value = row[position].strip()
+            if not value:
+                problems.append(f"line {line}: empty {kind}")
+                continue
+            action = default_action
+            if action_position is not None and row[action_position].strip():
+                given = row[action_position].strip().lower()
+                if given not in ACTIONS:
+                    problems.append(f"line {line}: action '{given}' is not add or remove")
+                    continue
+                action = given
+            rows.append((kind, value, action))
+    except csv.Error as exc:
+        problems.append(f"line {reader.line_num}: not valid CSV ({exc})")
+    if problems:
+        raise UploadError(problems)
+    return rows, notes, kind
+
+
+def _resolve(rows, kind: str, people: pl.DataFrame, report: UploadReport) -> list[tuple[str, str]]:
+    """(person_id, action) of the rows naming exactly one known person; the rest reported."""
+    resolved, unknown, ambiguous = [], [], []
+    if kind == "person_id":
+        known = set(people.get_column("person_id").to_list())
+        for _, value, action in rows:
+            (resolved.append((value, action)) if value in known else unknown.append(value))
+    else:
+        by_email: dict[str, list[str]] = {}
+        for pid, email in people.select("person_id", "email").iter_rows():
+            if email:
+                by_email.setdefault(email.strip().lower(), []).append(pid)
+        for _, value, action in rows:
+            matches = by_email.get(value.strip().lower(), [])
+            if len(matches) == 1:
+                resolved.append((matches[0], action))
+            elif matches:
+                ambiguous.append(value)
+            else:
+                unknown.append(value)
+    report.unknown, report.unknown_count = unknown[:REPORTED_IDS], len(unknown)
+    report.ambiguous_emails, report.ambiguous_count = ambiguous[:REPORTED_IDS], len(ambiguous)
+    return resolved
+
+
+def _pending(inbox: Root, day: date, committed: set[str]) -> tuple[list[str], list[FileInfo]]:
+    """(files already under _processed/ for uncommitted runs, in order; new files, in order)."""
+    carried = []
+    for info in inbox.list_files(PROCESSED, recursive=True):
+        match = re.match(rf"{PROCESSED}/(\d{{4}}-\d{{2}}-\d{{2}})/(\d{{4}})/(.+)$", info.key)
+        if match and match.group(1) not in committed and not info.key.endswith(".report.json"):
+            carried.append((match.group(1), match.group(2), info.key))
+    carried.sort()
+    new = [
+        f
+        for f in inbox.list_files("", recursive=True)
+        if not f.key.startswith((f"{PROCESSED}/", f"{REJECTED}/")) and not f.name.startswith(".")
+    ]
+    new.sort(key=lambda f: (f.modified.timestamp() if f.modified else 0.0, f.key))
+    return [key for _, _, key in carried], new
+
+
+def _original(key: str) -> str:
+    return re.sub(rf"^{PROCESSED}/\d{{4}}-\d{{2}}-\d{{2}}/\d{{4}}/", "", key)
+
+
+def _reject(inbox: Root, day: date, key: str, problems: list[str]) -> dict[str, Any]:
+    name = _safe_name(key)
+    target = f"{REJECTED}/{day.isoformat()}/{name}"
+    inbox.write_bytes(
+        f"{target}.error.txt",
+        (f"{key} could not be applied:\n" + "\n".join(f"  {p}" for p in problems) + "\n").encode(),
+    )
+    inbox.move(key, target)
+    return {"file": key, "moved_to": target, "problems": problems}
+
+
+def collect_uploads(
+    inbox: Root,
+    day: date,
+    segments: dict[str, Segment],
+    committed: set[str],
+    rerun_files: list[str] | None,
+) -> tuple[list[Upload], list[dict[str, Any]]]:
+    """The uploads run `day` applies, in order, moved under `_processed/<D>/`; and the files it
+    refused (moved to `_rejected/<D>/` with an error report)."""
+    if rerun_files is not None:
+        keys = rerun_files
+        rejected: list[dict[str, Any]] = []
+    else:
+        carried, new = _pending(inbox, day, committed)
+        keys, rejected = list(carried), []
+        for info in new:
+            kind = _classify(info.key)
+            if isinstance(kind, str):
+                rejected.append(_reject(inbox, day, info.key, [kind]))
+                continue
+            segment_id, _ = kind
+            segment = segments.get(segment_id)
+            if segment is None:
+                rejected.append(
+                    _reject(
+                        inbox,
+                        day,
+                        info.key,
+                        [f"there is no segment '{segment_id}' (definitions: segment_definitions/)"],
+                    )
+                )
+            elif not segment.is_manual:
+                rejected.append(
+                    _reject(
+                        inbox,
+                        day,
+                        info.key,
+                        [
+                            f"'{segment_id}' is data-driven: its members come from its `where`,"
+                            " never from uploads"
+                        ],
+                    )
+                )
+            else:
+                keys.append(info.key)
+    uploads = []
+    for number, key in enumerate(keys, start=1):
+        original = _original(key)
+        target = f"{PROCESSED}/{day.isoformat()}/{number:04d}/{original}"
+        if key != target:
+            inbox.move(key, target)
+        segment_id, action = _classify(original)  # type: ignore[misc]
+        uploads.append(Upload(target, segment_id, action, original))
+    return uploads, rejected
+
+
+def apply_uploads(
+    inbox: Root,
+    uploads: list[Upload],
+    before: pl.DataFrame,
+    people: pl.DataFrame,
+    day: date,
+) -> ManualResult:
+    """Apply uploads in order to the manual members `before` (segment_id, person_id).
+
+    `people` has person_id and email of the run's snapshot; rows naming anyone else are
+    reported, not applied. A file that cannot be parsed is moved to `_rejected/`."""
+    state: dict[str, set[str]] = {}
+    for sid, pid in before.select("segment_id", "person_id").iter_rows():
+        state.setdefault(sid, set()).add(pid)
+    last: dict[tuple[str, str], str] = {}
+    applied, rejected, files = [], [], []
+    for upload in uploads:
+        report = UploadReport(upload.original, upload.segment_id, upload.action)
+        members = state.setdefault(upload.segment_id, set())
+        if upload.action == "clear":
+            for pid in members:
+                last[(upload.segment_id, pid)] = "cleared"
+            members.clear()
+        else:
+            try:
+                rows, report.notes, kind = _parse(inbox.read_bytes(upload.key), upload.action)
+            except UploadError as exc:
+                rejected.append(_reject(inbox, day, upload.key, exc.problems))
+                continue
+            report.rows = len(rows)
+            for pid, action in _resolve(rows, kind, people, report):
+                (members.add if action == "add" else members.discard)(pid)
+                last[(upload.segment_id, pid)] = ACTIONS[action]
+                report.applied += 1
+        applied.append(report)
+        files.append(upload.key)
+    members_frame = pl.DataFrame(
+        [(sid, pid) for sid, pids in sorted(state.items()) for pid in sorted(pids)],
+        schema=MEMBERS,
+        orient="row",
+    )
+    actions = pl.DataFrame(
+        [(sid, pid, action) for (sid, pid), action in sorted(last.items())],
+        schema={**MEMBERS, "action": pl.String},
+        orient="row",
+    )
+    return ManualResult(members_frame, actions, applied, rejected, files)
