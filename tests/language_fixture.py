@@ -23,7 +23,7 @@ def _t(days_before: float = 0, **delta: float) -> datetime:
 
 PEOPLE = pl.DataFrame(
     {
-        "person_id": ["p01", "p02", "p03", "p04", "p05", "p06", "p07", "p08", "p09", "p10"],
+        "person_id": ["p01", "p02", "p03", "p04", "p05", "p06", "p07", "p08", "p09", "p10", "p11"],
         "email": [
             "ada@example.com",
             "bo@Example.COM",
@@ -35,8 +35,9 @@ PEOPLE = pl.DataFrame(
             "gus@example.com",
             "hana@example.com",
             "ivo@example.com",
+            None,
         ],
-        "first_name": ["Ada", " Bo ", "Cy", None, "Test Dee", "Eli", "Fay", "Gus", "", "Ivo"],
+        "first_name": ["Ada", " Bo ", "Cy", None, "Test Dee", "Eli", "Fay", "Gus", "", "Ivo", None],
         "plan": [
             "pro",
             "trial",
@@ -48,11 +49,12 @@ PEOPLE = pl.DataFrame(
             "free",
             "trial",
             "pro",
+            "free",
         ],
-        "country": ["US", "DE", None, "FR", "us", "GB", "DE", None, "NL", "US"],
-        "age": [36, 17, None, 45, 30, 21, None, 60, 29, 30],
-        "lifetime_value": [250.0, 0.0, None, 1200.5, 30.0, 75.25, 0.0, None, 10.0, 199.99],
-        "email_opt_in": [True, False, None, True, True, False, True, None, True, False],
+        "country": ["US", "DE", None, "FR", "us", "GB", "DE", None, "NL", "US", None],
+        "age": [36, 17, None, 45, 30, 21, None, 60, 29, 30, None],
+        "lifetime_value": [250.0, 0.0, None, 1200.5, 30.0, 75.25, 0.0, None, 10.0, 199.99, 2.5],
+        "email_opt_in": [True, False, None, True, True, False, True, None, True, False, None],
         "created_at": [
             _t(400),
             _t(3),
@@ -64,6 +66,7 @@ PEOPLE = pl.DataFrame(
             _t(7),
             _t(6, hours=23),
             _t(365),
+            _t(0, microseconds=1),
         ],
         "trial_ends_on": [
             None,
@@ -75,6 +78,7 @@ PEOPLE = pl.DataFrame(
             None,
             None,
             date(2026, 3, 31),
+            None,
             None,
         ],
     },

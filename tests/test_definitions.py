@@ -114,6 +114,52 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
             "qualified name t.plan is not allowed",
             "write just plan",
         ),
+        (
+            "name: X\ntype: data_driven\nwhere: age BETWEEN SYMMETRIC 5 AND -5\n",
+            "BETWEEN SYMMETRIC is not supported",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: plan + NULL IS NULL\n",
+            "cannot compute with string values",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: CAST(created_at AS VARCHAR) = 'x'\n",
+            "CAST of a timestamp to text is not supported",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: created_at || 'x' = 'y'\n",
+            "|| of a timestamp is not supported",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: age < 99999999999999999999\n",
+            "too large for an integer",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: event_count('purchase', within => '100000000 days') >= 0\n",
+            "cannot compile this predicate",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: round(lifetime_value, 5000000000) > 1\n",
+            "round() keeps at most 15 decimals",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: trial_ends_on = '20260331'\n",
+            "'20260331' is not a valid date",
+            "YYYY-MM-DD",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: CAST(age AS SMALLINT) > 1\n",
+            "CAST to SMALLINT is not supported",
+            None,
+        ),
     ],
 )
 def test_bad_predicates_name_the_problem_and_the_fix(tmp_path, text, message, fix):

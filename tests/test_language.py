@@ -127,6 +127,29 @@ CASES = [
         "CAST(created_at AS DATE) = DATE '2026-03-28'",
         "TRY_CAST(created_at AS DATE) = DATE '2026-03-28'",
     ),
+    # found by review: each crashed or disagreed with DuckDB before its fix
+    ("lifetime_value IN (0, 250)", "lifetime_value IN (0, 250)"),
+    ("lifetime_value NOT IN (0)", "lifetime_value NOT IN (0)"),
+    (
+        "trial_ends_on IN (DATE '2026-03-31', TIMESTAMP '2026-04-02 00:00:00')",
+        "trial_ends_on IN (DATE '2026-03-31', TIMESTAMPTZ '2026-04-02 00:00:00+00')",
+    ),
+    ("NULL IN (1, 2.5)", "NULL IN (1, 2.5)"),
+    ("lower(NULL) IS NULL", "TRUE"),
+    ("abs(age + NULL) IS NULL", "TRUE"),
+    ("date_trunc('day', NULL) IS NULL", "TRUE"),
+    ("days_since(NULL) IS NULL", "TRUE"),
+    ("NULL LIKE 'a%' IS NULL", "TRUE"),
+    ("CAST(trial_ends_on AS BOOLEAN) IS NULL", "TRY_CAST(trial_ends_on AS BOOLEAN) IS NULL"),
+    ("CAST(lifetime_value AS BIGINT) = 1200", "TRY_CAST(lifetime_value AS BIGINT) = 1200"),
+    ("CAST(lifetime_value AS BIGINT) = 2", "TRY_CAST(lifetime_value AS BIGINT) = 2"),
+    ("CAST(age AS INTEGER) > 40", "TRY_CAST(age AS INTEGER) > 40"),
+    ("CAST('12' AS BIGINT) = 12", "TRY_CAST('12' AS BIGINT) = 12"),
+    ("days_since(created_at) < 0", f"floor(epoch({A} - created_at) / 86400) < 0"),
+    (
+        "date_trunc('day', trial_ends_on) = TIMESTAMP '2026-03-31 00:00:00'",
+        "date_trunc('day', trial_ends_on) = TIMESTAMP '2026-03-31 00:00:00'",
+    ),
     # time
     ("created_at < as_of() - INTERVAL 30 DAY", f"created_at < {A} - INTERVAL 30 DAY"),
     ("created_at >= as_of() - INTERVAL '30 days'", f"created_at >= {A} - INTERVAL 30 DAY"),
@@ -277,7 +300,7 @@ def test_window_boundaries(fixture_files, contracts):
 def test_people_outside_the_snapshot_are_never_members(fixture_files, contracts):
     members = polars_members(fixture_files, contracts, [segment("s", "TRUE")])
     assert "stranger" not in members
-    assert len(members) == 10
+    assert len(members) == 11
 
 
 def test_in_segment_chains_follow_dependency_order(fixture_files, contracts):

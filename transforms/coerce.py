@@ -22,7 +22,7 @@ CAST_FAILURES = "_cast_failures"
 UTC_TIMESTAMP = POLARS_TYPES["timestamp"]
 
 
-def _iso_timestamp(text: pl.Expr) -> pl.Expr:
+def iso_timestamp(text: pl.Expr) -> pl.Expr:
     normalised = (
         text.str.replace(r"^(\d{4}-\d{2}-\d{2})$", "${1}T00:00:00")
         .str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
@@ -54,7 +54,7 @@ def _from_text(text: pl.Expr, logical_type: str) -> pl.Expr:
         )
     if logical_type == "date":
         return text.str.to_date("%Y-%m-%d", strict=False)
-    return _iso_timestamp(text)
+    return iso_timestamp(text)
 
 
 def _from_typed(value: pl.Expr, source: pl.DataType, logical_type: str) -> pl.Expr:
@@ -80,7 +80,7 @@ def _text_timestamp(frame: pl.DataFrame, text: pl.Expr) -> pl.Expr:
     )
     value = pl.lit(parsed.get_column("value"))
     others = parsed.select(pl.col("present") & pl.col("value").is_null()).to_series().any()
-    return pl.coalesce(value, _iso_timestamp(text)) if others else value
+    return pl.coalesce(value, iso_timestamp(text)) if others else value
 
 
 def _typed(frame: pl.DataFrame, column: Column) -> tuple[pl.Expr, pl.Expr]:

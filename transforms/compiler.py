@@ -28,6 +28,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from transforms.coerce import iso_timestamp
 from transforms.contracts import POLARS_TYPES, TableContract
 from transforms.definitions import Segment
 from transforms.errors import DefinitionError
@@ -59,14 +60,28 @@ CAST_TYPES = {
     exp.DataType.Type.VARCHAR: "string",
     exp.DataType.Type.INT: "integer",
     exp.DataType.Type.BIGINT: "integer",
-    exp.DataType.Type.SMALLINT: "integer",
     exp.DataType.Type.DOUBLE: "number",
-    exp.DataType.Type.FLOAT: "number",
     exp.DataType.Type.BOOLEAN: "boolean",
     exp.DataType.Type.DATE: "date",
     exp.DataType.Type.TIMESTAMP: "timestamp",
     exp.DataType.Type.TIMESTAMPNTZ: "timestamp",
     exp.DataType.Type.TIMESTAMPTZ: "timestamp",
+}
+INT32 = (-(2**31), 2**31 - 1)
+# casts that never convert a value (TRY_CAST gives NULL on every engine)
+NEVER_CONVERTS = {
+    ("date", "boolean"),
+    ("timestamp", "boolean"),
+    ("date", "integer"),
+    ("timestamp", "integer"),
+    ("date", "number"),
+    ("timestamp", "number"),
+    ("boolean", "date"),
+    ("boolean", "timestamp"),
+    ("integer", "date"),
+    ("integer", "timestamp"),
+    ("number", "date"),
+    ("number", "timestamp"),
 }
 
 
@@ -86,6 +101,12 @@ class Typed:
     type: str
     value: Any = None
     constant: bool = False
+
+
+def _null_of(type_: str) -> pl.Expr:
+    """A NULL of a result type (an untyped NULL breaks typed Polars operations)."""
+    dtype = pl.Duration("us") if type_ == "interval" else POLARS_TYPES.get(type_, pl.Null())
+    return pl.lit(None, dtype=dtype)
 
 
 def _const(value: Any, type_: str) -> Typed:
@@ -243,6 +264,8 @@ def _literal(node: exp.Literal, scope: _Scope) -> Typed:
         return _const(node.this, "string")
     text = node.this
     if re.fullmatch(r"\d+", text):
+        if int(text) > 2**63 - 1:
+            raise CompileError(f"{text} is too large for an integer", node, "use a DOUBLE: 1e20")
         return _const(int(text), "integer")
     return _const(float(text), "number")
 
@@ -259,11 +282,24 @@ def _paren(node: exp.Paren, scope: _Scope) -> Typed:
     return _compile(node.this, scope)
 
 
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+ISO_TIMESTAMP = re.compile(
+    r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?)?(Z|[+-]\d{2}(:?\d{2})?)?"
+)
+
+
 def _parse_time(text: str, type_: str, node: exp.Expr) -> date | datetime:
+    pattern = ISO_DATE if type_ == "date" else ISO_TIMESTAMP
+    if not pattern.fullmatch(text.strip()):
+        raise CompileError(
+            f"'{text}' is not a valid {type_}",
+            node,
+            "write dates as 'YYYY-MM-DD' and timestamps as 'YYYY-MM-DD HH:MM:SS' (UTC)",
+        )
     try:
         if type_ == "date":
             return date.fromisoformat(text.strip())
-        value = datetime.fromisoformat(text.strip().replace(" ", "T", 1))
+        value = datetime.fromisoformat(text.strip().replace(" ", "T", 1).replace("Z", "+00:00"))
     except ValueError:
         raise CompileError(f"'{text}' is not a valid {type_}", node) from None
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
@@ -305,6 +341,8 @@ def _as_of(node: exp.Expr, scope: _Scope) -> Typed:
 
 
 def _as_timestamp(typed: Typed) -> Typed:
+    if typed.type == "null":
+        return Typed(_null_of("timestamp"), "timestamp")
     if typed.type != "date":
         return typed
     if typed.constant:
@@ -387,6 +425,12 @@ def _comparison(node: exp.Binary, scope: _Scope) -> Typed:
 
 
 def _between(node: exp.Between, scope: _Scope) -> Typed:
+    if node.args.get("symmetric"):
+        raise CompileError(
+            "BETWEEN SYMMETRIC is not supported",
+            node,
+            "write (x BETWEEN a AND b OR x BETWEEN b AND a)",
+        )
     value = _compile(node.this, scope)
     low, high = _compile(node.args["low"], scope), _compile(node.args["high"], scope)
     return Typed(
@@ -399,30 +443,40 @@ def _in(node: exp.In, scope: _Scope) -> Typed:
     if nested:
         message, hint = _refusal(exp.Subquery())
         raise CompileError(message, nested, hint)
+    if not node.expressions:
+        raise CompileError("IN needs at least one value", node)
     value = _compile(node.this, scope)
     items = [_compile(item, scope) for item in node.expressions]
-    constants = [i for i in items if i.constant and i.type != "null"]
     has_null = any(i.type == "null" for i in items)
-    others = [i for i in items if not i.constant]
+    typed = [i for i in items if i.type != "null"]
+    if value.type == "null" or not typed:
+        return Typed(_null_of("boolean"), "boolean")
+    pairs = [_unify(value, item, node) for item in typed]
+    kinds = {value.type, *(item.type for item in typed)}
+    widen = kinds <= set(NUMERIC) and "number" in kinds
+    stamp = any(p.type == "timestamp" for pair in pairs for p in pair)
+
+    def fit(side: Typed) -> Typed:
+        side = _as_timestamp(side) if stamp else side
+        if widen and side.constant:
+            return _const(float(side.value), "number")
+        return Typed(side.expr.cast(pl.Float64), "number") if widen else side
+
+    probe = fit(value).expr
+    fitted = [fit(right) for _, right in pairs]
+    constants = [f.value for f in fitted if f.constant]
     result: pl.Expr | None = None
     if constants:
-        unified = [_unify(value, c, node)[1] for c in constants]
-        probe = _unify(value, constants[0], node)[0].expr
-        if value.type in NUMERIC and any(u.type == "number" for u in unified):
-            probe = probe.cast(pl.Float64)
-            unified = [_const(float(u.value), "number") for u in unified]
         result = (
-            pl.when(probe.is_null())
-            .then(pl.lit(None, dtype=pl.Boolean))
-            .otherwise(probe.is_in([u.value for u in unified]))
+            pl.when(probe.is_null()).then(_null_of("boolean")).otherwise(probe.is_in(constants))
         )
-    for other in others:
-        match = _compare(exp.EQ, value, other, node)
+    for other in (f for f in fitted if not f.constant):
+        match = probe == other.expr
         result = match if result is None else result | match
     if has_null:
         # x IN (..., NULL) is TRUE when x matches, else NULL: never FALSE
-        result = pl.when(result.fill_null(False)).then(True) if result is not None else None
-    return Typed(result if result is not None else pl.lit(None, dtype=pl.Boolean), "boolean")
+        result = pl.when(result.fill_null(False)).then(True)
+    return Typed(result, "boolean")
 
 
 def _is(node: exp.Is, scope: _Scope) -> Typed:
@@ -445,6 +499,8 @@ def _like(node: exp.Like | exp.ILike, scope: _Scope) -> Typed:
         raise CompileError("LIKE needs a quoted pattern", pattern, "write e.g. LIKE '%@gmail.com'")
     if value.type not in ("string", "null"):
         raise CompileError(f"LIKE needs text, not {value.type}", node.this)
+    if value.type == "null":
+        return Typed(_null_of("boolean"), "boolean")
     regex = _like_regex(pattern.this)
     if isinstance(node, exp.ILike):
         regex = "(?i)" + regex
@@ -460,7 +516,17 @@ def _arithmetic(node: exp.Binary, scope: _Scope) -> Typed:
     lt, rt = left.type, right.type
     symbol = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}[type(node)]
     if "null" in (lt, rt):
-        return Typed(pl.lit(None), "null" if {lt, rt} == {"null"} else (rt if lt == "null" else lt))
+        other = rt if lt == "null" else lt
+        if other not in (*NUMERIC, *TEMPORAL, "interval", "null"):
+            raise CompileError(
+                f"cannot compute with {other} values",
+                node,
+                "arithmetic works on numbers, dates, timestamps and intervals",
+            )
+        result = "number" if symbol == "/" and other in NUMERIC else other
+        if other in TEMPORAL and symbol in "+-":
+            result = "timestamp"
+        return Typed(_null_of(result), result)
     if lt in NUMERIC and rt in NUMERIC:
         if isinstance(node, exp.Div):
             divisor = right.expr.cast(pl.Float64)
@@ -492,6 +558,8 @@ def _neg(node: exp.Neg, scope: _Scope) -> Typed:
     value = _compile(node.this, scope)
     if value.type not in (*NUMERIC, "null"):
         raise CompileError(f"cannot negate {value.type}", node)
+    if value.type == "null":
+        return value
     if value.constant and value.value is not None:
         return _const(-value.value, value.type)
     return Typed(-value.expr, value.type)
@@ -503,6 +571,13 @@ def _text(typed: Typed) -> pl.Expr:
 
 def _concat(node: exp.DPipe, scope: _Scope) -> Typed:
     parts = [_compile(node.left, scope), _compile(node.right, scope)]
+    for part, side in zip(parts, (node.left, node.right), strict=True):
+        if part.type in ("timestamp", "number", "interval"):
+            raise CompileError(
+                f"|| of a {part.type} is not supported: engines format it differently",
+                side,
+                "concatenate text, integers, booleans or dates",
+            )
     return Typed(pl.concat_str([_text(p) for p in parts], ignore_nulls=False), "string")
 
 
@@ -510,7 +585,7 @@ def _string_arg(node: exp.Expr, scope: _Scope, function: str) -> Typed:
     value = _compile(node, scope)
     if value.type not in ("string", "null"):
         raise CompileError(f"{function}() needs text, not {value.type}", node)
-    return value
+    return Typed(_null_of("string"), "string") if value.type == "null" else value
 
 
 def _string_function(node: exp.Func, scope: _Scope) -> Typed:
@@ -549,7 +624,7 @@ def _numeric_arg(node: exp.Expr, scope: _Scope, function: str) -> Typed:
     value = _compile(node, scope)
     if value.type not in (*NUMERIC, "null"):
         raise CompileError(f"{function}() needs a number, not {value.type}", node)
-    return value
+    return Typed(_null_of("number"), "number") if value.type == "null" else value
 
 
 def _abs(node: exp.Abs, scope: _Scope) -> Typed:
@@ -565,6 +640,8 @@ def _round(node: exp.Round, scope: _Scope) -> Typed:
         if not (isinstance(digits, exp.Literal) and re.fullmatch(r"\d+", str(digits.this))):
             raise CompileError("round() takes a whole number of decimals", digits)
         places = int(digits.this)
+        if places > 15:
+            raise CompileError("round() keeps at most 15 decimals", digits)
     if value.type == "integer":
         return value
     return Typed(value.expr.round(places, mode="half_away_from_zero"), "number")
@@ -624,18 +701,26 @@ def _case(node: exp.Case, scope: _Scope) -> Typed:
 
 def _cast(node: exp.Cast, scope: _Scope) -> Typed:
     target = CAST_TYPES.get(node.to.this)
-    if node.to.this == exp.DataType.Type.DECIMAL:
-        target = "number"
     if target is None:
         raise CompileError(
             f"CAST to {node.to.sql(dialect=DIALECT)} is not supported",
             node.to,
-            "cast to VARCHAR, BIGINT, DOUBLE, BOOLEAN, DATE or TIMESTAMP",
+            "cast to VARCHAR, BIGINT, INTEGER, DOUBLE, BOOLEAN, DATE or TIMESTAMP",
         )
     value = _compile(node.this, scope)
     if value.constant and value.type == "string" and target in TEMPORAL:
-        return _const(_parse_time(value.value, target, node), target)  # DATE '...', TIMESTAMP '...'
-    return Typed(_cast_expr(value, target), target)
+        # DATE '...', TIMESTAMP '...' (and CAST of a constant): a typo is refused, not NULL
+        return _const(_parse_time(value.value, target, node), target)
+    if target == "string" and value.type in ("timestamp", "number"):
+        raise CompileError(
+            f"CAST of a {value.type} to text is not supported: engines format it differently",
+            node,
+            "compare the value itself (or date_trunc / round it) instead of its text",
+        )
+    expr = _cast_expr(value, target)
+    if node.to.this == exp.DataType.Type.INT:
+        expr = pl.when(expr.is_between(*INT32)).then(expr)
+    return Typed(expr, target)
 
 
 def _cast_expr(value: Typed, target: str) -> pl.Expr:
@@ -643,15 +728,19 @@ def _cast_expr(value: Typed, target: str) -> pl.Expr:
     source, expr = value.type, value.expr
     if source == target:
         return expr
+    if source == "null" or (source, target) in NEVER_CONVERTS:
+        return _null_of(target)
     if target == "string":
         return expr.cast(pl.String)
     if source == "string":
         text = expr.str.strip_chars()
         if target == "integer":
-            number = text.cast(pl.Float64, strict=False)
-            return number.round(0, mode="half_away_from_zero").cast(pl.Int64, strict=False)
+            rounded = text.cast(pl.Float64, strict=False).round(0, mode="half_away_from_zero")
+            return pl.coalesce(
+                text.cast(pl.Int64, strict=False), rounded.cast(pl.Int64, strict=False)
+            )
         if target == "boolean":
-            lowered = text.str.to_lowercase()
+            lowered = expr.str.to_lowercase()
             return (
                 pl.when(lowered.is_in(["true", "t", "1", "yes", "y"]))
                 .then(True)
@@ -660,26 +749,20 @@ def _cast_expr(value: Typed, target: str) -> pl.Expr:
                 .otherwise(None)
             )
         if target == "date":
-            return text.str.slice(0, 10).str.to_date("%Y-%m-%d", strict=False)
+            return text.str.to_date("%Y-%m-%d", strict=False)
         if target == "timestamp":
-            return (
-                text.str.replace(" ", "T")
-                .str.to_datetime("%Y-%m-%dT%H:%M:%S%.f", time_unit="us", strict=False)
-                .dt.replace_time_zone("UTC")
-            )
+            return iso_timestamp(text)
         return text.cast(POLARS_TYPES[target], strict=False)
     if target == "integer" and source == "number":
-        return expr.round(0, mode="half_away_from_zero").cast(pl.Int64, strict=False)
+        return expr.round(0, mode="half_to_even").cast(pl.Int64, strict=False)
     if target == "timestamp" and source == "date":
         return _as_timestamp(value).expr
     if target == "date" and source == "timestamp":
         return expr.dt.date()
-    if source == "null":
-        return pl.lit(None, dtype=POLARS_TYPES[target])
     return expr.cast(POLARS_TYPES[target], strict=False)
 
 
-def _date_trunc(node: exp.TimestampTrunc, scope: _Scope) -> Typed:
+def _date_trunc(node: exp.TimestampTrunc | exp.DateTrunc, scope: _Scope) -> Typed:
     unit = node.unit.name.upper() if node.unit else ""
     if unit not in TRUNC_UNITS:
         raise CompileError(
@@ -726,7 +809,7 @@ def _days_since(node: exp.Anonymous, scope: _Scope) -> Typed:
     if value.type not in (*TEMPORAL, "null"):
         raise CompileError(f"days_since() needs a date or timestamp, not {value.type}", arg)
     elapsed = pl.lit(scope.as_of, dtype=TIMESTAMP) - _as_timestamp(value).expr
-    return Typed((elapsed.dt.total_seconds() // 86400).cast(pl.Int64), "integer")
+    return Typed((elapsed.dt.total_microseconds() // 86_400_000_000).cast(pl.Int64), "integer")
 
 
 def _in_segment(node: exp.Anonymous, scope: _Scope) -> Typed:
@@ -934,6 +1017,7 @@ _HANDLERS: dict[type[exp.Expr], Handler] = {
     exp.Abs: _abs,
     exp.Round: _round,
     exp.TimestampTrunc: _date_trunc,
+    exp.DateTrunc: _date_trunc,
     exp.DateDiff: _date_diff,
     exp.CurrentTimestamp: _as_of,
     exp.CurrentDate: _as_of,
@@ -1016,8 +1100,15 @@ def _compile_segment(
         features=features,
     )
     try:
-        typed = _compile(tree, scope)
-        expr = _boolean_operand(typed, tree)
+        try:
+            typed = _compile(tree, scope)
+            expr = _boolean_operand(typed, tree)
+        except (OverflowError, ValueError, TypeError) as exc:
+            raise CompileError(
+                f"cannot compile this predicate: {exc}",
+                tree,
+                "a value is out of range or of the wrong type",
+            ) from exc
     except CompileError as exc:
         raise _error(
             segment,
