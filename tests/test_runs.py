@@ -17,6 +17,7 @@ from conftest import PEOPLE_HEADER, land
 
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.errors import ConcurrentRunError, RunOrderError, SnapshotShrinkError
+from transforms.ingest import ingest
 from transforms.runs import run
 from transforms.storage import Root
 
@@ -193,6 +194,7 @@ def test_an_empty_snapshot_fails_the_run(lake_settings):
 def test_two_runs_at_once_cannot_both_commit(lake_settings, monkeypatch):
     three_days(lake_settings)
     run(lake_settings, D1)
+    ingest(lake_settings, D2)  # the race under test is the commit's
     import transforms.runs as runs_module
 
     barrier = threading.Barrier(2)
@@ -231,7 +233,8 @@ CRASH = textwrap.dedent("""
     from datetime import date
     import transforms.storage as storage
     from transforms.config import load_settings
-    from transforms.runs import run
+    from transforms.ingest import ingest
+from transforms.runs import run
 
     point = sys.argv[1]
     real = {name: getattr(storage.Root, name)
@@ -300,3 +303,27 @@ def test_a_crash_at_any_step_leaves_the_last_committed_run_intact(lake_settings,
     ):
         assert len(list((lake / folder).iterdir())) == 1, folder
     assert json.loads((lake / "runs/latest.json").read_text())["latest"] == "2026-03-31"
+
+
+def test_two_ingests_of_a_date_at_once_publish_one_consistent_manifest(lake_settings):
+    three_days(lake_settings)
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcomes.append(ingest(lake_settings, D1))
+        except ConcurrentRunError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    root = Root(lake_settings.lake)
+    manifest = json.loads(root.read_bytes("ingest/ingest_date=2026-03-30/manifest.json"))
+    files = {k for keys in manifest["outputs"].values() for k in keys}
+    assert all(root.exists(k) for k in files)
+    people = [k for k in (Path(lake_settings.lake) / "people/snapshot_date=2026-03-30").iterdir()]
+    assert len(people) == 1
+    assert any(type(o).__name__ == "IngestReport" for o in outcomes)

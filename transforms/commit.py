@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import date
 from typing import Any
 
 import polars as pl
@@ -88,16 +86,6 @@ def manifest_folder(day: date) -> str:
     return f"runs/run_date={day.isoformat()}"
 
 
-def new_attempt() -> str:
-    """A unique attempt name that sorts by start time: `20261128T134512123456-1f2e3d`.
-
-    The clock only orders attempts for clean-up; it never enters a result."""
-    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
-
-
-ATTEMPT = re.compile(r"(?:part|manifest)-(\d{8}T\d{12}-[0-9a-f]{6})\.(?:parquet|json)$")
-
-
 def commit(
     root: Root,
     day: date,
@@ -151,10 +139,15 @@ def commit(
 def clean_up(root: Root, day: date, attempt: str) -> None:
     """Remove what attempts of `day` older than `attempt` left: data files and manifests."""
     folders = [lake.partition(t, day) for t in TABLES] + [manifest_folder(day)]
+    remove_older_attempts(root, folders, attempt)
+
+
+def remove_older_attempts(root: Root, folders: list[str], attempt: str) -> None:
+    """Delete files under `folders` written by attempts that started before `attempt`."""
     stale = []
     for folder in folders:
-        for info in root.list_files(folder):
-            match = ATTEMPT.search(info.name)
-            if match and match.group(1) < attempt:
+        for info in root.list_files(folder, recursive=True):
+            other = lake.attempt_of(info.key)
+            if other is not None and other < attempt:
                 stale.append(info.key)
     root.delete(stale)

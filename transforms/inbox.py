@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -189,12 +190,20 @@ def _resolve(rows, kind: str, people: pl.DataFrame, report: UploadReport) -> lis
     return resolved
 
 
-def _pending(inbox: Root, day: date, committed: set[str]) -> tuple[list[str], list[FileInfo]]:
-    """(files already under _processed/ for uncommitted runs, in order; new files, in order)."""
+def _pending(
+    inbox: Root, applied_by: Callable[[str], set[str] | None]
+) -> tuple[list[str], list[FileInfo]]:
+    """(files under _processed/ that no committed run applied, in order; new files, in order).
+
+    `applied_by(D)` is the set of files committed run D applied, or None if D has no
+    committed run. A file moved there by an attempt that crashed or lost is carried over."""
     carried = []
     for info in inbox.list_files(PROCESSED, recursive=True):
         match = re.match(rf"{PROCESSED}/(\d{{4}}-\d{{2}}-\d{{2}})/(\d{{4}})/(.+)$", info.key)
-        if match and match.group(1) not in committed and not info.key.endswith(".report.json"):
+        if not match or info.name.startswith("."):
+            continue
+        applied = applied_by(match.group(1))
+        if applied is None or info.key not in applied:
             carried.append((match.group(1), match.group(2), info.key))
     carried.sort()
     new = [
@@ -225,7 +234,7 @@ def collect_uploads(
     inbox: Root,
     day: date,
     segments: dict[str, Segment],
-    committed: set[str],
+    applied_by: Callable[[str], set[str] | None],
     rerun_files: list[str] | None,
 ) -> tuple[list[Upload], list[dict[str, Any]]]:
     """The uploads run `day` applies, in order, moved under `_processed/<D>/`; and the files it
@@ -234,7 +243,7 @@ def collect_uploads(
         keys = rerun_files
         rejected: list[dict[str, Any]] = []
     else:
-        carried, new = _pending(inbox, day, committed)
+        carried, new = _pending(inbox, applied_by)
         keys, rejected = list(carried), []
         for info in new:
             kind = _classify(info.key)

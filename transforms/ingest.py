@@ -9,8 +9,10 @@ For each table (people, events) of date D:
    (`transforms.expectations`);
 5. rows that broke a rule go to `lake/quarantine/<table>/...` with every rule they broke and why;
 6. publish: data and quarantine files under a fresh attempt name, Great Expectations' JSON, and
-   last the manifest `lake/ingest/ingest_date=D/manifest.json`; files of earlier attempts are
-   then removed. Every check runs before the first write, so a failed ingest leaves the lake
+   last the manifest `lake/ingest/ingest_date=D/manifest.json`, by a conditional write against
+   the version read at the start (two ingests of one date cannot both publish; the loser
+   removes its files); files of attempts that started earlier are then removed. Every check
+   runs before the first write, so a failed ingest leaves the lake
    as it was.
 """
 
@@ -19,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -28,9 +29,10 @@ import polars as pl
 
 from transforms import lake
 from transforms.coerce import CAST_FAILURES, coerce
+from transforms.commit import remove_older_attempts
 from transforms.config import Settings
 from transforms.contracts import TableContract, load_contract
-from transforms.errors import InputFileError, MissingInputError
+from transforms.errors import ConcurrentRunError, InputFileError, MissingInputError
 from transforms.landing import SOURCE_FILE, SOURCE_ROW, landing_files, read_landed_file
 from transforms.storage import Root
 
@@ -233,12 +235,14 @@ def ingest(settings: Settings, day: date) -> IngestReport:
             hint="create it (or the bucket), or point --landing / SEGMENTS_LANDING at the right"
             " place",
         )
+    manifest_key = lake.ingest_manifest(day)
+    current = lake_root.read_versioned(manifest_key)
+    attempt = lake.new_attempt()
     prepared = {}
     for table in TABLES:
         log.info("ingest %s %s: reading and validating", table, day)
         prepared[table] = _prepare(settings, landing, table, day)
 
-    attempt = uuid.uuid4().hex[:12]
     outputs: dict[str, list[str]] = {}
     for table, ready in prepared.items():
         started = time.perf_counter()
@@ -260,10 +264,21 @@ def ingest(settings: Settings, day: date) -> IngestReport:
         tables={t: p.report for t, p in prepared.items()},
         outputs=outputs,
     )
-    lake_root.write_bytes(
-        lake.ingest_manifest(day), json.dumps(report.to_json(), indent=1).encode()
+    body = json.dumps(report.to_json(), indent=1).encode()
+    published = (
+        lake_root.put_if_absent(manifest_key, body)
+        if current is None
+        else lake_root.put_if_match(manifest_key, body, current[1])
     )
-    _remove_other_attempts(lake_root, day, outputs)
+    if not published:
+        lake_root.delete([key for keys in outputs.values() for key in keys])
+        raise ConcurrentRunError(
+            f"another ingest of {day} published to {lake_root.url} meanwhile",
+            hint="run it again if the landing files changed since",
+        )
+    folders = [lake.partition(t, day) for t in TABLES]
+    folders += [lake.quarantine_partition(t, day) for t in TABLES] + [lake.ingest_folder(day)]
+    remove_older_attempts(lake_root, folders, attempt)
     for table, ready in prepared.items():
         r = ready.report
         log.info(
@@ -276,19 +291,3 @@ def ingest(settings: Settings, day: date) -> IngestReport:
             r.duplicates_dropped,
         )
     return report
-
-
-def _remove_other_attempts(lake_root: Root, day: date, outputs: dict[str, list[str]]) -> None:
-    """After the manifest is written: delete what earlier attempts of `day` left behind."""
-    published = {key for keys in outputs.values() for key in keys}
-    folders = [lake.partition(t, day) for t in TABLES]
-    folders += [lake.quarantine_partition(t, day) for t in TABLES]
-    stale = [
-        f.key for folder in folders for f in lake_root.list_files(folder) if f.key not in published
-    ]
-    stale += [
-        f.key
-        for f in lake_root.list_files(lake.ingest_folder(day), recursive=True)
-        if f.key not in published and f.key != lake.ingest_manifest(day)
-    ]
-    lake_root.delete(stale)

@@ -10,13 +10,31 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import date
+import uuid
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
 
 from transforms.errors import MissingInputError
 from transforms.storage import Root
+
+ATTEMPT = re.compile(r"\d{8}T\d{12}-[0-9a-f]{6}")
+
+
+def new_attempt() -> str:
+    """A unique attempt name that sorts by start time: `20261128T134512123456-1f2e3d`.
+
+    Files are written under their attempt's name; the clock only orders attempts for clean-up
+    (see `transforms.commit`) and never enters a result."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+
+
+def attempt_of(key: str) -> str | None:
+    """The attempt name inside a key, if it has one."""
+    match = ATTEMPT.search(key)
+    return match.group(0) if match else None
+
 
 PARTITION_COLUMNS = {
     "people": "snapshot_date",

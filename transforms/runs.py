@@ -15,6 +15,7 @@ relative to one consistent state of the lake:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
@@ -29,7 +30,6 @@ from transforms.changes import KEY, DiffContext, diff
 from transforms.commit import (
     Catalog,
     commit,
-    new_attempt,
     read_catalog,
     read_manifest,
     read_table,
@@ -119,7 +119,7 @@ def _apply_manual(
         inbox,
         day,
         segments,
-        set(catalog.runs),
+        functools.cache(lambda run_date: _applied_files(root, catalog, run_date)),
         committed["manual"]["files"] if committed else None,
     )
     people = lake.scan_people(root, day).select("person_id", "email").collect()
@@ -138,6 +138,11 @@ def _apply_manual(
     for refused in result.rejected:
         log.warning("manual upload %s refused: %s", refused["file"], "; ".join(refused["problems"]))
     return result
+
+
+def _applied_files(root: Root, catalog: Catalog, run_date: str) -> set[str] | None:
+    manifest = read_manifest(root, catalog, date.fromisoformat(run_date))
+    return set(manifest["manual"]["files"]) if manifest else None
 
 
 def _counts(
@@ -180,7 +185,7 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
     started = time.perf_counter()
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
-    attempt = new_attempt()
+    attempt = lake.new_attempt()
     ingested = None
     if lake.read_ingest_manifest(root, day) is None:
         ingested = ingest(settings, day)

@@ -139,6 +139,11 @@ class Root:
             return handle.read()
 
     def write_bytes(self, key: str, data: bytes) -> None:
+        """Write a file whole: readers see the old content or the new, never a part of it."""
+        if self.is_local and not key.lower().endswith(".gz"):
+            path = Path(self._full(key))
+            os.replace(_write_temporary(path, data), path)
+            return
         with self.open(key, "wb") as handle, _storage_errors("cannot write", self.url_of(key)):
             handle.write(data)
 
@@ -194,15 +199,13 @@ class Root:
         """Create `key` only if it does not exist (S3 `If-None-Match: *`); False if it did."""
         if self.is_local:
             path = Path(self._full(key))
-            path.parent.mkdir(parents=True, exist_ok=True)
+            temporary = _write_temporary(path, data)
             try:
-                descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+                os.link(temporary, path)  # atomic, and fails if the name exists
             except FileExistsError:
                 return False
-            with os.fdopen(descriptor, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
+            finally:
+                temporary.unlink()
             return True
         return self._conditional_put(key, data, IfNoneMatch="*")
 
@@ -214,9 +217,7 @@ class Root:
                 current = self.read_versioned(key)
                 if current is None or current[1] != version:
                     return False
-                temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
-                temporary.write_bytes(data)
-                os.replace(temporary, path)
+                os.replace(_write_temporary(path, data), path)
             return True
         return self._conditional_put(key, data, IfMatch=version)
 
@@ -247,9 +248,13 @@ class Root:
         return True
 
     def delete(self, keys: list[str]) -> None:
-        if keys:
-            with _storage_errors("cannot delete", f"{len(keys)} file(s) under {self.url}"):
-                self.fs.rm([self._full(k) for k in keys])
+        """Delete files; one already gone (another attempt removed it) is not an error."""
+        with _storage_errors("cannot delete", f"{len(keys)} file(s) under {self.url}"):
+            for key in keys:
+                try:
+                    self.fs.rm_file(self._full(key))
+                except FileNotFoundError:
+                    continue
 
 
 def _precondition_failed(exc: BaseException) -> bool:
@@ -268,6 +273,17 @@ def _precondition_failed(exc: BaseException) -> bool:
                 return True
         seen = seen.__cause__ or seen.__context__
     return False
+
+
+def _write_temporary(path: Path, data: bytes) -> Path:
+    """`data` in a hidden file beside `path`, flushed to disk, for an atomic link or rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    with open(temporary, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return temporary
 
 
 @contextmanager
