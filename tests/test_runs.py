@@ -233,8 +233,7 @@ CRASH = textwrap.dedent("""
     from datetime import date
     import transforms.storage as storage
     from transforms.config import load_settings
-    from transforms.ingest import ingest
-from transforms.runs import run
+    from transforms.runs import run
 
     point = sys.argv[1]
     real = {name: getattr(storage.Root, name)
@@ -287,7 +286,8 @@ def test_a_crash_at_any_step_leaves_the_last_committed_run_intact(lake_settings,
         text=True,
         timeout=120,
     )
-    assert finished.returncode != 0
+    assert finished.returncode != 0, finished.stderr
+    assert finished.returncode == 9 or "disk full" in finished.stderr, finished.stderr
     catalog = read_catalog(Root(lake_settings.lake))
     after = committed(lake_settings, D1)
     assert after[0].equals(before[0]) and after[1].equals(before[1])
