@@ -370,6 +370,93 @@ def _segment_kinds(settings: Settings) -> dict[str, str]:
     return {sid: s.spec.type for sid, s in segments.items()}
 
 
+manual_app = typer.Typer(
+    help="Manual segments: drop an upload into the inbox (applied by the next run).",
+    no_args_is_help=True,
+)
+app.add_typer(manual_app, name="manual")
+
+
+def _drop(
+    action: str,
+    segment: str,
+    ids: str | None,
+    file: Path | None,
+    email: bool,
+    config: Path | None,
+    inbox: str | None,
+    definitions: str | None,
+) -> None:
+    from transforms.definitions import load_segments
+    from transforms.inbox import drop_upload
+    from transforms.storage import Root
+
+    try:
+        settings = _settings(config, inbox=inbox, definitions=definitions)
+        segments, _ = load_segments(settings.definitions)
+        if segment not in segments:
+            raise SegmentsError(
+                f"unknown segment '{segment}'", hint="segment ids are the definition files' names"
+            )
+        if action != "clear" and (ids is None) == (file is None):
+            raise SegmentsError("give exactly one of --ids and --file")
+        key = drop_upload(
+            Root(settings.inbox, settings.storage_options),
+            segments[segment],
+            action,
+            ids.split(",") if ids else None,
+            file.read_bytes() if file else None,
+            "email" if email else "person_id",
+        )
+    except SegmentsError as exc:
+        raise _fail(exc) from exc
+    console.print(f"dropped {settings.inbox}/{key}: the next run applies it", highlight=False)
+
+
+IdsOpt = Annotated[str | None, typer.Option(help="Comma-separated person ids (or emails).")]
+FileOpt = Annotated[Path | None, typer.Option(help="A CSV with person_id, id or email.")]
+EmailOpt = Annotated[bool, typer.Option("--email", help="--ids are email addresses.")]
+
+
+@manual_app.command("add")
+def manual_add(
+    segment: SegmentArg,
+    ids: IdsOpt = None,
+    file: FileOpt = None,
+    email: EmailOpt = False,
+    config: ConfigOpt = None,
+    inbox: InboxOpt = None,
+    definitions: DefinitionsOpt = None,
+) -> None:
+    """Add people to a manual segment."""
+    _drop("add", segment, ids, file, email, config, inbox, definitions)
+
+
+@manual_app.command("remove")
+def manual_remove(
+    segment: SegmentArg,
+    ids: IdsOpt = None,
+    file: FileOpt = None,
+    email: EmailOpt = False,
+    config: ConfigOpt = None,
+    inbox: InboxOpt = None,
+    definitions: DefinitionsOpt = None,
+) -> None:
+    """Remove people from a manual segment."""
+    _drop("remove", segment, ids, file, email, config, inbox, definitions)
+
+
+@manual_app.command("clear")
+def manual_clear(
+    segment: SegmentArg,
+    config: ConfigOpt = None,
+    inbox: InboxOpt = None,
+    definitions: DefinitionsOpt = None,
+) -> None:
+    """Remove everyone from a manual segment."""
+    _drop("clear", segment, None, None, False, config, inbox, definitions)
+
+
 @app.command()
 def demo(
     config: ConfigOpt = None,

@@ -20,7 +20,7 @@ import io
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from typing import Any
 
 import polars as pl
@@ -333,3 +333,44 @@ def apply_uploads(
         orient="row",
     )
     return ManualResult(members_frame, actions, applied, rejected, files)
+
+
+def drop_upload(
+    inbox: Root,
+    segment: Segment,
+    action: str,
+    ids: list[str] | None = None,
+    data: bytes | None = None,
+    column: str = "person_id",
+) -> str:
+    """Write a correctly named upload into the inbox (what `segments manual` does); returns
+    its key. `ids` become a one-column CSV; `data` is an existing CSV, checked first."""
+    if not segment.is_manual:
+        raise SegmentsError(
+            f"'{segment.id}' is data-driven: its members come from its `where`",
+            hint="manual uploads are for manual segments only",
+        )
+    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-cli"
+    if action == "clear":
+        key = f"{segment.id}/clear"
+        inbox.write_bytes(key, b"")
+        return key
+    if data is None:
+        values = [i.strip() for i in ids or [] if i.strip()]
+        if not values:
+            raise SegmentsError("no identifiers given", hint="pass --ids a,b,c or --file x.csv")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([column])
+        writer.writerows([v] for v in values)
+        data = buffer.getvalue().encode()
+    try:
+        _parse(data, "add")
+    except UploadError as exc:
+        raise SegmentsError(
+            "the file cannot be applied: " + "; ".join(exc.problems),
+            hint="fix the file; it needs a header with person_id (or id) or email",
+        ) from exc
+    key = f"{segment.id}/{'remove/' if action == 'remove' else ''}{name}.csv"
+    inbox.write_bytes(key, data)
+    return key

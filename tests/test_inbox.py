@@ -1,0 +1,244 @@
+"""Manual segments from the inbox: every upload case, exactly once, in order, nothing lost."""
+
+from __future__ import annotations
+
+import os
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from conftest import PEOPLE_HEADER, land
+from typer.testing import CliRunner
+
+from transforms.cli import app
+from transforms.commit import read_catalog, read_manifest, read_table
+from transforms.inbox import _classify
+from transforms.runs import run
+from transforms.storage import Root
+
+D1 = date(2026, 3, 30)
+D2, D3 = D1 + timedelta(days=1), D1 + timedelta(days=2)
+EMAILS = {
+    "a": "Ann@Example.com",
+    "b": "bob@example.com",
+    "c": "shared@example.com",
+    "d": "shared@example.com",
+    "e": "eve@example.com",
+}
+
+
+@pytest.fixture
+def ws(settings, tmp_path: Path):
+    definitions = tmp_path / "definitions"
+    definitions.mkdir()
+    (definitions / "vip.yaml").write_text("name: VIP\ntype: manual\n")
+    (definitions / "beta.yaml").write_text("name: Beta\ntype: manual\n")
+    (definitions / "pro.yaml").write_text("name: Pro\ntype: data_driven\nwhere: plan = 'pro'\n")
+    (definitions / "vip_pro.yaml").write_text(
+        "name: VIP pro\ntype: data_driven\nwhere: in_segment('vip') AND plan = 'pro'\n"
+    )
+    for day in (D1, D2, D3):
+        snapshot = "".join(
+            f"{pid},{email},A,{'pro' if pid == 'a' else 'free'},US,30,1,true,"
+            "2026-01-01T00:00:00Z,\n"
+            for pid, email in EMAILS.items()
+        )
+        land(settings, "people", "p.csv", PEOPLE_HEADER + snapshot, day)
+    return settings.model_copy(update={"definitions": str(definitions)})
+
+
+AGE = [0]
+
+
+def drop(ws, relative: str, content: str | bytes) -> Path:
+    """Drop a file into the inbox; each later drop is one minute newer."""
+    path = Path(ws.inbox) / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content.encode() if isinstance(content, str) else content)
+    AGE[0] += 60
+    stamp = 1_800_000_000 + AGE[0]
+    os.utime(path, (stamp, stamp))
+    return path
+
+
+def state(ws, day: date) -> tuple[set, set, dict]:
+    root = Root(ws.lake)
+    manifest = read_manifest(root, read_catalog(root), day)
+    members = set(read_table(root, manifest, "membership").select("segment_id", "person_id").rows())
+    changes = set(
+        read_table(root, manifest, "changes")
+        .select("segment_id", "person_id", "change", "reason")
+        .rows()
+    )
+    return members, changes, manifest
+
+
+def test_add_remove_and_reasons_over_runs(ws):
+    drop(ws, "vip/first.csv", "person_id\na\nb\n")
+    run(ws, D1)
+    members, changes, manifest = state(ws, D1)
+    assert {("vip", "a"), ("vip", "b"), ("vip_pro", "a")} <= members
+    assert ("vip", "a", "entered", "new_segment") in changes  # first run
+    assert manifest["manual"]["files"] == ["_processed/2026-03-30/0001/vip/first.csv"]
+    assert not (Path(ws.inbox) / "vip/first.csv").exists()
+
+    drop(ws, "vip/remove/out.csv", "person_id\nb\n")
+    drop(ws, "vip/more.csv", "id\ne\n")
+    run(ws, D2)
+    members, changes, _ = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a"), ("vip", "e")}
+    assert ("vip", "b", "exited", "removed") in changes
+    assert ("vip", "e", "entered", "added") in changes
+
+    run(ws, D3)  # nothing new: members persist, nothing re-applied
+    members, changes, manifest = state(ws, D3)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a"), ("vip", "e")}
+    assert changes == set() and manifest["manual"]["files"] == []
+
+
+def test_clear_then_add_in_one_run(ws):
+    drop(ws, "vip/first.csv", "person_id\na\nb\n")
+    run(ws, D1)
+    drop(ws, "vip/clear", "")
+    drop(ws, "vip/again.csv", "person_id\na\n")
+    run(ws, D2)
+    members, changes, manifest = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
+    assert {c for c in changes if c[0] == "vip"} == {("vip", "b", "exited", "cleared")}
+    assert [f.rsplit("/", 1)[-1] for f in manifest["manual"]["files"]] == ["clear", "again.csv"]
+
+
+def test_action_column_overrides_the_folder(ws):
+    drop(ws, "vip/mixed.csv", "person_id,action\na,add\nb,add\n")
+    run(ws, D1)
+    drop(ws, "vip/mixed2.csv", "person_id,action\nb,remove\ne,\n")
+    run(ws, D2)
+    members, _, _ = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a"), ("vip", "e")}
+
+
+def test_emails_unknown_ids_and_ambiguity_are_reported(ws):
+    drop(
+        ws,
+        "beta/by-email.csv",
+        "\ufeffemail\r\n  ANN@example.COM \r\nshared@example.com\r\nnobody@example.com\r\n",
+    )
+    drop(
+        ws,
+        "vip/ids.csv",
+        "person_id,email\na,zzz@example.com\nghost\n".replace("ghost\n", "ghost,\n"),
+    )
+    run(ws, D1)
+    members, _, manifest = state(ws, D1)
+    assert ("beta", "a") in members and ("beta", "c") not in members
+    reports = {r["file"]: r for r in manifest["manual"]["applied"]}
+    beta = reports["beta/by-email.csv"]
+    assert (beta["rows"], beta["applied"]) == (3, 1)
+    assert beta["ambiguous_emails"] == ["shared@example.com"]
+    assert beta["unknown"] == ["nobody@example.com"]
+    vip = reports["vip/ids.csv"]
+    assert vip["unknown"] == ["ghost"]
+    assert "email ignored" in vip["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("relative", "content", "problem"),
+    [
+        ("vip/bad.csv", "person_id,action\na,add\nb,promote\n", "line 3: action 'promote'"),
+        ("vip/bad.csv", "name\nann\n", "line 1: no identifier column"),
+        ("vip/bad.csv", b"person_id\n\xff\xfe\n", "line 2: not UTF-8"),
+        ("vip/bad.csv", "person_id\na,extra\n", "line 2: 2 fields, the header has 1"),
+        ("nope/x.csv", "person_id\na\n", "there is no segment 'nope'"),
+        ("pro/x.csv", "person_id\na\n", "'pro' is data-driven"),
+        ("vip/deeper/x.csv", "person_id\na\n", "expected <segment>/<file>.csv"),
+        ("Bad Segment/x.csv", "person_id\na\n", "'Bad Segment' is not a valid segment id"),
+    ],
+)
+def test_files_that_cannot_be_applied_go_to_rejected(ws, relative, content, problem):
+    drop(ws, relative, content)
+    drop(ws, "vip/good.csv", "person_id\ne\n")
+    run(ws, D1)
+    members, _, manifest = state(ws, D1)
+    assert ("vip", "e") in members  # the good file is applied all the same
+    (refused,) = manifest["manual"]["rejected"]
+    assert any(problem in p for p in refused["problems"])
+    rejected = Path(ws.inbox) / refused["moved_to"]
+    assert rejected.exists()
+    report = rejected.with_name(rejected.name + ".error.txt").read_text()
+    assert problem in report
+    assert not (Path(ws.inbox) / relative).exists()
+
+
+def test_paths_with_dot_dot_are_refused():
+    assert _classify("../x.csv") == "the path has empty, '.' or '..' parts"
+    assert _classify("vip/../x.csv") == "the path has empty, '.' or '..' parts"
+    assert _classify("vip/x.csv") == ("vip", "add")
+
+
+def test_a_rerun_reapplies_exactly_the_files_of_its_date(ws):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    run(ws, D1)
+    drop(ws, "vip/later.csv", "person_id\nb\n")  # arrives after D1 committed
+    run(ws, D1)  # rerun: same files, same rows
+    members, _, manifest = state(ws, D1)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
+    assert manifest["manual"]["files"] == ["_processed/2026-03-30/0001/vip/first.csv"]
+    assert (Path(ws.inbox) / "vip/later.csv").exists()
+    run(ws, D2)
+    members, _, _ = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a"), ("vip", "b")}
+
+
+def test_files_of_a_failed_run_are_applied_by_the_next(ws, monkeypatch):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    import transforms.runs as runs_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("crash after the inbox step")
+
+    monkeypatch.setattr(runs_module, "commit", broken)
+    with pytest.raises(RuntimeError):
+        run(ws, D1)
+    monkeypatch.undo()
+    assert (Path(ws.inbox) / "_processed/2026-03-30/0001/vip/first.csv").exists()
+    run(ws, D2)  # D1 never committed: D2 applies its file
+    members, _, manifest = state(ws, D2)
+    assert ("vip", "a") in members
+    assert manifest["manual"]["files"] == ["_processed/2026-03-31/0001/vip/first.csv"]
+
+
+def test_people_leaving_the_snapshot_leave_manual_segments(ws):
+    drop(ws, "vip/first.csv", "person_id\na\ne\n")
+    run(ws, D1)
+    land(
+        ws,
+        "people",
+        "p.csv",
+        PEOPLE_HEADER
+        + "".join(f"{p},{p}@x.com,A,free,US,30,1,true,2026-01-01T00:00:00Z,\n" for p in "abcd"),
+        D2,
+    )
+    run(ws, D2)
+    members, changes, _ = state(ws, D2)
+    assert ("vip", "e") not in members
+    assert ("vip", "e", "exited", "left_snapshot") in changes
+
+
+runner = CliRunner()
+
+
+def test_manual_command_drops_a_file_the_next_run_applies(ws):
+    flags = ["--inbox", ws.inbox, "--definitions", ws.definitions]
+    result = runner.invoke(app, ["manual", "add", "vip", "--ids", "a,b", *flags])
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(
+        app, ["manual", "remove", "vip", "--ids", "bob@example.com", "--email", *flags]
+    )
+    assert result.exit_code == 0, result.output
+    result = runner.invoke(app, ["manual", "add", "pro", "--ids", "a", *flags])
+    assert result.exit_code == 1 and "data-driven" in result.stderr
+    result = runner.invoke(app, ["manual", "add", "nope", "--ids", "a", *flags])
+    assert result.exit_code == 1 and "unknown segment 'nope'" in result.stderr
+    run(ws, D1)
+    members, _, _ = state(ws, D1)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
