@@ -9,19 +9,16 @@ from __future__ import annotations
 import io
 import json
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from botocore.exceptions import ClientError
-from conftest import EXPECTED_PEOPLE
+from conftest import EXPECTED_PEOPLE, Bucket
 from polars.testing import assert_frame_equal
-from s3_server import S3Server, WeedUnavailable, find_weed, seaweedfs_s3
+from s3_server import S3Server
 
 from transforms.config import load_settings
 from transforms.errors import StorageAccessError, StorageError
@@ -59,57 +56,6 @@ EXPECTED_EVENTS = pl.DataFrame(
         "properties": ['{"source": "web"}', None],
     },
 ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
-
-
-@pytest.fixture(scope="session")
-def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
-    """One SeaweedFS S3 server for the session; skipped only if `weed` cannot run at all."""
-    try:
-        weed = find_weed()
-    except WeedUnavailable as exc:
-        pytest.skip(str(exc))
-    with seaweedfs_s3(weed=weed, workdir=tmp_path_factory.mktemp("seaweedfs")) as server:
-        yield server
-
-
-@pytest.fixture(scope="session")
-def bucket(s3: S3Server) -> Bucket:
-    return Bucket(s3.client(), s3.bucket)
-
-
-@pytest.fixture
-def prefix() -> str:
-    """A fresh folder in the bucket, so tests never see each other's objects."""
-    return f"t-{uuid.uuid4().hex[:10]}"
-
-
-@dataclass(frozen=True)
-class Bucket:
-    """The test bucket through plain boto3 (thread-safe), not through the project's code."""
-
-    client: Any
-    name: str
-
-    def keys(self, prefix: str) -> set[str]:
-        """Keys under `prefix/`, relative to it, as the server lists them."""
-        pages = self.client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.name, Prefix=prefix + "/"
-        )
-        return {o["Key"][len(prefix) + 1 :] for page in pages for o in page.get("Contents", [])}
-
-    def get(self, key: str) -> bytes:
-        return self.client.get_object(Bucket=self.name, Key=key)["Body"].read()
-
-    def etag(self, key: str) -> str:
-        return self.client.head_object(Bucket=self.name, Key=key)["ETag"]
-
-    def put(self, key: str, body: bytes, **condition: str) -> int:
-        """HTTP status of a (conditional: IfNoneMatch=, IfMatch=) PutObject."""
-        try:
-            response = self.client.put_object(Bucket=self.name, Key=key, Body=body, **condition)
-        except ClientError as exc:
-            return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
-        return int(response["ResponseMetadata"]["HTTPStatusCode"])
 
 
 # --- transforms.storage.Root on s3:// --------------------------------------------------------

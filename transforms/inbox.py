@@ -219,15 +219,16 @@ def _original(key: str) -> str:
     return re.sub(rf"^{PROCESSED}/\d{{4}}-\d{{2}}-\d{{2}}/\d{{4}}/", "", key)
 
 
-def _reject(inbox: Root, day: date, key: str, problems: list[str]) -> dict[str, Any]:
-    name = _safe_name(key)
-    target = f"{REJECTED}/{day.isoformat()}/{name}"
-    inbox.write_bytes(
-        f"{target}.error.txt",
-        (f"{key} could not be applied:\n" + "\n".join(f"  {p}" for p in problems) + "\n").encode(),
-    )
+def _reject(
+    inbox: Root, day: date, key: str, problems: list[str], original: str | None = None
+) -> dict[str, Any]:
+    """Move a file to `_rejected/<D>/` beside an `.error.txt` that lists its problems."""
+    shown = original or key
+    target = f"{REJECTED}/{day.isoformat()}/{_safe_name(shown)}"
+    report = f"{shown} could not be applied:\n" + "".join(f"  {p}\n" for p in problems)
+    inbox.write_bytes(f"{target}.error.txt", report.encode())
     inbox.move(key, target)
-    return {"file": key, "moved_to": target, "problems": problems}
+    return {"file": shown, "moved_to": target, "problems": problems}
 
 
 def collect_uploads(
@@ -313,7 +314,7 @@ def apply_uploads(
             try:
                 rows, report.notes, kind = _parse(inbox.read_bytes(upload.key), upload.action)
             except UploadError as exc:
-                rejected.append(_reject(inbox, day, upload.key, exc.problems))
+                rejected.append(_reject(inbox, day, upload.key, exc.problems, upload.original))
                 continue
             report.rows = len(rows)
             for pid, action in _resolve(rows, kind, people, report):
