@@ -80,3 +80,15 @@ def test_demo_writes_a_workspace_and_ingests_both_days(settings):
     assert result.exit_code == 0, result.output
     assert "Ingest 2026-03-30" in result.stdout and "Ingest 2026-03-31" in result.stdout
     assert "plan:validValues" in result.stdout  # the demo's broken rows are shown
+
+
+def test_demo_refuses_roots_it_did_not_write(settings):
+    Path(settings.lake).mkdir(parents=True)
+    (Path(settings.lake) / "precious.parquet").write_bytes(b"data")
+    result = runner.invoke(
+        app,
+        ["demo", "--landing", settings.landing, "--lake", settings.lake, "--inbox", settings.inbox],
+    )
+    assert result.exit_code == 1
+    assert "is not empty and was not written by the demo" in result.stderr
+    assert (Path(settings.lake) / "precious.parquet").exists()

@@ -327,3 +327,28 @@ def test_two_ingests_of_a_date_at_once_publish_one_consistent_manifest(lake_sett
     people = [k for k in (Path(lake_settings.lake) / "people/snapshot_date=2026-03-30").iterdir()]
     assert len(people) == 1
     assert any(type(o).__name__ == "IngestReport" for o in outcomes)
+
+
+def test_files_lists_exactly_the_committed_files(lake_settings):
+    from typer.testing import CliRunner
+
+    from transforms.cli import app
+
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    run(lake_settings, D2)
+    runner = CliRunner()
+    latest = runner.invoke(app, ["files", "membership", "--lake", lake_settings.lake])
+    assert latest.exit_code == 0, latest.output
+    _, _, manifest = committed(lake_settings, D2)
+    assert latest.stdout.split() == [
+        f"{lake_settings.lake}/{k}" for k in manifest["files"]["membership"]
+    ]
+    first = runner.invoke(
+        app, ["files", "changes", "--date", "2026-03-30", "--lake", lake_settings.lake]
+    )
+    assert first.exit_code == 0 and "changes/run_date=2026-03-30/part-" in first.stdout
+    missing = runner.invoke(
+        app, ["files", "changes", "--date", "2026-01-01", "--lake", lake_settings.lake]
+    )
+    assert missing.exit_code == 1 and "no committed run of 2026-01-01" in missing.stderr

@@ -370,6 +370,32 @@ def _segment_kinds(settings: Settings) -> dict[str, str]:
     return {sid: s.spec.type for sid, s in segments.items()}
 
 
+@app.command()
+def files(
+    table: Annotated[str, typer.Argument(help="membership or changes")],
+    date_: Annotated[
+        str | None, typer.Option("--date", help="A committed run date (default: the latest).")
+    ] = None,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+) -> None:
+    """Print the files of a committed run's table, one per line: what an engine should read."""
+    from transforms.commit import TABLES, committed_files
+    from transforms.storage import Root
+
+    if table not in TABLES:
+        raise typer.BadParameter(f"choose one of {', '.join(TABLES)}", param_hint="TABLE")
+    try:
+        settings = _settings(config, lake=lake)
+        _, urls = committed_files(
+            Root(settings.lake, settings.storage_options), table, _day(date_) if date_ else None
+        )
+    except SegmentsError as exc:
+        raise _fail(exc) from exc
+    for url in urls:
+        typer.echo(url)
+
+
 manual_app = typer.Typer(
     help="Manual segments: drop an upload into the inbox (applied by the next run).",
     no_args_is_help=True,
@@ -467,7 +493,7 @@ def demo(
     contracts: ContractsOpt = None,
 ) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
-    from transforms.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
+    from transforms.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
     from transforms.runs import run as run_date
     from transforms.storage import Root
 
@@ -480,30 +506,61 @@ def demo(
             definitions=definitions,
             contracts=contracts,
         )
+        roots = [
+            Root(getattr(settings, name), settings.storage_options)
+            for name in ("landing", "lake", "inbox")
+        ]
         with console.status("writing the demo workspace"):
-            files = write_demo_workspace(
-                Root(settings.landing, settings.storage_options),
-                Root(settings.inbox, settings.storage_options),
-            )
+            prepare_demo_roots(roots)
+            files = write_demo_workspace(roots[0], roots[2])
         console.print(
-            f"Demo workspace: {len(files.landing)} landing files under"
-            f" {settings.landing}, {len(files.inbox)} manual uploads under"
-            f" {settings.inbox}"
+            f"Demo workspace: {len(files.landing)} landing files under {settings.landing},"
+            f" {len(files.inbox)} manual uploads under {settings.inbox}"
         )
         kinds = _segment_kinds(settings)
         for day in (FIRST_DAY, SECOND_DAY):
+            if day == SECOND_DAY:
+                for key, data in files.later_uploads.items():
+                    roots[2].write_bytes(key, data)
+                console.print(
+                    f"A marketer drops {len(files.later_uploads)} more uploads: "
+                    + ", ".join(files.later_uploads),
+                    highlight=False,
+                )
             with console.status(f"running {day}"):
-                report = run_date(settings, day, rebuild_later=True)
+                report = run_date(settings, day)
             if report.ingested is not None:
                 _print_ingest(report.ingested)
             console.print(_run_table(report, kinds))
+            _print_manual(report.manual)
     except SegmentsError as exc:
         raise _fail(exc) from exc
+    lake_url = settings.lake
     console.print(
-        f"Lake written to {settings.lake}: people/ and events/ (typed inputs), quarantine/"
-        " (refused rows), membership/ and changes/ (per run), runs/ (manifests; a run is"
-        " visible once runs/latest.json names it)."
+        f"Tables (Hive-partitioned Parquet): {lake_url}/membership/run_date=D/ and"
+        f" {lake_url}/changes/run_date=D/; validated inputs in people/ and events/; refused"
+        f" rows in quarantine/; run manifests in runs/ (a run is visible once"
+        f" runs/latest.json names it). Uploads: {settings.inbox}/_processed/ and _rejected/.",
+        highlight=False,
     )
-    console.print(
-        "Manual segments have no members yet: this version does not apply the inbox's uploads."
-    )
+
+
+def _print_manual(manual: dict) -> None:
+    for applied in manual["applied"]:
+        extra = ""
+        if applied["unknown_count"] or applied["ambiguous_count"]:
+            extra = (
+                f", {applied['unknown_count']} unknown,"
+                f" {applied['ambiguous_count']} ambiguous emails"
+            )
+        console.print(
+            f"  upload {applied['file']}: {applied['action']} {applied['applied']} of"
+            f" {applied['rows']} rows{extra}",
+            highlight=False,
+        )
+    for refused in manual["rejected"]:
+        console.print(
+            f"  [yellow]refused[/] {refused['file']}: {'; '.join(refused['problems'])}"
+            f" (moved to {refused['moved_to']})",
+            highlight=False,
+        )

@@ -29,7 +29,7 @@ from typing import Any
 import polars as pl
 
 from transforms import lake
-from transforms.errors import ConcurrentRunError
+from transforms.errors import ConcurrentRunError, MissingInputError
 from transforms.storage import Root
 
 log = logging.getLogger("segments.commit")
@@ -151,3 +151,18 @@ def remove_older_attempts(root: Root, folders: list[str], attempt: str) -> None:
             if other is not None and other < attempt:
                 stale.append(info.key)
     root.delete(stale)
+
+
+def committed_files(root: Root, table: str, day: date | None = None) -> tuple[date, list[str]]:
+    """(run date, URLs of the files) of a table of a committed run: `day`, or the latest.
+
+    What an engine should read: exactly the files the run's manifest lists."""
+    catalog = read_catalog(root)
+    day = day or catalog.latest
+    manifest = read_manifest(root, catalog, day) if day else None
+    if manifest is None:
+        raise MissingInputError(
+            f"no committed run {'of ' + day.isoformat() if day else 'yet'} in {root.url}",
+            hint="run `segments run --date D` first",
+        )
+    return day, [root.url_of(key) for key in manifest["files"][table]]

@@ -6,7 +6,9 @@ CSVs, in every input format the pipeline reads.
 - events: 90 days of history of a dozen kinds, skewed (a few very active people, many idle),
   landed on day 1 as gzipped CSV; day 2's events as JSON lines, with re-sent and late events
   and events of people not yet in the snapshot;
-- inbox: manual-segment uploads (by id, by email, a removal) for the demo's manual segments.
+- inbox: manual-segment uploads before the first day (VIPs by id, beta testers by email), and
+  `later_uploads` to drop between the days (a removal by email with an unknown address, more
+  VIPs, and a broken export that the run refuses).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, date, datetime, timedelta
 import numpy as np
 import polars as pl
 
+from transforms.errors import SegmentsError
 from transforms.storage import Root
 
 FIRST_DAY = date(2026, 3, 30)
@@ -76,6 +79,8 @@ class DemoFiles:
 
     landing: list[str]
     inbox: list[str]
+    later_uploads: dict[str, bytes]
+    """Uploads a marketer drops between the two days: (inbox key, content)."""
 
 
 def _people(
@@ -221,13 +226,39 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
     written_landing.append(key)
 
     vip = people2.filter(pl.col("lifetime_value") > 200).head(150).select("person_id")
-    inbox.write_bytes("vip_customers/2026-03-30-vip-list.csv", _csv_bytes(vip))
     beta = people2.sample(80, seed=SEED).select("email")
-    inbox.write_bytes("beta_testers/beta-signups.csv", _csv_bytes(beta))
-    inbox.write_bytes("beta_testers/remove/opted-out.csv", _csv_bytes(beta.head(5).select("email")))
-    written_inbox += [
-        "vip_customers/2026-03-30-vip-list.csv",
-        "beta_testers/beta-signups.csv",
-        "beta_testers/remove/opted-out.csv",
-    ]
-    return DemoFiles(landing=written_landing, inbox=written_inbox)
+    first_uploads = {
+        "vip_customers/2026-03-30-vip-list.csv": _csv_bytes(vip),
+        "beta_testers/beta-signups.csv": _csv_bytes(beta),
+    }
+    for key, data in first_uploads.items():
+        inbox.write_bytes(key, data)
+    written_inbox += list(first_uploads)
+    unknown = pl.DataFrame({"email": ["not-a-customer@example.net"]})
+    later_uploads = {
+        "beta_testers/remove/opted-out.csv": _csv_bytes(
+            pl.concat([beta.head(5), unknown], how="vertical")
+        ),
+        "vip_customers/2026-03-31-more-vips.csv": _csv_bytes(
+            people2.filter(pl.col("lifetime_value") > 200).slice(150, 20).select("person_id")
+        ),
+        "vip_customers/broken-export.csv": b"customer name;segment\nAda;vip\n",
+    }
+    return DemoFiles(landing=written_landing, inbox=written_inbox, later_uploads=later_uploads)
+
+
+MARKER = ".segments-demo"
+
+
+def prepare_demo_roots(roots: list[Root]) -> None:
+    """Empty the roots for a fresh demo, but only roots a previous demo created: anything else
+    that is not empty is refused, so the demo never deletes real data."""
+    for root in roots:
+        files = [f for f in root.list_files("", recursive=True) if f.name != MARKER]
+        if files and not root.exists(MARKER):
+            raise SegmentsError(
+                f"{root.url} is not empty and was not written by the demo",
+                hint="point --landing/--lake/--inbox at empty folders for the demo",
+            )
+        root.delete([f.key for f in files])
+        root.write_bytes(MARKER, b"written by `segments demo`; the next demo may empty it\n")

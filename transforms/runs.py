@@ -62,6 +62,8 @@ class RunReport:
     manifest: str
     ingested: Any = None
     """The ingest report when this run ingested its date, else None."""
+    manual: dict[str, Any] = field(default_factory=dict)
+    """The uploads applied and refused (as in the manifest)."""
     seconds: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
@@ -227,13 +229,14 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
         },
     )
     report = RunReport(
-        day.isoformat(),
-        manifest["previous_run_date"],
-        evaluation.people,
-        counts,
-        f"runs/run_date={day.isoformat()}/manifest-{manifest['attempt']}.json",
-        ingested,
-        manifest["seconds"],
+        date=day.isoformat(),
+        previous_run_date=manifest["previous_run_date"],
+        people=evaluation.people,
+        segments=counts,
+        manifest=f"runs/run_date={day.isoformat()}/manifest-{manifest['attempt']}.json",
+        ingested=ingested,
+        manual=manifest["manual"],
+        seconds=manifest["seconds"],
     )
     log.info("run %s committed: %d memberships, %d changes", day, membership.height, changes.height)
     return report
