@@ -32,7 +32,7 @@ contracts_app = typer.Typer(
 )
 app.add_typer(contracts_app, name="contracts")
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="Config file (default ./segments.yaml).")
