@@ -121,6 +121,7 @@ def child(engine: str, data: Path) -> None:
         settings = load_settings(
             None,
             lake=str(data / "lake"),
+            inbox=str(data / "inbox"),
             contracts=str(REPO / "data_contracts"),
             definitions=str(data / "definitions"),
         )
@@ -175,6 +176,9 @@ def prepare(scale: str) -> Path:
         (definitions / f"{sid}.yaml").write_text(
             f'name: {sid}\ntype: data_driven\nwhere: "{where}"\n'
         )
+    for derived in ("runs", "membership", "changes"):  # start from no committed run
+        shutil.rmtree(data / "lake" / derived, ignore_errors=True)
+    shutil.rmtree(data / "inbox", ignore_errors=True)
     if not (data / "lake" / "ingest" / f"ingest_date={FIRST_DAY}" / "manifest.json").exists():
         from transforms.config import load_settings
         from transforms.ingest import ingest

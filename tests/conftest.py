@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import gzip
 import io
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from botocore.exceptions import ClientError
 from s3_server import S3Server, WeedUnavailable, find_weed, seaweedfs_s3
 
 from transforms.config import Settings, load_settings
+from transforms.errors import ConcurrentRunError
 
 REPO = Path(__file__).resolve().parents[1]
 CONTRACTS = REPO / "data_contracts"
@@ -82,6 +84,41 @@ EXPECTED_PEOPLE = pl.DataFrame(
     },
     schema_overrides={"created_at": pl.Datetime("us", "UTC")},
 )
+
+
+def concurrently(call: Callable[[], object], times: int = 2) -> list[object]:
+    """Call `call` from `times` threads at once; each thread's result, or the
+    ConcurrentRunError it raised."""
+    outcomes: list[object] = []
+
+    def attempt() -> None:
+        try:
+            outcomes.append(call())
+        except ConcurrentRunError as exc:
+            outcomes.append(exc)
+
+    threads = [threading.Thread(target=attempt) for _ in range(times)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
+def commit_in_lockstep(monkeypatch: pytest.MonkeyPatch, parties: int = 2) -> None:
+    """Make runs wait for each other just before committing: they have all read the same
+    catalog and computed, so exactly one commit can succeed."""
+    import transforms.runs as runs_module
+
+    barrier = threading.Barrier(parties)
+    real_commit = runs_module.commit
+
+    def commit_together(*args: Any, **kwargs: Any) -> Any:
+        barrier.wait(timeout=60)
+        return real_commit(*args, **kwargs)
+
+    monkeypatch.setattr(runs_module, "commit", commit_together)
+
 
 PEOPLE_HEADER = (
     "person_id,email,first_name,plan,country,age,lifetime_value,email_opt_in,created_at,"

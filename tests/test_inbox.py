@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from transforms.cli import app
 from transforms.commit import read_catalog, read_manifest, read_table
+from transforms.errors import MissingInputError
 from transforms.inbox import _classify
 from transforms.runs import run
 from transforms.storage import Root
@@ -242,3 +243,30 @@ def test_manual_command_drops_a_file_the_next_run_applies(ws):
     run(ws, D1)
     members, _, _ = state(ws, D1)
     assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
+
+
+def test_a_rerun_whose_uploads_vanished_says_what_to_restore(ws):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    run(ws, D1)
+    (Path(ws.inbox) / "_processed/2026-03-30/0001/vip/first.csv").unlink()
+    with pytest.raises(MissingInputError, match="no longer in") as raised:
+        run(ws, D1)
+    assert "restore them" in raised.value.hint
+
+
+def test_carried_uploads_for_segments_that_no_longer_exist_are_refused(ws, monkeypatch):
+    drop(ws, "beta/list.csv", "person_id\na\n")
+    import transforms.runs as runs_module
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("crash after the inbox step")
+
+    monkeypatch.setattr(runs_module, "commit", broken)
+    with pytest.raises(RuntimeError):
+        run(ws, D1)
+    monkeypatch.undo()
+    Path(ws.definitions, "beta.yaml").unlink()
+    run(ws, D2)
+    _, _, manifest = state(ws, D2)
+    (refused,) = manifest["manual"]["rejected"]
+    assert refused["file"] == "beta/list.csv" and "no segment 'beta'" in refused["problems"][0]

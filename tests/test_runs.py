@@ -7,16 +7,15 @@ import json
 import subprocess
 import sys
 import textwrap
-import threading
 from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import PEOPLE_HEADER, land
+from conftest import PEOPLE_HEADER, commit_in_lockstep, concurrently, land
 
 from transforms.commit import read_catalog, read_manifest, read_table
-from transforms.errors import ConcurrentRunError, RunOrderError, SnapshotShrinkError
+from transforms.errors import RunOrderError, SnapshotShrinkError
 from transforms.ingest import ingest
 from transforms.runs import run
 from transforms.storage import Root
@@ -195,29 +194,8 @@ def test_two_runs_at_once_cannot_both_commit(lake_settings, monkeypatch):
     three_days(lake_settings)
     run(lake_settings, D1)
     ingest(lake_settings, D2)  # the race under test is the commit's
-    import transforms.runs as runs_module
-
-    barrier = threading.Barrier(2)
-    real_commit = runs_module.commit
-
-    def commit_together(*args, **kwargs):
-        barrier.wait(timeout=30)  # both have read the same catalog and computed
-        return real_commit(*args, **kwargs)
-
-    monkeypatch.setattr(runs_module, "commit", commit_together)
-    outcomes: list[object] = []
-
-    def attempt() -> None:
-        try:
-            outcomes.append(run(lake_settings, D2))
-        except ConcurrentRunError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=attempt) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    commit_in_lockstep(monkeypatch)
+    outcomes = concurrently(lambda: run(lake_settings, D2))
     assert sorted(type(o).__name__ for o in outcomes) == ["ConcurrentRunError", "RunReport"]
     names = sorted(
         p.name for p in (Path(lake_settings.lake) / "membership/run_date=2026-03-31").iterdir()
@@ -307,19 +285,7 @@ def test_a_crash_at_any_step_leaves_the_last_committed_run_intact(lake_settings,
 
 def test_two_ingests_of_a_date_at_once_publish_one_consistent_manifest(lake_settings):
     three_days(lake_settings)
-    outcomes: list[object] = []
-
-    def attempt() -> None:
-        try:
-            outcomes.append(ingest(lake_settings, D1))
-        except ConcurrentRunError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=attempt) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    outcomes = concurrently(lambda: ingest(lake_settings, D1), times=3)
     root = Root(lake_settings.lake)
     manifest = json.loads(root.read_bytes("ingest/ingest_date=2026-03-30/manifest.json"))
     files = {k for keys in manifest["outputs"].values() for k in keys}

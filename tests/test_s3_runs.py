@@ -4,17 +4,15 @@ writes, reruns, two writers, and manual uploads, checked with plain boto3."""
 from __future__ import annotations
 
 import json
-import threading
 from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import CONTRACTS, PEOPLE_HEADER, Bucket
+from conftest import CONTRACTS, PEOPLE_HEADER, Bucket, commit_in_lockstep, concurrently
 
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.config import load_settings
-from transforms.errors import ConcurrentRunError
 from transforms.ingest import ingest
 from transforms.runs import run
 from transforms.storage import Root
@@ -120,29 +118,8 @@ def test_an_inbox_key_with_dot_dot_is_refused_inside_the_inbox(s3_ws, bucket: Bu
 def test_two_runs_at_once_on_s3_cannot_both_commit(s3_ws, monkeypatch):
     run(s3_ws, D1)
     ingest(s3_ws, D2)
-    import transforms.runs as runs_module
-
-    barrier = threading.Barrier(2)
-    real_commit = runs_module.commit
-
-    def commit_together(*args, **kwargs):
-        barrier.wait(timeout=60)
-        return real_commit(*args, **kwargs)
-
-    monkeypatch.setattr(runs_module, "commit", commit_together)
-    outcomes: list[object] = []
-
-    def attempt() -> None:
-        try:
-            outcomes.append(run(s3_ws, D2))
-        except ConcurrentRunError as exc:
-            outcomes.append(exc)
-
-    threads = [threading.Thread(target=attempt) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    commit_in_lockstep(monkeypatch)
+    outcomes = concurrently(lambda: run(s3_ws, D2))
     assert sorted(type(o).__name__ for o in outcomes) == ["ConcurrentRunError", "RunReport"]
     _, _, manifest = committed(s3_ws, D2)
     root = Root(s3_ws.lake, s3_ws.storage_options)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from datetime import date
+from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -396,13 +397,6 @@ def files(
         typer.echo(url)
 
 
-manual_app = typer.Typer(
-    help="Manual segments: drop an upload into the inbox (applied by the next run).",
-    no_args_is_help=True,
-)
-app.add_typer(manual_app, name="manual")
-
-
 def _drop(
     action: str,
     segment: str,
@@ -444,8 +438,15 @@ FileOpt = Annotated[Path | None, typer.Option(help="A CSV with person_id, id or 
 EmailOpt = Annotated[bool, typer.Option("--email", help="--ids are email addresses.")]
 
 
-@manual_app.command("add")
-def manual_add(
+class ManualAction(StrEnum):
+    add = "add"
+    remove = "remove"
+    clear = "clear"
+
+
+@app.command()
+def manual(
+    action: Annotated[ManualAction, typer.Argument(help="add, remove or clear (everyone).")],
     segment: SegmentArg,
     ids: IdsOpt = None,
     file: FileOpt = None,
@@ -454,33 +455,8 @@ def manual_add(
     inbox: InboxOpt = None,
     definitions: DefinitionsOpt = None,
 ) -> None:
-    """Add people to a manual segment."""
-    _drop("add", segment, ids, file, email, config, inbox, definitions)
-
-
-@manual_app.command("remove")
-def manual_remove(
-    segment: SegmentArg,
-    ids: IdsOpt = None,
-    file: FileOpt = None,
-    email: EmailOpt = False,
-    config: ConfigOpt = None,
-    inbox: InboxOpt = None,
-    definitions: DefinitionsOpt = None,
-) -> None:
-    """Remove people from a manual segment."""
-    _drop("remove", segment, ids, file, email, config, inbox, definitions)
-
-
-@manual_app.command("clear")
-def manual_clear(
-    segment: SegmentArg,
-    config: ConfigOpt = None,
-    inbox: InboxOpt = None,
-    definitions: DefinitionsOpt = None,
-) -> None:
-    """Remove everyone from a manual segment."""
-    _drop("clear", segment, None, None, False, config, inbox, definitions)
+    """Manual segments: drop an upload (add, remove, clear) into the inbox for the next run."""
+    _drop(action.value, segment, ids, file, email, config, inbox, definitions)
 
 
 @app.command()

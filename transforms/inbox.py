@@ -26,7 +26,7 @@ from typing import Any
 import polars as pl
 
 from transforms.definitions import SEGMENT_ID, Segment
-from transforms.errors import SegmentsError
+from transforms.errors import MissingInputError, SegmentsError
 from transforms.storage import FileInfo, Root
 
 PROCESSED, REJECTED = "_processed", "_rejected"
@@ -231,6 +231,18 @@ def _reject(
     return {"file": shown, "moved_to": target, "problems": problems}
 
 
+def _refusal(kind: tuple[str, str] | str, segments: dict[str, Segment]) -> str | None:
+    """Why an upload at this path cannot be applied, or None."""
+    if isinstance(kind, str):
+        return kind
+    segment = segments.get(kind[0])
+    if segment is None:
+        return f"there is no segment '{kind[0]}' (definitions: segment_definitions/)"
+    if not segment.is_manual:
+        return f"'{kind[0]}' is data-driven: its members come from its `where`, never uploads"
+    return None
+
+
 def collect_uploads(
     inbox: Root,
     day: date,
@@ -243,39 +255,23 @@ def collect_uploads(
     if rerun_files is not None:
         keys = rerun_files
         rejected: list[dict[str, Any]] = []
+        missing = [key for key in keys if not inbox.exists(key)]
+        if missing:
+            raise MissingInputError(
+                f"run {day} applied uploads that are no longer in {inbox.url}:"
+                f" {', '.join(missing)}",
+                hint="restore them from a backup (a rerun must re-apply exactly the same"
+                " files), or check that --inbox is the inbox of this lake",
+            )
     else:
         carried, new = _pending(inbox, applied_by)
-        keys, rejected = list(carried), []
-        for info in new:
-            kind = _classify(info.key)
-            if isinstance(kind, str):
-                rejected.append(_reject(inbox, day, info.key, [kind]))
-                continue
-            segment_id, _ = kind
-            segment = segments.get(segment_id)
-            if segment is None:
-                rejected.append(
-                    _reject(
-                        inbox,
-                        day,
-                        info.key,
-                        [f"there is no segment '{segment_id}' (definitions: segment_definitions/)"],
-                    )
-                )
-            elif not segment.is_manual:
-                rejected.append(
-                    _reject(
-                        inbox,
-                        day,
-                        info.key,
-                        [
-                            f"'{segment_id}' is data-driven: its members come from its `where`,"
-                            " never from uploads"
-                        ],
-                    )
-                )
+        keys, rejected = [], []
+        for key in [*carried, *(info.key for info in new)]:
+            problem = _refusal(_classify(_original(key)), segments)
+            if problem:
+                rejected.append(_reject(inbox, day, key, [problem], _original(key)))
             else:
-                keys.append(info.key)
+                keys.append(key)
     uploads = []
     for number, key in enumerate(keys, start=1):
         original = _original(key)
