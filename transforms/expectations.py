@@ -129,11 +129,14 @@ class ContractValidator:
         suite = context.suites.add(
             gx.ExpectationSuite(name=f"{contract.table}_contract", expectations=expectations)
         )
-        self._suite = suite
-        self._batch = (
+        batch = (
             context.data_sources.add_pandas(f"{contract.table}_frames")
             .add_dataframe_asset(contract.table)
             .add_batch_definition_whole_dataframe("batch")
+        )
+        self._context = context
+        self._definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"{contract.table}_validation", data=batch, suite=suite)
         )
 
     def _batches(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
@@ -146,6 +149,12 @@ class ContractValidator:
         return indexed.with_columns(bucket.alias("__bucket")).partition_by(
             "__bucket", include_key=False, maintain_order=True
         )
+
+    def _forget_results(self) -> None:
+        """The context keeps every validation result in memory; we keep our own copy."""
+        store = self._context.validation_results_store
+        for key in store.list_keys():
+            store.remove_key(key)
 
     def validate(self, frame: pl.DataFrame) -> Validation:
         """Run the suite over `frame` (contract columns, typed) in batches."""
@@ -162,19 +171,11 @@ class ContractValidator:
             )
             found.convert_seconds += time.perf_counter() - started
             started = time.perf_counter()
-            # validating the batch directly keeps no result in the context (a validation
-            # definition's run() stores every result in memory)
-            result = (
-                self._batch.get_batch(batch_parameters={"dataframe": pandas_batch})
-                .validate(
-                    self._suite,
-                    result_format={
-                        "result_format": "COMPLETE",
-                        "return_unexpected_index_query": False,
-                    },
-                )
-                .to_json_dict()
-            )
+            result = self._definition.run(
+                batch_parameters={"dataframe": pandas_batch},
+                result_format={"result_format": "COMPLETE", "return_unexpected_index_query": False},
+            ).to_json_dict()
+            self._forget_results()
             found.run_seconds += time.perf_counter() - started
             found.results.append(result)
             for entry in result["results"]:
