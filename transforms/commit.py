@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -86,6 +88,20 @@ def manifest_folder(day: date) -> str:
     return f"runs/run_date={day.isoformat()}"
 
 
+@contextmanager
+def superseded(root: Root, day: date, own: list[str]) -> Iterator[None]:
+    """While writing an attempt's files: a newer attempt that already committed may be removing
+    them. Then this attempt is stale: clean up and say so (a retry starts from the winner)."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        root.delete(own)
+        raise ConcurrentRunError(
+            f"a newer attempt for {day} committed to {root.url} while this one was writing",
+            hint="run it again if needed: the retry starts from what committed",
+        ) from exc
+
+
 def commit(
     root: Root,
     day: date,
@@ -100,10 +116,13 @@ def commit(
     if another run committed since, the swap fails and this attempt is rolled back.
     """
     files = {}
-    for table, frame in tables.items():
-        key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
-        root.write_parquet(frame, key)
-        files[table] = [key]
+    with superseded(
+        root, day, [f"{lake.partition(t, day)}/part-{attempt}.parquet" for t in tables]
+    ):
+        for table, frame in tables.items():
+            key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
+            root.write_parquet(frame, key)
+            files[table] = [key]
     manifest = {
         **manifest,
         "run_date": day.isoformat(),

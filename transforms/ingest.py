@@ -29,7 +29,7 @@ import polars as pl
 
 from transforms import lake
 from transforms.coerce import CAST_FAILURES, coerce
-from transforms.commit import remove_older_attempts
+from transforms.commit import remove_older_attempts, superseded
 from transforms.config import Settings
 from transforms.contracts import TableContract, load_contract
 from transforms.errors import ConcurrentRunError, InputFileError, MissingInputError
@@ -244,19 +244,25 @@ def ingest(settings: Settings, day: date) -> IngestReport:
         prepared[table] = _prepare(settings, landing, table, day)
 
     outputs: dict[str, list[str]] = {}
-    for table, ready in prepared.items():
-        started = time.perf_counter()
-        data_key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
-        lake_root.write_parquet(ready.valid, data_key)
-        outputs[table] = [data_key]
-        if ready.quarantine.height:
-            q_key = f"{lake.quarantine_partition(table, day)}/part-{attempt}.parquet"
-            lake_root.write_parquet(ready.quarantine, q_key)
-            outputs[f"quarantine/{table}"] = [q_key]
-        v_key = f"{lake.ingest_folder(day)}/{attempt}/{table}.validation.json"
-        lake_root.write_bytes(v_key, json.dumps(ready.validation, indent=1).encode())
-        outputs[f"validation/{table}"] = [v_key]
-        _timed(ready.report, "write", started)
+    own = [
+        f"{folder}/part-{attempt}.parquet"
+        for t in TABLES
+        for folder in (lake.partition(t, day), lake.quarantine_partition(t, day))
+    ] + [f"{lake.ingest_folder(day)}/{attempt}/{t}.validation.json" for t in TABLES]
+    with superseded(lake_root, day, own):
+        for table, ready in prepared.items():
+            started = time.perf_counter()
+            data_key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
+            lake_root.write_parquet(ready.valid, data_key)
+            outputs[table] = [data_key]
+            if ready.quarantine.height:
+                q_key = f"{lake.quarantine_partition(table, day)}/part-{attempt}.parquet"
+                lake_root.write_parquet(ready.quarantine, q_key)
+                outputs[f"quarantine/{table}"] = [q_key]
+            v_key = f"{lake.ingest_folder(day)}/{attempt}/{table}.validation.json"
+            lake_root.write_bytes(v_key, json.dumps(ready.validation, indent=1).encode())
+            outputs[f"validation/{table}"] = [v_key]
+            _timed(ready.report, "write", started)
 
     report = IngestReport(
         date=day.isoformat(),
