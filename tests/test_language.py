@@ -332,3 +332,35 @@ def test_one_feature_per_distinct_event_call_across_segments(contracts):
     workspace, problems = compile_segments(segments, *contracts, AS_OF)
     assert problems == []
     assert len(workspace.features) == 2
+
+
+def sql_members(files, contracts, segments: list[Segment], target: str = "s") -> set[str]:
+    """The same segments through the SQL back end, run by DuckDB on the same files."""
+    from transforms.sql import run_query
+
+    people_path, events_path = files
+    workspace, problems = compile_segments({s.id: s for s in segments}, *contracts, AS_OF)
+    assert problems == []
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    query = run_query(workspace, f"read_parquet('{people_path}')", f"read_parquet('{events_path}')")
+    return {person for segment_id, person in con.sql(query).fetchall() if segment_id == target}
+
+
+@pytest.mark.parametrize(("predicate", "reference"), CASES, ids=[c[0] for c in CASES])
+def test_generated_sql_gives_the_same_members(fixture_files, contracts, predicate, reference):
+    segments = [segment("s", predicate)]
+    assert sql_members(fixture_files, contracts, segments) == polars_members(
+        fixture_files, contracts, segments
+    )
+
+
+def test_generated_sql_follows_in_segment_chains(fixture_files, contracts):
+    segments = [
+        segment("buyers", "event_count('purchase') >= 1"),
+        segment("s", "in_segment('buyers') AND NOT in_segment('blocked')"),
+        segment("blocked", None, "manual"),
+    ]
+    assert sql_members(fixture_files, contracts, segments) == polars_members(
+        fixture_files, contracts, segments
+    )

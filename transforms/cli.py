@@ -43,6 +43,10 @@ LakeOpt = Annotated[str | None, typer.Option(help="Lake root (path or s3:// URL)
 InboxOpt = Annotated[str | None, typer.Option(help="Inbox root (path or s3:// URL).")]
 DefinitionsOpt = Annotated[str | None, typer.Option(help="Segment definitions folder.")]
 ContractsOpt = Annotated[str | None, typer.Option(help="Data contracts folder.")]
+EngineOpt = Annotated[
+    str,
+    typer.Option(help="Where membership is computed: polars (in process) or duckdb (its SQL)."),
+]
 DateOpt = Annotated[str, typer.Option("--date", help="The run's logical date D (YYYY-MM-DD, UTC).")]
 
 
@@ -57,6 +61,14 @@ def _day(text: str) -> date:
         raise typer.BadParameter(
             f"{text!r} is not a date: use YYYY-MM-DD", param_hint="--date"
         ) from None
+
+
+def _engine(name: str) -> str:
+    from transforms.engines import ENGINES
+
+    if name not in ENGINES:
+        raise typer.BadParameter(f"choose one of {', '.join(ENGINES)}", param_hint="--engine")
+    return name
 
 
 def _fail(exc: SegmentsError) -> typer.Exit:
@@ -239,20 +251,50 @@ def validate(
 
 @app.command("compile")
 def compile_(
-    segment: SegmentArg,
+    segment: Annotated[str | None, typer.Argument(help="Segment id; omit it with --all.")] = None,
+    dialect: Annotated[
+        str | None,
+        typer.Option(help="Print SQL for duckdb, spark, snowflake, bigquery, trino, ..."),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="The whole run's query (--dialect).")] = False,
+    date_: Annotated[
+        str | None, typer.Option("--date", help="Run date whose as-of instant the SQL uses.")
+    ] = None,
     config: ConfigOpt = None,
     definitions: DefinitionsOpt = None,
     contracts: ContractsOpt = None,
 ) -> None:
-    """Print a segment's canonical predicate and the event features it needs."""
+    """Print a segment's canonical predicate and the event features it needs, or SQL."""
     from transforms.errors import DefinitionErrors
-    from transforms.materialize import compile_workspace
+    from transforms.materialize import compile_workspace, restrict
 
     settings = _settings(config, definitions=definitions, contracts=contracts)
     try:
-        workspace = compile_workspace(settings, VALIDATION_DAY)
+        workspace = compile_workspace(settings, _day(date_) if date_ else VALIDATION_DAY)
     except DefinitionErrors as exc:
         raise _fail(exc) from exc
+    if all_ or dialect:
+        if not all_ and segment is None:
+            raise typer.BadParameter("name a SEGMENT or pass --all")
+        if segment is not None and segment not in workspace.segments:
+            raise _fail(
+                SegmentsError(
+                    f"unknown segment '{segment}'",
+                    hint="segment ids are the definition files' names",
+                )
+            )
+        from transforms.sql import run_query
+
+        chosen = workspace if all_ else restrict(workspace, {segment})
+        try:
+            typer.echo(
+                run_query(chosen, "people", "events", "manual_members", dialect=dialect or "duckdb")
+            )
+        except (ValueError, KeyError) as exc:  # sqlglot: unknown dialect
+            raise typer.BadParameter(str(exc), param_hint="--dialect") from None
+        return
+    if segment is None:
+        raise typer.BadParameter("name a SEGMENT")
     compiled = workspace.segments.get(segment)
     if compiled is None:
         raise _fail(
@@ -284,6 +326,7 @@ def preview(
     segment: SegmentArg,
     date_: DateOpt,
     sample: Annotated[int, typer.Option(help="How many members to show.")] = 10,
+    engine: EngineOpt = "polars",
     config: ConfigOpt = None,
     lake: LakeOpt = None,
     definitions: DefinitionsOpt = None,
@@ -297,7 +340,7 @@ def preview(
     settings = _settings(config, lake=lake, definitions=definitions, contracts=contracts)
     try:
         with console.status(f"evaluating {segment} for {date_}"):
-            evaluation = evaluate(settings, _day(date_), only={segment})
+            evaluation = evaluate(settings, _day(date_), only={segment}, engine=_engine(engine))
     except KeyError:
         raise _fail(
             SegmentsError(
@@ -322,6 +365,7 @@ def run(
         bool, typer.Option(help="Rerun D even though later runs exist, then rerun them in order.")
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    engine: EngineOpt = "polars",
     config: ConfigOpt = None,
     landing: LandingOpt = None,
     lake: LakeOpt = None,
@@ -336,7 +380,10 @@ def run(
         settings = _settings(
             config, landing=landing, lake=lake, definitions=definitions, contracts=contracts
         )
-        report = run_date(settings, day, accept_shrink=accept_shrink, rebuild_later=rebuild_later)
+        _engine(engine)
+        report = run_date(
+            settings, day, accept_shrink=accept_shrink, rebuild_later=rebuild_later, engine=engine
+        )
     except SegmentsError as exc:
         raise _fail(exc) from exc
     if as_json:

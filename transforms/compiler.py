@@ -708,6 +708,7 @@ def _cast(node: exp.Cast, scope: _Scope) -> Typed:
             "cast to VARCHAR, BIGINT, INTEGER, DOUBLE, BOOLEAN, DATE or TIMESTAMP",
         )
     value = _compile(node.this, scope)
+    node.meta["cast"] = (value.type, target)  # for the SQL back end
     if value.constant and value.type == "string" and target in TEMPORAL:
         # DATE '...', TIMESTAMP '...' (and CAST of a constant): a typo is refused, not NULL
         return _const(_parse_time(value.value, target, node), target)
@@ -827,6 +828,7 @@ def _in_segment(node: exp.Anonymous, scope: _Scope) -> Typed:
             f"did you mean '{close[0]}'?" if close else "segment ids are definition file names",
         )
     scope.references.append(segment)
+    node.meta["segment"] = segment
     return Typed(pl.col(SEGMENT_PREFIX + segment), "boolean")
 
 
@@ -962,6 +964,7 @@ def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
             condition=condition,
         )
     scope.used_features.append(name)
+    node.meta["feature"] = name  # for the SQL back end (transforms.sql)
     feature = pl.col(name)
     if function == "performed":
         return Typed(feature >= 1, "boolean")

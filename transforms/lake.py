@@ -78,19 +78,35 @@ def ingested_days(lake: Root) -> list[date]:
     return sorted(days)
 
 
-def _scan(lake: Root, keys: list[str]) -> pl.LazyFrame:
-    return pl.concat([lake.scan_parquet(key) for key in keys], how="vertical")
-
-
-def scan_people(lake: Root, day: date) -> pl.LazyFrame:
-    """The validated people snapshot of `day`."""
+def people_files(lake: Root, day: date) -> list[str]:
+    """Keys of the validated people snapshot of `day` (as its ingest manifest lists them)."""
     manifest = read_ingest_manifest(lake, day)
     if manifest is None:
         raise MissingInputError(
             f"no ingested people snapshot for {day} in {lake.url}",
             hint=f"run `segments ingest --date {day}` (or `segments run`, which ingests first)",
         )
-    return _scan(lake, manifest["outputs"]["people"])
+    return manifest["outputs"]["people"]
+
+
+def event_files(lake: Root, day: date) -> list[list[str]]:
+    """Keys of the events a run of `day` sees, per ingest date (oldest first)."""
+    days = [d for d in ingested_days(lake) if d <= day]
+    if not days:
+        raise MissingInputError(
+            f"nothing ingested on or before {day} in {lake.url}",
+            hint=f"run `segments ingest --date {day}` first",
+        )
+    return [read_ingest_manifest(lake, d)["outputs"]["events"] for d in days]
+
+
+def _scan(lake: Root, keys: list[str]) -> pl.LazyFrame:
+    return pl.concat([lake.scan_parquet(key) for key in keys], how="vertical")
+
+
+def scan_people(lake: Root, day: date) -> pl.LazyFrame:
+    """The validated people snapshot of `day`."""
+    return _scan(lake, people_files(lake, day))
 
 
 def scan_events(lake: Root, day: date) -> pl.LazyFrame:
@@ -98,12 +114,6 @@ def scan_events(lake: Root, day: date) -> pl.LazyFrame:
 
     Ingest already drops re-sent events within a day, so with a single ingested day there is
     nothing left to deduplicate."""
-    days = [d for d in ingested_days(lake) if d <= day]
-    if not days:
-        raise MissingInputError(
-            f"nothing ingested on or before {day} in {lake.url}",
-            hint=f"run `segments ingest --date {day}` first",
-        )
-    keys = [k for d in days for k in read_ingest_manifest(lake, d)["outputs"]["events"]]
-    events = _scan(lake, keys)
-    return events if len(days) == 1 else events.unique(subset="event_id", keep="first")
+    per_day = event_files(lake, day)
+    events = _scan(lake, [key for keys in per_day for key in keys])
+    return events if len(per_day) == 1 else events.unique(subset="event_id", keep="first")

@@ -62,15 +62,27 @@ def evaluate(
     day: date,
     only: set[str] | None = None,
     manual_members: pl.DataFrame | None = None,
+    engine: str = "polars",
 ) -> Evaluation:
     """Members of every segment (or of `only` and what they depend on) for `day`, unwritten.
 
-    `manual_members` holds (segment_id, person_id) of manual segments."""
+    `manual_members` holds (segment_id, person_id) of manual segments; `engine` is polars
+    (the default) or duckdb, which runs the SQL of `transforms.sql`."""
     started = time.perf_counter()
     workspace = compile_workspace(settings, day)
     if only is not None:
-        workspace = _restrict(workspace, only)
+        workspace = restrict(workspace, only)
     lake_root = Root(settings.lake, settings.storage_options)
+    if engine == "duckdb":
+        from transforms.engines import duckdb_members
+
+        compiled = time.perf_counter()
+        members, snapshot = duckdb_members(lake_root, day, workspace, manual_members)
+        seconds = {
+            "compile": round(compiled - started, 3),
+            "evaluate": round(time.perf_counter() - compiled, 3),
+        }
+        return Evaluation(workspace, members, snapshot, seconds)
     people = lake.scan_people(lake_root, day)
     events = lake.scan_events(lake_root, day)
     compiled = time.perf_counter()
@@ -87,7 +99,7 @@ def evaluate(
     )
 
 
-def _restrict(workspace: Workspace, only: set[str]) -> Workspace:
+def restrict(workspace: Workspace, only: set[str]) -> Workspace:
     needed, stack = set(), list(only)
     while stack:
         sid = stack.pop()

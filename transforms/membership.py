@@ -28,7 +28,7 @@ def _aggregate(feature: Feature) -> pl.Expr:
     ]()
 
 
-def _earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None:
+def earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None:
     """The oldest event timestamp any feature can count, or None if some feature needs all."""
     starts = []
     for feature in features:
@@ -52,7 +52,7 @@ def event_features(events: pl.LazyFrame, workspace: Workspace) -> pl.LazyFrame:
     names = {f.event for f in features}
     if "*" not in names:
         visible = visible & pl.col("name").is_in(sorted(names))
-    earliest = _earliest_needed(features, workspace.as_of)
+    earliest = earliest_needed(features, workspace.as_of)
     if earliest is not None:
         visible = visible & (pl.col("timestamp") >= pl.lit(earliest, dtype=TIMESTAMP))
     return (

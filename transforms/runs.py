@@ -164,7 +164,12 @@ def _counts(
 
 
 def run(
-    settings: Settings, day: date, *, accept_shrink: bool = False, rebuild_later: bool = False
+    settings: Settings,
+    day: date,
+    *,
+    accept_shrink: bool = False,
+    rebuild_later: bool = False,
+    engine: str = "polars",
 ) -> RunReport:
     """Run date `day` and commit it; see the module docstring."""
     later = read_catalog(Root(settings.lake, settings.storage_options)).later(day)
@@ -175,13 +180,13 @@ def run(
             " enter/exit records inconsistent",
             hint=f"rerun {day} and every later date in order with --rebuild-later",
         )
-    report = _run_one(settings, day, accept_shrink)
+    report = _run_one(settings, day, accept_shrink, engine)
     for later_day in later:
-        _run_one(settings, later_day, accept_shrink)
+        _run_one(settings, later_day, accept_shrink, engine)
     return report
 
 
-def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
+def _run_one(settings: Settings, day: date, accept_shrink: bool, engine: str) -> RunReport:
     from transforms.ingest import ingest
 
     started = time.perf_counter()
@@ -196,7 +201,7 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
     previous_members = read_table(root, previous, "membership") if previous else None
     hashes = definition_hashes(settings)
     manual = _apply_manual(settings, root, catalog, day, previous_members)
-    evaluation = evaluate(settings, day, manual_members=manual.members)
+    evaluation = evaluate(settings, day, manual_members=manual.members, engine=engine)
     _check_snapshot(evaluation.people, previous, settings, accept_shrink, day)
     context = DiffContext(
         run_date=day,
@@ -221,6 +226,7 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool) -> RunReport:
                 "".join(f"{k}={v}\n" for k, v in hashes.items()).encode()
             ).hexdigest()[:16],
             "people": evaluation.people,
+            "engine": engine,
             "rows": {"membership": membership.height, "changes": changes.height},
             "segments": {sid: asdict(c) for sid, c in counts.items()},
             "ingest": lake.ingest_manifest(day),

@@ -91,6 +91,10 @@ class Root:
         """The address to show a person: the root's URL joined with the key."""
         return f"{self.url}/{key.strip('/')}"
 
+    def local_path(self, key: str) -> str:
+        """The file's path on this machine (local roots only)."""
+        return self._full(key)
+
     @property
     def is_local(self) -> bool:
         return self.fs.protocol in ("file", "local") or "file" in self.fs.protocol

@@ -1,0 +1,270 @@
+"""SQL from the same checked sqlglot trees the Polars compiler accepted.
+
+`run_query(workspace, people, events)` writes one query that computes every event feature in
+one pass (conditional aggregates, `FILTER (WHERE ...)`), joins them to the people snapshot,
+evaluates the segments level by level (`in_segment` reads earlier levels) and returns
+(segment_id, person_id) of every member. Only trees that passed `transforms.compiler` reach
+this module, so a predicate contributes nothing the handler table did not allow; it is combined
+with the rest of the query as a tree, never pasted as text.
+
+The project defines what each construct means and writes it out where engines differ:
+`as_of()` is a literal instant; `x / y` is `x / NULLIF(y, 0)`; CAST follows the TRY_CAST rules
+of docs/segment_language.md; window bounds are literal instants computed here, not date
+arithmetic left to the transpiler. Tested on DuckDB (with `SET TimeZone = 'UTC'`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlglot import exp
+
+from transforms.compiler import DIALECT, INT32, NEVER_CONVERTS, Feature, Workspace
+from transforms.membership import earliest_needed
+
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+}
+TRUE_TEXT = ("true", "t", "1", "yes", "y")
+FALSE_TEXT = ("false", "f", "0", "no", "n")
+
+
+def instant(value: datetime) -> exp.Expr:
+    """A UTC instant as a typed literal."""
+    text = value.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
+    return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMPTZ"))
+
+
+def _ident(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)
+
+
+def _try_cast(node: exp.Expr, type_: str) -> exp.Expr:
+    return exp.TryCast(this=node, to=exp.DataType.build(SQL_TYPES[type_]))
+
+
+def _trimmed(node: exp.Expr) -> exp.Expr:
+    return exp.Trim(this=node)
+
+
+def _cast(node: exp.Cast, inner: exp.Expr) -> exp.Expr:
+    source, target = node.meta["cast"]
+    if source == target:
+        return inner
+    if source == "null" or (source, target) in NEVER_CONVERTS:
+        return exp.cast(exp.null(), exp.DataType.build(SQL_TYPES[target]))
+    if source == "string" and isinstance(inner, exp.Literal) and target in ("date", "timestamp"):
+        value = inner.this if target == "date" else _timestamp_text(inner.this)
+        return exp.cast(exp.Literal.string(value), exp.DataType.build(SQL_TYPES[target]))
+    if source == "string":
+        text = _trimmed(inner)
+        if target == "integer":
+            rounded = exp.Round(this=_try_cast(text, "number"))
+            result: exp.Expr = exp.Coalesce(
+                this=_try_cast(text, "integer"), expressions=[_try_cast(rounded, "integer")]
+            )
+        elif target == "boolean":
+            lowered = exp.Lower(this=inner)
+            result = exp.Case(
+                ifs=[
+                    exp.If(this=lowered.isin(*TRUE_TEXT), true=exp.true()),
+                    exp.If(this=lowered.isin(*FALSE_TEXT), true=exp.false()),
+                ]
+            )
+        elif target == "date":
+            iso = exp.RegexpFullMatch(
+                this=text, expression=exp.Literal.string(r"\d{4}-\d{2}-\d{2}")
+            )
+            result = exp.Case(ifs=[exp.If(this=iso, true=_try_cast(text, "date"))])
+        else:
+            result = _try_cast(text, target)
+    elif target == "timestamp" and source == "date":
+        result = exp.cast(inner, exp.DataType.build("TIMESTAMPTZ"))
+    else:
+        result = _try_cast(inner, target)
+    if node.to.this == exp.DataType.Type.INT:
+        low, high = (exp.Literal.number(b) for b in INT32)
+        result = exp.Case(
+            ifs=[exp.If(this=exp.Between(this=result, low=low, high=high), true=result.copy())]
+        )
+    return result
+
+
+def _timestamp_text(text: str) -> str:
+    text = text.strip().replace("T", " ", 1).replace("Z", "+00")
+    return text if ("+" in text[10:] or text.count("-") > 2) else text + "+00"
+
+
+def _rewrite(node: exp.Expr, as_of: datetime) -> exp.Expr:
+    """Post-order: children first, then the node itself."""
+    for key, value in list(node.args.items()):
+        if isinstance(value, exp.Expr):
+            node.set(key, _rewrite(value, as_of))
+        elif isinstance(value, list):
+            node.set(key, [_rewrite(v, as_of) if isinstance(v, exp.Expr) else v for v in value])
+    return _replace(node, as_of)
+
+
+def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if "feature" in node.meta:
+            column = _ident(node.meta["feature"])
+            return (
+                exp.GTE(this=column, expression=exp.Literal.number(1))
+                if (name == "performed")
+                else column
+            )
+        if "segment" in node.meta:
+            return _ident(f"__seg_{node.meta['segment']}")
+        if name in ("as_of", "now"):
+            return instant(as_of)
+        if name == "days_since":
+            elapsed = exp.Sub(
+                this=instant(as_of),
+                expression=exp.cast(node.expressions[0], exp.DataType.build("TIMESTAMPTZ")),
+            )
+            seconds = exp.Anonymous(this="epoch", expressions=[exp.paren(elapsed)])
+            days = exp.Floor(this=exp.Div(this=seconds, expression=exp.Literal.number(86400)))
+            return exp.cast(days, exp.DataType.build("BIGINT"))
+    if isinstance(node, (exp.CurrentTimestamp, exp.CurrentDate)):
+        return instant(as_of)
+    if isinstance(node, (exp.TimestampTrunc, exp.DateTrunc, exp.DateDiff)):
+        for key in ("this", "expression"):  # an untyped NULL has no overload to bind to
+            if isinstance(node.args.get(key), exp.Null):
+                node.set(key, exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")))
+    if isinstance(node, (exp.Cast, exp.TryCast)) and "cast" in node.meta:
+        return _cast(node, node.this)
+    if isinstance(node, exp.Div):
+        left = exp.cast(node.this, exp.DataType.build("DOUBLE"))
+        right = exp.cast(node.expression, exp.DataType.build("DOUBLE"))
+        return exp.Div(
+            this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
+        )
+    return node
+
+
+def predicate(tree: exp.Expr, as_of: datetime) -> exp.Expr:
+    """A checked predicate tree as SQL, against people columns, feature columns and the
+    `__seg_<id>` columns of earlier segments."""
+    return _rewrite(tree.copy(), as_of)
+
+
+def _condition(feature: Feature, as_of: datetime) -> exp.Expr:
+    timestamp = _ident("timestamp")
+    parts: list[exp.Expr] = []
+    if feature.event != "*":
+        parts.append(exp.EQ(this=_ident("name"), expression=exp.Literal.string(feature.event)))
+    if feature.within is not None:
+        parts.append(exp.GT(this=timestamp.copy(), expression=instant(as_of - feature.within)))
+    if feature.since is not None:
+        parts.append(exp.GTE(this=timestamp.copy(), expression=instant(feature.since)))
+    if feature.until is not None:
+        parts.append(exp.LT(this=timestamp.copy(), expression=instant(feature.until)))
+    if feature.filter is not None:
+        parts.append(exp.paren(predicate(feature.filter, as_of)))
+    return exp.and_(*parts) if parts else exp.true()
+
+
+def _aggregate(feature: Feature, as_of: datetime) -> exp.Expr:
+    if feature.aggregate == "count":
+        value: exp.Expr = exp.Count(this=exp.Star())
+    elif feature.aggregate in ("first", "last"):
+        kind = exp.Min if feature.aggregate == "first" else exp.Max
+        value = kind(this=_ident("timestamp"))
+    else:
+        kinds = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}
+        value = kinds[feature.aggregate](this=_ident(feature.column))
+    return exp.Filter(this=value, expression=exp.Where(this=_condition(feature, as_of)))
+
+
+def run_query(
+    workspace: Workspace,
+    people: str,
+    events: str,
+    manual: str | None = None,
+    dialect: str = DIALECT,
+) -> str:
+    """The whole run's membership query. `people`, `events` and `manual` name relations (a
+    table, a view or a file-reading expression) the engine can read."""
+    as_of = workspace.as_of
+    features = list(workspace.features.values())
+    visible = [exp.LTE(this=_ident("timestamp"), expression=instant(as_of))]
+    names = sorted({f.event for f in features})
+    if features and "*" not in names:
+        visible.append(_ident("name").isin(*names))
+    earliest = earliest_needed(features, as_of)
+    if earliest is not None:
+        visible.append(exp.GTE(this=_ident("timestamp"), expression=instant(earliest)))
+    query = (
+        exp.select(
+            "person_id", *(exp.alias_(_aggregate(f, as_of), f.name, quoted=True) for f in features)
+        )
+        .from_(exp.maybe_parse(events))
+        .where(exp.and_(*visible))
+        .group_by("person_id")
+    )
+    columns: list[exp.Expr] = [exp.column(exp.Star(), table="p")]
+    for f in features:
+        value: exp.Expr = exp.column(f.name, table="f", quoted=True)
+        if f.default is not None:
+            value = exp.Coalesce(this=value, expressions=[exp.Literal.number(f.default)])
+        columns.append(exp.alias_(value, f.name, quoted=True))
+    people_features = (
+        exp.select(*columns)
+        .from_(exp.alias_(exp.maybe_parse(people), "p"))
+        .join(
+            exp.alias_(exp.to_table("__features"), "f"),
+            on="p.person_id = f.person_id",
+            join_type="left",
+        )
+    )
+    ctes = [("__features", query), ("__level_0", people_features)]
+    for number, level in enumerate(workspace.order, start=1):
+        outputs: list[exp.Expr] = [exp.Star()]
+        for sid in level:
+            segment = workspace.segments[sid]
+            if segment.manual:
+                member = (
+                    exp.column("person_id").isin(
+                        query=exp.select("person_id")
+                        .from_(exp.maybe_parse(manual))
+                        .where(
+                            exp.EQ(
+                                this=exp.column("segment_id"), expression=exp.Literal.string(sid)
+                            )
+                        )
+                    )
+                    if manual
+                    else exp.false()
+                )
+            else:
+                member = exp.Coalesce(
+                    this=exp.paren(predicate(segment.predicate, as_of)), expressions=[exp.false()]
+                )
+            outputs.append(exp.alias_(member, segment.column, quoted=True))
+        ctes.append((f"__level_{number}", exp.select(*outputs).from_(f"__level_{number - 1}")))
+    last = f"__level_{len(workspace.order)}"
+    selects = [
+        exp.select(exp.alias_(exp.Literal.string(sid), "segment_id"), "person_id")
+        .from_(last)
+        .where(_ident(workspace.segments[sid].column))
+        for sid in sorted(workspace.segments)
+    ]
+    body: exp.Expr = (
+        selects[0]
+        if selects
+        else exp.select(exp.alias_(exp.cast(exp.null(), "VARCHAR"), "segment_id"), "person_id")
+        .from_(last)
+        .where(exp.false())
+    )
+    for select in selects[1:]:
+        body = exp.union(body, select, distinct=False)
+    for name, cte in ctes:
+        body = body.with_(name, as_=cte)
+    return body.sql(dialect=dialect, pretty=True)
