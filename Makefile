@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 UV_VERSION := 0.13.8
 SCALE  ?= S
 
-.PHONY: venv test demo lint format lock bench clean
+.PHONY: venv test demo lint format lock bench fuzz clean
 
 $(BIN)/.installed: requirements.lock pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ format: venv
 lock: venv
 	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
 		--custom-compile-command "make lock" -o requirements.lock
+
+# A long hunt for Polars/DuckDB disagreements (CI runs 60 examples, this 3000).
+fuzz: venv
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/test_fuzz_engines.py -p no:cacheprovider
 
 bench: venv
 	$(BIN)/python -m benchmarks.ingest_bench --scale $(SCALE)

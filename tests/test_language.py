@@ -145,6 +145,9 @@ CASES = [
     ("CAST(lifetime_value AS BIGINT) = 2", "TRY_CAST(lifetime_value AS BIGINT) = 2"),
     ("CAST(age AS INTEGER) > 40", "TRY_CAST(age AS INTEGER) > 40"),
     ("CAST('12' AS BIGINT) = 12", "TRY_CAST('12' AS BIGINT) = 12"),
+    # found by the fuzzer: 0.5 is a DOUBLE (half to even), not a DECIMAL (half away from zero)
+    ("CAST(0.5 AS BIGINT) = 0", "TRY_CAST(0.5::DOUBLE AS BIGINT) = 0"),
+    ("CAST(2.5 AS BIGINT) = 2", "TRY_CAST(2.5::DOUBLE AS BIGINT) = 2"),
     ("days_since(created_at) < 0", f"floor(epoch({A} - created_at) / 86400) < 0"),
     (
         "date_trunc('day', trial_ends_on) = TIMESTAMP '2026-03-31 00:00:00'",

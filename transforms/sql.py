@@ -134,6 +134,10 @@ def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
             return exp.cast(days, exp.DataType.build("BIGINT"))
     if isinstance(node, (exp.CurrentTimestamp, exp.CurrentDate)):
         return instant(as_of)
+    if isinstance(node, exp.Literal) and not node.is_string and not node.this.isdigit():
+        # 0.5 is a DOUBLE in the language; some engines read it as DECIMAL, which rounds and
+        # casts differently
+        return exp.cast(node, exp.DataType.build("DOUBLE"))
     if isinstance(node, (exp.TimestampTrunc, exp.DateTrunc, exp.DateDiff)):
         for key in ("this", "expression"):  # an untyped NULL has no overload to bind to
             if isinstance(node.args.get(key), exp.Null):
