@@ -7,6 +7,8 @@ once. Then, --repeat times each and in separate processes (so peak memory is eac
 own), it times:
 - segments: `transforms.runs.run` on the ingested date (compile, one-pass features, 30
   predicates, diff against the previous run, membership and changes Parquet committed);
+- segments-duckdb: the same run with `engine="duckdb"` (membership computed by the SQL the
+  project generates, run by DuckDB);
 - duckdb: the same membership written by hand as one DuckDB query (`count(*) FILTER (WHERE
   ...)` per feature in one pass, joined to people, one SELECT per segment), written to Parquet.
 Both outputs are compared row for row. Prints medians and the ratio; writes
@@ -114,7 +116,7 @@ COPY (
 def child(engine: str, data: Path) -> None:
     """Run one engine once (in its own process) and print its wall time."""
     started = time.perf_counter()
-    if engine == "segments":
+    if engine.startswith("segments"):
         from transforms.config import load_settings
         from transforms.runs import run
 
@@ -125,7 +127,7 @@ def child(engine: str, data: Path) -> None:
             contracts=str(REPO / "data_contracts"),
             definitions=str(data / "definitions"),
         )
-        run(settings, FIRST_DAY)
+        run(settings, FIRST_DAY, engine="duckdb" if engine == "segments-duckdb" else "polars")
     else:
         import duckdb
 
@@ -206,7 +208,7 @@ def run(scale: str, repeat: int) -> dict:
     console = Console()
     with console.status(f"preparing scale {scale} (landing data and ingest, once)"):
         data = prepare(scale)
-    runs: dict[str, list[dict]] = {"segments": [], "duckdb": []}
+    runs: dict[str, list[dict]] = {"segments": [], "segments-duckdb": [], "duckdb": []}
     for attempt in range(repeat):
         for engine in runs:  # interleaved, so both see the same machine state
             with console.status(f"{engine} run {attempt + 1}/{repeat}"):
@@ -250,7 +252,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="S")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--child", choices=["segments", "duckdb"], help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--child", choices=["segments", "segments-duckdb", "duckdb"], help=argparse.SUPPRESS
+    )
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
