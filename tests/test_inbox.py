@@ -190,17 +190,22 @@ def test_a_rerun_reapplies_exactly_the_files_of_its_date(ws):
     assert {m for m in members if m[0] == "vip"} == {("vip", "a"), ("vip", "b")}
 
 
-def test_files_of_a_failed_run_are_applied_by_the_next(ws, monkeypatch):
-    drop(ws, "vip/first.csv", "person_id\na\n")
+def crash_before_commit(ws, day: date, monkeypatch) -> None:
+    """Run `day` up to (not including) its commit, then fail, as a crash would."""
     import transforms.runs as runs_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("crash after the inbox step")
 
-    monkeypatch.setattr(runs_module, "commit", broken)
-    with pytest.raises(RuntimeError):
-        run(ws, D1)
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(runs_module, "commit", broken)
+        with pytest.raises(RuntimeError):
+            run(ws, day)
+
+
+def test_files_of_a_failed_run_are_applied_by_the_next(ws, monkeypatch):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    crash_before_commit(ws, D1, monkeypatch)
     assert (Path(ws.inbox) / "_processed/2026-03-30/0001/vip/first.csv").exists()
     run(ws, D2)  # D1 never committed: D2 applies its file
     members, _, manifest = state(ws, D2)
@@ -256,15 +261,7 @@ def test_a_rerun_whose_uploads_vanished_says_what_to_restore(ws):
 
 def test_carried_uploads_for_segments_that_no_longer_exist_are_refused(ws, monkeypatch):
     drop(ws, "beta/list.csv", "person_id\na\n")
-    import transforms.runs as runs_module
-
-    def broken(*args, **kwargs):
-        raise RuntimeError("crash after the inbox step")
-
-    monkeypatch.setattr(runs_module, "commit", broken)
-    with pytest.raises(RuntimeError):
-        run(ws, D1)
-    monkeypatch.undo()
+    crash_before_commit(ws, D1, monkeypatch)
     Path(ws.definitions, "beta.yaml").unlink()
     run(ws, D2)
     _, _, manifest = state(ws, D2)
