@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from transforms.cli import app
 from transforms.commit import read_catalog, read_manifest, read_table
-from transforms.errors import MissingInputError
+from transforms.errors import DefinitionErrors, MissingInputError
 from transforms.inbox import _classify
 from transforms.runs import run
 from transforms.storage import Root
@@ -267,3 +267,12 @@ def test_carried_uploads_for_segments_that_no_longer_exist_are_refused(ws, monke
     _, _, manifest = state(ws, D2)
     (refused,) = manifest["manual"]["rejected"]
     assert refused["file"] == "beta/list.csv" and "no segment 'beta'" in refused["problems"][0]
+
+
+def test_bad_definitions_stop_a_run_before_it_touches_the_inbox(ws):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    Path(ws.definitions, "broken.yaml").write_text("name: B\ntype: data_driven\nwhere: plann\n")
+    with pytest.raises(DefinitionErrors):
+        run(ws, D1)
+    assert (Path(ws.inbox) / "vip/first.csv").exists()
+    assert not (Path(ws.inbox) / "_processed").exists()

@@ -63,13 +63,15 @@ def evaluate(
     only: set[str] | None = None,
     manual_members: pl.DataFrame | None = None,
     engine: str = "polars",
+    workspace: Workspace | None = None,
 ) -> Evaluation:
     """Members of every segment (or of `only` and what they depend on) for `day`, unwritten.
 
     `manual_members` holds (segment_id, person_id) of manual segments; `engine` is polars
-    (the default) or duckdb, which runs the SQL of `transforms.sql`."""
+    (the default) or duckdb, which runs the SQL of `transforms.sql`; `workspace` is the
+    compiled definitions when the caller already has them."""
     started = time.perf_counter()
-    workspace = compile_workspace(settings, day)
+    workspace = workspace or compile_workspace(settings, day)
     if only is not None:
         workspace = restrict(workspace, only)
     lake_root = Root(settings.lake, settings.storage_options)

@@ -35,10 +35,10 @@ from transforms.commit import (
     read_table,
 )
 from transforms.config import Settings
-from transforms.definitions import load_segments
+from transforms.definitions import Segment, load_segments
 from transforms.errors import RunOrderError, SnapshotShrinkError
 from transforms.inbox import MEMBERS, ManualResult, apply_uploads, collect_uploads
-from transforms.materialize import evaluate
+from transforms.materialize import compile_workspace, evaluate
 from transforms.storage import Root
 
 log = logging.getLogger("segments.run")
@@ -72,8 +72,7 @@ class RunReport:
         return data
 
 
-def definition_hashes(settings: Settings) -> dict[str, str]:
-    segments, _ = load_segments(settings.definitions)
+def definition_hashes(segments: dict[str, Segment]) -> dict[str, str]:
     return {sid: segment.content_hash() for sid, segment in sorted(segments.items())}
 
 
@@ -102,13 +101,13 @@ def _check_snapshot(
 
 def _apply_manual(
     settings: Settings,
+    segments: dict[str, Segment],
     root: Root,
     catalog: Catalog,
     day: date,
     previous_members: pl.DataFrame | None,
 ) -> ManualResult:
     """The manual segments' members after this run's uploads (exactly once, in order)."""
-    segments, _ = load_segments(settings.definitions)
     manual_ids = sorted(sid for sid, s in segments.items() if s.is_manual)
     before = (
         previous_members.filter(pl.col("segment_id").is_in(manual_ids)).select(KEY)
@@ -193,15 +192,19 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool, engine: str) ->
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
     attempt = lake.new_attempt()
+    workspace = compile_workspace(settings, day)  # bad definitions stop the run before anything
     ingested = None
     if lake.read_ingest_manifest(root, day) is None:
         ingested = ingest(settings, day)
     previous_day = catalog.previous(day)
     previous = read_manifest(root, catalog, previous_day) if previous_day else None
     previous_members = read_table(root, previous, "membership") if previous else None
-    hashes = definition_hashes(settings)
-    manual = _apply_manual(settings, root, catalog, day, previous_members)
-    evaluation = evaluate(settings, day, manual_members=manual.members, engine=engine)
+    segments, _ = load_segments(settings.definitions)
+    hashes = definition_hashes(segments)
+    manual = _apply_manual(settings, segments, root, catalog, day, previous_members)
+    evaluation = evaluate(
+        settings, day, manual_members=manual.members, engine=engine, workspace=workspace
+    )
     _check_snapshot(evaluation.people, previous, settings, accept_shrink, day)
     context = DiffContext(
         run_date=day,
