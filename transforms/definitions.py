@@ -131,14 +131,6 @@ def _problems(exc: ValidationError, file: str) -> list[DefinitionError]:
     return problems
 
 
-def load_segment(path: Path) -> Segment:
-    """One definition file; raises DefinitionError on the first problem (see load_segments)."""
-    segments, problems = _load([path])
-    if problems:
-        raise problems[0]
-    return segments[0]
-
-
 def _load(paths: list[Path]) -> tuple[list[Segment], list[DefinitionError]]:
     segments: list[Segment] = []
     problems: list[DefinitionError] = []

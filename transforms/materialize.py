@@ -8,7 +8,6 @@ count.
 
 from __future__ import annotations
 
-import logging
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,8 +22,6 @@ from transforms.definitions import load_segments
 from transforms.errors import DefinitionErrors
 from transforms.membership import event_features, segment_members
 from transforms.storage import Root
-
-log = logging.getLogger("segments.materialize")
 
 
 def compile_workspace(settings: Settings, day: date) -> Workspace:
