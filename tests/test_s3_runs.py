@@ -125,3 +125,14 @@ def test_two_runs_at_once_on_s3_cannot_both_commit(s3_ws, monkeypatch):
     root = Root(s3_ws.lake, s3_ws.storage_options)
     for table in ("membership", "changes"):
         assert all(root.exists(k) for k in manifest["files"][table])
+
+
+def test_the_duckdb_engine_reads_an_s3_lake(s3_ws, bucket: Bucket, prefix: str):
+    bucket.put(f"{prefix}/inbox/vip/a.csv", b"person_id\nc\n")
+    run(s3_ws, D1)
+    polars_members, polars_changes, _ = committed(s3_ws, D1)
+    run(s3_ws, D1, engine="duckdb")  # a rerun: same uploads, the other engine
+    duckdb_members, duckdb_changes, manifest = committed(s3_ws, D1)
+    assert manifest["engine"] == "duckdb"
+    assert pairs(duckdb_members) == pairs(polars_members) == {("vip", "c"), ("buyers", "a")}
+    assert pairs(duckdb_changes) == pairs(polars_changes)
