@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from transforms.cli import app
 from transforms.commit import read_catalog, read_manifest, read_table
-from transforms.errors import DefinitionErrors, MissingInputError
+from transforms.errors import ConcurrentRunError, DefinitionErrors, MissingInputError
 from transforms.inbox import _classify
 from transforms.runs import run
 from transforms.storage import Root
@@ -62,6 +63,16 @@ def drop(ws, relative: str, content: str | bytes) -> Path:
     return path
 
 
+def unclaimed(keys: list[str]) -> list[str]:
+    """Keys under _processed/ without the attempt folder (attempt names are random)."""
+    return [re.sub(r"/\d{8}T\d{12}-[0-9a-f]{6}/", "/", key) for key in keys]
+
+
+def claimed(ws, pattern: str) -> list[Path]:
+    """Files under the inbox matching `pattern` with any attempt folder in place of `*`."""
+    return sorted(Path(ws.inbox).glob(pattern))
+
+
 def state(ws, day: date) -> tuple[set, set, dict]:
     root = Root(ws.lake)
     manifest = read_manifest(root, read_catalog(root), day)
@@ -80,7 +91,7 @@ def test_add_remove_and_reasons_over_runs(ws):
     members, changes, manifest = state(ws, D1)
     assert {("vip", "a"), ("vip", "b"), ("vip_pro", "a")} <= members
     assert ("vip", "a", "entered", "new_segment") in changes  # first run
-    assert manifest["manual"]["files"] == ["_processed/2026-03-30/0001/vip/first.csv"]
+    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-03-30/0001/vip/first.csv"]
     assert not (Path(ws.inbox) / "vip/first.csv").exists()
 
     drop(ws, "vip/remove/out.csv", "person_id\nb\n")
@@ -183,7 +194,7 @@ def test_a_rerun_reapplies_exactly_the_files_of_its_date(ws):
     run(ws, D1)  # rerun: same files, same rows
     members, _, manifest = state(ws, D1)
     assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
-    assert manifest["manual"]["files"] == ["_processed/2026-03-30/0001/vip/first.csv"]
+    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-03-30/0001/vip/first.csv"]
     assert (Path(ws.inbox) / "vip/later.csv").exists()
     run(ws, D2)
     members, _, _ = state(ws, D2)
@@ -203,14 +214,66 @@ def crash_before_commit(ws, day: date, monkeypatch) -> None:
             run(ws, day)
 
 
-def test_files_of_a_failed_run_are_applied_by_the_next(ws, monkeypatch):
+def test_files_of_a_failed_run_are_applied_exactly_once_later(ws, monkeypatch):
     drop(ws, "vip/first.csv", "person_id\na\n")
     crash_before_commit(ws, D1, monkeypatch)
-    assert (Path(ws.inbox) / "_processed/2026-03-30/0001/vip/first.csv").exists()
-    run(ws, D2)  # D1 never committed: D2 applies its file
+    (held,) = claimed(ws, "_processed/2026-03-30/*/0001/vip/first.csv")
+    # nothing has committed since the crash, so the crashed attempt might still be alive:
+    # its file is left alone, and applied by the first run after the next commit
+    run(ws, D2)
     members, _, manifest = state(ws, D2)
+    assert ("vip", "a") not in members and manifest["manual"]["files"] == []
+    assert held.exists()
+    run(ws, D3)
+    members, _, manifest = state(ws, D3)
     assert ("vip", "a") in members
-    assert manifest["manual"]["files"] == ["_processed/2026-03-31/0001/vip/first.csv"]
+    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-04-01/0001/vip/first.csv"]
+    assert not held.exists()
+
+
+def test_an_upload_claimed_by_a_run_in_flight_is_not_taken_by_another(ws, monkeypatch):
+    """A run of D1 holds an upload (paused before its commit) while a run of D2 runs: D2 must
+    neither apply nor move it, and D1's committed manifest must list a file that exists."""
+    import threading
+
+    import transforms.runs as runs_module
+
+    drop(ws, "vip/add.csv", "person_id\na\n")
+    paused, resume = threading.Event(), threading.Event()
+    real_commit = runs_module.commit
+
+    def commit_later(*args, **kwargs):
+        paused.set()
+        resume.wait(timeout=60)
+        return real_commit(*args, **kwargs)
+
+    outcome: list[object] = []
+
+    def first_run() -> None:
+        try:
+            outcome.append(run(ws, D1))
+        except ConcurrentRunError as exc:
+            outcome.append(exc)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(runs_module, "commit", commit_later)
+        first = threading.Thread(target=first_run)
+        first.start()
+        assert paused.wait(timeout=60)
+        patch.setattr(runs_module, "commit", real_commit)
+        try:
+            run(ws, D2)  # commits while D1 holds the upload
+        finally:
+            resume.set()
+            first.join()
+    assert isinstance(outcome[0], ConcurrentRunError)  # D1's swap fails: D2 committed first
+    _, _, manifest = state(ws, D2)
+    assert manifest["manual"]["files"] == []  # D2 neither applied nor moved D1's upload
+    assert claimed(ws, "_processed/2026-03-30/*/0001/vip/add.csv")
+    run(ws, D3)  # D1's attempt is dead now: its upload is applied, once
+    members, _, manifest = state(ws, D3)
+    assert ("vip", "a") in members
+    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-04-01/0001/vip/add.csv"]
 
 
 def test_people_leaving_the_snapshot_leave_manual_segments(ws):
@@ -253,7 +316,8 @@ def test_manual_command_drops_a_file_the_next_run_applies(ws):
 def test_a_rerun_whose_uploads_vanished_says_what_to_restore(ws):
     drop(ws, "vip/first.csv", "person_id\na\n")
     run(ws, D1)
-    (Path(ws.inbox) / "_processed/2026-03-30/0001/vip/first.csv").unlink()
+    (held,) = claimed(ws, "_processed/2026-03-30/*/0001/vip/first.csv")
+    held.unlink()
     with pytest.raises(MissingInputError, match="no longer in") as raised:
         run(ws, D1)
     assert "restore them" in raised.value.hint
@@ -263,8 +327,9 @@ def test_carried_uploads_for_segments_that_no_longer_exist_are_refused(ws, monke
     drop(ws, "beta/list.csv", "person_id\na\n")
     crash_before_commit(ws, D1, monkeypatch)
     Path(ws.definitions, "beta.yaml").unlink()
-    run(ws, D2)
-    _, _, manifest = state(ws, D2)
+    run(ws, D2)  # commits, so the crashed attempt can no longer commit
+    run(ws, D3)
+    _, _, manifest = state(ws, D3)
     (refused,) = manifest["manual"]["rejected"]
     assert refused["file"] == "beta/list.csv" and "no segment 'beta'" in refused["problems"][0]
 
@@ -276,3 +341,16 @@ def test_bad_definitions_stop_a_run_before_it_touches_the_inbox(ws):
         run(ws, D1)
     assert (Path(ws.inbox) / "vip/first.csv").exists()
     assert not (Path(ws.inbox) / "_processed").exists()
+
+
+def test_a_failed_rerun_leaves_the_committed_uploads_where_they_are(ws, monkeypatch):
+    drop(ws, "vip/bad.csv", "name\nann\n")  # claimed as 0001, then refused
+    drop(ws, "vip/add.csv", "person_id\na\n")  # claimed as 0002
+    run(ws, D1)
+    _, _, first = state(ws, D1)
+    (listed,) = first["manual"]["files"]
+    crash_before_commit(ws, D1, monkeypatch)  # a rerun that fails
+    assert (Path(ws.inbox) / listed).exists()
+    run(ws, D1)  # and a rerun that succeeds re-applies the same file
+    members, _, again = state(ws, D1)
+    assert again["manual"]["files"] == [listed] and ("vip", "a") in members

@@ -47,6 +47,8 @@ class Catalog:
     """Run date (ISO) -> key of its committed manifest."""
     version: str | None = None
     """The catalog object's version tag, for the compare-and-swap; None if it does not exist."""
+    committed_by: str | None = None
+    """The attempt that made the latest commit; attempts that started before it cannot commit."""
 
     @property
     def dates(self) -> list[date]:
@@ -70,7 +72,8 @@ def read_catalog(root: Root) -> Catalog:
     if found is None:
         return Catalog()
     data, version = found
-    return Catalog(json.loads(data)["runs"], version)
+    body = json.loads(data)
+    return Catalog(body["runs"], version, body.get("committed_by"))
 
 
 def read_manifest(root: Root, catalog: Catalog, day: date) -> dict[str, Any] | None:

@@ -4,13 +4,17 @@ Layout of the inbox root:
 - `<segment_id>/*.csv`: people to add; `<segment_id>/remove/*.csv`: people to remove;
   `<segment_id>/clear` (any content): remove everyone. An `action` column (add/remove)
   overrides the folder for its row.
-- `_processed/<D>/<NNNN>/<original path>`: files applied by run D, numbered in the order they
-  were applied; `_rejected/<D>/<file>` with `<file>.error.txt`: files that could not be applied.
+- `_processed/<D>/<attempt>/<NNNN>/<original path>`: files claimed by an attempt of run D,
+  numbered in the order they were applied; `_rejected/<D>/<file>` with `<file>.error.txt`:
+  files that could not be applied.
 
-A run takes, in order: files of its own earlier attempts and of runs that never committed
-(already under `_processed/`), then new files by (last-modified, key). It moves the new ones to
-`_processed/<D>/` before it commits, so a crashed run is retried with exactly the same files;
-a rerun of a committed date re-applies exactly the files its manifest lists.
+A run claims files by moving them under its own attempt before it commits, so a crashed run
+leaves them where no new upload can mix with them. It takes, in order: files claimed by
+attempts that can no longer commit and that no committed run lists (an attempt started before
+the latest commit of the catalog read the catalog before that commit, so its swap must fail),
+then new files by (last-modified, key). Files claimed by an attempt that may still commit are
+left alone: they are applied by that attempt, or by a run after the next commit. A rerun of a
+committed date re-applies exactly the files its manifest lists, where they are.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from typing import Any
 import polars as pl
 
 from transforms.definitions import SEGMENT_ID, Segment
-from transforms.errors import MissingInputError, SegmentsError
+from transforms.errors import ConcurrentRunError, MissingInputError, SegmentsError
 from transforms.storage import FileInfo, Root
 
 PROCESSED, REJECTED = "_processed", "_rejected"
@@ -190,21 +194,29 @@ def _resolve(rows, kind: str, people: pl.DataFrame, report: UploadReport) -> lis
     return resolved
 
 
-def _pending(
-    inbox: Root, applied_by: Callable[[str], set[str] | None]
-) -> tuple[list[str], list[FileInfo]]:
-    """(files under _processed/ that no committed run applied, in order; new files, in order).
+CLAIMED = re.compile(
+    rf"{PROCESSED}/(\d{{4}}-\d{{2}}-\d{{2}})/(\d{{8}}T\d{{12}}-[0-9a-f]{{6}})/(\d{{4}})/(.+)$"
+)
 
-    `applied_by(D)` is the set of files committed run D applied, or None if D has no
-    committed run. A file moved there by an attempt that crashed or lost is carried over."""
+
+def _pending(
+    inbox: Root, applied_by: Callable[[str], set[str] | None], committed_by: str | None
+) -> tuple[list[str], list[FileInfo]]:
+    """(claimed files to carry over, in order; new files, in order).
+
+    `applied_by(D)` is the set of files committed run D applied, or None if D has no committed
+    run; `committed_by` is the attempt that made the latest commit. A claim is carried over only
+    when its attempt started before that commit and no committed run lists the file."""
     carried = []
     for info in inbox.list_files(PROCESSED, recursive=True):
-        match = re.match(rf"{PROCESSED}/(\d{{4}}-\d{{2}}-\d{{2}})/(\d{{4}})/(.+)$", info.key)
+        match = CLAIMED.match(info.key)
         if not match or info.name.startswith("."):
             continue
-        applied = applied_by(match.group(1))
-        if applied is None or info.key not in applied:
-            carried.append((match.group(1), match.group(2), info.key))
+        run_date, attempt, number, _ = match.groups()
+        applied = applied_by(run_date)
+        dead = committed_by is not None and attempt < committed_by
+        if dead and (applied is None or info.key not in applied):
+            carried.append((run_date, attempt, number, info.key))
     carried.sort()
     new = [
         f
@@ -212,11 +224,19 @@ def _pending(
         if not f.key.startswith((f"{PROCESSED}/", f"{REJECTED}/")) and not f.name.startswith(".")
     ]
     new.sort(key=lambda f: (f.modified.timestamp() if f.modified else 0.0, f.key))
-    return [key for _, _, key in carried], new
+    return [key for *_, key in carried], new
 
 
 def _original(key: str) -> str:
-    return re.sub(rf"^{PROCESSED}/\d{{4}}-\d{{2}}-\d{{2}}/\d{{4}}/", "", key)
+    match = CLAIMED.match(key)
+    return match.group(4) if match else key
+
+
+def _taken(key: str) -> ConcurrentRunError:
+    return ConcurrentRunError(
+        f"upload {key} was taken by another run while this one was applying it",
+        hint="run again: the retry applies what is still pending",
+    )
 
 
 def _reject(
@@ -249,6 +269,8 @@ def collect_uploads(
     segments: dict[str, Segment],
     applied_by: Callable[[str], set[str] | None],
     rerun_files: list[str] | None,
+    attempt: str,
+    committed_by: str | None,
 ) -> tuple[list[Upload], list[dict[str, Any]]]:
     """The uploads run `day` applies, in order, moved under `_processed/<D>/`; and the files it
     refused (moved to `_rejected/<D>/` with an error report)."""
@@ -264,7 +286,7 @@ def collect_uploads(
                 " files), or check that --inbox is the inbox of this lake",
             )
     else:
-        carried, new = _pending(inbox, applied_by)
+        carried, new = _pending(inbox, applied_by, committed_by)
         keys, rejected = [], []
         for key in [*carried, *(info.key for info in new)]:
             problem = _refusal(_classify(_original(key)), segments)
@@ -275,10 +297,14 @@ def collect_uploads(
     uploads = []
     for number, key in enumerate(keys, start=1):
         original = _original(key)
-        target = f"{PROCESSED}/{day.isoformat()}/{number:04d}/{original}"
-        if key != target:
-            inbox.move(key, target)
         segment_id, action = _classify(original)  # type: ignore[misc]
+        target = key
+        if rerun_files is None:  # claim it for this attempt (a rerun reads them where they are)
+            target = f"{PROCESSED}/{day.isoformat()}/{attempt}/{number:04d}/{original}"
+            try:
+                inbox.move(key, target)
+            except FileNotFoundError:
+                raise _taken(key) from None
         uploads.append(Upload(target, segment_id, action, original))
     return uploads, rejected
 
@@ -308,7 +334,11 @@ def apply_uploads(
             members.clear()
         else:
             try:
-                rows, report.notes, kind = _parse(inbox.read_bytes(upload.key), upload.action)
+                data = inbox.read_bytes(upload.key)
+            except FileNotFoundError:
+                raise _taken(upload.key) from None
+            try:
+                rows, report.notes, kind = _parse(data, upload.action)
             except UploadError as exc:
                 rejected.append(_reject(inbox, day, upload.key, exc.problems, upload.original))
                 continue

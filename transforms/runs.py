@@ -104,6 +104,7 @@ def _apply_manual(
     segments: dict[str, Segment],
     root: Root,
     catalog: Catalog,
+    attempt: str,
     day: date,
     previous_members: pl.DataFrame | None,
 ) -> ManualResult:
@@ -122,6 +123,8 @@ def _apply_manual(
         segments,
         functools.cache(lambda run_date: _applied_files(root, catalog, run_date)),
         committed["manual"]["files"] if committed else None,
+        attempt,
+        catalog.committed_by,
     )
     people = lake.scan_people(root, day).select("person_id", "email").collect()
     result = apply_uploads(inbox, uploads, before, people, day)
@@ -179,19 +182,27 @@ def run(
             " enter/exit records inconsistent",
             hint=f"rerun {day} and every later date in order with --rebuild-later",
         )
-    report = _run_one(settings, day, accept_shrink, engine)
-    for later_day in later:
-        _run_one(settings, later_day, accept_shrink, engine)
+    report = _run_one(settings, day, accept_shrink, engine, set(later))
+    for index, later_day in enumerate(later):
+        _run_one(settings, later_day, accept_shrink, engine, set(later[index + 1 :]))
     return report
 
 
-def _run_one(settings: Settings, day: date, accept_shrink: bool, engine: str) -> RunReport:
+def _run_one(
+    settings: Settings, day: date, accept_shrink: bool, engine: str, allowed_later: set[date]
+) -> RunReport:
     from transforms.ingest import ingest
 
     started = time.perf_counter()
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
     attempt = lake.new_attempt()
+    newer = sorted(set(catalog.later(day)) - allowed_later)
+    if newer:  # committed since run() looked: this date would no longer be the latest
+        raise RunOrderError(
+            f"run {', '.join(d.isoformat() for d in newer)} committed while run {day} started",
+            hint=f"rerun {day} with --rebuild-later to redo the later dates in order",
+        )
     workspace = compile_workspace(settings, day)  # bad definitions stop the run before anything
     ingested = None
     if lake.read_ingest_manifest(root, day) is None:
@@ -201,7 +212,7 @@ def _run_one(settings: Settings, day: date, accept_shrink: bool, engine: str) ->
     previous_members = read_table(root, previous, "membership") if previous else None
     segments, _ = load_segments(settings.definitions)
     hashes = definition_hashes(segments)
-    manual = _apply_manual(settings, segments, root, catalog, day, previous_members)
+    manual = _apply_manual(settings, segments, root, catalog, attempt, day, previous_members)
     evaluation = evaluate(
         settings, day, manual_members=manual.members, engine=engine, workspace=workspace
     )

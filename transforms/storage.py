@@ -146,7 +146,8 @@ class Root:
         """Write a file whole: readers see the old content or the new, never a part of it."""
         if self.is_local and not key.lower().endswith(".gz"):
             path = Path(self._full(key))
-            os.replace(_write_temporary(path, data), path)
+            with _storage_errors("cannot write", self.url_of(key)):
+                os.replace(_write_temporary(path, data), path)
             return
         with self.open(key, "wb") as handle, _storage_errors("cannot write", self.url_of(key)):
             handle.write(data)
@@ -184,7 +185,8 @@ class Root:
         or a content hash on local folders; pass it to `put_if_match`."""
         if self.is_local:
             try:
-                data = Path(self._full(key)).read_bytes()
+                with _storage_errors("cannot read", self.url_of(key)):
+                    data = Path(self._full(key)).read_bytes()
             except FileNotFoundError:
                 return None
             return data, hashlib.sha256(data).hexdigest()
@@ -203,13 +205,14 @@ class Root:
         """Create `key` only if it does not exist (S3 `If-None-Match: *`); False if it did."""
         if self.is_local:
             path = Path(self._full(key))
-            temporary = _write_temporary(path, data)
-            try:
-                os.link(temporary, path)  # atomic, and fails if the name exists
-            except FileExistsError:
-                return False
-            finally:
-                temporary.unlink()
+            with _storage_errors("cannot write", self.url_of(key)):
+                temporary = _write_temporary(path, data)
+                try:
+                    os.link(temporary, path)  # atomic, and fails if the name exists
+                except FileExistsError:
+                    return False
+                finally:
+                    temporary.unlink()
             return True
         return self._conditional_put(key, data, IfNoneMatch="*")
 
@@ -217,7 +220,7 @@ class Root:
         """Replace `key` only if its version is still `version` (S3 `If-Match`); else False."""
         if self.is_local:
             path = Path(self._full(key))
-            with _locked(path):
+            with _storage_errors("cannot write", self.url_of(key)), _locked(path):
                 current = self.read_versioned(key)
                 if current is None or current[1] != version:
                     return False
