@@ -120,6 +120,22 @@ def commit_in_lockstep(monkeypatch: pytest.MonkeyPatch, parties: int = 2) -> Non
     monkeypatch.setattr(runs_module, "commit", commit_together)
 
 
+EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
+
+
+def person_row(pid: str, plan: str = "free") -> str:
+    """One well-formed people CSV row (after PEOPLE_HEADER)."""
+    return f"{pid},{pid}@example.com,A,{plan},US,30,1,true,2026-01-01T00:00:00Z,\n"
+
+
+def with_definitions(settings: Settings, folder: Path, definitions: dict[str, str]) -> Settings:
+    """`settings` reading segment definitions from `folder`, written from {id: yaml text}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for segment_id, text in definitions.items():
+        (folder / f"{segment_id}.yaml").write_text(text)
+    return settings.model_copy(update={"definitions": str(folder)})
+
+
 PEOPLE_HEADER = (
     "person_id,email,first_name,plan,country,age,lifetime_value,email_opt_in,created_at,"
     "trial_ends_on\n"

@@ -9,6 +9,7 @@ import polars as pl
 import pytest
 from conftest import (
     DAY,
+    EVENTS_HEADER,
     EXPECTED_PEOPLE,
     PEOPLE_HEADER,
     lake_files,
@@ -27,7 +28,6 @@ PEOPLE_ROWS = (
     "00123,ada@example.com,Ada,pro,US,36,120.5,true,2026-01-31T10:00:00Z,\n"
     "00124,,Bo,trial,DE,,,,2026-01-31T12:00:00+02:00,2026-04-10\n"
 )
-EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
 EVENTS_ROWS = (
     'e1,00123,purchase,2026-03-30T09:00:00Z,25.0,USD,"{""source"": ""web""}"\n'
     "e2,00124,page_viewed,2026-03-30T23:59:59-01:00,,,\n"

@@ -7,7 +7,16 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import CONTRACTS, PEOPLE_HEADER, lake_files, lake_table, land
+from conftest import (
+    CONTRACTS,
+    EVENTS_HEADER,
+    PEOPLE_HEADER,
+    lake_files,
+    lake_table,
+    land,
+    person_row,
+    with_definitions,
+)
 from typer.testing import CliRunner
 
 from transforms.cli import app
@@ -16,26 +25,23 @@ from transforms.materialize import evaluate
 from transforms.runs import run
 
 D1, D2 = date(2026, 3, 30), date(2026, 3, 31)
-EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
-PERSON = "{pid},{pid}@example.com,A,pro,US,30,1,true,2026-01-01T00:00:00Z,\n"
 
 
 def people(*ids: str) -> str:
-    return PEOPLE_HEADER + "".join(PERSON.format(pid=p) for p in ids)
+    return PEOPLE_HEADER + "".join(person_row(p, "pro") for p in ids)
 
 
 @pytest.fixture
 def workspace(settings, tmp_path: Path):
-    definitions = tmp_path / "definitions"
-    definitions.mkdir()
-    (definitions / "buyers.yaml").write_text(
-        "name: Buyers\ntype: data_driven\nwhere: event_count('purchase') >= 1\n"
+    return with_definitions(
+        settings,
+        tmp_path / "definitions",
+        {
+            "buyers": "name: Buyers\ntype: data_driven\nwhere: event_count('purchase') >= 1\n",
+            "two_purchases": "name: Two\ntype: data_driven\nwhere: event_count('purchase') = 2\n",
+            "vip": "name: VIP\ntype: manual\n",
+        },
     )
-    (definitions / "two_purchases.yaml").write_text(
-        "name: Two\ntype: data_driven\nwhere: event_count('purchase') = 2\n"
-    )
-    (definitions / "vip.yaml").write_text("name: VIP\ntype: manual\n")
-    return settings.model_copy(update={"definitions": str(definitions)})
 
 
 def members(evaluation, segment: str) -> set[str]:

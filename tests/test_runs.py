@@ -12,7 +12,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import PEOPLE_HEADER, commit_in_lockstep, concurrently, land
+from conftest import (
+    EVENTS_HEADER,
+    PEOPLE_HEADER,
+    commit_in_lockstep,
+    concurrently,
+    land,
+    person_row,
+    with_definitions,
+)
 
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.errors import RunOrderError, SnapshotShrinkError
@@ -22,22 +30,18 @@ from transforms.storage import Root
 
 D1 = date(2026, 3, 30)
 D2, D3 = D1 + timedelta(days=1), D1 + timedelta(days=2)
-EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
-
-
-def person(pid: str, plan: str = "free") -> str:
-    return f"{pid},{pid}@example.com,A,{plan},US,30,1,true,2026-01-01T00:00:00Z,\n"
 
 
 @pytest.fixture
 def lake_settings(settings, tmp_path: Path):
-    definitions = tmp_path / "definitions"
-    definitions.mkdir()
-    (definitions / "buyers.yaml").write_text(
-        "name: Buyers\ntype: data_driven\nwhere: event_count('purchase') >= 1\n"
+    return with_definitions(
+        settings,
+        tmp_path / "definitions",
+        {
+            "buyers": "name: Buyers\ntype: data_driven\nwhere: event_count('purchase') >= 1\n",
+            "pro": "name: Pro\ntype: data_driven\nwhere: plan = 'pro'\n",
+        },
     )
-    (definitions / "pro.yaml").write_text("name: Pro\ntype: data_driven\nwhere: plan = 'pro'\n")
-    return settings.model_copy(update={"definitions": str(definitions)})
 
 
 def land_day(settings, day: date, people: dict[str, str], purchases: list[str]) -> None:
@@ -45,7 +49,7 @@ def land_day(settings, day: date, people: dict[str, str], purchases: list[str]) 
         settings,
         "people",
         "p.csv",
-        PEOPLE_HEADER + "".join(person(p, plan) for p, plan in people.items()),
+        PEOPLE_HEADER + "".join(person_row(p, plan) for p, plan in people.items()),
         day,
     )
     rows = "".join(

@@ -10,7 +10,15 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import CONTRACTS, PEOPLE_HEADER, Bucket, commit_in_lockstep, concurrently
+from conftest import (
+    CONTRACTS,
+    EVENTS_HEADER,
+    PEOPLE_HEADER,
+    Bucket,
+    commit_in_lockstep,
+    concurrently,
+    person_row,
+)
 
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.config import load_settings
@@ -21,7 +29,6 @@ from transforms.storage import Root
 pytestmark = pytest.mark.s3
 D1 = date(2026, 3, 30)
 D2 = D1 + timedelta(days=1)
-EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
 
 
 @pytest.fixture
@@ -33,9 +40,7 @@ def s3_ws(s3, bucket: Bucket, prefix: str, tmp_path: Path):
         "name: Buyers\ntype: data_driven\nwhere: performed('purchase')\n"
     )
     for day, buyers in ((D1, ["a"]), (D2, ["b"])):
-        people = "".join(
-            f"{p},{p}@example.com,A,free,US,30,1,true,2026-01-01T00:00:00Z,\n" for p in "abcde"
-        )
+        people = "".join(person_row(p) for p in "abcde")
         bucket.put(f"{prefix}/landing/people/{day}/p.csv", (PEOPLE_HEADER + people).encode())
         events = "".join(
             f"{day}-{i},{p},purchase,{day}T10:00:00Z,,,\n" for i, p in enumerate(buyers)
