@@ -33,7 +33,7 @@ format: venv
 
 # Re-pin every dependency after editing pyproject.toml.
 lock: venv
-	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 \
+	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 		--custom-compile-command "make lock" -o requirements.lock
 
 # A long hunt for Polars/DuckDB disagreements (CI runs 60 examples, this 3000).
