@@ -91,6 +91,10 @@ def manifest_folder(day: date) -> str:
     return f"runs/run_date={day.isoformat()}"
 
 
+def manifest_path(day: date, attempt: str) -> str:
+    return f"{manifest_folder(day)}/manifest-{attempt}.json"
+
+
 @contextmanager
 def superseded(root: Root, day: date, own: list[str]) -> Iterator[None]:
     """While writing an attempt's files: a newer attempt that already committed may be removing
@@ -105,27 +109,32 @@ def superseded(root: Root, day: date, own: list[str]) -> Iterator[None]:
         ) from exc
 
 
+def write_tables(
+    root: Root, day: date, attempt: str, tables: dict[str, pl.DataFrame]
+) -> dict[str, list[str]]:
+    """Step 1: the data files of attempt `attempt` of run `day`; nobody reads them until a
+    manifest lists them. Returns the keys written per table."""
+    keys = {table: [f"{lake.partition(table, day)}/part-{attempt}.parquet"] for table in tables}
+    with superseded(root, day, [k for ks in keys.values() for k in ks]):
+        for table, frame in tables.items():
+            root.write_parquet(frame, keys[table][0])
+    return keys
+
+
 def commit(
     root: Root,
     day: date,
     catalog: Catalog,
     attempt: str,
-    tables: dict[str, pl.DataFrame],
+    files: dict[str, list[str]],
     manifest: dict[str, Any],
 ) -> dict[str, Any]:
-    """Publish run `day`: data files, manifest, catalog swap, clean-up. Returns the manifest.
+    """Steps 2-4: publish the `files` of run `day` (from `write_tables`) with a manifest, swap the
+    catalog, clean up. Returns the manifest.
 
     `catalog` and `attempt` come from the start of the run (`read_catalog`, `new_attempt`):
     if another run committed since, the swap fails and this attempt is rolled back.
     """
-    files = {}
-    with superseded(
-        root, day, [f"{lake.partition(t, day)}/part-{attempt}.parquet" for t in tables]
-    ):
-        for table, frame in tables.items():
-            key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
-            root.write_parquet(frame, key)
-            files[table] = [key]
     manifest = {
         **manifest,
         "run_date": day.isoformat(),
@@ -133,7 +142,7 @@ def commit(
         "files": files,
         "status": "committed",
     }
-    manifest_key = f"{manifest_folder(day)}/manifest-{attempt}.json"
+    manifest_key = manifest_path(day, attempt)
     written = [k for keys in files.values() for k in keys]
     if not root.put_if_absent(manifest_key, json.dumps(manifest, indent=1).encode()):
         root.delete(written)
@@ -159,9 +168,14 @@ def commit(
 
 
 def clean_up(root: Root, day: date, attempt: str) -> None:
-    """Remove what attempts of `day` older than `attempt` left: data files and manifests."""
+    """Remove what attempts of `day` older than `attempt` left (data files, manifests), and the
+    staging folders of this attempt and the older ones."""
     folders = [lake.partition(t, day) for t in TABLES] + [manifest_folder(day)]
     remove_older_attempts(root, folders, attempt)
+    staging = lake.staging("run", day)
+    finished = {lake.attempt_of(info.key) for info in root.list_files(staging, recursive=True)}
+    for other in sorted(a for a in finished if a is not None and a <= attempt):
+        root.delete_folder(lake.staging("run", day, other))
 
 
 def remove_older_attempts(root: Root, folders: list[str], attempt: str) -> None:

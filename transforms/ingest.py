@@ -10,10 +10,13 @@ For each table (people, events) of date D:
 5. rows that broke a rule go to `lake/quarantine/<table>/...` with every rule they broke and why;
 6. publish: data and quarantine files under a fresh attempt name, Great Expectations' JSON, and
    last the manifest `lake/ingest/ingest_date=D/manifest.json`, by a conditional write against
-   the version read at the start (two ingests of one date cannot both publish; the loser
-   removes its files); files of attempts that started earlier are then removed. Every check
-   runs before the first write, so a failed ingest leaves the lake
-   as it was.
+   the version read when validation starts (two ingests of one date cannot both publish; the
+   loser removes its files); files of attempts that started earlier are then removed.
+
+Steps 1-3 (`stage`) and 4-6 (`publish`) hand over through a staging folder of the lake
+(`lake.staging`), so a scheduler can show and retry them as separate tasks; `ingest` runs both
+and removes its staging folder. Every check runs before the first write to a table, so a failed
+ingest leaves the tables as they were.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ from transforms.storage import Root
 log = logging.getLogger("segments.ingest")
 TABLES = ("people", "events")
 RULES, REASON = "_rules", "_reason"
+KEEP = "__keep"
+"""Staged beside each typed row: False if it was already refused (bad value, re-sent event)."""
 
 
 @dataclass
@@ -70,6 +75,11 @@ class IngestReport:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IngestReport:
+        tables = {t: TableReport(**r) for t, r in data["tables"].items()}
+        return cls(data["date"], data["attempt"], tables, data["outputs"])
 
 
 @dataclass
@@ -170,32 +180,48 @@ def _quarantine_rows(
     ).select(list(schema))
 
 
-def _prepare(settings: Settings, landing: Root, table: str, day: date) -> _Prepared:
+def _stage_table(
+    settings: Settings, landing: Root, lake_root: Root, table: str, day: date, folder: str
+) -> TableReport:
+    """Read and type one table's landing files; stage the typed rows, their raw text and the
+    rows already refused (unconvertible values, re-sent events) under `folder`."""
     contract = load_contract(settings.contracts, table)
     report = TableReport(table=table)
     started = time.perf_counter()
     typed, raw = _read(landing, contract, day, report)
     report.rows_read = typed.height
-    _timed(report, "read", started)
     if table == "people" and not report.files:
         raise MissingInputError(
             f"no people snapshot for {day}: no files in {landing.url_of(f'people/{day}')}/",
             hint="land the full people snapshot of the date first (CSV, JSON lines or Parquet);"
             " a run without one would make everybody leave every segment",
         )
-
-    cast_failed = typed.get_column(CAST_FAILURES).list.len() > 0
-    failing = typed.with_row_index("__position").filter(cast_failed)
-    rules: dict[int, list[str]] = dict(
-        zip(failing["__position"].to_list(), failing[CAST_FAILURES].to_list(), strict=True)
-    )
-    keep = ~cast_failed
+    keep = typed.get_column(CAST_FAILURES).list.len() == 0
     key = contract.primary_key
     if table == "events" and key:
         first = typed.select(pl.col(key).is_null() | pl.col(key).is_first_distinct()).to_series()
-        resent = keep & ~first
-        report.duplicates_dropped = int(resent.sum())
+        report.duplicates_dropped = int((keep & ~first).sum())
         keep = keep & first
+    lake_root.write_parquet(typed.with_columns(keep.alias(KEEP)), f"{folder}/{table}.typed.parquet")
+    lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet")
+    _timed(report, "read", started)
+    lake_root.write_bytes(f"{folder}/{table}.report.json", json.dumps(asdict(report)).encode())
+    return report
+
+
+def _validate_table(settings: Settings, lake_root: Root, table: str, folder: str) -> _Prepared:
+    """Validate a staged table with its Great Expectations suite; split valid from refused."""
+    contract = load_contract(settings.contracts, table)
+    report = TableReport(**json.loads(lake_root.read_bytes(f"{folder}/{table}.report.json")))
+    typed = lake_root.read_parquet([f"{folder}/{table}.typed.parquet"])
+    raw = lake_root.read_parquet([f"{folder}/{table}.raw.parquet"])
+    keep = typed.get_column(KEEP)
+    failing = typed.with_row_index("__position").filter(
+        typed.get_column(CAST_FAILURES).list.len() > 0
+    )
+    rules: dict[int, list[str]] = dict(
+        zip(failing["__position"].to_list(), failing[CAST_FAILURES].to_list(), strict=True)
+    )
 
     from transforms.expectations import ContractValidator  # Great Expectations loads in ~8 s
 
@@ -225,8 +251,9 @@ def _prepare(settings: Settings, landing: Root, table: str, day: date) -> _Prepa
     return _Prepared(report, valid, quarantine, validation.results)
 
 
-def ingest(settings: Settings, day: date) -> IngestReport:
-    """Ingest the landing files of `day` into the lake; see the module docstring."""
+def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
+    """Steps 1-3 of the module docstring: read and type the landing files of `day`, staged
+    under `folder` of the lake for `publish`."""
     landing = Root(settings.landing, settings.storage_options)
     lake_root = Root(settings.lake, settings.storage_options)
     if not landing.exists():
@@ -235,13 +262,34 @@ def ingest(settings: Settings, day: date) -> IngestReport:
             hint="create it (or the bucket), or point --landing / SEGMENTS_LANDING at the right"
             " place",
         )
+    reports = {}
+    for table in TABLES:
+        log.info("ingest %s %s: reading", table, day)
+        reports[table] = _stage_table(settings, landing, lake_root, table, day, folder)
+    return reports
+
+
+def ingest(settings: Settings, day: date) -> IngestReport:
+    """Ingest the landing files of `day` into the lake; see the module docstring."""
+    lake_root = Root(settings.lake, settings.storage_options)
+    attempt = lake.new_attempt()
+    folder = lake.staging("ingest", day, attempt)
+    try:
+        stage(settings, day, folder)
+        return publish(settings, day, folder, attempt)
+    finally:
+        lake_root.delete_folder(folder)
+
+
+def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestReport:
+    """Steps 4-6: validate what `stage` left in `folder`, then publish it as attempt `attempt`."""
+    lake_root = Root(settings.lake, settings.storage_options)
     manifest_key = lake.ingest_manifest(day)
     current = lake_root.read_versioned(manifest_key)
-    attempt = lake.new_attempt()
     prepared = {}
     for table in TABLES:
-        log.info("ingest %s %s: reading and validating", table, day)
-        prepared[table] = _prepare(settings, landing, table, day)
+        log.info("ingest %s %s: validating", table, day)
+        prepared[table] = _validate_table(settings, lake_root, table, folder)
 
     outputs: dict[str, list[str]] = {}
     own = [

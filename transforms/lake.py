@@ -62,6 +62,15 @@ def ingest_manifest(day: date) -> str:
     return f"{ingest_folder(day)}/manifest.json"
 
 
+def staging(step: str, day: date, attempt: str | None = None) -> str:
+    """Where an attempt of a run (`step` "run") or of an ingest keeps what one step hands to the
+    next: `_staging/run_date=D/<attempt>/`. Never read as a table; removed once the attempt
+    publishes, and by the next successful attempt of the date after a failure."""
+    column = "ingest_date" if step == "ingest" else "run_date"
+    folder = f"_staging/{column}={day.isoformat()}"
+    return f"{folder}/{attempt}" if attempt else folder
+
+
 def read_ingest_manifest(lake: Root, day: date) -> dict[str, Any] | None:
     """The manifest of the last successful ingest of `day`, or None."""
     key = ingest_manifest(day)

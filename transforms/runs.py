@@ -1,8 +1,11 @@
-"""A run of date D, end to end: ingest -> manual uploads -> materialize -> diff -> commit.
+"""A run of date D: ingest -> validate -> manual uploads -> materialize -> diff -> commit.
 
-`run(settings, D)` is what `segments run --date D`, the Airflow DAG and the tests call. It
-reads the catalog of committed runs first (`transforms.commit`), so everything it computes is
-relative to one consistent state of the lake:
+`run(settings, D)` is what `segments run --date D` and the tests call; the Airflow DAG calls the
+same steps one task each. `begin` reads the catalog of committed runs (`transforms.commit`) and
+names the attempt, so everything the run computes is relative to one consistent state of the
+lake; each step is a function of (settings, plan) that hands its results to the next through
+the attempt's staging folder (`lake.staging`) and returns counts only. A step can be retried:
+it rewrites its own staged files.
 
 - the previous run is the latest committed run with a date before D; the first run has none;
 - a run date with later committed runs is refused, unless `rebuild_later` is set, which then
@@ -17,6 +20,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field
@@ -33,11 +37,13 @@ from transforms.commit import (
     read_catalog,
     read_manifest,
     read_table,
+    write_tables,
 )
 from transforms.config import Settings
 from transforms.definitions import Segment, load_segments
-from transforms.errors import RunOrderError, SnapshotShrinkError
-from transforms.inbox import MEMBERS, ManualResult, apply_uploads, collect_uploads
+from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
+from transforms.inbox import MEMBERS, apply_uploads, collect_uploads
+from transforms.ingest import IngestReport
 from transforms.materialize import compile_workspace, evaluate
 from transforms.storage import Root
 
@@ -77,9 +83,10 @@ def definition_hashes(segments: dict[str, Segment]) -> dict[str, str]:
 
 
 def _check_snapshot(
-    people: int, previous: dict[str, Any] | None, settings: Settings, accept_shrink: bool, day: date
+    people: int, previous: dict[str, Any] | None, settings: Settings, plan: Plan
 ) -> None:
-    if accept_shrink:
+    day = plan.day
+    if plan.accept_shrink:
         return
     if people == 0:
         raise SnapshotShrinkError(
@@ -97,51 +104,6 @@ def _check_snapshot(
             hint="check the export is complete; pass --accept-shrink to accept it for this run,"
             " or raise max_snapshot_shrink",
         )
-
-
-def _apply_manual(
-    settings: Settings,
-    segments: dict[str, Segment],
-    root: Root,
-    catalog: Catalog,
-    attempt: str,
-    day: date,
-    previous_members: pl.DataFrame | None,
-) -> ManualResult:
-    """The manual segments' members after this run's uploads (exactly once, in order)."""
-    manual_ids = sorted(sid for sid, s in segments.items() if s.is_manual)
-    before = (
-        previous_members.filter(pl.col("segment_id").is_in(manual_ids)).select(KEY)
-        if previous_members is not None
-        else pl.DataFrame(schema=MEMBERS)
-    )
-    committed = read_manifest(root, catalog, day)
-    inbox = Root(settings.inbox, settings.storage_options)
-    uploads, rejected = collect_uploads(
-        inbox,
-        day,
-        segments,
-        functools.cache(lambda run_date: _applied_files(root, catalog, run_date)),
-        committed["manual"]["files"] if committed else None,
-        attempt,
-        catalog.committed_by,
-    )
-    people = lake.scan_people(root, day).select("person_id", "email").collect()
-    result = apply_uploads(inbox, uploads, before, people, day)
-    result.rejected = rejected + result.rejected
-    for report in result.applied:
-        log.info(
-            "manual %s %s: %d rows, %d applied, %d unknown, %d ambiguous emails",
-            report.action,
-            report.file,
-            report.rows,
-            report.applied,
-            report.unknown_count,
-            report.ambiguous_count,
-        )
-    for refused in result.rejected:
-        log.warning("manual upload %s refused: %s", refused["file"], "; ".join(refused["problems"]))
-    return result
 
 
 def _applied_files(root: Root, catalog: Catalog, run_date: str) -> set[str] | None:
@@ -165,6 +127,317 @@ def _counts(
     }
 
 
+@dataclass(frozen=True)
+class Plan:
+    """One attempt at a run: what `begin` saw, which every later step works from."""
+
+    day: date
+    attempt: str
+    catalog: Catalog
+    accept_shrink: bool = False
+    engine: str = "polars"
+
+    @property
+    def folder(self) -> str:
+        return lake.staging("run", self.day, self.attempt)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "day": self.day.isoformat(),
+            "attempt": self.attempt,
+            "catalog": asdict(self.catalog),
+            "accept_shrink": self.accept_shrink,
+            "engine": self.engine,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Plan:
+        return cls(
+            date.fromisoformat(data["day"]),
+            data["attempt"],
+            Catalog(**data["catalog"]),
+            data["accept_shrink"],
+            data["engine"],
+        )
+
+
+def _stage_json(root: Root, plan: Plan, name: str, data: dict[str, Any]) -> None:
+    root.write_bytes(f"{plan.folder}/{name}.json", json.dumps(data, indent=1).encode())
+
+
+def _staged_json(root: Root, plan: Plan, name: str) -> dict[str, Any]:
+    return json.loads(root.read_bytes(f"{plan.folder}/{name}.json"))
+
+
+def _staged_frame(root: Root, plan: Plan, name: str) -> pl.DataFrame:
+    return root.read_parquet([f"{plan.folder}/{name}.parquet"])
+
+
+def _previous(root: Root, plan: Plan) -> tuple[date | None, dict[str, Any] | None]:
+    previous_day = plan.catalog.previous(plan.day)
+    return previous_day, read_manifest(root, plan.catalog, previous_day) if previous_day else None
+
+
+def begin(
+    settings: Settings,
+    day: date,
+    *,
+    accept_shrink: bool = False,
+    engine: str = "polars",
+    allowed_later: tuple[date, ...] = (),
+) -> Plan:
+    """Start an attempt at run `day`: read the catalog, refuse if later runs are committed
+    (other than `allowed_later`, which the caller reruns next), save the plan."""
+    root = Root(settings.lake, settings.storage_options)
+    catalog = read_catalog(root)
+    later = [d for d in catalog.later(day) if d not in allowed_later]
+    if later:
+        shown = ", ".join(d.isoformat() for d in later)
+        raise RunOrderError(
+            f"runs after {day} are committed ({shown}): rerunning {day} alone would leave their"
+            " enter/exit records inconsistent",
+            hint=f"rerun {day} and every later date in order with --rebuild-later",
+        )
+    plan = Plan(day, lake.new_attempt(), catalog, accept_shrink, engine)
+    _stage_json(root, plan, "plan", plan.to_json())
+    return plan
+
+
+def load_plan(settings: Settings, day: date, attempt: str) -> Plan:
+    """The plan `begin` saved for attempt `attempt` of run `day`."""
+    root = Root(settings.lake, settings.storage_options)
+    key = f"{lake.staging('run', day, attempt)}/plan.json"
+    if not root.exists(key):
+        raise MissingInputError(
+            f"attempt {attempt} of run {day} has no plan at {root.url_of(key)}: it committed"
+            " (its staging folder is removed then) or never started",
+            hint="start the run again from its first step",
+        )
+    return Plan.from_json(json.loads(root.read_bytes(key)))
+
+
+def ingest_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Read and type the landing files of D, unless D is already ingested."""
+    from transforms.ingest import stage
+
+    root = Root(settings.lake, settings.storage_options)
+    if lake.read_ingest_manifest(root, plan.day) is not None:
+        log.info("run %s: already ingested, nothing to read", plan.day)
+        return {"ingested": False}
+    started = time.perf_counter()
+    reports = stage(settings, plan.day, f"{plan.folder}/ingest")
+    _stage_json(root, plan, "ingest_step", {"seconds": _since(started)})
+    return {"ingested": True, "rows_read": {t: r.rows_read for t, r in reports.items()}}
+
+
+def validate_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Check the definitions compile, then validate what `ingest_step` read against the data
+    contracts and publish it (refused rows to quarantine)."""
+    from transforms.ingest import publish
+
+    started = time.perf_counter()
+    compile_workspace(settings, plan.day)
+    root = Root(settings.lake, settings.storage_options)
+    staged = f"{plan.folder}/ingest"
+    if not root.exists(f"{staged}/people.report.json"):
+        return {"ingested": False}
+    report = publish(settings, plan.day, staged, plan.attempt)
+    root.delete_folder(staged)
+    _stage_json(root, plan, "validate_step", {"seconds": _since(started)})
+    return {
+        "ingested": True,
+        "rows_written": {t: r.rows_written for t, r in report.tables.items()},
+        "quarantined": {t: r.quarantined for t, r in report.tables.items()},
+    }
+
+
+def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Apply the inbox's uploads to the manual segments (each file exactly once, in order)."""
+    started = time.perf_counter()
+    root = Root(settings.lake, settings.storage_options)
+    segments, _ = load_segments(settings.definitions)
+    _, previous = _previous(root, plan)
+    manual_ids = sorted(sid for sid, s in segments.items() if s.is_manual)
+    before = (
+        read_table(root, previous, "membership")
+        .filter(pl.col("segment_id").is_in(manual_ids))
+        .select(KEY)
+        if previous is not None
+        else pl.DataFrame(schema=MEMBERS)
+    )
+    committed = read_manifest(root, plan.catalog, plan.day)
+    inbox = Root(settings.inbox, settings.storage_options)
+    uploads, rejected = collect_uploads(
+        inbox,
+        plan.day,
+        segments,
+        functools.cache(lambda run_date: _applied_files(root, plan.catalog, run_date)),
+        committed["manual"]["files"] if committed else None,
+        plan.attempt,
+        plan.catalog.committed_by,
+    )
+    people = lake.scan_people(root, plan.day).select("person_id", "email").collect()
+    result = apply_uploads(inbox, uploads, before, people, plan.day)
+    result.rejected = rejected + result.rejected
+    for report in result.applied:
+        log.info(
+            "manual %s %s: %d rows, %d applied, %d unknown, %d ambiguous emails",
+            report.action,
+            report.file,
+            report.rows,
+            report.applied,
+            report.unknown_count,
+            report.ambiguous_count,
+        )
+    for refused in result.rejected:
+        log.warning("manual upload %s refused: %s", refused["file"], "; ".join(refused["problems"]))
+    root.write_parquet(result.members, f"{plan.folder}/manual_members.parquet")
+    root.write_parquet(result.actions, f"{plan.folder}/manual_actions.parquet")
+    _stage_json(root, plan, "manual_step", {**result.to_json(), "seconds": _since(started)})
+    return {"applied": len(result.applied), "rejected": len(result.rejected)}
+
+
+def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Compute every segment's members; the shrink guard rail stops the run here."""
+    root = Root(settings.lake, settings.storage_options)
+    evaluation = evaluate(
+        settings,
+        plan.day,
+        manual_members=_staged_frame(root, plan, "manual_members"),
+        engine=plan.engine,
+    )
+    _check_snapshot(evaluation.people, _previous(root, plan)[1], settings, plan)
+    root.write_parquet(evaluation.members, f"{plan.folder}/members.parquet")
+    root.write_parquet(evaluation.snapshot, f"{plan.folder}/snapshot.parquet")
+    _stage_json(
+        root,
+        plan,
+        "materialize_step",
+        {
+            "people": evaluation.people,
+            "segments": sorted(evaluation.workspace.segments),
+            "seconds": evaluation.seconds,
+        },
+    )
+    return {"people": evaluation.people, "members": evaluation.members.height}
+
+
+def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Enter/exit records against the previous run; writes the attempt's data files."""
+    started = time.perf_counter()
+    root = Root(settings.lake, settings.storage_options)
+    previous_day, previous = _previous(root, plan)
+    segments, _ = load_segments(settings.definitions)
+    context = DiffContext(
+        run_date=plan.day,
+        previous_run_date=previous_day,
+        previous_definitions=previous["definitions"] if previous else {},
+        current_definitions=definition_hashes(segments),
+        snapshot=_staged_frame(root, plan, "snapshot"),
+        manual_actions=_staged_frame(root, plan, "manual_actions"),
+    )
+    previous_members = read_table(root, previous, "membership") if previous else None
+    changes, membership = diff(previous_members, _staged_frame(root, plan, "members"), context)
+    materialized = _staged_json(root, plan, "materialize_step")
+    counts = _counts(membership, changes, materialized["segments"])
+    tables = {"membership": membership, "changes": changes}
+    files = write_tables(root, plan.day, plan.attempt, tables)
+    _stage_json(
+        root,
+        plan,
+        "diff_step",
+        {
+            "files": files,
+            "rows": {name: frame.height for name, frame in tables.items()},
+            "segments": {sid: asdict(c) for sid, c in counts.items()},
+            "seconds": _since(started),
+        },
+    )
+    return {"memberships": membership.height, "changes": changes.height}
+
+
+def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+    """Publish the run: manifest, then the catalog swap. Returns the manifest."""
+    root = Root(settings.lake, settings.storage_options)
+    previous_day, _ = _previous(root, plan)
+    segments, _ = load_segments(settings.definitions)
+    hashes = definition_hashes(segments)
+    steps = {
+        name: _staged_json(root, plan, name)
+        for name in ("manual_step", "materialize_step", "diff_step")
+    }
+    seconds = {
+        name.removesuffix("_step"): _staged_json(root, plan, name)["seconds"]
+        for name in ("ingest_step", "validate_step")
+        if root.exists(f"{plan.folder}/{name}.json")
+    }
+    seconds |= {
+        "manual": steps["manual_step"].pop("seconds"),
+        **steps["materialize_step"]["seconds"],
+        "diff": steps["diff_step"]["seconds"],
+    }
+    return commit(
+        root,
+        plan.day,
+        plan.catalog,
+        plan.attempt,
+        steps["diff_step"]["files"],
+        {
+            "previous_run_date": previous_day.isoformat() if previous_day else None,
+            "definitions": hashes,
+            "definitions_hash": hashlib.sha256(
+                "".join(f"{k}={v}\n" for k, v in hashes.items()).encode()
+            ).hexdigest()[:16],
+            "people": steps["materialize_step"]["people"],
+            "engine": plan.engine,
+            "rows": steps["diff_step"]["rows"],
+            "segments": steps["diff_step"]["segments"],
+            "ingest": lake.ingest_manifest(plan.day),
+            "ingested_by_run": "validate" in seconds,
+            "manual": steps["manual_step"],
+            "seconds": seconds,
+        },
+    )
+
+
+def report(settings: Settings, day: date) -> RunReport:
+    """What the committed run of `day` did, from its manifest."""
+    root = Root(settings.lake, settings.storage_options)
+    catalog = read_catalog(root)
+    manifest = read_manifest(root, catalog, day)
+    if manifest is None:
+        raise MissingInputError(
+            f"run {day} has not committed in {root.url}", hint=f"run `segments run --date {day}`"
+        )
+    ingested = None
+    if manifest.get("ingested_by_run"):
+        ingested = IngestReport.from_json(json.loads(root.read_bytes(manifest["ingest"])))
+    result = RunReport(
+        date=day.isoformat(),
+        previous_run_date=manifest["previous_run_date"],
+        people=manifest["people"],
+        segments={sid: SegmentCounts(**c) for sid, c in manifest["segments"].items()},
+        manifest=catalog.runs[day.isoformat()],
+        ingested=ingested,
+        manual=manifest["manual"],
+        seconds=manifest["seconds"],
+    )
+    for sid, counts in result.segments.items():
+        log.info(
+            "run %s %s: %d members, %d entered, %d exited",
+            day,
+            sid,
+            counts.size,
+            counts.entered,
+            counts.exited,
+        )
+    return result
+
+
+STEPS = (ingest_step, validate_step, manual_step, materialize_step, diff_step, commit_step)
+"""A run's steps in order; each takes (settings, plan)."""
+
+
 def run(
     settings: Settings,
     day: date,
@@ -175,88 +448,20 @@ def run(
 ) -> RunReport:
     """Run date `day` and commit it; see the module docstring."""
     later = read_catalog(Root(settings.lake, settings.storage_options)).later(day)
-    if later and not rebuild_later:
-        shown = ", ".join(d.isoformat() for d in later)
-        raise RunOrderError(
-            f"runs after {day} are committed ({shown}): rerunning {day} alone would leave their"
-            " enter/exit records inconsistent",
-            hint=f"rerun {day} and every later date in order with --rebuild-later",
+    allowed = tuple(later) if rebuild_later else ()
+    for index, each in enumerate([day, *later] if rebuild_later else [day]):
+        plan = begin(
+            settings,
+            each,
+            accept_shrink=accept_shrink,
+            engine=engine,
+            allowed_later=allowed[index:],
         )
-    report = _run_one(settings, day, accept_shrink, engine, set(later))
-    for index, later_day in enumerate(later):
-        _run_one(settings, later_day, accept_shrink, engine, set(later[index + 1 :]))
-    return report
+        for step in STEPS:
+            step(settings, plan)
+        log.info("run %s committed", each)
+    return report(settings, day)
 
 
-def _run_one(
-    settings: Settings, day: date, accept_shrink: bool, engine: str, allowed_later: set[date]
-) -> RunReport:
-    from transforms.ingest import ingest
-
-    started = time.perf_counter()
-    root = Root(settings.lake, settings.storage_options)
-    catalog = read_catalog(root)
-    attempt = lake.new_attempt()
-    newer = sorted(set(catalog.later(day)) - allowed_later)
-    if newer:  # committed since run() looked: this date would no longer be the latest
-        raise RunOrderError(
-            f"run {', '.join(d.isoformat() for d in newer)} committed while run {day} started",
-            hint=f"rerun {day} with --rebuild-later to redo the later dates in order",
-        )
-    workspace = compile_workspace(settings, day)  # bad definitions stop the run before anything
-    ingested = None
-    if lake.read_ingest_manifest(root, day) is None:
-        ingested = ingest(settings, day)
-    previous_day = catalog.previous(day)
-    previous = read_manifest(root, catalog, previous_day) if previous_day else None
-    previous_members = read_table(root, previous, "membership") if previous else None
-    segments, _ = load_segments(settings.definitions)
-    hashes = definition_hashes(segments)
-    manual = _apply_manual(settings, segments, root, catalog, attempt, day, previous_members)
-    evaluation = evaluate(
-        settings, day, manual_members=manual.members, engine=engine, workspace=workspace
-    )
-    _check_snapshot(evaluation.people, previous, settings, accept_shrink, day)
-    context = DiffContext(
-        run_date=day,
-        previous_run_date=previous_day,
-        previous_definitions=previous["definitions"] if previous else {},
-        current_definitions=hashes,
-        snapshot=evaluation.snapshot,
-        manual_actions=manual.actions,
-    )
-    changes, membership = diff(previous_members, evaluation.members, context)
-    counts = _counts(membership, changes, list(evaluation.workspace.segments))
-    manifest = commit(
-        root,
-        day,
-        catalog,
-        attempt,
-        {"membership": membership, "changes": changes},
-        {
-            "previous_run_date": previous_day.isoformat() if previous_day else None,
-            "definitions": hashes,
-            "definitions_hash": hashlib.sha256(
-                "".join(f"{k}={v}\n" for k, v in hashes.items()).encode()
-            ).hexdigest()[:16],
-            "people": evaluation.people,
-            "engine": engine,
-            "rows": {"membership": membership.height, "changes": changes.height},
-            "segments": {sid: asdict(c) for sid, c in counts.items()},
-            "ingest": lake.ingest_manifest(day),
-            "manual": manual.to_json(),
-            "seconds": {**evaluation.seconds, "total": round(time.perf_counter() - started, 3)},
-        },
-    )
-    report = RunReport(
-        date=day.isoformat(),
-        previous_run_date=manifest["previous_run_date"],
-        people=evaluation.people,
-        segments=counts,
-        manifest=f"runs/run_date={day.isoformat()}/manifest-{manifest['attempt']}.json",
-        ingested=ingested,
-        manual=manifest["manual"],
-        seconds=manifest["seconds"],
-    )
-    log.info("run %s committed: %d memberships, %d changes", day, membership.height, changes.height)
-    return report
+def _since(started: float) -> float:
+    return round(time.perf_counter() - started, 3)

@@ -263,6 +263,14 @@ class Root:
                 except FileNotFoundError:
                     continue
 
+    def delete_folder(self, prefix: str) -> None:
+        """Delete everything under `prefix`; an absent folder is not an error."""
+        with _storage_errors("cannot delete", self.url_of(prefix)):
+            try:
+                self.fs.rm(self._full(prefix), recursive=True)
+            except FileNotFoundError:
+                return
+
 
 def _precondition_failed(exc: BaseException) -> bool:
     """Whether an S3 error (however the client wrapped it) is 412 Precondition Failed, or the
