@@ -81,7 +81,7 @@ def find_weed() -> str:
     )
 
 
-def _free_ports(count: int) -> list[int]:
+def free_ports(count: int) -> list[int]:
     """Distinct loopback ports that were free a moment ago (all held open while picking)."""
     sockets = []
     try:
@@ -210,7 +210,7 @@ def seaweedfs_s3(
         env["TMPDIR"] = str(work)  # where weed's glog files go (else /tmp)
         log = work / "weed.log"
         for attempt in range(1, attempts + 1):
-            ports = _free_ports(8)
+            ports = free_ports(8)
             endpoint = f"http://127.0.0.1:{ports[6]}"
             client = _client(endpoint, key, secret, timeout=2.0)
             (work / "data").mkdir(exist_ok=True)

@@ -176,6 +176,8 @@ def clean_up(root: Root, day: date, attempt: str) -> None:
     finished = {lake.attempt_of(info.key) for info in root.list_files(staging, recursive=True)}
     for other in sorted(a for a in finished if a is not None and a <= attempt):
         root.delete_folder(lake.staging("run", day, other))
+    if not root.list_files(staging, recursive=True):
+        root.delete_folder(staging)
 
 
 def remove_older_attempts(root: Root, folders: list[str], attempt: str) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 
 import polars as pl
 
+from transforms.config import Settings
 from transforms.definitions import SEGMENT_ID, Segment
 from transforms.errors import ConcurrentRunError, MissingInputError, SegmentsError
 from transforms.storage import FileInfo, Root
@@ -401,3 +402,55 @@ def drop_upload(
     key = f"{segment.id}/{'remove/' if action == 'remove' else ''}{name}.csv"
     inbox.write_bytes(key, data)
     return key
+
+
+def check_uploads(settings: Settings, day: date) -> dict[str, Any]:
+    """Look at the inbox's new uploads without applying them (what the inbox DAG does).
+
+    A file that can never be applied (wrong place, unknown or data-driven segment, not a
+    readable CSV) moves to `_rejected/<day>/` with its error report now, instead of at the next
+    run. For the others, a dry run against the latest ingested people snapshot counts the rows
+    that name a known person, and the unknown ids and ambiguous emails. The files stay where
+    they are: the next run applies them."""
+    from transforms import lake
+    from transforms.definitions import load_segments
+
+    inbox = Root(settings.inbox, settings.storage_options)
+    lake_root = Root(settings.lake, settings.storage_options)
+    segments, _ = load_segments(settings.definitions)
+    ingested = lake.ingested_days(lake_root)
+    people = (
+        lake.scan_people(lake_root, ingested[-1]).select("person_id", "email").collect()
+        if ingested
+        else None
+    )
+    _, new = _pending(inbox, lambda _: None, None)
+    checked, rejected = [], []
+    for info in new:
+        kind = _classify(info.key)
+        problems = [problem] if (problem := _refusal(kind, segments)) else []
+        report = None
+        if not problems and kind[1] != "clear":  # type: ignore[index]
+            report = UploadReport(info.key, *kind)  # type: ignore[misc]
+            try:
+                rows, report.notes, id_kind = _parse(inbox.read_bytes(info.key), kind[1])
+            except UploadError as exc:
+                problems = exc.problems
+            except FileNotFoundError:
+                continue  # a run claimed it meanwhile
+            else:
+                report.rows = len(rows)
+                if people is not None:
+                    report.applied = len(_resolve(rows, id_kind, people, report))
+        if problems:
+            try:
+                rejected.append(_reject(inbox, day, info.key, problems))
+            except FileNotFoundError:
+                continue
+        else:
+            checked.append(asdict(report) if report else {"file": info.key, "action": "clear"})
+    return {
+        "snapshot": ingested[-1].isoformat() if ingested else None,
+        "checked": checked,
+        "rejected": rejected,
+    }

@@ -1,0 +1,173 @@
+"""What the Airflow DAGs call: which date a DAG run processes, where its settings come from, and
+each task's body with Airflow's failure rules. Airflow is imported inside functions only, so the
+package works (and imports fast) without it.
+
+Which date: `segments_refresh` runs on a cron trigger (`CronTriggerTimetable`, data interval of
+zero length), so a run's logical date is the instant it was due. The run due at 02:00 UTC on
+28 Nov processes D = 27 Nov, the last complete day. A manual run may have no logical date: it
+then counts from the time it was queued for (`run_after`), which Airflow stores with the run,
+so clearing and rerunning it processes the same D. The `date` param overrides both. The wall
+clock is never read.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from transforms.config import Settings, load_settings
+from transforms.errors import ConcurrentRunError, ConfigError, SegmentsError
+
+log = logging.getLogger("segments.scheduling")
+CONFIG_VARIABLE = "segments_config"
+"""The Airflow Variable naming the segments.yaml to use (else SEGMENTS_CONFIG / the defaults)."""
+
+
+def run_date(param: str | None, logical_date: datetime | None, run_after: datetime) -> date:
+    """The date D a DAG run of segments_refresh processes; see the module docstring."""
+    if param:
+        try:
+            return date.fromisoformat(param)
+        except ValueError as exc:
+            raise ConfigError(
+                f"the date param {param!r} is not a date", hint="give it as YYYY-MM-DD"
+            ) from exc
+    due = logical_date or run_after
+    return (due.astimezone(UTC) - timedelta(days=1)).date()
+
+
+def settings() -> Settings:
+    """Settings for a task: the file the `segments_config` Variable names, if set."""
+    from airflow.sdk import Variable
+
+    return load_settings(Variable.get(CONFIG_VARIABLE, default=None))
+
+
+@contextmanager
+def task_boundary(restart_hint: str | None = None) -> Iterator[None]:
+    """Turn the project's errors into Airflow's: a terminal one fails the task with no retry
+    and says why in the task log; a transient one (object store 5xx, throttling) is raised
+    as it is, so the task's retries apply. A lost commit race cannot pass by retrying the
+    same task: with `restart_hint` it fails the task and says how to rerun the whole run."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    try:
+        yield
+    except SegmentsError as exc:
+        if restart_hint and isinstance(exc, ConcurrentRunError):
+            log.error("%s\n  fix: %s", exc.message, restart_hint)
+            raise AirflowFailException(f"{exc.message} ({restart_hint})") from exc
+        if exc.terminal:
+            log.error("%s", exc)
+            raise AirflowFailException(str(exc)) from exc
+        log.warning("transient: %s (the task will be retried)", exc)
+        raise
+
+
+def _params_date(context: Any) -> date:
+    return run_date(
+        context["params"].get("date"), context.get("logical_date"), context["dag_run"].run_after
+    )
+
+
+def start_run(context: Any) -> dict[str, Any]:
+    """The refresh's first task: plan an attempt at run D, then read D's landing files."""
+    from transforms.commit import read_catalog
+    from transforms.runs import begin, ingest_step
+    from transforms.storage import Root
+
+    params = context["params"]
+    with task_boundary():
+        day = _params_date(context)
+        config = settings()
+        later = read_catalog(Root(config.lake, config.storage_options)).later(day)
+        plan = begin(
+            config,
+            day,
+            accept_shrink=params.get("accept_shrink", False),
+            engine=params.get("engine", "polars"),
+            allowed_later=tuple(later) if params.get("rebuild_later") else (),
+        )
+        log.info(
+            "run %s: attempt %s (from %s)",
+            day,
+            plan.attempt,
+            "the date param" if params.get("date") else "the run's due time",
+        )
+        counts = ingest_step(config, plan)
+    return {"date": day.isoformat(), "attempt": plan.attempt, **counts}
+
+
+RESTART = (
+    "another run committed while this one was computing: clear this whole DAG run (not just"
+    " the commit task) to compute it again against what committed"
+)
+
+
+def run_step(name: str, handle: dict[str, Any]) -> dict[str, Any]:
+    """A later task of the refresh: step `name` of the attempt `start_run` planned."""
+    from transforms import runs
+    from transforms.commit import manifest_path
+    from transforms.storage import Root
+
+    step = {s.__name__.removesuffix("_step"): s for s in runs.STEPS}[name]
+    with task_boundary(RESTART if name == "commit" else None):
+        config = settings()
+        plan = runs.load_plan(config, date.fromisoformat(handle["date"]), handle["attempt"])
+        result = step(config, plan)
+    if name == "commit":
+        manifest = Root(config.lake, config.storage_options).url_of(
+            manifest_path(plan.day, plan.attempt)
+        )
+        return {"date": handle["date"], "manifest": manifest, "rows": result["rows"]}
+    return {"date": handle["date"], "attempt": handle["attempt"], **result}
+
+
+def report_run(handle: dict[str, Any]) -> dict[str, Any]:
+    """The refresh's last task: log what the committed run did, per segment."""
+    from transforms.runs import report
+
+    with task_boundary():
+        result = report(settings(), date.fromisoformat(handle["date"]))
+    sizes = result.segments.values()
+    return {
+        "date": result.date,
+        "people": result.people,
+        "segments": len(result.segments),
+        "memberships": sum(c.size for c in sizes),
+        "entered": sum(c.entered for c in sizes),
+        "exited": sum(c.exited for c in sizes),
+    }
+
+
+def check_inbox(context: Any) -> dict[str, Any]:
+    """The inbox DAG's task: refuse uploads that cannot be applied, dry-run the others."""
+    from transforms.inbox import check_uploads
+
+    due = context.get("logical_date") or context["dag_run"].run_after
+    with task_boundary():
+        result = check_uploads(settings(), due.astimezone(UTC).date())
+    for refused in result["rejected"]:
+        log.warning("refused %s: %s", refused["file"], "; ".join(refused["problems"]))
+    for upload in result["checked"]:
+        if upload["action"] == "clear":
+            log.info("%s: clears the segment at the next refresh", upload["file"])
+            continue
+        matched = "?" if result["snapshot"] is None else upload["applied"]
+        log.info(
+            "%s: %d rows, %s match people, %d unknown, %d ambiguous emails (snapshot %s)",
+            upload["file"],
+            upload["rows"],
+            matched,
+            upload["unknown_count"],
+            upload["ambiguous_count"],
+            result["snapshot"] or "none yet",
+        )
+    return {
+        "checked": len(result["checked"]),
+        "rejected": len(result["rejected"]),
+        "snapshot": result["snapshot"],
+    }
