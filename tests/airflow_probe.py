@@ -2,12 +2,14 @@
 
     python tests/airflow_probe.py integrity
     python tests/airflow_probe.py test DAG_ID LOGICAL_DATE [LOGICAL_DATE ...]
+    python tests/airflow_probe.py boundary
 
 `integrity` parses the DAG folder with `DagBag` and reports import errors, each DAG's
 settings, parse time per file and the modules the DAG files pulled in. `test` runs one
-`dag.test()` per logical date, in order, and reports each run's task states. Airflow reads its
-configuration (AIRFLOW_HOME, the metadata database) when it is first imported, so the tests run
-this in a subprocess with an environment of their own.
+`dag.test()` per logical date, in order, and reports each run's task states. `boundary`
+reports what `transforms.scheduling.task_boundary` turns each kind of project error into.
+Airflow reads its configuration (AIRFLOW_HOME, the metadata database) when it is first
+imported, so the tests run this in a subprocess with an environment of their own.
 """
 
 from __future__ import annotations
@@ -63,7 +65,28 @@ def test(dag_id: str, logical_dates: list[str]) -> list[dict]:
     return runs
 
 
+def boundary() -> dict:
+    from transforms.errors import ConcurrentRunError, DefinitionError, StorageError
+    from transforms.scheduling import RESTART, task_boundary
+
+    cases = {
+        "terminal": (DefinitionError("bad", file="x.yaml", hint="fix it"), None),
+        "transient": (StorageError("503 Slow Down"), None),
+        "lost_race_elsewhere": (ConcurrentRunError("lost"), None),
+        "lost_race_at_commit": (ConcurrentRunError("lost"), RESTART),
+    }
+    raised = {}
+    for name, (error, hint) in cases.items():
+        try:
+            with task_boundary(hint):
+                raise error
+        except Exception as exc:  # what Airflow would see
+            raised[name] = type(exc).__name__
+    return raised
+
+
 if __name__ == "__main__":
     command, *rest = sys.argv[1:]
-    result = integrity() if command == "integrity" else test(rest[0], rest[1:])
+    commands = {"integrity": integrity, "boundary": boundary}
+    result = commands[command]() if command in commands else test(rest[0], rest[1:])
     print("RESULT " + json.dumps(result))

@@ -179,6 +179,16 @@ def test_three_nightly_runs_give_what_the_cli_gives(airflow_home, tmp_path):
     )
 
 
+def test_terminal_errors_fail_without_retry_and_transient_ones_retry(airflow_home):
+    result, _ = probe(airflow_home, "boundary")
+    assert result == {
+        "terminal": "AirflowFailException",
+        "transient": "StorageError",
+        "lost_race_elsewhere": "ConcurrentRunError",
+        "lost_race_at_commit": "AirflowFailException",
+    }
+
+
 BAD_DEFINITION = "name: Big spenders (typo)\ntype: data_driven\nwhere: lifetime_valu > 100\n"
 
 
