@@ -587,3 +587,93 @@ def _print_manual(manual: dict) -> None:
             f" (moved to {refused['moved_to']})",
             highlight=False,
         )
+
+
+OptionalDateOpt = Annotated[
+    str | None,
+    typer.Option("--date", help="The run date D (YYYY-MM-DD); default: the latest committed run."),
+]
+
+
+def _run_day(settings: Settings, text: str | None) -> date:
+    """`--date`, or the latest committed run's date."""
+    if text is not None:
+        return _day(text)
+    from transforms.commit import read_catalog
+    from transforms.storage import Root
+
+    latest = read_catalog(Root(settings.lake, settings.storage_options)).latest
+    if latest is None:
+        raise SegmentsError(
+            f"no committed run in {settings.lake}", hint="run `segments run --date D` first"
+        )
+    return latest
+
+
+def _truth(value: bool | None) -> str:
+    return {True: "[green]TRUE[/]", False: "[red]FALSE[/]", None: "[yellow]NULL[/]"}[value]
+
+
+@app.command()
+def why(
+    person: Annotated[str, typer.Argument(help="The person_id.")],
+    segment: SegmentArg,
+    date_: OptionalDateOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    inbox: InboxOpt = None,
+    definitions: DefinitionsOpt = None,
+    contracts: ContractsOpt = None,
+) -> None:
+    """Why a person is or is not in a segment: the predicate's tree with each condition's
+    value for them and the values it saw (or, for a manual segment, the uploads)."""
+    from dataclasses import asdict
+
+    from rich.tree import Tree
+
+    from transforms.explain import explain
+
+    settings = _settings(
+        config, lake=lake, inbox=inbox, definitions=definitions, contracts=contracts
+    )
+    try:
+        result = explain(settings, person, segment, _run_day(settings, date_))
+    except SegmentsError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.print_json(json.dumps(asdict(result), default=str))
+        return
+    verdict = "[green]is a member[/]" if result.member else "[red]is not a member[/]"
+    console.print(f"{person} {verdict} of {segment} on {result.date}")
+    if not result.in_snapshot:
+        console.print(f"  {person} is not in the people snapshot of {result.date}", highlight=False)
+    if result.tree is not None:
+
+        def add(branch: Tree, node) -> None:
+            label = node.kind.upper() if node.kind != "condition" else node.sql
+            child = branch.add(f"{_truth(node.value)}  {label}", highlight=False)
+            for seen in node.saw:
+                window = f"  [dim]({seen['window']})[/]" if seen.get("window") else ""
+                shown = _truth(seen["value"]) if seen["kind"] == "segment" else repr(seen["value"])
+                child.add(f"[dim]{seen['kind']}[/] {seen['name']} = {shown}{window}")
+            for sub in node.children:
+                add(child, sub)
+
+        tree = Tree("predicate (a member when TRUE; NULL is not TRUE)")
+        add(tree, result.tree)
+        console.print(tree)
+    for upload in result.uploads:
+        line = f", line {upload['line']}" if "line" in upload else ""
+        console.print(
+            f"  run {upload['run_date']}: {upload['action']} by {upload['file']}{line}",
+            highlight=False,
+        )
+    if result.kind == "manual" and not result.uploads:
+        console.print("  no applied upload named this person", highlight=False)
+    if result.committed_member is not None and result.committed_member != result.member:
+        console.print(
+            f"[yellow]note:[/] the committed run of {result.date} has them as"
+            f" {'a member' if result.committed_member else 'not a member'}: the definitions"
+            " changed since (see `segments plan`)"
+        )

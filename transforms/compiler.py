@@ -1194,6 +1194,22 @@ def compile_segments(
     )
 
 
+def condition_expression(
+    node: exp.Expr, workspace: Workspace, people: TableContract, events: TableContract
+) -> pl.Expr:
+    """A condition inside a compiled predicate (any boolean subtree) as a Polars expression
+    over the columns `transforms.membership.segment_columns` builds: what `segments why`
+    evaluates node by node. Event functions resolve to the workspace's features by name."""
+    scope = _Scope(
+        columns={c.name: c.logical_type for c in people.columns},
+        as_of=workspace.as_of,
+        events=events,
+        segments=frozenset(workspace.segments),
+        features=dict(workspace.features),
+    )
+    return _boolean_operand(_compile(node, scope), node)
+
+
 def as_of_instant(day: date) -> datetime:
     """The as-of instant of run date D: the end of D, 00:00 UTC of D+1."""
     return datetime.combine(day + timedelta(days=1), time(), UTC)

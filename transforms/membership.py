@@ -62,17 +62,14 @@ def event_features(events: pl.LazyFrame, workspace: Workspace) -> pl.LazyFrame:
     )
 
 
-def segment_members(
+def segment_columns(
     people: pl.LazyFrame,
     features: pl.LazyFrame,
     workspace: Workspace,
     manual_members: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """(segment_id, person_id) of every member of every segment, in segment order.
-
-    `manual_members` holds (segment_id, person_id) of manual segments; people not in the
-    snapshot are never members.
-    """
+    """People joined with their event features (defaults filled) and one boolean column per
+    segment (`__seg_<id>`), computed level by level."""
     frame = people.join(features, on="person_id", how="left")
     frame = frame.with_columns(
         pl.col(f.name).fill_null(f.default)
@@ -98,6 +95,21 @@ def segment_members(
                 columns.append(segment.expr.fill_null(False).alias(segment.column))
         if columns:
             frame = frame.with_columns(columns)
+    return frame
+
+
+def segment_members(
+    people: pl.LazyFrame,
+    features: pl.LazyFrame,
+    workspace: Workspace,
+    manual_members: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """(segment_id, person_id) of every member of every segment, in segment order.
+
+    `manual_members` holds (segment_id, person_id) of manual segments; people not in the
+    snapshot are never members.
+    """
+    frame = segment_columns(people, features, workspace, manual_members)
     ordered = [sid for level in workspace.order for sid in level]
     if not ordered:
         return pl.LazyFrame(schema={"segment_id": pl.String, "person_id": pl.String})
