@@ -677,3 +677,104 @@ def why(
             f" {'a member' if result.committed_member else 'not a member'}: the definitions"
             " changed since (see `segments plan`)"
         )
+
+
+@app.command()
+def plan(
+    date_: OptionalDateOpt = None,
+    fail_on_change: Annotated[
+        bool, typer.Option(help="Exit with 1 when any segment is new, changed or deleted.")
+    ] = False,
+    sample: Annotated[int, typer.Option(help="People shown per would-enter/exit list.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON.")] = False,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+    definitions: DefinitionsOpt = None,
+    contracts: ContractsOpt = None,
+) -> None:
+    """What the definitions on disk would change against a committed run (default: the
+    latest): size before/after, would-enter and would-exit. Writes nothing."""
+    from dataclasses import asdict
+
+    from transforms.plan import plan as plan_changes
+
+    settings = _settings(config, lake=lake, definitions=definitions, contracts=contracts)
+    try:
+        day = _day(date_) if date_ else None
+        with console.status("evaluating the changed definitions"):
+            result = plan_changes(settings, day, sample)
+    except SegmentsError as exc:
+        raise _fail(exc) from exc
+    if as_json:
+        console.print_json(json.dumps(asdict(result)))
+    elif not result.segments:
+        console.print(f"no definition differs from the ones run {result.run_date} used")
+    else:
+        table = Table(title=f"Definitions on disk vs run {result.run_date}", title_justify="left")
+        for column in ("segment", "status", "before", "after", "would enter", "would exit"):
+            table.add_column(column, justify="left" if column in ("segment", "status") else "right")
+        for item in result.segments:
+            table.add_row(
+                item.segment_id,
+                item.status,
+                f"{item.before:,}",
+                f"{item.after:,}",
+                f"{item.entering:,}",
+                f"{item.exiting:,}",
+            )
+        console.print(table)
+        for item in result.segments:
+            for verb, people in (("enter", item.sample_entering), ("exit", item.sample_exiting)):
+                if people:
+                    console.print(
+                        f"  {item.segment_id}: would {verb}: {', '.join(people)}"
+                        + (
+                            " ..."
+                            if len(people) < (item.entering if verb == "enter" else item.exiting)
+                            else ""
+                        ),
+                        highlight=False,
+                    )
+    if fail_on_change and result.changes:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def history(
+    segment: SegmentArg,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the rows as JSON.")] = False,
+    config: ConfigOpt = None,
+    lake: LakeOpt = None,
+) -> None:
+    """Size, entered and exited of a segment in every committed run."""
+    from dataclasses import asdict
+
+    from transforms.history import segment_history
+    from transforms.storage import Root
+
+    settings = _settings(config, lake=lake)
+    try:
+        rows = segment_history(Root(settings.lake, settings.storage_options), segment)
+    except SegmentsError as exc:
+        raise _fail(exc) from exc
+    if not rows:
+        raise _fail(
+            SegmentsError(
+                f"no committed run has a segment '{segment}'",
+                hint="check the id (`segments validate` lists the definitions) or run first",
+            )
+        )
+    if as_json:
+        console.print_json(json.dumps([asdict(r) for r in rows]))
+        return
+    table = Table(title=f"{segment}: committed runs", title_justify="left")
+    for column in ("run date", "members", "entered", "exited", "definition"):
+        table.add_column(
+            column, justify="left" if column in ("run date", "definition") else "right"
+        )
+    previous = None
+    for row in rows:
+        note = "" if previous in (None, row.definition) else "changed"
+        table.add_row(row.run_date, f"{row.size:,}", f"{row.entered:,}", f"{row.exited:,}", note)
+        previous = row.definition
+    console.print(table)

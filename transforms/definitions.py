@@ -208,3 +208,16 @@ def load_segments(folder: str | Path) -> tuple[dict[str, Segment], list[Definiti
             continue
         segments[segment.id] = segment
     return segments, problems
+
+
+def definition_hashes(segments: dict[str, Segment]) -> dict[str, str]:
+    return {sid: segment.content_hash() for sid, segment in sorted(segments.items())}
+
+
+def definition_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
+    """Segment ids that are new, changed or deleted between two sets of definition hashes."""
+    return {
+        "new": sorted(set(after) - set(before)),
+        "changed": sorted(s for s in set(after) & set(before) if after[s] != before[s]),
+        "deleted": sorted(set(before) - set(after)),
+    }

@@ -40,7 +40,7 @@ from transforms.commit import (
     write_tables,
 )
 from transforms.config import Settings
-from transforms.definitions import Segment, load_segments
+from transforms.definitions import definition_changes, definition_hashes, load_segments
 from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
 from transforms.inbox import MEMBERS, apply_uploads, collect_uploads
 from transforms.ingest import IngestReport
@@ -76,10 +76,6 @@ class RunReport:
         data = asdict(self)
         data["ingested"] = self.ingested.to_json() if self.ingested is not None else None
         return data
-
-
-def definition_hashes(segments: dict[str, Segment]) -> dict[str, str]:
-    return {sid: segment.content_hash() for sid, segment in sorted(segments.items())}
 
 
 def _check_snapshot(
@@ -359,7 +355,7 @@ def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     """Publish the run: manifest, then the catalog swap. Returns the manifest."""
     root = Root(settings.lake, settings.storage_options)
-    previous_day, _ = _previous(root, plan)
+    previous_day, previous = _previous(root, plan)
     segments, _ = load_segments(settings.definitions)
     hashes = definition_hashes(segments)
     steps = {
@@ -385,6 +381,9 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         {
             "previous_run_date": previous_day.isoformat() if previous_day else None,
             "definitions": hashes,
+            "definitions_changed": definition_changes(
+                previous["definitions"] if previous else {}, hashes
+            ),
             "definitions_hash": hashlib.sha256(
                 "".join(f"{k}={v}\n" for k, v in hashes.items()).encode()
             ).hexdigest()[:16],
