@@ -381,9 +381,15 @@ def run(
             config, landing=landing, lake=lake, definitions=definitions, contracts=contracts
         )
         _engine(engine)
-        report = run_date(
-            settings, day, accept_shrink=accept_shrink, rebuild_later=rebuild_later, engine=engine
-        )
+        with console.status(f"run {day}") as status:
+            report = run_date(
+                settings,
+                day,
+                accept_shrink=accept_shrink,
+                rebuild_later=rebuild_later,
+                engine=engine,
+                progress=lambda step: status.update(f"run {step}"),
+            )
     except SegmentsError as exc:
         raise _fail(exc) from exc
     if as_json:
@@ -393,6 +399,7 @@ def run(
         _print_ingest(report.ingested)
     console.print(_run_table(report, _segment_kinds(settings)))
     console.print(f"committed: {settings.lake}/{report.manifest}", highlight=False)
+    console.print(f"report: {report.html}", highlight=False)
 
 
 def _run_table(report: RunReport, kinds: dict[str, str]) -> Table:
@@ -550,8 +557,10 @@ def demo(
                     + ", ".join(files.later_uploads),
                     highlight=False,
                 )
-            with console.status(f"running {day}"):
-                report = run_date(settings, day)
+            with console.status(f"running {day}") as status:
+                report = run_date(
+                    settings, day, progress=lambda step: status.update(f"running {step}")
+                )
             if report.ingested is not None:
                 _print_ingest(report.ingested)
             console.print(_run_table(report, kinds))

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from typing import Any
@@ -45,6 +46,7 @@ from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkEr
 from transforms.inbox import MEMBERS, apply_uploads, collect_uploads
 from transforms.ingest import IngestReport
 from transforms.materialize import compile_workspace, evaluate
+from transforms.run_report import write_report
 from transforms.storage import Root
 
 log = logging.getLogger("segments.run")
@@ -71,6 +73,8 @@ class RunReport:
     manual: dict[str, Any] = field(default_factory=dict)
     """The uploads applied and refused (as in the manifest)."""
     seconds: dict[str, float] = field(default_factory=dict)
+    html: str | None = None
+    """URL of the run's HTML report."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -400,7 +404,7 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 
 
 def report(settings: Settings, day: date) -> RunReport:
-    """What the committed run of `day` did, from its manifest."""
+    """What the committed run of `day` did, from its manifest; writes its HTML report."""
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
     manifest = read_manifest(root, catalog, day)
@@ -420,7 +424,9 @@ def report(settings: Settings, day: date) -> RunReport:
         ingested=ingested,
         manual=manifest["manual"],
         seconds=manifest["seconds"],
+        html=root.url_of(write_report(root, day)),
     )
+    log.info("run %s: report %s", day, result.html)
     for sid, counts in result.segments.items():
         log.info(
             "run %s %s: %d members, %d entered, %d exited",
@@ -444,8 +450,10 @@ def run(
     accept_shrink: bool = False,
     rebuild_later: bool = False,
     engine: str = "polars",
+    progress: Callable[[str], None] | None = None,
 ) -> RunReport:
-    """Run date `day` and commit it; see the module docstring."""
+    """Run date `day` and commit it; see the module docstring. `progress` is told each step
+    as it starts (e.g. "2026-03-31: materialize")."""
     later = read_catalog(Root(settings.lake, settings.storage_options)).later(day)
     allowed = tuple(later) if rebuild_later else ()
     for index, each in enumerate([day, *later] if rebuild_later else [day]):
@@ -457,6 +465,10 @@ def run(
             allowed_later=allowed[index:],
         )
         for step in STEPS:
+            name = step.__name__.removesuffix("_step")
+            log.debug("run %s: %s", each, name)
+            if progress is not None:
+                progress(f"{each}: {name}")
             step(settings, plan)
         log.info("run %s committed", each)
     return report(settings, day)

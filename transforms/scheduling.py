@@ -140,6 +140,7 @@ def report_run(handle: dict[str, Any]) -> dict[str, Any]:
         "memberships": sum(c.size for c in sizes),
         "entered": sum(c.entered for c in sizes),
         "exited": sum(c.exited for c in sizes),
+        "report": result.html,
     }
 
 
