@@ -291,7 +291,7 @@ def test_a_real_scheduler_runs_a_backfill_in_order(scheduler, tmp_path):
         time.sleep(5)
     backfill.sort(key=lambda r: r["logical_date"])
     logs = "\n".join(p.read_text()[-3000:] for p in (tmp_path / "airflow-logs").iterdir())
-    assert [r["state"] for r in backfill] == ["success"] * 3, logs
+    assert [r["state"] for r in backfill] == ["success"] * 3, f"{backfill}\n{logs}"
     ends = [r["end_date"] for r in backfill]
     starts = [r["start_date"] for r in backfill]
     assert all(starts[i + 1] >= ends[i] for i in range(2))  # one after the other, in order
