@@ -33,6 +33,11 @@ SQL_TYPES = {
     "timestamp": "TIMESTAMPTZ",
 }
 TRUE_TEXT = ("true", "t", "1", "yes", "y")
+# the text forms CAST turns into dates and timestamps (docs/segment_language.md)
+ISO_TEXT = {
+    "date": r"\d{4}-\d{2}-\d{2}",
+    "timestamp": r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([zZ]|[+-]\d{2}:?\d{2})?)?",
+}
 FALSE_TEXT = ("false", "f", "0", "no", "n")
 
 
@@ -79,11 +84,9 @@ def _cast(node: exp.Cast, inner: exp.Expr) -> exp.Expr:
                     exp.If(this=lowered.isin(*FALSE_TEXT), true=exp.false()),
                 ]
             )
-        elif target == "date":
-            iso = exp.RegexpFullMatch(
-                this=text, expression=exp.Literal.string(r"\d{4}-\d{2}-\d{2}")
-            )
-            result = exp.Case(ifs=[exp.If(this=iso, true=_try_cast(text, "date"))])
+        elif target in ("date", "timestamp"):  # engines' own parsers take more forms
+            iso = exp.RegexpFullMatch(this=text, expression=exp.Literal.string(ISO_TEXT[target]))
+            result = exp.Case(ifs=[exp.If(this=iso, true=_try_cast(text.copy(), target))])
         else:
             result = _try_cast(text, target)
     elif target == "timestamp" and source == "date":
