@@ -36,7 +36,8 @@ lock: venv
 	$(BIN)/uv pip compile pyproject.toml --all-extras --python-version 3.11 \
 		--custom-compile-command "make lock" -o requirements.lock
 
-# A long hunt for Polars/DuckDB disagreements (CI runs 60 examples, this 3000).
+# A long hunt for disagreements: Polars against DuckDB (CI runs 60 examples, this 3000) and
+# against Spark (CI 15, this 300).
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/test_fuzz_engines.py -p no:cacheprovider
 

@@ -9,6 +9,8 @@ own), it times:
   predicates, diff against the previous run, membership and changes Parquet committed);
 - segments-duckdb: the same run with `engine="duckdb"` (membership computed by the SQL the
   project generates, run by DuckDB);
+- segments-spark: the same run with `engine="spark"` (the generated Spark SQL, run by Spark in
+  local mode on this machine's cores, `local[*]`; its JVM's peak memory is added);
 - duckdb: the same membership written by hand as one DuckDB query (`count(*) FILTER (WHERE
   ...)` per feature in one pass, joined to people, one SELECT per segment), written to Parquet.
 Both outputs are compared row for row. Prints medians and the ratio; writes
@@ -113,9 +115,29 @@ COPY (
 """
 
 
+CONTENDERS = ["segments", "segments-duckdb", "segments-spark", "duckdb"]
+SPARK_CONF = {"spark.driver.memory": "6g"}
+
+
+def _jvm_peak_rss_mb() -> float:
+    """Peak memory of this process's Spark JVM (a separate process the rusage of the run does
+    not see), 0 when no JVM was started."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return 0.0
+    status = Path(f"/proc/{gateway.proc.pid}/status").read_text()
+    return (
+        int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
+        / 1024
+    )
+
+
 def child(engine: str, data: Path) -> None:
     """Run one engine once (in its own process) and print its wall time."""
     started = time.perf_counter()
+    extra_rss_mb = 0.0
     if engine.startswith("segments"):
         from transforms.config import load_settings
         from transforms.runs import run
@@ -126,8 +148,12 @@ def child(engine: str, data: Path) -> None:
             inbox=str(data / "inbox"),
             contracts=str(REPO / "data_contracts"),
             definitions=str(data / "definitions"),
+            spark_master="local[*]",
+            spark_conf=SPARK_CONF,
         )
-        run(settings, FIRST_DAY, engine="duckdb" if engine == "segments-duckdb" else "polars")
+        run(settings, FIRST_DAY, engine=engine.removeprefix("segments").lstrip("-") or "polars")
+        if engine == "segments-spark":
+            extra_rss_mb = _jvm_peak_rss_mb()
     else:
         import duckdb
 
@@ -140,7 +166,8 @@ def child(engine: str, data: Path) -> None:
                 str(data / "duckdb-membership.parquet"),
             )
         )
-    print(json.dumps({"seconds": time.perf_counter() - started}))
+    seconds = time.perf_counter() - started
+    print(json.dumps({"seconds": seconds, "extra_rss_mb": extra_rss_mb}))
 
 
 def _measure(engine: str, data: Path) -> dict:
@@ -161,9 +188,10 @@ def _measure(engine: str, data: Path) -> dict:
     output = process.stdout.read().decode()
     if status != 0:
         raise RuntimeError(f"{engine} run failed")
+    result = json.loads(output.strip().splitlines()[-1])
     return {
-        "seconds": json.loads(output.strip().splitlines()[-1])["seconds"],
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "seconds": result["seconds"],
+        "peak_rss_mb": usage.ru_maxrss / 1024 + result["extra_rss_mb"],
     }
 
 
@@ -198,6 +226,8 @@ def prepare(scale: str) -> Path:
 
 
 def same_membership(data: Path) -> bool:
+    """The committed membership (of the last segments run: segments-spark) against the
+    hand-written DuckDB query's."""
     ours = pl.read_parquet(data / "lake" / "membership" / f"run_date={FIRST_DAY}" / "*.parquet")
     theirs = pl.read_parquet(data / "duckdb-membership.parquet")
     key = ["segment_id", "person_id"]
@@ -208,7 +238,7 @@ def run(scale: str, repeat: int) -> dict:
     console = Console()
     with console.status(f"preparing scale {scale} (landing data and ingest, once)"):
         data = prepare(scale)
-    runs: dict[str, list[dict]] = {"segments": [], "segments-duckdb": [], "duckdb": []}
+    runs: dict[str, list[dict]] = {engine: [] for engine in CONTENDERS}
     for attempt in range(repeat):
         for engine in runs:  # interleaved, so both see the same machine state
             with console.status(f"{engine} run {attempt + 1}/{repeat}"):
@@ -252,9 +282,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", choices=sorted(SCALES), default="S")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument(
-        "--child", choices=["segments", "segments-duckdb", "duckdb"], help=argparse.SUPPRESS
-    )
+    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:

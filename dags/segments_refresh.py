@@ -47,7 +47,7 @@ CHANGES = Asset(name="segments.changes")
             description="Allow rerunning D while later runs are committed (rerun those next,"
             " in order).",
         ),
-        "engine": Param("polars", enum=["polars", "duckdb"], description="The engine."),
+        "engine": Param("polars", enum=["polars", "duckdb", "spark"], description="The engine."),
     },
 )
 def segments_refresh():

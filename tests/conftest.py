@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
+import shutil
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -192,3 +194,22 @@ class Bucket:
         except ClientError as exc:
             return int(exc.response["ResponseMetadata"]["HTTPStatusCode"])
         return int(response["ResponseMetadata"]["HTTPStatusCode"])
+
+
+# --- Apache Spark in local mode, for the spark engine's tests ----------------------------------
+SPARK_TEST_CONF = {"spark.sql.shuffle.partitions": "4", "spark.default.parallelism": "2"}
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator[Any]:
+    """One local Spark session (2 cores) for the whole test session; skipped only when no
+    Java runtime can be found."""
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        pytest.skip("the spark tests need Java 17: no `java` on the PATH and no JAVA_HOME")
+    from transforms.engines import spark_session
+
+    session = spark_session(
+        load_settings(None, spark_master="local[2]", spark_conf=SPARK_TEST_CONF)
+    )
+    yield session
+    session.stop()

@@ -20,6 +20,8 @@ def _clean_env(monkeypatch, tmp_path):
         "DEFINITIONS",
         "CONTRACTS",
         "VALIDATION_BATCH_ROWS",
+        "SPARK_MASTER",
+        "SPARK_REMOTE",
     ):
         monkeypatch.delenv(f"SEGMENTS_{name}", raising=False)
     monkeypatch.chdir(tmp_path)
@@ -85,3 +87,20 @@ def test_bad_config_is_refused_with_the_file_and_field(tmp_path, text, message):
 def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_settings(tmp_path / "nope.yaml")
+
+
+def test_spark_settings_follow_file_then_environment_then_flags(tmp_path, monkeypatch):
+    assert load_settings().spark_master == "local[2]"
+    assert load_settings().spark_remote is None
+    path = write_config(
+        tmp_path,
+        "spark_master: local[4]\nspark_conf: {spark.driver.memory: 2g}\n",
+    )
+    assert load_settings(path).spark_master == "local[4]"
+    assert load_settings(path).spark_conf == {"spark.driver.memory": "2g"}
+    monkeypatch.setenv("SEGMENTS_SPARK_MASTER", "spark://cluster:7077")
+    monkeypatch.setenv("SEGMENTS_SPARK_REMOTE", "sc://connect:15002")
+    assert load_settings(path).spark_master == "spark://cluster:7077"
+    assert load_settings(path).spark_remote == "sc://connect:15002"
+    flagged = load_settings(path, spark_master="local[1]", spark_remote="sc://other:15002")
+    assert (flagged.spark_master, flagged.spark_remote) == ("local[1]", "sc://other:15002")

@@ -57,4 +57,7 @@ def test_compile_prints_sql_for_a_dialect():
     assert "FILTER(WHERE" in result.stdout and "__seg_repeat_buyers" in result.stdout
     every = runner.invoke(app, ["compile", "--all", "--dialect", "spark", *flags])
     assert every.exit_code == 0, every.output
-    assert every.stdout.count("AS segment_id") == 18
+    ids = [p.stem for p in (REPO / "segment_definitions").glob("*.yaml")]
+    assert len(ids) == 18
+    assert all(f"IF(`__seg_{sid}`, '{sid}', NULL)" in every.stdout for sid in ids)
+    assert "EXPLODE(" in every.stdout and "UNION ALL" not in every.stdout

@@ -1,5 +1,6 @@
 """Property-based hunt for disagreements: random predicates over random small tables, Polars
-against the generated SQL on DuckDB. Same members, or a bug.
+against the generated SQL on DuckDB, and (fewer examples: each costs Spark a query) on Spark.
+Same members, or a bug.
 
 CI runs a bounded number of examples; `make fuzz` runs many more
 (`HYPOTHESIS_PROFILE=fuzz`). Every disagreement found becomes a case in test_language.py.
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import duckdb
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from language_fixture import AS_OF
@@ -33,6 +35,7 @@ settings.register_profile(
     "fuzz", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+SPARK_EXAMPLES = {"ci": 15, "fuzz": 300}[os.environ.get("HYPOTHESIS_PROFILE", "ci")]
 
 EVENT_NAMES = ["purchase", "login", "page_viewed"]
 nullable = lambda values: st.one_of(st.none(), values)  # noqa: E731
@@ -235,27 +238,55 @@ def _tables(people_rows: list[dict], event_rows: list[dict], folder: Path) -> tu
     return folder / "people.parquet", folder / "events.parquet"
 
 
-@given(
-    predicate=conditions(2),
-    people_rows=st.lists(person, min_size=1, max_size=10),
-    event_rows=st.lists(event, max_size=30),
-)
-def test_polars_and_duckdb_agree(tmp_path_factory, predicate, people_rows, event_rows):
-    people_path, events_path = _tables(people_rows, event_rows, tmp_path_factory.mktemp("fuzz"))
+def _workspace(predicate: str):
+    """The one-segment workspace of `predicate`, or None when the compiler refuses it (the
+    generator can build ill-typed predicates: refusing them is fine)."""
     segments = {
         "s": Segment("s", "s.yaml", SegmentFile(name="s", type="data_driven", where=predicate))
     }
     workspace, problems = compile_segments(segments, PEOPLE, EVENTS, AS_OF)
-    if problems:  # the generator can build ill-typed predicates: refusing them is fine
-        assert all(p.file == "s.yaml" for p in problems)
-        return
+    assert all(p.file == "s.yaml" for p in problems)
+    return None if problems else workspace
+
+
+def _polars_members(workspace, people_path: Path, events_path: Path) -> set[str]:
     features = event_features(pl.scan_parquet(events_path), workspace)
-    ours = segment_members(pl.scan_parquet(people_path), features, workspace).collect()
+    members = segment_members(pl.scan_parquet(people_path), features, workspace).collect()
+    return set(members["person_id"])
+
+
+tables = {
+    "people_rows": st.lists(person, min_size=1, max_size=10),
+    "event_rows": st.lists(event, max_size=30),
+}
+
+
+@given(predicate=conditions(2), **tables)
+def test_polars_and_duckdb_agree(tmp_path_factory, predicate, people_rows, event_rows):
+    people_path, events_path = _tables(people_rows, event_rows, tmp_path_factory.mktemp("fuzz"))
+    workspace = _workspace(predicate)
+    if workspace is None:
+        return
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     query = run_query(workspace, f"read_parquet('{people_path}')", f"read_parquet('{events_path}')")
     theirs = {person for _, person in con.sql(query).fetchall()}
-    assert set(ours["person_id"]) == theirs, predicate
+    assert _polars_members(workspace, people_path, events_path) == theirs, predicate
+
+
+@pytest.mark.spark
+@settings(max_examples=SPARK_EXAMPLES)
+@given(predicate=conditions(2), **tables)
+def test_polars_and_spark_agree(spark, tmp_path_factory, predicate, people_rows, event_rows):
+    people_path, events_path = _tables(people_rows, event_rows, tmp_path_factory.mktemp("fuzz"))
+    workspace = _workspace(predicate)
+    if workspace is None:
+        return
+    spark.read.parquet(str(people_path)).createOrReplaceTempView("fuzz_people")
+    spark.read.parquet(str(events_path)).createOrReplaceTempView("fuzz_events")
+    query = run_query(workspace, "fuzz_people", "fuzz_events", dialect="spark")
+    theirs = {row.person_id for row in spark.sql(query).collect()}
+    assert _polars_members(workspace, people_path, events_path) == theirs, predicate
 
 
 @settings(max_examples=3, deadline=None)

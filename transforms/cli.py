@@ -45,7 +45,16 @@ DefinitionsOpt = Annotated[str | None, typer.Option(help="Segment definitions fo
 ContractsOpt = Annotated[str | None, typer.Option(help="Data contracts folder.")]
 EngineOpt = Annotated[
     str,
-    typer.Option(help="Where membership is computed: polars (in process) or duckdb (its SQL)."),
+    typer.Option(
+        help="Where membership is computed: polars (in process), duckdb or spark (the SQL"
+        " `compile --dialect` prints)."
+    ),
+]
+SparkMasterOpt = Annotated[
+    str | None, typer.Option(help="Spark master for --engine spark (default local[2]).")
+]
+SparkRemoteOpt = Annotated[
+    str | None, typer.Option(help="Spark Connect URL (sc://host:15002) for --engine spark.")
 ]
 DateOpt = Annotated[str, typer.Option("--date", help="The run's logical date D (YYYY-MM-DD, UTC).")]
 
@@ -331,13 +340,22 @@ def preview(
     lake: LakeOpt = None,
     definitions: DefinitionsOpt = None,
     contracts: ContractsOpt = None,
+    spark_master: SparkMasterOpt = None,
+    spark_remote: SparkRemoteOpt = None,
 ) -> None:
     """Size and a sample of a segment's members on a date, computed without writing anything."""
     import polars as pl
 
     from transforms.materialize import evaluate
 
-    settings = _settings(config, lake=lake, definitions=definitions, contracts=contracts)
+    settings = _settings(
+        config,
+        lake=lake,
+        definitions=definitions,
+        contracts=contracts,
+        spark_master=spark_master,
+        spark_remote=spark_remote,
+    )
     try:
         with console.status(f"evaluating {segment} for {date_}"):
             evaluation = evaluate(settings, _day(date_), only={segment}, engine=_engine(engine))
@@ -371,6 +389,8 @@ def run(
     lake: LakeOpt = None,
     definitions: DefinitionsOpt = None,
     contracts: ContractsOpt = None,
+    spark_master: SparkMasterOpt = None,
+    spark_remote: SparkRemoteOpt = None,
 ) -> None:
     """Run date D: ingest it if needed, compute every segment, diff, and commit the run."""
     from transforms.runs import run as run_date
@@ -378,7 +398,13 @@ def run(
     day = _day(date_)
     try:
         settings = _settings(
-            config, landing=landing, lake=lake, definitions=definitions, contracts=contracts
+            config,
+            landing=landing,
+            lake=lake,
+            definitions=definitions,
+            contracts=contracts,
+            spark_master=spark_master,
+            spark_remote=spark_remote,
         )
         _engine(engine)
         with console.status(f"run {day}") as status:

@@ -749,8 +749,9 @@ def _cast_expr(value: Typed, target: str) -> pl.Expr:
                 .then(False)
                 .otherwise(None)
             )
-        if target == "date":
-            return text.str.to_date("%Y-%m-%d", strict=False)
+        if target == "date":  # chrono alone would take 2026-3-1
+            iso = text.str.contains(r"^\d{4}-\d{2}-\d{2}$")
+            return pl.when(iso).then(text.str.to_date("%Y-%m-%d", strict=False))
         if target == "timestamp":
             return iso_timestamp(text)
         return text.cast(POLARS_TYPES[target], strict=False)

@@ -19,6 +19,14 @@ from transforms.errors import ConfigError
 
 CONFIG_FILE_NAME = "segments.yaml"
 ROOT_FIELDS = ("landing", "lake", "inbox", "definitions", "contracts")
+# settings a SEGMENTS_<FIELD> environment variable can set
+ENV_FIELDS = (
+    *ROOT_FIELDS,
+    "validation_batch_rows",
+    "max_snapshot_shrink",
+    "spark_master",
+    "spark_remote",
+)
 
 
 class Settings(BaseModel):
@@ -46,6 +54,22 @@ class Settings(BaseModel):
         description="A run fails when its people snapshot is smaller than the previous run's by"
         " more than this share (0.2 = 20%), instead of emitting mass exits; `--accept-shrink`"
         " overrides it for one run.",
+    )
+    spark_master: str = Field(
+        "local[2]",
+        description="Where `--engine spark` runs when no spark_remote is set: `local[N]` (in"
+        " process, N cores), `spark://host:7077`, `yarn`, `k8s://...`. Every executor must be"
+        " able to read the lake's paths.",
+    )
+    spark_remote: str | None = Field(
+        None,
+        description="A Spark Connect server (`sc://host:15002`) for `--engine spark`; when set,"
+        " spark_master is not used. Needs the `pyspark[connect]` client packages.",
+    )
+    spark_conf: dict[str, str] = Field(
+        default_factory=dict,
+        description="More Spark settings for a session the engine starts, e.g."
+        " {spark.driver.memory: 4g, spark.sql.shuffle.partitions: '64'}.",
     )
 
 
@@ -94,7 +118,7 @@ def load_settings(config_file: str | os.PathLike[str] | None = None, **overrides
             if isinstance(values.get(field), str):
                 values[field] = _resolve(values[field], path.parent.resolve())
     cwd = Path.cwd()
-    for field in (*ROOT_FIELDS, "validation_batch_rows", "max_snapshot_shrink"):
+    for field in ENV_FIELDS:
         env = os.environ.get(f"SEGMENTS_{field.upper()}")
         if env:
             values[field] = _resolve(env, cwd) if field in ROOT_FIELDS else env

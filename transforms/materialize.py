@@ -19,7 +19,7 @@ from transforms.compiler import Workspace, as_of_instant, compile_segments
 from transforms.config import Settings
 from transforms.contracts import load_contract
 from transforms.definitions import load_segments
-from transforms.errors import DefinitionErrors
+from transforms.errors import ConfigError, DefinitionErrors
 from transforms.membership import event_features, segment_members
 from transforms.storage import Root
 
@@ -65,18 +65,18 @@ def evaluate(
     """Members of every segment (or of `only` and what they depend on) for `day`, unwritten.
 
     `manual_members` holds (segment_id, person_id) of manual segments; `engine` is polars
-    (the default) or duckdb, which runs the SQL of `transforms.sql`; `workspace` is the
+    (the default), duckdb or spark, which run the SQL of `transforms.sql`; `workspace` is the
     compiled definitions when the caller already has them."""
     started = time.perf_counter()
     workspace = workspace or compile_workspace(settings, day)
     if only is not None:
         workspace = restrict(workspace, only)
     lake_root = Root(settings.lake, settings.storage_options)
-    if engine == "duckdb":
-        from transforms.engines import duckdb_members
-
+    if engine != "polars":
         compiled = time.perf_counter()
-        members, snapshot = duckdb_members(lake_root, day, workspace, manual_members)
+        members, snapshot = _sql_engine_members(
+            engine, settings, lake_root, day, workspace, manual_members
+        )
         seconds = {
             "compile": round(compiled - started, 3),
             "evaluate": round(time.perf_counter() - compiled, 3),
@@ -95,6 +95,25 @@ def evaluate(
         members,
         snapshot,
         {"compile": round(compiled - started, 3), "evaluate": round(done - compiled, 3)},
+    )
+
+
+def _sql_engine_members(
+    engine: str,
+    settings: Settings,
+    root: Root,
+    day: date,
+    workspace: Workspace,
+    manual: pl.DataFrame | None,
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    from transforms import engines
+
+    if engine == "duckdb":
+        return engines.duckdb_members(root, day, workspace, manual)
+    if engine == "spark":
+        return engines.spark_members(settings, root, day, workspace, manual)
+    raise ConfigError(
+        f"unknown engine '{engine}'", hint=f"choose one of {', '.join(engines.ENGINES)}"
     )
 
 
