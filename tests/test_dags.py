@@ -40,10 +40,8 @@ def due(day: date) -> str:
     return f"{day + timedelta(days=1)}T02:00:00+00:00"
 
 
-@pytest.fixture(scope="module")
-def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    """Environment of a fresh Airflow: its home, SQLite database and ports, migrated."""
-    home = tmp_path_factory.mktemp("airflow")
+def migrated_airflow(home: Path) -> dict[str, str]:
+    """Environment of a fresh Airflow in `home`: SQLite database, loopback ports, migrated."""
     api_port, log_port = free_ports(2)
     env = {
         **os.environ,
@@ -62,6 +60,12 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     }
     airflow(env, "db", "migrate")
     return env
+
+
+@pytest.fixture(scope="module")
+def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """One Airflow for the `dag.test()` tests (each runs its own dates on its own lake)."""
+    return migrated_airflow(tmp_path_factory.mktemp("airflow"))
 
 
 def airflow(env: dict[str, str], *args: str) -> str:
@@ -236,9 +240,12 @@ def test_inbox_dag_refuses_bad_uploads_now_and_dry_runs_the_rest(airflow_home, t
 
 
 @pytest.fixture
-def scheduler(airflow_home, tmp_path) -> Iterator[dict[str, str]]:
-    """A real Airflow (api-server, scheduler, dag-processor) on loopback, for one test."""
-    env = with_config(airflow_home, workspace(tmp_path / "ws"))
+def scheduler(tmp_path) -> Iterator[dict[str, str]]:
+    """A real Airflow (api-server, scheduler, dag-processor) on loopback with a database of its
+    own (the `dag.test()` runs of the same dates would make a backfill skip them)."""
+    home = tmp_path / "airflow"
+    home.mkdir()
+    env = with_config(migrated_airflow(home), workspace(tmp_path / "ws"))
     airflow(env, "dags", "reserialize")
     logs = tmp_path / "airflow-logs"
     logs.mkdir()
