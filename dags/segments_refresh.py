@@ -58,28 +58,10 @@ def segments_refresh():
         return start_run(get_current_context())
 
     @task
-    def validate(handle: dict) -> dict:
+    def step(name: str, handle: dict) -> dict:
         from transforms.scheduling import run_step
 
-        return run_step("validate", handle)
-
-    @task
-    def manual(handle: dict) -> dict:
-        from transforms.scheduling import run_step
-
-        return run_step("manual", handle)
-
-    @task
-    def materialize(handle: dict) -> dict:
-        from transforms.scheduling import run_step
-
-        return run_step("materialize", handle)
-
-    @task
-    def diff(handle: dict) -> dict:
-        from transforms.scheduling import run_step
-
-        return run_step("diff", handle)
+        return run_step(name, handle)
 
     @task(outlets=[MEMBERSHIP, CHANGES])
     def commit(handle: dict) -> dict:
@@ -97,7 +79,10 @@ def segments_refresh():
 
         return report_run(handle)
 
-    report(commit(diff(materialize(manual(validate(ingest()))))))
+    handle = ingest()
+    for name in ("validate", "manual", "materialize", "diff"):
+        handle = step.override(task_id=name)(name, handle)
+    report(commit(handle))
 
 
 segments_refresh()
