@@ -53,7 +53,6 @@ from transforms.demo import FIRST_DAY, SECOND_DAY
 SCALES = {
     "XS": Scale(100_000, 1_000_000),
     "S": Scale(1_000_000, 10_000_000),
-    "M": Scale(3_000_000, 30_000_000),
     "L": Scale(10_000_000, 100_000_000),
 }
 CONTENDERS = ("segments", "segments-duckdb", "duckdb", "floor")
@@ -254,7 +253,7 @@ def restore_day_one(data: Path) -> None:
 
 def prepare(scale: str, console: Console) -> Path:
     """The workspace and day 1's committed run, written once and reused."""
-    data = HERE / "data" / scale
+    data = HERE / "data" / scale / "nightly"  # beside the ingest benchmark's landing
     write_landing(data / "landing", SCALES[scale])
     write_definitions(data / "definitions")
     done = data / "day1" / ".complete"
