@@ -1,20 +1,24 @@
-"""Materialize: 30 segments using 40 distinct event features, against hand-written DuckDB.
+"""The nightly run: 50 segments over 44 event features, against hand-written DuckDB and the floor.
 
     python -m benchmarks.materialize_bench --scale S     # 1M people, 10M events
+    python -m benchmarks.materialize_bench --scale L     # 10M people, 100M events
 
-Uses the landing data of `benchmarks.ingest_bench` (written there if missing) and ingests it
-once. Then, --repeat times each and in separate processes (so peak memory is each engine's
-own), it times:
-- segments: `transforms.runs.run` on the ingested date (compile, one-pass features, 30
-  predicates, diff against the previous run, membership and changes Parquet committed);
-- segments-duckdb: the same run with `engine="duckdb"` (membership computed by the SQL the
-  project generates, run by DuckDB);
-- segments-spark: the same run with `engine="spark"` (the generated Spark SQL, run by Spark in
-  local mode on this machine's cores, `local[*]`; its JVM's peak memory is added);
-- duckdb: the same membership written by hand as one DuckDB query (`count(*) FILTER (WHERE
-  ...)` per feature in one pass, joined to people, one SELECT per segment), written to Parquet.
-Both outputs are compared row for row. Prints medians and the ratio; writes
-benchmarks/results/materialize-<scale>.json.
+Writes the workspace of `benchmarks.workspace` once (landing Parquet for two days, the inbox,
+50 definitions) and runs day 1 once (ingest of 90 days of history, first run). Then, --repeat
+times each, interleaved, in separate processes (so peak memory is each one's own), from the
+same state of the lake (the one day 1 left):
+- segments: the nightly run of day 2 (`transforms.runs`, one step after the other: ingest and
+  validate one day of events and a new snapshot, manual uploads, materialize, diff, commit),
+  each step's wall time and peak memory;
+- segments-duckdb: the same run with `engine="duckdb"`;
+- segments-spark (only with --spark): the same run with `engine="spark"` (Spark in local mode
+  on this machine's cores; its JVM's peak memory is added to the materialize step's);
+- duckdb (the peer): the same membership and diff written by hand as DuckDB SQL on the lake's
+  Parquet files (`count(*) FILTER (WHERE ...)` per feature in one pass, one column per
+  segment, EXCEPT both ways against the previous membership);
+- floor: one scan of the event columns the features need and one group-by person (Polars).
+Checks that both engines and the peer produce exactly the same membership and changes, prints
+medians, minimum, maximum and the ratios, and writes benchmarks/results/materialize-<scale>.json.
 """
 
 from __future__ import annotations
@@ -28,267 +32,418 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.ingest_bench import HERE, REPO, SCALES, save_result, write_landing
+from benchmarks.ingest_bench import HERE, REPO, save_result
+from benchmarks.workspace import (
+    FEATURES,
+    HAND_WRITTEN,
+    Scale,
+    hand_sql,
+    segment_templates,
+    write_definitions,
+    write_inbox,
+    write_landing,
+)
 from transforms.compiler import as_of_instant
-from transforms.demo import FIRST_DAY
+from transforms.demo import FIRST_DAY, SECOND_DAY
 
-EVENT_NAMES = [
-    "page_viewed",
-    "email_opened",
-    "login",
-    "email_clicked",
-    "feature_used",
-    "added_to_cart",
-    "search",
-    "purchase",
-    "support_ticket_opened",
-    "invite_sent",
-]
-WINDOWS = [1, 7, 30, 90]
-FEATURES = [(name, days) for name in EVENT_NAMES for days in WINDOWS]  # 40 distinct features
-PLANS = ["free", "trial", "pro", "enterprise"]
+SCALES = {
+    "XS": Scale(100_000, 1_000_000),
+    "S": Scale(1_000_000, 10_000_000),
+    "L": Scale(10_000_000, 100_000_000),
+}
+CONTENDERS = ("segments", "segments-duckdb", "duckdb", "floor")
+ENGINES = {"segments": "polars", "segments-duckdb": "duckdb", "segments-spark": "spark"}
+MANUAL = ("vip", "do_not_contact")
+TABLES = ("membership", "changes")
 
 
-def segment_specs() -> list[tuple[str, str, str]]:
-    """(segment id, predicate, the same condition in hand-written SQL over feature columns)."""
-    specs = []
-    for i in range(30):
-        a, b = FEATURES[i % 40], FEATURES[(i * 7 + 11) % 40]
-        low, high = 1 + i % 3, 3 + i % 5
-        where = (
-            f"event_count('{a[0]}', within => '{a[1]} days') >= {low}"
-            f" AND event_count('{b[0]}', within => '{b[1]} days') < {high}"
-        )
-        fa, fb = FEATURES.index(a), FEATURES.index(b)
-        sql = f"coalesce(f{fa}, 0) >= {low} AND coalesce(f{fb}, 0) < {high}"
-        if i % 3 == 0:
-            where += f" AND plan = '{PLANS[i % 4]}'"
-            sql += f" AND plan = '{PLANS[i % 4]}'"
-        if i % 5 == 0:
-            extra = FEATURES[(i + 20) % 40]
-            where = f"({where}) OR event_count('{extra[0]}', within => '{extra[1]} days') >= 20"
-            sql = f"({sql}) OR coalesce(f{FEATURES.index(extra)}, 0) >= 20"
-        specs.append((f"bench_{i:02d}", where, sql))
-    used = {(n, d) for _, w, _ in specs for n, d in FEATURES if f"'{n}', within => '{d} days'" in w}
-    missing = [f for f in FEATURES if f not in used]
-    for j, (name, days) in enumerate(missing):  # make sure all 40 features are used
-        sid, where, sql = specs[j]
-        specs[j] = (
-            sid,
-            f"{where} AND event_count('{name}', within => '{days} days') >= 0",
-            f"{sql} AND coalesce(f{FEATURES.index((name, days))}, 0) >= 0",
-        )
-    return specs
+def settings_of(data: Path):
+    from transforms.config import load_settings
 
-
-def duckdb_query(people_glob: str, events_glob: str, output: str) -> str:
-    as_of = as_of_instant(FIRST_DAY).strftime("%Y-%m-%d %H:%M:%S+00")
-    columns = ",\n    ".join(
-        f"count(*) FILTER (WHERE name = '{name}' AND timestamp > TIMESTAMPTZ '{as_of}'"
-        f" - INTERVAL {days} DAY) AS f{i}"
-        for i, (name, days) in enumerate(FEATURES)
+    return load_settings(
+        None,
+        spark_master="local[*]",
+        spark_conf={"spark.driver.memory": "6g"},
+        landing=str(data / "landing"),
+        lake=str(data / "lake"),
+        inbox=str(data / "inbox"),
+        contracts=str(REPO / "data_contracts"),
+        definitions=str(data / "definitions"),
     )
-    selects = "\n  UNION ALL ".join(
-        f"SELECT '{sid}' AS segment_id, person_id FROM p WHERE {sql}"
-        for sid, _, sql in segment_specs()
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory since the last `reset_peak`, in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def reset_peak() -> None:
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def nightly_run(data: Path, engine: str) -> dict[str, Any]:
+    """Day 2's run, step by step: each step's seconds and peak memory."""
+    from transforms import runs
+
+    settings = settings_of(data)
+    steps = {}
+    plan = runs.begin(settings, SECOND_DAY, engine=engine)
+    for step in runs.STEPS:
+        reset_peak()
+        started = time.perf_counter()
+        step(settings, plan)
+        name = step.__name__.removesuffix("_step")
+        steps[name] = {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}
+    return steps
+
+
+def _glob(data: Path, table: str, column: str, day: str = "*") -> str:
+    return str(data / "lake" / table / f"{column}={day}" / "*.parquet")
+
+
+def peer_query(data: Path) -> str:
+    """Membership and changes of day 2, written by hand as a data engineer would."""
+    as_of = as_of_instant(SECOND_DAY).strftime("%Y-%m-%d %H:%M:%S+00")
+    longest = max(f.days for f in FEATURES)
+    features = ",\n      ".join(f"{f.sql(as_of)} AS f{i}" for i, f in enumerate(FEATURES))
+    manual_flags = ", ".join(f"bool_or(segment_id = '{sid}') AS manual_{sid}" for sid in MANUAL)
+    manual = ",\n      ".join(f"coalesce(manual_{sid}, false) AS s_{sid}" for sid in MANUAL)
+    segments = ",\n      ".join(
+        f"coalesce({hand_sql(template)}, false) AS s_{sid}"
+        for sid, template in segment_templates()
+        if template is not None
     )
+    members = "\n    UNION ALL ".join(
+        f"SELECT '{sid}' AS segment_id, person_id FROM m WHERE s_{sid}"
+        for sid, _ in segment_templates()
+    )
+    uploads = " UNION ".join(
+        f"SELECT '{sid}' AS segment_id, person_id"
+        f" FROM read_csv('{data / 'day1' / 'inbox' / sid / '*.csv'}', all_varchar = true)"
+        for sid in MANUAL
+    )
+    previous = _glob(data, "membership", "run_date", FIRST_DAY.isoformat())
+    manual_ids = ", ".join(f"'{sid}'" for sid in MANUAL)
     return f"""
-COPY (
+CREATE TEMP TABLE people AS
+  SELECT * FROM read_parquet('{_glob(data, "people", "snapshot_date", SECOND_DAY.isoformat())}');
+CREATE TEMP TABLE previous AS
+  SELECT segment_id, person_id, member_since FROM read_parquet('{previous}');
+CREATE TEMP TABLE uploads AS {uploads};
+CREATE TEMP TABLE current AS
   WITH f AS (
     SELECT person_id,
-    {columns}
-    FROM read_parquet('{events_glob}')
+      {features}
+    FROM read_parquet('{_glob(data, "events", "ingest_date")}')
     WHERE timestamp <= TIMESTAMPTZ '{as_of}'
-      AND timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {max(WINDOWS)} DAY
-      AND name IN ({", ".join(f"'{n}'" for n in EVENT_NAMES)})
+      AND timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {longest} DAY
     GROUP BY person_id
-  ), p AS (
-    SELECT * FROM read_parquet('{people_glob}') LEFT JOIN f USING (person_id)
+  ), manual AS (
+    SELECT segment_id, person_id FROM previous WHERE segment_id IN ({manual_ids})
+    UNION SELECT segment_id, person_id FROM uploads
+  ), manual_flags AS (
+    SELECT person_id, {manual_flags} FROM manual GROUP BY person_id
+  ), m AS (
+    SELECT person_id,
+      {manual},
+      {segments}
+    FROM people LEFT JOIN f USING (person_id) LEFT JOIN manual_flags USING (person_id)
   )
-  {selects}
-) TO '{output}' (FORMAT parquet)
+  {members};
+COPY (
+  SELECT c.segment_id, c.person_id, coalesce(p.member_since, DATE '{SECOND_DAY}') AS member_since
+  FROM current c LEFT JOIN previous p USING (segment_id, person_id)
+  ORDER BY ALL
+) TO '{data / "peer" / "membership.parquet"}' (FORMAT parquet);
+COPY (
+  SELECT e.segment_id, e.person_id, 'entered' AS change, DATE '{FIRST_DAY}' AS previous_run_date,
+    CASE WHEN u.person_id IS NULL THEN 'condition' ELSE 'added' END AS reason
+  FROM (SELECT segment_id, person_id FROM current
+        EXCEPT SELECT segment_id, person_id FROM previous) e
+  LEFT JOIN uploads u USING (segment_id, person_id)
+  UNION ALL
+  SELECT x.segment_id, x.person_id, 'exited', DATE '{FIRST_DAY}',
+    CASE WHEN x.person_id IN (SELECT person_id FROM people) THEN 'condition'
+         ELSE 'left_snapshot' END
+  FROM (SELECT segment_id, person_id FROM previous
+        EXCEPT SELECT segment_id, person_id FROM current) x
+  ORDER BY segment_id, person_id
+) TO '{data / "peer" / "changes.parquet"}' (FORMAT parquet);
 """
 
 
-CONTENDERS = ["segments", "segments-duckdb", "segments-spark", "duckdb"]
-SPARK_CONF = {"spark.driver.memory": "6g"}
+def peer(data: Path) -> dict[str, Any]:
+    import duckdb
+
+    shutil.rmtree(data / "peer", ignore_errors=True)
+    (data / "peer").mkdir()
+    started = time.perf_counter()
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(peer_query(data))
+    return {"membership+diff": {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}}
 
 
-def _jvm_peak_rss_mb() -> float:
-    """Peak memory of this process's Spark JVM (a separate process the rusage of the run does
-    not see), 0 when no JVM was started."""
+def floor(data: Path) -> dict[str, Any]:
+    """One scan of the event columns the features read, one group-by person."""
+    started = time.perf_counter()
+    (
+        pl.scan_parquet(_glob(data, "events", "ingest_date"))
+        .group_by("person_id")
+        .agg(
+            pl.len(),
+            pl.col("timestamp").max(),
+            pl.col("name").max(),
+            pl.col("amount").sum(),
+            pl.col("currency").max(),
+        )
+        .collect()
+    )
+    return {"scan+group-by": {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}}
+
+
+def child(contender: str, data: Path) -> None:
+    """Run one contender once, in its own process; print its steps as JSON."""
+    if contender == "duckdb":
+        steps = peer(data)
+    elif contender == "floor":
+        steps = floor(data)
+    else:
+        steps = nightly_run(data, ENGINES[contender])
+        if contender == "segments-spark":
+            steps["materialize"]["peak_mb"] += _jvm_peak_mb()
+    print(json.dumps(steps))
+
+
+def _jvm_peak_mb() -> float:
+    """Peak memory of this process's Spark JVM, a child process its own peak does not count."""
     from pyspark import SparkContext
 
     gateway = SparkContext._gateway
     if gateway is None:
         return 0.0
     status = Path(f"/proc/{gateway.proc.pid}/status").read_text()
-    return (
-        int(next(line for line in status.splitlines() if line.startswith("VmHWM")).split()[1])
-        / 1024
-    )
+    line = next(line for line in status.splitlines() if line.startswith("VmHWM"))
+    return int(line.split()[1]) / 1024
 
 
-def child(engine: str, data: Path) -> None:
-    """Run one engine once (in its own process) and print its wall time."""
-    started = time.perf_counter()
-    extra_rss_mb = 0.0
-    if engine.startswith("segments"):
-        from transforms.config import load_settings
+def _measure(contender: str, data: Path) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.materialize_bench", "--child", contender]
+    process = subprocess.Popen([*command, "--data", str(data)], stdout=subprocess.PIPE, cwd=REPO)
+    output = process.stdout.read().decode()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise RuntimeError(f"the {contender} run failed")
+    steps = json.loads(output.strip().splitlines()[-1])
+    # resetting the peak between steps resets the process's maximum too: the run's peak is the
+    # largest step's
+    peak = max([usage.ru_maxrss / 1024, *(s["peak_mb"] for s in steps.values())])
+    return {"steps": steps, "peak_mb": peak}
+
+
+def _copy_tree(source: Path, target: Path) -> None:
+    """A copy whose Parquet files are hard links (never rewritten in place), so a reset is fast."""
+
+    def link_or_copy(src: str, dst: str) -> None:
+        if src.endswith(".parquet"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    shutil.rmtree(target, ignore_errors=True)
+    if source.exists():
+        shutil.copytree(source, target, copy_function=link_or_copy)
+
+
+def restore_day_one(data: Path) -> None:
+    """Put the lake and inbox back as day 1's run left them, with day 2's uploads waiting."""
+    for root in ("lake", "inbox"):
+        _copy_tree(data / "day1" / root, data / root)
+
+
+def prepare(scale: str, console: Console) -> Path:
+    """The workspace and day 1's committed run, written once and reused."""
+    data = HERE / "data" / scale / "nightly"  # beside the ingest benchmark's landing
+    write_landing(data / "landing", SCALES[scale])
+    write_definitions(data / "definitions")
+    done = data / "day1" / ".complete"
+    if not done.exists():
         from transforms.runs import run
 
-        settings = load_settings(
-            None,
-            lake=str(data / "lake"),
-            inbox=str(data / "inbox"),
-            contracts=str(REPO / "data_contracts"),
-            definitions=str(data / "definitions"),
-            spark_master="local[*]",
-            spark_conf=SPARK_CONF,
-        )
-        run(settings, FIRST_DAY, engine=engine.removeprefix("segments").lstrip("-") or "polars")
-        if engine == "segments-spark":
-            extra_rss_mb = _jvm_peak_rss_mb()
-    else:
-        import duckdb
-
-        con = duckdb.connect()
-        con.execute("SET TimeZone = 'UTC'")
-        con.execute(
-            duckdb_query(
-                str(data / "lake" / "people" / "*" / "*.parquet"),
-                str(data / "lake" / "events" / "*" / "*.parquet"),
-                str(data / "duckdb-membership.parquet"),
-            )
-        )
-    seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "extra_rss_mb": extra_rss_mb}))
-
-
-def _measure(engine: str, data: Path) -> dict:
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.materialize_bench",
-            "--child",
-            engine,
-            "--data",
-            str(data),
-        ],
-        stdout=subprocess.PIPE,
-        cwd=REPO,
-    )
-    _, status, usage = os.wait4(process.pid, 0)
-    output = process.stdout.read().decode()
-    if status != 0:
-        raise RuntimeError(f"{engine} run failed")
-    result = json.loads(output.strip().splitlines()[-1])
-    return {
-        "seconds": result["seconds"],
-        "peak_rss_mb": usage.ru_maxrss / 1024 + result["extra_rss_mb"],
-    }
-
-
-def prepare(scale: str) -> Path:
-    people, events = SCALES[scale]
-    data = HERE / "data" / scale
-    write_landing(data / "landing", people, events)
-    definitions = data / "definitions"
-    shutil.rmtree(definitions, ignore_errors=True)
-    definitions.mkdir(parents=True)
-    for sid, where, _ in segment_specs():
-        (definitions / f"{sid}.yaml").write_text(
-            f'name: {sid}\ntype: data_driven\nwhere: "{where}"\n'
-        )
-    for derived in ("runs", "membership", "changes"):  # start from no committed run
-        shutil.rmtree(data / "lake" / derived, ignore_errors=True)
-    shutil.rmtree(data / "inbox", ignore_errors=True)
-    if not (data / "lake" / "ingest" / f"ingest_date={FIRST_DAY}" / "manifest.json").exists():
-        from transforms.config import load_settings
-        from transforms.ingest import ingest
-
-        ingest(
-            load_settings(
-                None,
-                landing=str(data / "landing"),
-                lake=str(data / "lake"),
-                contracts=str(REPO / "data_contracts"),
-            ),
-            FIRST_DAY,
-        )
+        for folder in ("lake", "inbox", "day1"):
+            shutil.rmtree(data / folder, ignore_errors=True)
+        write_inbox(data / "inbox", SCALES[scale].people, FIRST_DAY)
+        console.log("day 1: ingest 90 days of history and run (once)")
+        run(settings_of(data), FIRST_DAY)
+        write_inbox(data / "inbox", SCALES[scale].people, SECOND_DAY)
+        for root in ("lake", "inbox"):
+            _copy_tree(data / root, data / "day1" / root)
+        done.touch()
     return data
 
 
-def same_membership(data: Path) -> bool:
-    """The committed membership (of the last segments run: segments-spark) against the
-    hand-written DuckDB query's."""
-    ours = pl.read_parquet(data / "lake" / "membership" / f"run_date={FIRST_DAY}" / "*.parquet")
-    theirs = pl.read_parquet(data / "duckdb-membership.parquet")
-    key = ["segment_id", "person_id"]
-    return ours.select(key).sort(key).equals(theirs.select(key).sort(key))
+def _committed(data: Path, table: str) -> pl.DataFrame:
+    frame = pl.read_parquet(_glob(data, table, "run_date", SECOND_DAY.isoformat()))
+    return frame.drop("run_date", strict=False).sort("segment_id", "person_id")
 
 
-def run(scale: str, repeat: int) -> dict:
-    console = Console()
-    with console.status(f"preparing scale {scale} (landing data and ingest, once)"):
-        data = prepare(scale)
-    runs: dict[str, list[dict]] = {engine: [] for engine in CONTENDERS}
-    for attempt in range(repeat):
-        for engine in runs:  # interleaved, so both see the same machine state
-            with console.status(f"{engine} run {attempt + 1}/{repeat}"):
-                runs[engine].append(_measure(engine, data))
-    agree = same_membership(data)
-    medians = {
-        e: {
-            "seconds": statistics.median(r["seconds"] for r in rs),
-            "peak_rss_mb": statistics.median(r["peak_rss_mb"] for r in rs),
+def outputs(data: Path, contender: str) -> dict[str, pl.DataFrame]:
+    """Day 2's membership and changes as a contender wrote them."""
+    if contender == "duckdb":
+        return {t: pl.read_parquet(data / "peer" / f"{t}.parquet") for t in TABLES}
+    return {t: _committed(data, t) for t in TABLES}
+
+
+def same_rows(left: dict[str, pl.DataFrame], right: dict[str, pl.DataFrame]) -> bool:
+    return all(
+        left[t].sort(left[t].columns).equals(right[t].select(left[t].columns).sort(left[t].columns))
+        for t in TABLES
+    )
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def summarize(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per contender: each step's seconds and peak MB, and the whole run's, as median/min/max."""
+    summary = {}
+    for contender, attempts in runs.items():
+        steps = {
+            step: {
+                "seconds": _spread([a["steps"][step]["seconds"] for a in attempts]),
+                "peak_mb": _spread([a["steps"][step]["peak_mb"] for a in attempts]),
+            }
+            for step in attempts[0]["steps"]
         }
-        for e, rs in runs.items()
+        summary[contender] = {
+            "steps": steps,
+            "total_seconds": _spread(
+                [sum(s["seconds"] for s in a["steps"].values()) for a in attempts]
+            ),
+            "peak_mb": _spread([a["peak_mb"] for a in attempts]),
+        }
+    return summary
+
+
+def materialize_and_diff(attempt: dict[str, Any]) -> float:
+    return sum(s["seconds"] for n, s in attempt["steps"].items() if n in ("materialize", "diff"))
+
+
+def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """segments' materialize + diff over the peer's and the floor's time, per repetition."""
+    result = {}
+    for engine in (e for e in ENGINES if e in runs):
+        for other in ("duckdb", "floor"):
+            values = [
+                materialize_and_diff(mine) / sum(s["seconds"] for s in theirs["steps"].values())
+                for mine, theirs in zip(runs[engine], runs[other], strict=True)
+            ]
+            result[f"{engine} / {other}"] = _spread(values)
+    return result
+
+
+def print_tables(console: Console, scale: str, repeat: int, summary: dict, ratio: dict) -> None:
+    table = Table(
+        title=f"Nightly run at scale {scale}: 50 segments, {len(FEATURES)} event features;"
+        f" {repeat} runs each, interleaved"
+    )
+    for column in ("contender", "step", "median s", "min s", "max s", "peak MB (median)"):
+        table.add_column(column, justify="left" if column in ("contender", "step") else "right")
+    for contender, figures in summary.items():
+        for step, f in figures["steps"].items():
+            s, m = f["seconds"], f["peak_mb"]
+            table.add_row(
+                contender,
+                step,
+                f"{s['median']:.2f}",
+                f"{s['min']:.2f}",
+                f"{s['max']:.2f}",
+                f"{m['median']:,.0f}",
+            )
+        s, m = figures["total_seconds"], figures["peak_mb"]
+        table.add_row(
+            contender,
+            "[b]whole run[/b]",
+            f"{s['median']:.2f}",
+            f"{s['min']:.2f}",
+            f"{s['max']:.2f}",
+            f"{m['median']:,.0f}",
+            end_section=True,
+        )
+    console.print(table)
+    shown = Table(title="materialize + diff, ratio to the peer and the floor (same repetition)")
+    for column in ("ratio", "median", "min", "max"):
+        shown.add_column(column, justify="left" if column == "ratio" else "right")
+    for name, r in ratio.items():
+        shown.add_row(name, f"{r['median']:.2f}", f"{r['min']:.2f}", f"{r['max']:.2f}")
+    console.print(shown)
+
+
+def run(scale: str, repeat: int, spark: bool = False) -> dict[str, Any]:
+    console = Console()
+    data = prepare(scale, console)
+    contenders = (*CONTENDERS, "segments-spark") if spark else CONTENDERS
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+    produced: dict[str, dict[str, pl.DataFrame]] = {}
+    for attempt in range(repeat):
+        for contender in contenders:  # interleaved, so all see the same machine state
+            if contender.startswith("segments"):
+                restore_day_one(data)
+            with console.status(f"{contender} run {attempt + 1}/{repeat}"):
+                runs[contender].append(_measure(contender, data))
+            if contender != "floor":
+                produced[contender] = outputs(data, contender)
+    agree = {
+        other: same_rows(produced["segments"], produced[other])
+        for other in ("segments-duckdb", "duckdb", "segments-spark")
+        if other in produced
     }
+    summary, ratio = summarize(runs), ratios(runs)
+    print_tables(console, scale, repeat, summary, ratio)
+    rows = {t: produced["segments"][t].height for t in TABLES}
+    console.print(f"day 2 rows: {rows}; same membership and changes as segments: {agree}")
     result = {
         "scale": scale,
-        "segments": 30,
+        "people": SCALES[scale].people,
+        "events": SCALES[scale].events,
+        "segments": len(segment_templates()),
         "features": len(FEATURES),
+        "hand_written_segments": len(HAND_WRITTEN),
+        "repeat": repeat,
         "runs": runs,
-        "medians": medians,
-        "ratio_segments_to_duckdb": medians["segments"]["seconds"] / medians["duckdb"]["seconds"],
-        "same_membership": agree,
+        "summary": summary,
+        "ratios": ratio,
+        "rows": rows,
+        "same_rows": agree,
     }
-    table = Table(
-        title=f"Materialize at scale {scale}: 30 segments, 40 event features,"
-        f" median of {repeat} runs each"
-    )
-    table.add_column("engine")
-    table.add_column("median s", justify="right")
-    table.add_column("peak memory MB", justify="right")
-    for engine, m in medians.items():
-        table.add_row(engine, f"{m['seconds']:.1f}", f"{m['peak_rss_mb']:,.0f}")
-    console.print(table)
-    console.print(
-        f"segments / duckdb time: {result['ratio_segments_to_duckdb']:.2f};"
-        f" same membership: {agree}"
-    )
     save_result(f"materialize-{scale}", result)
     return result
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", choices=sorted(SCALES), default="S")
+    parser.add_argument("--scale", choices=list(SCALES), default="S")
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--child", choices=CONTENDERS, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--spark", action="store_true", help="Time the Spark engine too (slow on one machine)."
+    )
+    parser.add_argument("--child", choices=[*CONTENDERS, "segments-spark"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.data)
     else:
-        run(args.scale, args.repeat)
+        run(args.scale, args.repeat, args.spark)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import polars as pl
 import pytest
@@ -21,7 +21,7 @@ from polars.testing import assert_frame_equal
 
 from transforms.errors import InputFileError, MissingInputError
 from transforms.ingest import ingest
-from transforms.lake import read_ingest_manifest
+from transforms.lake import read_ingest_manifest, scan_events
 from transforms.storage import Root
 
 PEOPLE_ROWS = (
@@ -172,6 +172,36 @@ def test_resent_events_are_dropped_and_counted(settings):
     assert sorted(events["event_id"].to_list()) == ["e1", "e2"]
     assert report.tables["events"].duplicates_dropped == 1
     assert report.tables["events"].quarantined == 0
+
+
+def _ingest_day(settings, day, rows):
+    land(settings, "people", "people.csv", PEOPLE_HEADER + PEOPLE_ROWS, day)
+    land(settings, "events", "events.csv", EVENTS_HEADER + rows, day)
+    return ingest(settings, day)
+
+
+def _event_ids_seen(settings, day):
+    return sorted(scan_events(Root(settings.lake), day).collect()["event_id"].to_list())
+
+
+def test_events_ingested_on_an_earlier_date_are_dropped_as_resent(settings):
+    day2 = DAY + timedelta(days=1)
+    _ingest_day(settings, DAY, EVENTS_ROWS)
+    resent = EVENTS_ROWS.splitlines()[1].replace("-01:00", "Z") + "\n"
+    report = _ingest_day(settings, day2, resent + "e3,00123,login,2026-03-31T08:00:00Z,,,\n")
+    events = report.tables["events"]
+    assert (events.rows_written, events.duplicates_dropped) == (1, 1)
+    assert events.checked_against == [DAY.isoformat()]
+    assert lake_table(settings, "events/ingest_date=2026-03-31")["event_id"].to_list() == ["e3"]
+    assert _event_ids_seen(settings, day2) == ["e1", "e2", "e3"]
+
+
+def test_a_date_ingested_after_a_later_one_still_counts_each_event_once(settings):
+    day2 = DAY + timedelta(days=1)
+    _ingest_day(settings, day2, EVENTS_ROWS.splitlines()[0] + "\n")
+    report = _ingest_day(settings, DAY, EVENTS_ROWS)
+    assert report.tables["events"].checked_against == []
+    assert _event_ids_seen(settings, day2) == ["e1", "e2"]
 
 
 def test_events_of_people_not_in_the_snapshot_are_kept(settings):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import operator
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -129,8 +130,14 @@ class Feature:
     until: datetime | None
     filter: exp.Expr | None
     type: str
-    condition: pl.Expr = field(compare=False, repr=False)
-    """Which events count: name, window and filter, over the events of the run."""
+    tests: tuple[tuple[str, pl.Expr], ...] = field(compare=False, repr=False)
+    """Which events count, as (canonical text, expression) of each test they must all pass:
+    the name, each time bound, the filter. Features share tests by their text."""
+
+    @property
+    def condition(self) -> pl.Expr:
+        """Which events count: every test at once."""
+        return pl.all_horizontal(expr for _, expr in self.tests) if self.tests else pl.lit(True)
 
     @property
     def default(self) -> int | None:
@@ -858,6 +865,19 @@ def _arguments(node: exp.Anonymous, low: int, high: int) -> list[exp.Expr]:
     return args
 
 
+TIME_TESTS = {">": operator.gt, ">=": operator.ge, "<": operator.lt}
+
+
+def _name_test(name: str) -> tuple[str, pl.Expr]:
+    return f"name = {name!r}", pl.col("name") == name
+
+
+def _time_test(op: str, bound: datetime) -> tuple[str, pl.Expr]:
+    """An event test on the timestamp, with its canonical text."""
+    compare = TIME_TESTS[op](pl.col("timestamp"), pl.lit(bound, dtype=TIMESTAMP))
+    return f"timestamp {op} {bound.isoformat()}", compare
+
+
 def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
     function = node.name.lower()
     if scope.events is None:
@@ -927,17 +947,18 @@ def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
                 _const(value, "date" if type(value) is date else "timestamp")
             ).value
     filter_node = options.get("where")
-    timestamp = pl.col("timestamp")
-    condition = pl.lit(True) if name_node.this == "*" else pl.col("name") == name_node.this
+    tests = [] if name_node.this == "*" else [_name_test(name_node.this)]
     if within is not None:
-        condition = condition & (timestamp > pl.lit(scope.as_of - within, dtype=TIMESTAMP))
+        tests.append(_time_test(">", scope.as_of - within))
     if "since" in bounds:
-        condition = condition & (timestamp >= pl.lit(bounds["since"], dtype=TIMESTAMP))
+        tests.append(_time_test(">=", bounds["since"]))
     if "until" in bounds:
-        condition = condition & (timestamp < pl.lit(bounds["until"], dtype=TIMESTAMP))
+        tests.append(_time_test("<", bounds["until"]))
     if filter_node is not None:
         test = _compile(filter_node, event_scope)
-        condition = condition & _boolean_operand(test, filter_node).fill_null(False)
+        tests.append(
+            (filter_node.sql(dialect=DIALECT), _boolean_operand(test, filter_node).fill_null(False))
+        )
     key = "|".join(
         str(part)
         for part in (
@@ -962,7 +983,7 @@ def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
             until=bounds.get("until"),
             filter=filter_node,
             type=result,
-            condition=condition,
+            tests=tuple(tests),
         )
     scope.used_features.append(name)
     node.meta["feature"] = name  # for the SQL back end (transforms.sql)

@@ -4,7 +4,8 @@ For each table (people, events) of date D:
 1. read every landing file (`transforms.landing`); an unreadable file, a file of an unknown
    format, a missing required column or a missing people snapshot fails the step;
 2. type each column to its contract (`transforms.coerce`); unconvertible values are flagged;
-3. events only: drop re-sent events (an `event_id` seen earlier in the day's files), counted;
+3. events only: drop re-sent events (an `event_id` seen earlier in the day's files, or ingested
+   on an earlier date), counted;
 4. validate with the Great Expectations suite generated from the contract
    (`transforms.expectations`);
 5. rows that broke a rule go to `lake/quarantine/<table>/...` with every rule they broke and why;
@@ -56,6 +57,10 @@ class TableReport:
     rows_written: int = 0
     quarantined: int = 0
     duplicates_dropped: int = 0
+    """Re-sent events dropped: an event_id seen earlier in the day's files, or ingested on an
+    earlier date."""
+    checked_against: list[str] = field(default_factory=list)
+    """Events only: the earlier ingest dates whose events were checked for re-sent ones."""
     broken_rules: dict[str, int] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     missing_columns: dict[str, list[str]] = field(default_factory=dict)
@@ -199,9 +204,14 @@ def _stage_table(
     keep = typed.get_column(CAST_FAILURES).list.len() == 0
     key = contract.primary_key
     if table == "events" and key:
-        first = typed.select(pl.col(key).is_null() | pl.col(key).is_first_distinct()).to_series()
-        report.duplicates_dropped = int((keep & ~first).sum())
-        keep = keep & first
+        earlier, resent = lake.resent_events(lake_root, day, typed.get_column(key))
+        report.checked_against = [d.isoformat() for d in earlier]
+        ids = pl.col(key)
+        first = typed.select(
+            ids.is_null() | (ids.is_first_distinct() & ~ids.is_in(resent.implode()))
+        )
+        report.duplicates_dropped = int((keep & ~first.to_series()).sum())
+        keep = keep & first.to_series()
     lake_root.write_parquet(typed.with_columns(keep.alias(KEEP)), f"{folder}/{table}.typed.parquet")
     lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet")
     _timed(report, "read", started)

@@ -118,11 +118,41 @@ def scan_people(lake: Root, day: date) -> pl.LazyFrame:
     return _scan(lake, people_files(lake, day))
 
 
+def resent_events(lake: Root, day: date, event_ids: pl.Series) -> tuple[list[date], pl.Series]:
+    """(the dates ingested before `day`, which of `event_ids` their events already hold).
+
+    Reads only the event_id column of the earlier dates and looks each up among `event_ids`
+    (a day's events, small next to the history)."""
+    days = [d for d in ingested_days(lake) if d < day]
+    keys = [key for d in days for key in read_ingest_manifest(lake, d)["outputs"]["events"]]
+    if not keys:
+        return days, pl.Series("event_id", [], dtype=pl.String)
+    earlier = _scan(lake, keys).select("event_id")
+    found = earlier.filter(pl.col("event_id").is_in(event_ids.implode())).collect()
+    return days, found.get_column("event_id")
+
+
+def _checked_against_earlier(lake: Root, days: list[date]) -> bool:
+    """Whether the ingest of each of `days` dropped the events that earlier ones of `days`
+    already held (it was ingested after them), so together they hold each event_id once."""
+    for index, day in enumerate(days):
+        report = read_ingest_manifest(lake, day)["tables"]["events"]
+        checked = set(report.get("checked_against", []))
+        if not {d.isoformat() for d in days[:index]} <= checked:
+            return False
+    return True
+
+
 def scan_events(lake: Root, day: date) -> pl.LazyFrame:
     """Every event ingested on or before `day`, once per event_id (the first ingest wins).
 
-    Ingest already drops re-sent events within a day, so with a single ingested day there is
-    nothing left to deduplicate."""
+    Ingest drops re-sent events within a day, and events that dates ingested before it already
+    hold; when the dates were ingested in order, nothing is left to deduplicate. Otherwise (a
+    date ingested after a later one, or by a version that did not check) the first ingest wins
+    here."""
     per_day = event_files(lake, day)
     events = _scan(lake, [key for keys in per_day for key in keys])
-    return events if len(per_day) == 1 else events.unique(subset="event_id", keep="first")
+    days = [d for d in ingested_days(lake) if d <= day]
+    if _checked_against_earlier(lake, days):
+        return events
+    return events.unique(subset="event_id", keep="first")

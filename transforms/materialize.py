@@ -88,7 +88,9 @@ def evaluate(
     features = event_features(events, workspace)
     manual = manual_members.lazy() if manual_members is not None else None
     members_plan = segment_members(people, features, workspace, manual)
-    members, snapshot = pl.collect_all([members_plan, people.select("person_id")])
+    members, snapshot = pl.collect_all(
+        [members_plan, people.select("person_id")], engine="streaming"
+    )
     done = time.perf_counter()
     return Evaluation(
         workspace,

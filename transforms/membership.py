@@ -15,17 +15,36 @@ import polars as pl
 
 from transforms.compiler import TIMESTAMP, Feature, Workspace
 
+TEST_PREFIX = "__test_"
+"""Columns of per-event tests, shared by the features that use them."""
+
+
+AGGREGATE_OF = {
+    "count": "sum",
+    "first": "min",
+    "last": "max",
+    "sum": "sum",
+    "min": "min",
+    "max": "max",
+    "avg": "mean",
+}
+"""The plain aggregate of each feature's masked input column."""
+
+
+def _masked_input(feature: Feature, mask: pl.Expr) -> pl.Expr:
+    """Per event, what the feature aggregates: whether it counts, or the timestamp or column
+    value of an event that counts (NULL for the others, which every aggregate skips)."""
+    if feature.aggregate == "count":
+        return mask
+    value = (
+        pl.col("timestamp") if feature.aggregate in ("first", "last") else pl.col(feature.column)
+    )
+    return pl.when(mask).then(value)
+
 
 def _aggregate(feature: Feature) -> pl.Expr:
-    if feature.aggregate == "count":
-        return feature.condition.sum().cast(pl.Int64)
-    if feature.aggregate in ("first", "last"):
-        stamps = pl.col("timestamp").filter(feature.condition)
-        return stamps.min() if feature.aggregate == "first" else stamps.max()
-    values = pl.col(feature.column).filter(feature.condition)
-    return {"sum": values.sum, "min": values.min, "max": values.max, "avg": values.mean}[
-        feature.aggregate
-    ]()
+    column = getattr(pl.col(feature.name), AGGREGATE_OF[feature.aggregate])()
+    return column.cast(pl.Int64) if feature.aggregate == "count" else column
 
 
 def earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None:
@@ -55,11 +74,26 @@ def event_features(events: pl.LazyFrame, workspace: Workspace) -> pl.LazyFrame:
     earliest = earliest_needed(features, workspace.as_of)
     if earliest is not None:
         visible = visible & (pl.col("timestamp") >= pl.lit(earliest, dtype=TIMESTAMP))
+    tests = {text: test for f in features for text, test in f.tests}
+    test_columns = {text: f"{TEST_PREFIX}{i}" for i, text in enumerate(tests)}
+    values = sorted({f.column for f in features if f.column} | {"timestamp"})
     return (
         events.filter(visible)
+        .select("person_id", *values, *(test.alias(test_columns[t]) for t, test in tests.items()))
+        .select(
+            "person_id",
+            *(_masked_input(f, _mask(f, test_columns)).alias(f.name) for f in features),
+        )
         .group_by("person_id")
-        .agg(_aggregate(f).alias(f.name) for f in features)
+        .agg(_aggregate(f) for f in features)
     )
+
+
+def _mask(feature: Feature, test_columns: dict[str, str]) -> pl.Expr:
+    """Whether an event counts for `feature`: its tests, each computed once per event."""
+    if not feature.tests:
+        return pl.lit(True)
+    return pl.all_horizontal(test_columns[text] for text, _ in feature.tests)
 
 
 def segment_columns(
