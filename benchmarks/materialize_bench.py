@@ -240,13 +240,13 @@ def _measure(contender: str, data: Path) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.materialize_bench", "--child", contender]
     process = subprocess.Popen([*command, "--data", str(data)], stdout=subprocess.PIPE, cwd=REPO)
     output = process.stdout.read().decode()
-    _, status, usage = os.wait4(process.pid, 0)
+    _, status, _ = os.wait4(process.pid, 0)
     if status != 0:
         raise RuntimeError(f"the {contender} run failed")
     steps = json.loads(output.strip().splitlines()[-1])
-    # resetting the peak between steps resets the process's maximum too: the run's peak is the
-    # largest step's
-    peak = max([usage.ru_maxrss / 1024, *(s["peak_mb"] for s in steps.values())])
+    # the run's peak is its largest step's (each step's own peak is read from /proc; rusage's
+    # maximum is no use here: it counts the parent's pages the child had before exec)
+    peak = max(s["peak_mb"] for s in steps.values())
     return {"steps": steps, "peak_mb": peak}
 
 
