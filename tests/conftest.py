@@ -27,16 +27,22 @@ CONTRACTS = REPO / "data_contracts"
 DAY = date(2026, 3, 30)
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
+def workspace_settings(folder: Path) -> Settings:
+    """Settings of a workspace whose landing, lake and inbox are folders under `folder`, with
+    the repository's contracts and example definitions."""
     return load_settings(
         None,
-        landing=str(tmp_path / "landing"),
-        lake=str(tmp_path / "lake"),
-        inbox=str(tmp_path / "inbox"),
+        landing=str(folder / "landing"),
+        lake=str(folder / "lake"),
+        inbox=str(folder / "inbox"),
         contracts=str(CONTRACTS),
         definitions=str(REPO / "segment_definitions"),
     )
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return workspace_settings(tmp_path)
 
 
 def land(settings: Settings, table: str, name: str, content: bytes | str, day: date = DAY) -> Path:

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
-from conftest import CONTRACTS, REPO
+from conftest import CONTRACTS, REPO, workspace_settings
 from language_fixture import AS_OF, DAY, EVENTS, PEOPLE, write_fixture
 from test_engines import committed
 from test_language import CASES, segment
@@ -173,20 +173,9 @@ def test_the_example_definitions_as_compile_prints_them_run_on_spark(spark, fixt
     assert len(theirs) >= 10 and theirs["do_not_contact"] == {"p01"}
 
 
-def demo_settings(folder: Path):
-    return load_settings(
-        None,
-        landing=str(folder / "landing"),
-        lake=str(folder / "lake"),
-        inbox=str(folder / "inbox"),
-        contracts=str(CONTRACTS),
-        definitions=str(REPO / "segment_definitions"),
-    )
-
-
 def two_demo_runs(folder: Path, engine: str, first_run) -> list[pl.DataFrame]:
     """The demo workspace's two days run on `engine`; their membership and changes tables."""
-    settings = demo_settings(folder)
+    settings = workspace_settings(folder)
     files = write_demo_workspace(Root(settings.landing), Root(settings.inbox), 2_000)
     first_run(settings, engine)
     for key, data in files.later_uploads.items():
@@ -220,14 +209,14 @@ def test_runs_on_spark_commit_the_same_tables_as_on_polars(spark, tmp_path, monk
 
 
 def test_spark_leaves_no_temp_views_behind(spark, tmp_path):
-    settings = demo_settings(tmp_path)
+    settings = workspace_settings(tmp_path)
     write_demo_workspace(Root(settings.landing), Root(settings.inbox), 200)
     run(settings, FIRST_DAY, engine="spark")
     assert [t.name for t in spark.catalog.listTables() if t.name.startswith("__")] == []
 
 
 def test_spark_refuses_an_object_store_lake_and_says_what_to_configure(tmp_path):
-    settings = demo_settings(tmp_path).model_copy(
+    settings = workspace_settings(tmp_path).model_copy(
         update={"lake": f"s3://bucket-{uuid.uuid4().hex[:6]}/lake"}
     )
     with pytest.raises(ConfigError) as refused:
