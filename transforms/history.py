@@ -4,6 +4,7 @@ the run report's charts)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 from typing import Any
 
 from transforms.commit import read_catalog, read_manifest
@@ -22,11 +23,14 @@ class SegmentRun:
     """The content hash of the definition the run used (None: not defined in that run)."""
 
 
-def manifests(lake: Root, last: int | None = None) -> list[dict[str, Any]]:
-    """The manifests of the committed runs, oldest first (only the `last` ones if given)."""
+def manifests(
+    lake: Root, until: date | None = None, last: int | None = None
+) -> list[dict[str, Any]]:
+    """The manifests of the committed runs, oldest first: of runs up to `until` if given, and
+    only the `last` ones of those if given (the others are not read)."""
     catalog = read_catalog(lake)
-    dates = catalog.dates[-last:] if last else catalog.dates
-    return [read_manifest(lake, catalog, day) for day in dates]
+    dates = [d for d in catalog.dates if until is None or d <= until]
+    return [read_manifest(lake, catalog, day) for day in (dates[-last:] if last else dates)]
 
 
 def segment_history(lake: Root, segment_id: str) -> list[SegmentRun]:

@@ -15,7 +15,8 @@ from datetime import date
 from html import escape
 from typing import Any
 
-from transforms.commit import manifest_folder, read_catalog, read_manifest
+from transforms.commit import manifest_folder
+from transforms.history import manifests
 from transforms.storage import Root
 
 RUNS_SHOWN = 14
@@ -41,8 +42,7 @@ def report_path(day: date, attempt: str) -> str:
 
 def write_report(lake: Root, day: date) -> str:
     """Render the report of the committed run of `day`; returns its key in the lake."""
-    catalog = read_catalog(lake)
-    runs = [read_manifest(lake, catalog, d) for d in catalog.dates if d <= day][-RUNS_SHOWN:]
+    runs = manifests(lake, until=day, last=RUNS_SHOWN)
     manifest = runs[-1]
     ingest = None
     if manifest.get("ingest") and lake.exists(manifest["ingest"]):
