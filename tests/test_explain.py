@@ -116,3 +116,19 @@ def test_the_command_prints_the_tree_and_json(ws):
     assert "segment buyers = TRUE" in shown.output
     as_json = CliRunner().invoke(app, ["why", "c", "picky", "--json", "--date", str(D2), *args])
     assert json.loads(as_json.output)["tree"]["value"] is None
+
+
+def test_an_upload_naming_a_shared_email_did_not_add_the_person(settings, tmp_path: Path):
+    ws = with_definitions(settings, tmp_path / "definitions", DEFINITIONS)
+    shared = PEOPLE.replace("b@example.com", "a@example.com")  # a and b share an address
+    land(ws, "people", "p.csv", shared, D1)
+    land(ws, "events", "e.csv", EVENTS, D1)
+    vip = Path(ws.inbox) / "vip"
+    vip.mkdir(parents=True)
+    (vip / "by-email.csv").write_text("email\nA@example.com\nc@example.com\n")
+    run(ws, D1)
+    a, c = explain(ws, "a", "vip", D1), explain(ws, "c", "vip", D1)
+    assert not a.member and a.uploads == []  # the run applied that row to nobody
+    assert c.member and c.uploads == [
+        {"run_date": "2026-03-30", "file": "vip/by-email.csv", "line": 3, "action": "added"}
+    ]

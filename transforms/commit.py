@@ -87,6 +87,12 @@ def read_table(root: Root, manifest: dict[str, Any], table: str) -> pl.DataFrame
     return root.read_parquet(manifest["files"][table])
 
 
+def scan_table(root: Root, manifest: dict[str, Any], table: str) -> pl.LazyFrame:
+    """A committed table of a run as a lazy scan of exactly its manifest's files, for reading
+    a filtered part of it."""
+    return pl.concat([root.scan_parquet(key) for key in manifest["files"][table]])
+
+
 def manifest_folder(day: date) -> str:
     return f"runs/run_date={day.isoformat()}"
 

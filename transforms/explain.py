@@ -13,9 +13,7 @@ committed run up to D, and the person's membership in the run of D.
 
 from __future__ import annotations
 
-import csv
 import difflib
-import io
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -24,7 +22,7 @@ import polars as pl
 from sqlglot import exp
 
 from transforms import lake
-from transforms.commit import read_catalog, read_manifest, read_table
+from transforms.commit import read_catalog, read_manifest, scan_table
 from transforms.compiler import DIALECT, Workspace, condition_expression
 from transforms.config import Settings
 from transforms.contracts import load_contract
@@ -74,11 +72,11 @@ def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> E
     manifest = read_manifest(root, catalog, day)
     committed = None
     if manifest is not None:
-        members = read_table(root, manifest, "membership")
         committed = (
-            members.filter(
-                (pl.col("segment_id") == segment_id) & (pl.col("person_id") == person_id)
-            ).height
+            scan_table(root, manifest, "membership")
+            .filter((pl.col("segment_id") == segment_id) & (pl.col("person_id") == person_id))
+            .collect()
+            .height
             > 0
         )
     segment = workspace.segments[segment_id]
@@ -141,10 +139,9 @@ def _evaluated_row(
     if manifest is not None:
         manual_ids = [sid for sid, s in workspace.segments.items() if s.manual]
         manual = (
-            read_table(root, manifest, "membership")
+            scan_table(root, manifest, "membership")
             .filter(pl.col("segment_id").is_in(manual_ids) & (pl.col("person_id") == person_id))
             .select("segment_id", "person_id")
-            .lazy()
         )
     features = event_features(events, workspace)
     return segment_columns(people, features, workspace, manual).collect()
@@ -241,50 +238,37 @@ def _plain(value: Any) -> Any:
 def _uploads_naming(
     settings: Settings, root: Root, catalog: Any, person_id: str, segment_id: str, day: date
 ) -> list[dict[str, Any]]:
-    """Every applied upload of `segment_id`, in committed runs up to `day`, that named the
-    person (by id, or by an email of theirs in that run's snapshot)."""
-    from transforms.inbox import ACTIONS, ID_COLUMNS
+    """Every applied upload of `segment_id`, in committed runs up to `day`, whose rows the run
+    applied to the person: each file parsed and resolved against that run's snapshot by the
+    inbox's own rules (an email shared by several people names nobody)."""
+    from transforms.inbox import ACTIONS, UploadReport, _parse, _resolve
 
     inbox = Root(settings.inbox, settings.storage_options)
     found = []
     for run_day in (d for d in catalog.dates if d <= day):
         manifest = read_manifest(root, catalog, run_day)
-        person = _person_row(root, run_day, person_id)
-        email = (person.get_column("email").item() or "").strip().lower() if person.height else ""
-        for report, key in zip(
-            manifest["manual"]["applied"], manifest["manual"]["files"], strict=True
-        ):
+        applied = manifest["manual"]["applied"]
+        files = manifest["manual"]["files"]
+        people = None
+        for report, key in zip(applied, files, strict=True):
             if report["segment_id"] != segment_id:
                 continue
+            entry = {"run_date": run_day.isoformat(), "file": report["file"]}
             if report["action"] == "clear":
-                found.append(
-                    {"run_date": run_day.isoformat(), "file": report["file"], "action": "clear"}
-                )
+                found.append({**entry, "action": "cleared"})
                 continue
             try:
-                text = inbox.read_bytes(key).decode("utf-8").removeprefix("\ufeff")
+                data = inbox.read_bytes(key)
             except FileNotFoundError:
                 raise MissingInputError(
                     f"run {run_day} applied {key}, which is no longer in {inbox.url}",
                     hint="restore it from a backup, or check that --inbox is this lake's inbox",
                 ) from None
-            rows = list(csv.DictReader(io.StringIO(text, newline="")))
-            for line, row in enumerate(rows, start=2):
-                row = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
-                id_column = next((c for c in ID_COLUMNS if c in row), None)
-                named = (
-                    row[id_column] == person_id
-                    if id_column
-                    else bool(email) and row.get("email", "").lower() == email
-                )
-                if named:
-                    action = row.get("action") or report["action"]
-                    found.append(
-                        {
-                            "run_date": run_day.isoformat(),
-                            "file": report["file"],
-                            "line": line,
-                            "action": ACTIONS.get(action, action),
-                        }
-                    )
+            if people is None:
+                people = lake.scan_people(root, run_day).select("person_id", "email").collect()
+            rows, _, kind = _parse(data, report["action"])
+            scratch = UploadReport(report["file"], segment_id, report["action"])
+            for pid, action, line in _resolve(rows, kind, people, scratch):
+                if pid == person_id:
+                    found.append({**entry, "line": line, "action": ACTIONS[action]})
     return found

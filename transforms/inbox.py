@@ -114,8 +114,10 @@ def _safe_name(relative: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", relative.replace("/", "__")).strip(".") or "file"
 
 
-def _parse(data: bytes, default_action: str) -> tuple[list[tuple[str, str, str]], list[str], str]:
-    """Rows (identifier kind, value, action), notes, or UploadError with every problem."""
+def _parse(
+    data: bytes, default_action: str
+) -> tuple[list[tuple[str, str, str, int]], list[str], str]:
+    """Rows (identifier kind, value, action, line), notes, or UploadError with every problem."""
     try:
         text = data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
@@ -162,7 +164,7 @@ def _parse(data: bytes, default_action: str) -> tuple[list[tuple[str, str, str]]
                     problems.append(f"line {line}: action '{given}' is not add or remove")
                     continue
                 action = given
-            rows.append((kind, value, action))
+            rows.append((kind, value, action, line))
     except csv.Error as exc:
         problems.append(f"line {reader.line_num}: not valid CSV ({exc})")
     if problems:
@@ -170,22 +172,25 @@ def _parse(data: bytes, default_action: str) -> tuple[list[tuple[str, str, str]]
     return rows, notes, kind
 
 
-def _resolve(rows, kind: str, people: pl.DataFrame, report: UploadReport) -> list[tuple[str, str]]:
-    """(person_id, action) of the rows naming exactly one known person; the rest reported."""
+def _resolve(
+    rows, kind: str, people: pl.DataFrame, report: UploadReport
+) -> list[tuple[str, str, int]]:
+    """(person_id, action, line) of the rows naming exactly one known person; the rest
+    reported."""
     resolved, unknown, ambiguous = [], [], []
     if kind == "person_id":
         known = set(people.get_column("person_id").to_list())
-        for _, value, action in rows:
-            (resolved.append((value, action)) if value in known else unknown.append(value))
+        for _, value, action, line in rows:
+            (resolved.append((value, action, line)) if value in known else unknown.append(value))
     else:
         by_email: dict[str, list[str]] = {}
         for pid, email in people.select("person_id", "email").iter_rows():
             if email:
                 by_email.setdefault(email.strip().lower(), []).append(pid)
-        for _, value, action in rows:
+        for _, value, action, line in rows:
             matches = by_email.get(value.strip().lower(), [])
             if len(matches) == 1:
-                resolved.append((matches[0], action))
+                resolved.append((matches[0], action, line))
             elif matches:
                 ambiguous.append(value)
             else:
@@ -344,7 +349,7 @@ def apply_uploads(
                 rejected.append(_reject(inbox, day, upload.key, exc.problems, upload.original))
                 continue
             report.rows = len(rows)
-            for pid, action in _resolve(rows, kind, people, report):
+            for pid, action, _ in _resolve(rows, kind, people, report):
                 (members.add if action == "add" else members.discard)(pid)
                 last[(upload.segment_id, pid)] = ACTIONS[action]
                 report.applied += 1

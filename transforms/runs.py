@@ -38,6 +38,7 @@ from transforms.commit import (
     read_catalog,
     read_manifest,
     read_table,
+    scan_table,
     write_tables,
 )
 from transforms.config import Settings
@@ -259,9 +260,10 @@ def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     _, previous = _previous(root, plan)
     manual_ids = sorted(sid for sid, s in segments.items() if s.is_manual)
     before = (
-        read_table(root, previous, "membership")
+        scan_table(root, previous, "membership")
         .filter(pl.col("segment_id").is_in(manual_ids))
         .select(KEY)
+        .collect()
         if previous is not None
         else pl.DataFrame(schema=MEMBERS)
     )
