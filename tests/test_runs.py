@@ -44,6 +44,20 @@ def lake_settings(settings, tmp_path: Path):
     )
 
 
+def assert_only_files_of(settings, attempt: str) -> None:
+    """D2's folders hold exactly the files of `attempt`: one data file per table, and the
+    manifest and report."""
+    lake = Path(settings.lake)
+    for folder in (
+        "membership/run_date=2026-03-31",
+        "changes/run_date=2026-03-31",
+        "runs/run_date=2026-03-31",
+    ):
+        names = sorted(p.name for p in (lake / folder).iterdir())
+        assert len(names) == (2 if folder.startswith("runs/") else 1), folder
+        assert all(attempt in name for name in names), folder
+
+
 def land_day(settings, day: date, people: dict[str, str], purchases: list[str]) -> None:
     land(
         settings,
@@ -155,15 +169,7 @@ def test_a_rerun_reproduces_the_rows_and_leaves_only_its_files(lake_settings):
     membership, changes, again = committed(lake_settings, D2)
     assert membership.equals(first_membership) and changes.equals(first_changes)
     assert again["attempt"] != first["attempt"]
-    lake = Path(lake_settings.lake)
-    for folder in (
-        "membership/run_date=2026-03-31",
-        "changes/run_date=2026-03-31",
-        "runs/run_date=2026-03-31",
-    ):
-        names = sorted(p.name for p in (lake / folder).iterdir())
-        assert len(names) == (2 if folder.startswith("runs/") else 1)  # manifest and report
-        assert all(again["attempt"] in name for name in names)
+    assert_only_files_of(lake_settings, again["attempt"])
 
 
 def test_rerunning_a_date_with_later_runs_is_refused_or_rebuilds_in_order(lake_settings):
@@ -278,15 +284,8 @@ def test_a_crash_at_any_step_leaves_the_last_committed_run_intact(lake_settings,
     report = run(lake_settings, D2)  # the retry converges
     membership, changes, manifest = committed(lake_settings, D2)
     assert manifest["attempt"] in report.manifest
+    assert_only_files_of(lake_settings, manifest["attempt"])
     lake = Path(lake_settings.lake)
-    for folder in (
-        "membership/run_date=2026-03-31",
-        "changes/run_date=2026-03-31",
-        "runs/run_date=2026-03-31",
-    ):
-        names = sorted(p.name for p in (lake / folder).iterdir())
-        assert len(names) == (2 if folder.startswith("runs/") else 1), folder  # manifest, report
-        assert all(manifest["attempt"] in name for name in names), folder
     assert json.loads((lake / "runs/latest.json").read_text())["latest"] == "2026-03-31"
 
 
