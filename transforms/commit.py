@@ -176,7 +176,8 @@ def commit(
 def clean_up(root: Root, day: date, attempt: str) -> None:
     """Remove what attempts of `day` older than `attempt` left (data files, manifests), and the
     staging folders of this attempt and the older ones."""
-    folders = [lake.partition(t, day) for t in TABLES] + [manifest_folder(day)]
+    folders = [lake.partition(t, day) for t in (*TABLES, *lake.STATE_TABLES)]
+    folders.append(manifest_folder(day))
     remove_older_attempts(root, folders, attempt)
     staging = lake.staging("run", day)
     finished = {lake.attempt_of(info.key) for info in root.list_files(staging, recursive=True)}

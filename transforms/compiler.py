@@ -133,6 +133,29 @@ class Feature:
     tests: tuple[tuple[str, pl.Expr], ...] = field(compare=False, repr=False)
     """Which events count, as (canonical text, expression) of each test they must all pass:
     the name, each time bound, the filter. Features share tests by their text."""
+    window_test: str | None = field(default=None, compare=False, repr=False)
+    """The text of the test among `tests` that bounds the window (`within`), if any."""
+    column_type: str | None = field(default=None, compare=False, repr=False)
+    """The type of the aggregated event column (integer or number), if any."""
+
+    @property
+    def event_tests(self) -> tuple[tuple[str, pl.Expr], ...]:
+        """The tests that do not depend on the run date: all but the window's."""
+        return tuple(t for t in self.tests if t[0] != self.window_test)
+
+    @property
+    def window_days(self) -> int | None:
+        """The window in whole days, or None without a window (or one of hours or minutes)."""
+        if self.within is None or self.within % timedelta(days=1):
+            return None
+        return self.within.days
+
+    @property
+    def foldable(self) -> bool:
+        """Whether per-day partial aggregates give this feature exactly: no window or one of
+        whole days, and a filter that does not read the as-of instant."""
+        whole_days = self.within is None or self.window_days is not None
+        return whole_days and (self.filter is None or not reads_as_of(self.filter))
 
     @property
     def condition(self) -> pl.Expr:
@@ -155,6 +178,18 @@ class Feature:
         if self.filter is not None:
             args.append(f"where => {self.filter.sql(dialect=DIALECT)}")
         return f"{self.aggregate}({', '.join(args)})"
+
+
+AS_OF_FUNCTIONS = ("as_of", "now", "days_since")
+
+
+def reads_as_of(node: exp.Expr) -> bool:
+    """Whether an expression's value depends on the run's as-of instant."""
+    return any(
+        isinstance(n, (exp.CurrentTimestamp, exp.CurrentDate))
+        or (isinstance(n, exp.Anonymous) and n.name.lower() in AS_OF_FUNCTIONS)
+        for n in node.walk()
+    )
 
 
 def _interval_text(delta: timedelta) -> str:
@@ -897,7 +932,8 @@ def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
         )
     event_columns = {c.name: c.logical_type for c in scope.events.columns}
     event_scope = _Scope(columns=event_columns, as_of=scope.as_of, kind="event column")
-    column, result = (
+    column, column_type, result = (
+        None,
         None,
         {"count": "integer", "first": "timestamp", "last": "timestamp"}.get(aggregate),
     )
@@ -911,7 +947,7 @@ def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
                 f"{function}() needs a numeric event column; {column_node.name} is {typed.type}",
                 column_node,
             )
-        column = column_node.name
+        column, column_type = column_node.name, typed.type
         result = "number" if aggregate == "avg" or typed.type == "number" else "integer"
     options: dict[str, exp.Expr] = {}
     for kwarg in (a for a in node.expressions if isinstance(a, exp.Kwarg)):
@@ -948,8 +984,9 @@ def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
             ).value
     filter_node = options.get("where")
     tests = [] if name_node.this == "*" else [_name_test(name_node.this)]
-    if within is not None:
-        tests.append(_time_test(">", scope.as_of - within))
+    window = _time_test(">", scope.as_of - within) if within is not None else None
+    if window is not None:
+        tests.append(window)
     if "since" in bounds:
         tests.append(_time_test(">=", bounds["since"]))
     if "until" in bounds:
@@ -984,6 +1021,8 @@ def _event_function(node: exp.Anonymous, scope: _Scope) -> Typed:
             filter=filter_node,
             type=result,
             tests=tuple(tests),
+            window_test=window[0] if window is not None else None,
+            column_type=column_type,
         )
     scope.used_features.append(name)
     node.meta["feature"] = name  # for the SQL back end (transforms.sql)

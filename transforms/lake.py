@@ -41,7 +41,11 @@ PARTITION_COLUMNS = {
     "events": "ingest_date",
     "membership": "run_date",
     "changes": "run_date",
+    "feature_totals": "run_date",
+    "feature_partials": "run_date",
 }
+STATE_TABLES = ("feature_totals", "feature_partials")
+"""What runs keep for the next run to fold its features from (`transforms.feature_state`)."""
 
 
 def partition(table: str, day: date) -> str:
@@ -132,7 +136,7 @@ def resent_events(lake: Root, day: date, event_ids: pl.Series) -> tuple[list[dat
     return days, found.get_column("event_id")
 
 
-def _checked_against_earlier(lake: Root, days: list[date]) -> bool:
+def checked_against_earlier(lake: Root, days: list[date]) -> bool:
     """Whether the ingest of each of `days` dropped the events that earlier ones of `days`
     already held (it was ingested after them), so together they hold each event_id once."""
     for index, day in enumerate(days):
@@ -153,6 +157,6 @@ def scan_events(lake: Root, day: date) -> pl.LazyFrame:
     per_day = event_files(lake, day)
     events = _scan(lake, [key for keys in per_day for key in keys])
     days = [d for d in ingested_days(lake) if d <= day]
-    if _checked_against_earlier(lake, days):
+    if checked_against_earlier(lake, days):
         return events
     return events.unique(subset="event_id", keep="first")

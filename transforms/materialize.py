@@ -61,12 +61,14 @@ def evaluate(
     manual_members: pl.DataFrame | None = None,
     engine: str = "polars",
     workspace: Workspace | None = None,
+    features: pl.LazyFrame | None = None,
 ) -> Evaluation:
     """Members of every segment (or of `only` and what they depend on) for `day`, unwritten.
 
     `manual_members` holds (segment_id, person_id) of manual segments; `engine` is polars
     (the default), duckdb or spark, which run the SQL of `transforms.sql`; `workspace` is the
-    compiled definitions when the caller already has them."""
+    compiled definitions when the caller already has them; `features` the event features of
+    every person (`transforms.feature_state`), recomputed from the events when not given."""
     started = time.perf_counter()
     workspace = workspace or compile_workspace(settings, day)
     if only is not None:
@@ -83,9 +85,9 @@ def evaluate(
         }
         return Evaluation(workspace, members, snapshot, seconds)
     people = lake.scan_people(lake_root, day)
-    events = lake.scan_events(lake_root, day)
     compiled = time.perf_counter()
-    features = event_features(events, workspace)
+    if features is None:
+        features = event_features(lake.scan_events(lake_root, day), workspace)
     manual = manual_members.lazy() if manual_members is not None else None
     members_plan = segment_members(people, features, workspace, manual)
     members, snapshot = pl.collect_all(

@@ -9,6 +9,7 @@ row per person with a column per feature (conditional aggregation, a single grou
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 import polars as pl
@@ -17,34 +18,77 @@ from transforms.compiler import TIMESTAMP, Feature, Workspace
 
 TEST_PREFIX = "__test_"
 """Columns of per-event tests, shared by the features that use them."""
+COUNT_SUFFIX, SUM_SUFFIX = "__n", "__sum"
+"""State columns of avg() and float sums besides the feature's own: how many values, their sum."""
 
 
-AGGREGATE_OF = {
-    "count": "sum",
-    "first": "min",
-    "last": "max",
-    "sum": "sum",
-    "min": "min",
-    "max": "max",
-    "avg": "mean",
-}
-"""The plain aggregate of each feature's masked input column."""
+@dataclass(frozen=True)
+class StateColumn:
+    """One per-person aggregate a feature is made of (`membership.finish` makes the feature).
+
+    `fold` says how runs combine partial values of it (`transforms.feature_state`): "add" adds
+    and subtracts them (integers, exact), "max"/"min" keep the extreme, "refold" recomputes it
+    from the partials of people whose events changed (float sums, which drift if subtracted)."""
+
+    name: str
+    value: pl.Expr
+    """Per event: what the column aggregates (NULL for events that do not count)."""
+    aggregate: str  # sum | min | max
+    fold: str  # add | max | min | refold
 
 
-def _masked_input(feature: Feature, mask: pl.Expr) -> pl.Expr:
-    """Per event, what the feature aggregates: whether it counts, or the timestamp or column
-    value of an event that counts (NULL for the others, which every aggregate skips)."""
-    if feature.aggregate == "count":
-        return mask
-    value = (
-        pl.col("timestamp") if feature.aggregate in ("first", "last") else pl.col(feature.column)
+def state_columns(feature: Feature, mask: pl.Expr) -> list[StateColumn]:
+    """The aggregates a feature is computed from, given which events count (`mask`)."""
+    name, aggregate = feature.name, feature.aggregate
+    if aggregate == "count":
+        return [StateColumn(name, mask.cast(pl.Int64), "sum", "add")]
+    if aggregate in ("first", "last", "min", "max"):
+        value = pl.col("timestamp") if aggregate in ("first", "last") else pl.col(feature.column)
+        extreme = "min" if aggregate in ("first", "min") else "max"
+        return [StateColumn(name, pl.when(mask).then(value), extreme, extreme)]
+    value = pl.when(mask).then(pl.col(feature.column))
+    counted = StateColumn(f"{name}{COUNT_SUFFIX}", value.is_not_null().cast(pl.Int64), "sum", "add")
+    if aggregate == "sum":
+        if feature.column_type == "integer":
+            return [StateColumn(name, value.cast(pl.Int64), "sum", "add")]
+        return [StateColumn(name, value.cast(pl.Float64), "sum", "refold"), counted]
+    exact = feature.column_type == "integer"
+    total = value.cast(pl.Int64 if exact else pl.Float64)
+    return [StateColumn(f"{name}{SUM_SUFFIX}", total, "sum", "add" if exact else "refold"), counted]
+
+
+def aggregate_state(
+    events: pl.LazyFrame,
+    features: list[Feature],
+    by: list[str],
+    tests: dict[str, tuple[tuple[str, pl.Expr], ...]],
+) -> pl.LazyFrame:
+    """One row per group of `by`, a column per state column of `features`; `tests` gives each
+    feature's tests (by feature name). Each test is computed once per event and shared."""
+    shared = {text: test for f in features for text, test in tests[f.name]}
+    test_columns = {text: f"{TEST_PREFIX}{i}" for i, text in enumerate(shared)}
+    values = sorted({f.column for f in features if f.column} | {"timestamp"})
+    columns = [
+        column for f in features for column in state_columns(f, _mask(tests[f.name], test_columns))
+    ]
+    return (
+        events.select(*by, *values, *(t.alias(test_columns[text]) for text, t in shared.items()))
+        .select(*by, *(c.value.alias(c.name) for c in columns))
+        .group_by(by)
+        .agg(getattr(pl.col(c.name), c.aggregate)() for c in columns)
     )
-    return pl.when(mask).then(value)
 
 
-def _aggregate(feature: Feature) -> pl.Expr:
-    column = getattr(pl.col(feature.name), AGGREGATE_OF[feature.aggregate])()
-    return column.cast(pl.Int64) if feature.aggregate == "count" else column
+def finish(state: pl.LazyFrame, features: list[Feature]) -> pl.LazyFrame:
+    """The features from their state columns: one row per person, a column per feature."""
+
+    def feature(f: Feature) -> pl.Expr:
+        if f.aggregate != "avg":
+            return pl.col(f.name)
+        count = pl.col(f"{f.name}{COUNT_SUFFIX}")
+        return pl.when(count > 0).then(pl.col(f"{f.name}{SUM_SUFFIX}") / count).alias(f.name)
+
+    return state.select("person_id", *(feature(f) for f in features))
 
 
 def earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None:
@@ -62,38 +106,41 @@ def earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None
     return min(starts) if starts else None
 
 
-def event_features(events: pl.LazyFrame, workspace: Workspace) -> pl.LazyFrame:
-    """One row per person who has events, one column per feature of the workspace."""
-    features = list(workspace.features.values())
-    if not features:
-        return pl.LazyFrame(schema={"person_id": pl.String})
-    visible = pl.col("timestamp") <= pl.lit(workspace.as_of, dtype=TIMESTAMP)
+def visible_events(events: pl.LazyFrame, features: list[Feature], as_of: datetime) -> pl.LazyFrame:
+    """The events a run with these features reads: up to the as-of instant, of the names
+    they count, no older than the longest window needs."""
+    visible = pl.col("timestamp") <= pl.lit(as_of, dtype=TIMESTAMP)
     names = {f.event for f in features}
     if "*" not in names:
         visible = visible & pl.col("name").is_in(sorted(names))
-    earliest = earliest_needed(features, workspace.as_of)
+    earliest = earliest_needed(features, as_of)
     if earliest is not None:
         visible = visible & (pl.col("timestamp") >= pl.lit(earliest, dtype=TIMESTAMP))
-    tests = {text: test for f in features for text, test in f.tests}
-    test_columns = {text: f"{TEST_PREFIX}{i}" for i, text in enumerate(tests)}
-    values = sorted({f.column for f in features if f.column} | {"timestamp"})
-    return (
-        events.filter(visible)
-        .select("person_id", *values, *(test.alias(test_columns[t]) for t, test in tests.items()))
-        .select(
-            "person_id",
-            *(_masked_input(f, _mask(f, test_columns)).alias(f.name) for f in features),
-        )
-        .group_by("person_id")
-        .agg(_aggregate(f) for f in features)
+    return events.filter(visible)
+
+
+def event_features(
+    events: pl.LazyFrame, workspace: Workspace, features: list[Feature] | None = None
+) -> pl.LazyFrame:
+    """One row per person who has events, one column per feature of the workspace (or of
+    `features`), recomputed from the events."""
+    features = list(workspace.features.values()) if features is None else features
+    if not features:
+        return pl.LazyFrame(schema={"person_id": pl.String})
+    state = aggregate_state(
+        visible_events(events, features, workspace.as_of),
+        features,
+        ["person_id"],
+        {f.name: f.tests for f in features},
     )
+    return finish(state, features)
 
 
-def _mask(feature: Feature, test_columns: dict[str, str]) -> pl.Expr:
-    """Whether an event counts for `feature`: its tests, each computed once per event."""
-    if not feature.tests:
+def _mask(tests: tuple[tuple[str, pl.Expr], ...], test_columns: dict[str, str]) -> pl.Expr:
+    """Whether an event counts for a feature: its tests, each computed once per event."""
+    if not tests:
         return pl.lit(True)
-    return pl.all_horizontal(test_columns[text] for text, _ in feature.tests)
+    return pl.all_horizontal(pl.col(test_columns[text]) for text, _ in tests)
 
 
 def segment_columns(

@@ -44,6 +44,7 @@ from transforms.commit import (
 from transforms.config import Settings
 from transforms.definitions import definition_changes, definition_hashes, load_segments
 from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
+from transforms.feature_state import run_features
 from transforms.inbox import MEMBERS, apply_uploads, collect_uploads
 from transforms.ingest import IngestReport
 from transforms.materialize import compile_workspace, evaluate
@@ -137,6 +138,9 @@ class Plan:
     catalog: Catalog
     accept_shrink: bool = False
     engine: str = "polars"
+    full: bool = False
+    """Recompute the event features from the events instead of folding the previous run's
+    state (`transforms.feature_state`)."""
 
     @property
     def folder(self) -> str:
@@ -149,6 +153,7 @@ class Plan:
             "catalog": asdict(self.catalog),
             "accept_shrink": self.accept_shrink,
             "engine": self.engine,
+            "full": self.full,
         }
 
     @classmethod
@@ -159,6 +164,7 @@ class Plan:
             Catalog(**data["catalog"]),
             data["accept_shrink"],
             data["engine"],
+            data.get("full", False),
         )
 
 
@@ -185,6 +191,7 @@ def begin(
     *,
     accept_shrink: bool = False,
     engine: str = "polars",
+    full: bool = False,
     allowed_later: tuple[date, ...] = (),
 ) -> Plan:
     """Start an attempt at run `day`: read the catalog, refuse if later runs are committed
@@ -199,7 +206,7 @@ def begin(
             " enter/exit records inconsistent",
             hint=f"rerun {day} and every later date in order with --rebuild-later",
         )
-    plan = Plan(day, lake.new_attempt(), catalog, accept_shrink, engine)
+    plan = Plan(day, lake.new_attempt(), catalog, accept_shrink, engine, full)
     _stage_json(root, plan, "plan", plan.to_json())
     return plan
 
@@ -300,15 +307,32 @@ def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 
 
 def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
-    """Compute every segment's members; the shrink guard rail stops the run here."""
+    """Compute every segment's members; the shrink guard rail stops the run here. With the
+    Polars engine the event features are folded from the previous run's (`feature_state`)."""
     root = Root(settings.lake, settings.storage_options)
+    previous_day, previous = _previous(root, plan)
+    workspace = compile_workspace(settings, plan.day)
+    started = time.perf_counter()
+    folded = None
+    if plan.engine == "polars":
+        folded = run_features(
+            root,
+            plan.day,
+            plan.attempt,
+            workspace,
+            (previous_day, previous) if previous else None,
+            plan.full,
+        )
+    features_seconds = _since(started)
     evaluation = evaluate(
         settings,
         plan.day,
         manual_members=_staged_frame(root, plan, "manual_members"),
         engine=plan.engine,
+        workspace=workspace,
+        features=folded.features if folded else None,
     )
-    _check_snapshot(evaluation.people, _previous(root, plan)[1], settings, plan)
+    _check_snapshot(evaluation.people, previous, settings, plan)
     root.write_parquet(evaluation.members, f"{plan.folder}/members.parquet")
     root.write_parquet(evaluation.snapshot, f"{plan.folder}/snapshot.parquet")
     _stage_json(
@@ -318,10 +342,17 @@ def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         {
             "people": evaluation.people,
             "segments": sorted(evaluation.workspace.segments),
-            "seconds": evaluation.seconds,
+            "features": folded.how if folded else "recomputed",
+            "feature_state": folded.record if folded else None,
+            "files": folded.files if folded else {},
+            "seconds": {"features": features_seconds, "evaluate": evaluation.seconds["evaluate"]},
         },
     )
-    return {"people": evaluation.people, "members": evaluation.members.height}
+    return {
+        "people": evaluation.people,
+        "members": evaluation.members.height,
+        "features": folded.how if folded else "recomputed",
+    }
 
 
 def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
@@ -373,9 +404,10 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         for name in ("ingest_step", "validate_step")
         if root.exists(f"{plan.folder}/{name}.json")
     }
+    materialized = steps["materialize_step"]
     seconds |= {
         "manual": steps["manual_step"].pop("seconds"),
-        **steps["materialize_step"]["seconds"],
+        **materialized["seconds"],
         "diff": steps["diff_step"]["seconds"],
     }
     return commit(
@@ -383,7 +415,7 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         plan.day,
         plan.catalog,
         plan.attempt,
-        steps["diff_step"]["files"],
+        {**steps["diff_step"]["files"], **materialized["files"]},
         {
             "previous_run_date": previous_day.isoformat() if previous_day else None,
             "definitions": hashes,
@@ -395,6 +427,8 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
             ).hexdigest()[:16],
             "people": steps["materialize_step"]["people"],
             "engine": plan.engine,
+            "features": materialized["features"],
+            "feature_state": materialized["feature_state"],
             "rows": steps["diff_step"]["rows"],
             "segments": steps["diff_step"]["segments"],
             "ingest": lake.ingest_manifest(plan.day),
@@ -452,6 +486,7 @@ def run(
     accept_shrink: bool = False,
     rebuild_later: bool = False,
     engine: str = "polars",
+    full: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Run date `day` and commit it; see the module docstring. `progress` is told each step
@@ -464,6 +499,7 @@ def run(
             each,
             accept_shrink=accept_shrink,
             engine=engine,
+            full=full,
             allowed_later=allowed[index:],
         )
         for step in STEPS:

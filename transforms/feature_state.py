@@ -1,0 +1,336 @@
+"""Event features kept from one run to the next, so a nightly run reads one day of events.
+
+A run of date D needs every feature of every person over all the events visible at D. Instead
+of rescanning the history, each run keeps two tables (STORAGE.md, "Feature state"):
+
+- `feature_partials`: for the events of one ingest date and one *bucket*, the state columns
+  (`membership.state_columns`) per person, without the window test. Bucket X holds the events
+  whose timestamp is in (X 00:00, X+1 00:00] UTC. The as-of instant of run D is 00:00 UTC of
+  D+1, so an event is visible at D exactly when its bucket is <= D, and inside a window of W
+  days exactly when its bucket is > D - W: buckets are whole days of every window.
+- `feature_totals`: the state columns of every foldable feature at D, one row per person.
+
+Run D after run P folds: per window, the partial files that count at D and did not at P are
+added, those that counted at P and no longer do are taken away. Integer columns subtract
+exactly; an extreme (first, last, min, max) keeps max(P's value, the added ones) unless the
+value that left the window was the extreme, and a float sum is recomputed; both from the
+partials that count at D, for the people concerned only. A feature is foldable when its window
+is whole days (or absent) and its filter does not read the as-of instant; others are
+recomputed from the events every run.
+
+Whatever cannot be trusted (no state from P, features P did not keep, a date re-ingested since,
+a missing file, ingests out of order) and `--full` make the run recompute from the events and
+write the state afresh. Folding and recomputing give the same features (tests compare them
+over many days).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import polars as pl
+
+from transforms import lake
+from transforms.compiler import Feature, Workspace
+from transforms.membership import (
+    COUNT_SUFFIX,
+    StateColumn,
+    aggregate_state,
+    event_features,
+    finish,
+    state_columns,
+    visible_events,
+)
+from transforms.storage import Root
+
+log = logging.getLogger("segments.feature_state")
+
+TOTALS, PARTIALS = lake.STATE_TABLES
+BUCKET = "bucket"
+
+
+def bucket() -> pl.Expr:
+    """The first run date that sees an event: the bucket its timestamp falls in."""
+    return (pl.col("timestamp") - pl.duration(microseconds=1)).dt.date().alias(BUCKET)
+
+
+@dataclass(frozen=True)
+class Partial:
+    ingest_date: date
+    bucket: date
+    key: str
+
+    def to_json(self) -> list[str]:
+        return [self.ingest_date.isoformat(), self.bucket.isoformat(), self.key]
+
+    @classmethod
+    def from_json(cls, row: list[str]) -> Partial:
+        return cls(date.fromisoformat(row[0]), date.fromisoformat(row[1]), row[2])
+
+
+@dataclass
+class RunFeatures:
+    """The features of a run and the state it leaves for the next one."""
+
+    features: pl.LazyFrame
+    """One row per person with events, a column per feature of the workspace."""
+    how: str
+    """"folded" from the previous run's state, or why it was recomputed from the events."""
+    record: dict[str, Any] | None = None
+    """What the run's manifest records under `feature_state`; None when it keeps no state."""
+    files: dict[str, list[str]] = field(default_factory=dict)
+    """Keys of the state files this attempt wrote, per table."""
+
+
+def run_features(
+    root: Root,
+    day: date,
+    attempt: str,
+    workspace: Workspace,
+    previous: tuple[date, dict[str, Any]] | None,
+    full: bool = False,
+) -> RunFeatures:
+    """The features of run `day`, folded from the previous run's state `(date, manifest)` when
+    it can be trusted, else recomputed; writes this attempt's state files."""
+    foldable = [f for f in workspace.features.values() if f.foldable]
+    others = [f for f in workspace.features.values() if not f.foldable]
+    days = [d for d in lake.ingested_days(root) if d <= day]
+    events = {d: lake.read_ingest_manifest(root, d)["outputs"]["events"] for d in days}
+    if not foldable or not lake.checked_against_earlier(root, days):
+        why = "no foldable features" if not foldable else "dates ingested out of order"
+        features = event_features(lake.scan_events(root, day), workspace)
+        return RunFeatures(features, f"recomputed ({why}); no state kept")
+    problem = "--full" if full else _untrusted(root, previous, foldable, events)
+    files: dict[str, list[str]] = {TOTALS: [], PARTIALS: []}
+    if problem is None:
+        previous_day, manifest = previous
+        record = manifest["feature_state"]
+        known = [Partial.from_json(row) for row in record["partials"]]
+        new = [
+            p
+            for d in days
+            if d > previous_day
+            for p in _write_partials(root, day, attempt, d, events[d], foldable)
+        ]
+        partials = known + new
+        totals = _fold(root, record, day, previous_day, partials, foldable)
+        how = "folded"
+    else:
+        partials = [
+            p for d in days for p in _write_partials(root, day, attempt, d, events[d], foldable)
+        ]
+        totals = _recompute(lake.scan_events(root, day), foldable, workspace)
+        how = f"recomputed ({problem})"
+    own = f"{lake.partition(PARTIALS, day)}/"
+    files[PARTIALS] = [p.key for p in partials if p.key.startswith(own)]
+    files[TOTALS] = [f"{lake.partition(TOTALS, day)}/part-{attempt}.parquet"]
+    root.write_parquet(totals, files[TOTALS][0])
+    log.info("run %s: features %s", day, how)
+    features = finish(totals.lazy(), foldable)
+    if others:
+        recomputed = event_features(lake.scan_events(root, day), workspace, others)
+        features = features.join(recomputed, on="person_id", how="full", coalesce=True)
+    record = {
+        "features": sorted(f.name for f in foldable),
+        "totals": files[TOTALS],
+        "partials": [p.to_json() for p in partials],
+        "events": {d.isoformat(): keys for d, keys in events.items()},
+    }
+    return RunFeatures(features, how, record, files)
+
+
+def _untrusted(
+    root: Root,
+    previous: tuple[date, dict[str, Any]] | None,
+    foldable: list[Feature],
+    events: dict[date, list[str]],
+) -> str | None:
+    """Why the previous run's state cannot be folded into this run's, or None if it can."""
+    if previous is None:
+        return "no previous run"
+    previous_day, manifest = previous
+    record = manifest.get("feature_state")
+    if record is None:
+        return f"run {previous_day} kept no feature state"
+    missing = sorted({f.name for f in foldable} - set(record["features"]))
+    if missing:
+        return f"{len(missing)} feature(s) new since run {previous_day}"
+    earlier = {d.isoformat(): keys for d, keys in events.items() if d <= previous_day}
+    if earlier != record["events"]:
+        return f"events ingested on or before {previous_day} changed since that run"
+    keys = record["totals"] + [row[2] for row in record["partials"]]
+    if not all(root.exists(key) for key in keys):
+        return f"files of run {previous_day}'s feature state are missing"
+    return None
+
+
+def _write_partials(
+    root: Root, day: date, attempt: str, ingested: date, keys: list[str], features: list[Feature]
+) -> list[Partial]:
+    """Partials of the events ingested on `ingested`: per source file, one file per bucket."""
+    names = {f.event for f in features}
+    written = []
+    for index, key in enumerate(keys):
+        events = root.scan_parquet(key)
+        if "*" not in names:
+            events = events.filter(pl.col("name").is_in(sorted(names)))
+        frame = aggregate_state(
+            events.with_columns(bucket()),
+            features,
+            [BUCKET, "person_id"],
+            {f.name: f.event_tests for f in features},
+        ).collect(engine="streaming")
+        for (day_bucket,), part in sorted(frame.partition_by(BUCKET, as_dict=True).items()):
+            target = (
+                f"{lake.partition(PARTIALS, day)}/ingest_date={ingested.isoformat()}"
+                f"/bucket={day_bucket.isoformat()}/part-{attempt}-{index}.parquet"
+            )
+            root.write_parquet(part.drop(BUCKET), target)
+            written.append(Partial(ingested, day_bucket, target))
+    return written
+
+
+def _recompute(events: pl.LazyFrame, features: list[Feature], workspace: Workspace) -> pl.DataFrame:
+    """The totals from the events, as a run without state computes its features."""
+    state = aggregate_state(
+        visible_events(events, features, workspace.as_of),
+        features,
+        ["person_id"],
+        {f.name: f.tests for f in features},
+    )
+    return _prune(state.collect(engine="streaming"), features)
+
+
+def _counts(partial: Partial, day: date, window: int | None, upto: date) -> bool:
+    """Whether a partial counts at run `day`, known as of ingest date `upto`."""
+    if partial.ingest_date > upto or partial.bucket > day:
+        return False
+    return window is None or partial.bucket > day - timedelta(days=window)
+
+
+def _contributions(
+    root: Root,
+    partials: list[Partial],
+    columns_of: dict[str, list[str]],
+    aggregates: dict[str, str],
+    people: pl.Series | None = None,
+) -> pl.LazyFrame | None:
+    """The state columns aggregated per person (summed, or their extreme) over `partials`,
+    each file contributing the columns `columns_of[key]`; only `people` if given."""
+    scans = []
+    for p in partials:
+        if not columns_of.get(p.key):
+            continue
+        scan = root.scan_parquet(p.key).select("person_id", *columns_of[p.key])
+        if people is not None:
+            scan = scan.filter(pl.col("person_id").is_in(people.implode()))
+        scans.append(scan)
+    if not scans:
+        return None
+    return (
+        pl.concat(scans, how="diagonal_relaxed")
+        .group_by("person_id")
+        .agg(getattr(pl.col(c), aggregates[c])() for c in aggregates)
+    )
+
+
+def _fold(
+    root: Root,
+    record: dict[str, Any],
+    day: date,
+    previous_day: date,
+    partials: list[Partial],
+    features: list[Feature],
+) -> pl.DataFrame:
+    """Run `day`'s totals from run `previous_day`'s and the partials that changed between."""
+    columns = {f.name: state_columns(f, pl.lit(True)) for f in features}
+    spec = {c.name: c for cs in columns.values() for c in cs}
+    added: dict[str, list[str]] = {}
+    taken: dict[str, list[str]] = {}
+    counting: dict[str, list[str]] = {}
+    for p in partials:
+        for f in features:
+            now = _counts(p, day, f.window_days, day)
+            before = _counts(p, previous_day, f.window_days, previous_day)
+            names = [c.name for c in columns[f.name]]
+            if now and not before:
+                added.setdefault(p.key, []).extend(names)
+            if before and not now:
+                taken.setdefault(p.key, []).extend(names)
+            if now:
+                counting.setdefault(p.key, []).extend(names)
+    aggregates = {name: c.aggregate for name, c in spec.items()}
+    totals = pl.concat(
+        [root.scan_parquet(key).select("person_id", *spec) for key in record["totals"]]
+    )
+    schema = totals.collect_schema()
+    for suffix, keys in (("__added", added), ("__taken", taken)):
+        contribution = _contributions(root, partials, keys, aggregates)
+        if contribution is None:
+            totals = totals.with_columns(
+                pl.lit(None, dtype=schema[c]).alias(f"{c}{suffix}") for c in spec
+            )
+            continue
+        totals = totals.join(
+            contribution.rename({c: f"{c}{suffix}" for c in spec}),
+            on="person_id",
+            how="full",
+            coalesce=True,
+        )
+    companion = {c.name: f"{f.name}{COUNT_SUFFIX}" for f in features for c in columns[f.name]}
+    combined = [e for c in spec.values() for e in _combined(c, companion[c.name])]
+    totals = totals.with_columns(combined).collect(engine="streaming")
+    stale = [c.name for c in spec.values() if c.fold != "add"]
+    if not stale:
+        return _prune(totals.select("person_id", *spec), features)
+    needs = pl.any_horizontal(pl.col(f"{c}__stale") for c in stale)
+    people = totals.filter(needs).get_column("person_id")
+    if people.len():
+        redo = {key: [c for c in cols if c in stale] for key, cols in counting.items()}
+        again = _contributions(root, partials, redo, {c: aggregates[c] for c in stale}, people)
+        again = (
+            again.collect(engine="streaming")
+            if again is not None
+            else pl.DataFrame(schema={"person_id": pl.String, **{c: schema[c] for c in stale}})
+        )
+        totals = totals.join(
+            again.rename({c: f"{c}__again" for c in stale}), on="person_id", how="left"
+        ).with_columns(
+            pl.when(pl.col(f"{c}__stale")).then(_refolded(spec[c])).otherwise(pl.col(c)).alias(c)
+            for c in stale
+        )
+    return _prune(totals.select("person_id", *spec), features)
+
+
+def _combined(column: StateColumn, companion: str) -> list[pl.Expr]:
+    """A state column of the previous totals with the added and taken partials folded in;
+    extremes and float sums also get `<name>__stale`: whether to recompute it. A float sum is
+    stale when values were added or taken (its `companion` count moved)."""
+    name = column.name
+    before, added, taken = (pl.col(f"{name}{s}") for s in ("", "__added", "__taken"))
+    if column.fold == "add":
+        return [(before.fill_null(0) + added.fill_null(0) - taken.fill_null(0)).alias(name)]
+    if column.fold == "refold":
+        moved = (pl.col(f"{companion}__added") > 0) | (pl.col(f"{companion}__taken") > 0)
+        return [before.alias(name), moved.fill_null(False).alias(f"{name}__stale")]
+    extreme = pl.max_horizontal if column.fold == "max" else pl.min_horizontal
+    return [
+        extreme(before, added).alias(name),
+        (taken.is_not_null() & (taken == before)).fill_null(False).alias(f"{name}__stale"),
+    ]
+
+
+def _refolded(column: StateColumn) -> pl.Expr:
+    again = pl.col(f"{column.name}__again")
+    return again.fill_null(0.0) if column.fold == "refold" else again
+
+
+def _prune(totals: pl.DataFrame, features: list[Feature]) -> pl.DataFrame:
+    """Drop people whose every state column says "no events": they read as the defaults."""
+    columns = [c for f in features for c in state_columns(f, pl.lit(True))]
+    kept = [pl.col(c.name) != 0 for c in columns if c.fold == "add"]
+    kept += [pl.col(c.name).is_not_null() for c in columns if c.fold in ("max", "min")]
+    return totals.filter(pl.any_horizontal(kept).fill_null(True)) if kept else totals
