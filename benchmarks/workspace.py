@@ -172,27 +172,48 @@ class Scale:
         return self.events / self.people / HISTORY_DAYS
 
 
+HISTORY_EVENTS_PER_DATE = 10_000_000
+"""The history lands over as many dates as keep each date's events at about this many (S: all
+on day 1; L: ten dates of nine days each), as a workspace running for months received it."""
+
+
+def history_landings(scale: Scale) -> list[tuple[date, int, int]]:
+    """(ingest date, first day offset, days) of each landing of the 90 days of history; the
+    last lands on day 1, each holds the days up to its ingest date."""
+    count = max(1, round(scale.events / HISTORY_EVENTS_PER_DATE))
+    ends = [round(HISTORY_DAYS * (k + 1) / count) for k in range(count)]
+    starts = [0, *ends[:-1]]
+    return [
+        (FIRST_DAY - timedelta(days=HISTORY_DAYS - end), start, end - start)
+        for start, end in zip(starts, ends, strict=True)
+    ]
+
+
 def write_landing(folder: Path, scale: Scale) -> None:
-    """Day 1 (people, 90 days of events) and day 2 (people, one day of events) as Parquet."""
+    """The history (people, events of 90 days up to day 1, over `history_landings`) and day 2
+    (people, one day of events) as Parquet."""
     done = folder / ".complete"
     if done.exists():
         return
     shutil.rmtree(folder, ignore_errors=True)
     rng = np.random.default_rng(SEED)
     people = people_frame(rng, 1, scale.people)
-    _write(people, folder / "people" / FIRST_DAY.isoformat() / "people.parquet")
+    for day, _, _ in history_landings(scale):
+        _write(people, folder / "people" / day.isoformat() / "people.parquet")
     _write(
         _next_snapshot(rng, people), folder / "people" / SECOND_DAY.isoformat() / "people.parquet"
     )
-    day1 = datetime.combine(FIRST_DAY, datetime.min.time(), UTC)
-    for day, start, days in (
-        (FIRST_DAY, day1 - timedelta(days=HISTORY_DAYS - 1), HISTORY_DAYS),
-        (SECOND_DAY, day1 + timedelta(days=1), 1),
-    ):
+    first = datetime.combine(FIRST_DAY, datetime.min.time(), UTC) - timedelta(days=HISTORY_DAYS - 1)
+    landings = [
+        (d, first + timedelta(days=offset), days) for d, offset, days in history_landings(scale)
+    ]
+    landings.append((SECOND_DAY, first + timedelta(days=HISTORY_DAYS), 1))
+    for day, start, days in landings:
+        per_day = scale.per_person_day
         for part, offset in enumerate(range(0, scale.people, PEOPLE_PER_FILE)):
             count = min(PEOPLE_PER_FILE, scale.people - offset)
             frame = events_frame(
-                rng, offset + 1, count, start, days, scale.per_person_day, f"{day:%m%d}-{part}-"
+                rng, offset + 1, count, start, days, per_day, f"{day:%m%d}-{part}-"
             )
             _write(frame, folder / "events" / day.isoformat() / f"events-{part:03d}.parquet")
     done.touch()

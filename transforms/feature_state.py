@@ -216,11 +216,13 @@ def _contributions(
     partials: list[Partial],
     columns_of: dict[str, list[str]],
     aggregates: dict[str, str],
+    schema: pl.Schema,
     people: pl.Series | None = None,
 ) -> pl.LazyFrame | None:
     """The state columns aggregated per person (summed, or their extreme) over `partials`,
-    each file contributing the columns `columns_of[key]`; only `people` if given."""
-    scans = []
+    each file contributing the columns `columns_of[key]` (NULL where none does); only
+    `people` if given."""
+    scans, present = [], set()
     for p in partials:
         if not columns_of.get(p.key):
             continue
@@ -228,12 +230,18 @@ def _contributions(
         if people is not None:
             scan = scan.filter(pl.col("person_id").is_in(people.implode()))
         scans.append(scan)
+        present.update(columns_of[p.key])
     if not scans:
         return None
     return (
         pl.concat(scans, how="diagonal_relaxed")
         .group_by("person_id")
-        .agg(getattr(pl.col(c), aggregates[c])() for c in aggregates)
+        .agg(
+            getattr(pl.col(c), aggregates[c])()
+            if c in present
+            else pl.lit(None, dtype=schema[c]).alias(c)
+            for c in aggregates
+        )
     )
 
 
@@ -268,7 +276,7 @@ def _fold(
     )
     schema = totals.collect_schema()
     for suffix, keys in (("__added", added), ("__taken", taken)):
-        contribution = _contributions(root, partials, keys, aggregates)
+        contribution = _contributions(root, partials, keys, aggregates, schema)
         if contribution is None:
             totals = totals.with_columns(
                 pl.lit(None, dtype=schema[c]).alias(f"{c}{suffix}") for c in spec
@@ -290,7 +298,9 @@ def _fold(
     people = totals.filter(needs).get_column("person_id")
     if people.len():
         redo = {key: [c for c in cols if c in stale] for key, cols in counting.items()}
-        again = _contributions(root, partials, redo, {c: aggregates[c] for c in stale}, people)
+        again = _contributions(
+            root, partials, redo, {c: aggregates[c] for c in stale}, schema, people
+        )
         again = (
             again.collect(engine="streaming")
             if again is not None

@@ -1,0 +1,161 @@
+"""Folding the event features from the previous run's state gives exactly what recomputing them
+from every event gives: day after day, with late and future events, bucket edges, gaps between
+runs and definition changes."""
+
+from __future__ import annotations
+
+import random
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+from conftest import (
+    EVENTS_HEADER,
+    PEOPLE_HEADER,
+    land,
+    person_row,
+    with_definitions,
+    workspace_settings,
+)
+
+from transforms.commit import read_catalog, read_manifest, read_table
+from transforms.compiler import as_of_instant
+from transforms.runs import run
+from transforms.storage import Root
+
+START = date(2026, 3, 20)
+DAYS = [START + timedelta(days=i) for i in range(8)]
+PEOPLE = [f"p{i:02d}" for i in range(30)]
+DEFINITIONS = {
+    "login_today": "event_count('login', within => '1 day') >= 1",
+    "viewer": "event_count('view', within => '3 days') >= 2",
+    "busy": "event_count('*') >= 12",
+    "spender": "event_sum('purchase', amount, within => '4 days') > 3.5",
+    "big_average": "event_avg('purchase', amount, within => '5 days') >= 2.25",
+    "recent_viewer": "last_event_at('view', within => '2 days') >= as_of() - INTERVAL '1 day'",
+    "old_timer": "first_event_at('*', within => '6 days') < as_of() - INTERVAL '4 days'",
+    "big_buy": "event_max('purchase', amount, within => '3 days') >= 4",
+    "small_buy": "event_min('purchase', amount) <= 0.5",
+    "since_march": "event_count('purchase', since => DATE '2026-03-24') >= 2",
+    "filtered": "event_count('purchase', within => '7 days', where => amount > 2) >= 1",
+    "lately": "event_count('login', within => '36 hours') >= 1",
+    "fresh_views": "event_count('view', where => days_since(timestamp) < 2) >= 1",
+}
+
+
+def definitions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    where = {**DEFINITIONS, **(extra or {})}
+    return {sid: f"name: {sid}\ntype: data_driven\nwhere: {text}\n" for sid, text in where.items()}
+
+
+def land_days(settings, seed: int) -> None:
+    """Each day's snapshot, and events spread from ten days before the day to two days after
+    it (late and early arrivals), some exactly on midnight, amounts exact in binary."""
+    rng = random.Random(seed)
+    for day in DAYS:
+        people = [p for p in PEOPLE if rng.random() > 0.05]
+        land(settings, "people", "p.csv", PEOPLE_HEADER + "".join(map(person_row, people)), day)
+        rows = []
+        for i in range(120):
+            moment = datetime.combine(day, time()) + timedelta(days=1)
+            if rng.random() < 0.15:
+                moment -= timedelta(days=rng.randint(-1, 9))  # exactly on a bucket edge
+            else:
+                moment -= timedelta(seconds=rng.randint(-2 * 86400, 10 * 86400))
+            name = rng.choice(["login", "view", "view", "purchase", "other"])
+            amount = rng.randint(0, 24) / 4 if name == "purchase" and rng.random() < 0.9 else ""
+            person = rng.choice(PEOPLE)
+            rows.append(f"{day}-{i},{person},{name},{moment:%Y-%m-%dT%H:%M:%S}Z,{amount},USD,\n")
+        land(settings, "events", "e.csv", EVENTS_HEADER + "".join(rows), day)
+
+
+def workspace(folder: Path, seed: int, extra: dict[str, str] | None = None):
+    settings = with_definitions(
+        workspace_settings(folder), folder / "definitions", definitions(extra)
+    )
+    land_days(settings, seed)
+    return settings
+
+
+def committed(settings, day: date):
+    root = Root(settings.lake)
+    manifest = read_manifest(root, read_catalog(root), day)
+    tables = {t: read_table(root, manifest, t).sort(pl.all()) for t in ("membership", "changes")}
+    totals = read_table(root, manifest, "feature_totals")
+    return manifest, tables, totals.select(sorted(totals.columns)).sort("person_id")
+
+
+def assert_same_run(folded, full, day: date) -> None:
+    manifest, tables, totals = committed(folded, day)
+    full_manifest, full_tables, full_totals = committed(full, day)
+    assert full_manifest["features"].startswith("recomputed")
+    for table, frame in tables.items():
+        assert frame.equals(full_tables[table]), (day, table)
+    assert totals.equals(full_totals), day
+    return manifest
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
+    folded, full = workspace(tmp_path / "folded", seed), workspace(tmp_path / "full", seed)
+    for index, day in enumerate(DAYS):
+        run(folded, day)
+        run(full, day, full=True)
+        manifest = assert_same_run(folded, full, day)
+        assert manifest["features"] == ("recomputed (no previous run)" if index == 0 else "folded")
+    root = Root(folded.lake)
+    final = read_manifest(root, read_catalog(root), DAYS[-1])
+    assert set(final["feature_state"]["events"]) == {d.isoformat() for d in DAYS}
+    for sid in DEFINITIONS:  # every kind of feature decided somebody's membership somewhere
+        assert any(
+            committed(folded, d)[1]["membership"].filter(pl.col("segment_id") == sid).height
+            for d in DAYS
+        ), sid
+
+
+def test_gaps_between_runs_and_definition_changes(tmp_path):
+    folded, full = workspace(tmp_path / "folded", 3), workspace(tmp_path / "full", 3)
+    hows = {}
+    for day in (DAYS[0], DAYS[1], DAYS[4], DAYS[5]):  # two dates ingested, never run
+        if day == DAYS[4]:
+            for settings in (folded, full):
+                with_definitions(
+                    settings,
+                    Path(settings.definitions),
+                    definitions({"weekly": "event_count('view', within => '7 days') >= 3"}),
+                )
+        run(folded, day)
+        run(full, day, full=True)
+        hows[day] = assert_same_run(folded, full, day)["features"]
+    assert hows[DAYS[1]] == "folded"
+    assert hows[DAYS[4]] == f"recomputed (1 feature(s) new since run {DAYS[1]})"
+    assert hows[DAYS[5]] == "folded"
+
+
+def test_a_run_after_one_without_state_or_with_missing_files_recomputes(tmp_path):
+    folded, full = workspace(tmp_path / "folded", 4), workspace(tmp_path / "full", 4)
+    run(folded, DAYS[0], engine="duckdb")  # the SQL engines keep no state
+    run(folded, DAYS[1])
+    manifest = read_manifest(Root(folded.lake), read_catalog(Root(folded.lake)), DAYS[1])
+    assert manifest["features"] == f"recomputed (run {DAYS[0]} kept no feature state)"
+    Path(folded.lake, manifest["feature_state"]["partials"][0][2]).unlink()
+    run(folded, DAYS[2])
+    for day in DAYS[:3]:
+        run(full, day, full=True)
+    assert assert_same_run(folded, full, DAYS[2])["features"] == (
+        f"recomputed (files of run {DAYS[1]}'s feature state are missing)"
+    )
+
+
+def test_buckets_are_the_days_of_every_window():
+    """An event exactly on midnight belongs to the day that ends there, as the as-of instant of
+    that day counts it and a window ending a day later does not."""
+    from transforms.feature_state import bucket
+
+    moments = [
+        as_of_instant(START),  # 00:00 of the 21st: the last instant of run date the 20th
+        as_of_instant(START) + timedelta(microseconds=1),
+    ]
+    frame = pl.DataFrame({"timestamp": moments}, schema={"timestamp": pl.Datetime("us", "UTC")})
+    assert frame.select(bucket()).to_series().to_list() == [START, START + timedelta(days=1)]
