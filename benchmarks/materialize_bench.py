@@ -4,9 +4,9 @@
     python -m benchmarks.materialize_bench --scale L     # 10M people, 100M events
 
 Writes the workspace of `benchmarks.workspace` once (landing Parquet: 90 days of history up to
-day 1, day 2; the inbox, 50 definitions) and runs day 1 once (ingest of the history, first run). Then, --repeat
-times each, interleaved, in separate processes (so peak memory is each one's own), from the
-same state of the lake (the one day 1 left):
+day 1, day 2; the inbox, 50 definitions) and runs day 1 once (ingest of the history, first
+run). Then, --repeat times each, interleaved, in separate processes (so peak memory is each
+one's own), from the same state of the lake (the one day 1 left):
 - segments: the nightly run of day 2 (`transforms.runs`, one step after the other: ingest and
   validate one day of events and a new snapshot, manual uploads, materialize, diff, commit),
   each step's wall time and peak memory;
