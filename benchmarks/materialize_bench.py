@@ -272,28 +272,32 @@ def restore_day_one(data: Path) -> None:
 
 
 def prepare(scale: str, console: Console) -> Path:
-    """The workspace and day 1's committed run, written once and reused."""
+    """The workspace, its ingested history and day 1's committed run, each written once and
+    reused (delete `.ingested` or `day1/` to redo one)."""
+    from transforms.ingest import ingest
+    from transforms.runs import run
+
     data = HERE / "data" / scale / "nightly"  # beside the ingest benchmark's landing
     write_landing(data / "landing", SCALES[scale])
     write_definitions(data / "definitions")
-    done = data / "day1" / ".complete"
-    if not done.exists():
-        from transforms.runs import run
-
-        for folder in ("lake", "inbox", "day1"):
-            shutil.rmtree(data / folder, ignore_errors=True)
-        write_inbox(data / "inbox", SCALES[scale].people, FIRST_DAY)
-        from transforms.ingest import ingest
-
-        for day, _, _ in history_landings(SCALES[scale])[:-1]:
-            console.log(f"ingest history landed on {day} (once)")
+    if not (data / ".ingested").exists():
+        shutil.rmtree(data / "lake", ignore_errors=True)
+        for day, _, _ in history_landings(SCALES[scale]):
+            console.log(f"ingest the history landed on {day} (once)")
             ingest(settings_of(data), day)
-        console.log("day 1: ingest the last of the history and run (once)")
+        _copy_tree(data / "lake", data / "ingested")
+        (data / ".ingested").touch()
+    if not (data / "day1" / ".complete").exists():
+        for folder in ("inbox", "day1"):
+            shutil.rmtree(data / folder, ignore_errors=True)
+        _copy_tree(data / "ingested", data / "lake")
+        write_inbox(data / "inbox", SCALES[scale].people, FIRST_DAY)
+        console.log("day 1: the first run (once)")
         run(settings_of(data), FIRST_DAY)
         write_inbox(data / "inbox", SCALES[scale].people, SECOND_DAY)
         for root in ("lake", "inbox"):
             _copy_tree(data / root, data / "day1" / root)
-        done.touch()
+        (data / "day1" / ".complete").touch()
     return data
 
 

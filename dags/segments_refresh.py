@@ -48,6 +48,12 @@ CHANGES = Asset(name="segments.changes")
             " in order).",
         ),
         "engine": Param("polars", enum=["polars", "duckdb", "spark"], description="The engine."),
+        "full": Param(
+            False,
+            type="boolean",
+            description="Recompute the event features from every event instead of folding the"
+            " previous run's state.",
+        ),
     },
 )
 def segments_refresh():

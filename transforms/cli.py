@@ -382,6 +382,13 @@ def run(
     rebuild_later: Annotated[
         bool, typer.Option(help="Rerun D even though later runs exist, then rerun them in order.")
     ] = False,
+    full: Annotated[
+        bool,
+        typer.Option(
+            help="Recompute the event features from every event instead of folding the"
+            " previous run's state into one day's events."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     engine: EngineOpt = "polars",
     config: ConfigOpt = None,
@@ -414,6 +421,7 @@ def run(
                 accept_shrink=accept_shrink,
                 rebuild_later=rebuild_later,
                 engine=engine,
+                full=full,
                 progress=lambda step: status.update(f"run {step}"),
             )
     except SegmentsError as exc:
@@ -424,6 +432,7 @@ def run(
     if report.ingested is not None:
         _print_ingest(report.ingested)
     console.print(_run_table(report, _segment_kinds(settings)))
+    console.print(f"event features: {report.features}", highlight=False)
     console.print(f"committed: {settings.lake}/{report.manifest}", highlight=False)
     console.print(f"report: {report.html}", highlight=False)
 

@@ -211,37 +211,36 @@ def _counts(partial: Partial, day: date, window: int | None, upto: date) -> bool
     return window is None or partial.bucket > day - timedelta(days=window)
 
 
-def _contributions(
+def _scans(
     root: Root,
     partials: list[Partial],
     columns_of: dict[str, list[str]],
-    aggregates: dict[str, str],
-    schema: pl.Schema,
+    select: Any,
     people: pl.Series | None = None,
-) -> pl.LazyFrame | None:
-    """The state columns aggregated per person (summed, or their extreme) over `partials`,
-    each file contributing the columns `columns_of[key]` (NULL where none does); only
-    `people` if given."""
-    scans, present = [], set()
+) -> list[pl.LazyFrame]:
+    """Each partial file's rows, with `select(columns_of[key])` as columns; only `people`'s
+    rows if given."""
+    scans = []
     for p in partials:
         if not columns_of.get(p.key):
             continue
-        scan = root.scan_parquet(p.key).select("person_id", *columns_of[p.key])
+        scan = root.scan_parquet(p.key).select("person_id", *select(columns_of[p.key]))
         if people is not None:
             scan = scan.filter(pl.col("person_id").is_in(people.implode()))
         scans.append(scan)
-        present.update(columns_of[p.key])
-    if not scans:
-        return None
-    return (
-        pl.concat(scans, how="diagonal_relaxed")
-        .group_by("person_id")
-        .agg(
-            getattr(pl.col(c), aggregates[c])()
-            if c in present
-            else pl.lit(None, dtype=schema[c]).alias(c)
-            for c in aggregates
-        )
+    return scans
+
+
+def _per_person(scans: list[pl.LazyFrame], outputs: dict[str, tuple[str, pl.DataType]]):
+    """The rows of `scans` aggregated per person: each output column (aggregate, type) over
+    the rows that have it, NULL (or 0 for sums) for a person none of whose rows does."""
+    present = {name for scan in scans for name in scan.collect_schema().names()}
+    rows = pl.concat(scans, how="diagonal_relaxed")
+    return rows.group_by("person_id").agg(
+        getattr(pl.col(name), aggregate)()
+        if name in present
+        else pl.lit(None, dtype=dtype).alias(name)
+        for name, (aggregate, dtype) in outputs.items()
     )
 
 
@@ -253,9 +252,13 @@ def _fold(
     partials: list[Partial],
     features: list[Feature],
 ) -> pl.DataFrame:
-    """Run `day`'s totals from run `previous_day`'s and the partials that changed between."""
+    """Run `day`'s totals from run `previous_day`'s and the partials that changed between, in
+    one pass grouped by person: integer columns sum the previous totals, the added partials
+    and the taken ones negated; extremes keep the added and taken extremes apart; float sums
+    note whether anything moved. Then what is stale is recomputed for the people concerned."""
     columns = {f.name: state_columns(f, pl.lit(True)) for f in features}
     spec = {c.name: c for cs in columns.values() for c in cs}
+    companion = {c.name: f"{f.name}{COUNT_SUFFIX}" for f in features for c in columns[f.name]}
     added: dict[str, list[str]] = {}
     taken: dict[str, list[str]] = {}
     counting: dict[str, list[str]] = {}
@@ -270,62 +273,61 @@ def _fold(
                 taken.setdefault(p.key, []).extend(names)
             if now:
                 counting.setdefault(p.key, []).extend(names)
-    aggregates = {name: c.aggregate for name, c in spec.items()}
-    totals = pl.concat(
-        [root.scan_parquet(key).select("person_id", *spec) for key in record["totals"]]
-    )
-    schema = totals.collect_schema()
-    for suffix, keys in (("__added", added), ("__taken", taken)):
-        contribution = _contributions(root, partials, keys, aggregates, schema)
-        if contribution is None:
-            totals = totals.with_columns(
-                pl.lit(None, dtype=schema[c]).alias(f"{c}{suffix}") for c in spec
-            )
-            continue
-        totals = totals.join(
-            contribution.rename({c: f"{c}{suffix}" for c in spec}),
-            on="person_id",
-            how="full",
-            coalesce=True,
-        )
-    companion = {c.name: f"{f.name}{COUNT_SUFFIX}" for f in features for c in columns[f.name]}
-    combined = [e for c in spec.values() for e in _combined(c, companion[c.name])]
-    totals = totals.with_columns(combined).collect(engine="streaming")
+
+    def moved(names: list[str], sign: int, suffix: str) -> list[pl.Expr]:
+        exprs = []
+        for name in names:
+            fold = spec[name].fold
+            if fold == "add":
+                exprs.append(pl.col(name) if sign > 0 else -pl.col(name))
+            elif fold == "refold":
+                exprs.append((pl.col(companion[name]) > 0).alias(f"{name}__moved"))
+            else:
+                exprs.append(pl.col(name).alias(f"{name}{suffix}"))
+        return exprs
+
+    previous = [root.scan_parquet(key).select("person_id", *spec) for key in record["totals"]]
+    schema = previous[0].collect_schema()
+    outputs: dict[str, tuple[str, pl.DataType]] = {}
+    for name, c in spec.items():
+        outputs[name] = (c.aggregate, schema[name])
+        if c.fold == "refold":
+            outputs[f"{name}__moved"] = ("any", pl.Boolean)
+        elif c.fold != "add":
+            outputs[f"{name}__added"] = (c.aggregate, schema[name])
+            outputs[f"{name}__taken"] = (c.aggregate, schema[name])
+    scans = previous + _scans(root, partials, added, lambda n: moved(n, 1, "__added"))
+    scans += _scans(root, partials, taken, lambda n: moved(n, -1, "__taken"))
+    combined = [e for c in spec.values() for e in _combined(c)]
+    totals = _per_person(scans, outputs).with_columns(combined).collect(engine="streaming")
     stale = [c.name for c in spec.values() if c.fold != "add"]
     if not stale:
         return _prune(totals.select("person_id", *spec), features)
-    needs = pl.any_horizontal(pl.col(f"{c}__stale") for c in stale)
-    people = totals.filter(needs).get_column("person_id")
+    people = totals.filter(pl.any_horizontal(f"{c}__stale" for c in stale))["person_id"]
     if people.len():
         redo = {key: [c for c in cols if c in stale] for key, cols in counting.items()}
-        again = _contributions(
-            root, partials, redo, {c: aggregates[c] for c in stale}, schema, people
+        rename = lambda names: [pl.col(c).alias(f"{c}__again") for c in names]  # noqa: E731
+        again = _per_person(
+            _scans(root, partials, redo, rename, people)
+            or [pl.LazyFrame(schema={"person_id": pl.String})],
+            {f"{c}__again": (spec[c].aggregate, schema[c]) for c in stale},
         )
-        again = (
-            again.collect(engine="streaming")
-            if again is not None
-            else pl.DataFrame(schema={"person_id": pl.String, **{c: schema[c] for c in stale}})
-        )
-        totals = totals.join(
-            again.rename({c: f"{c}__again" for c in stale}), on="person_id", how="left"
-        ).with_columns(
+        totals = totals.join(again.collect(), on="person_id", how="left").with_columns(
             pl.when(pl.col(f"{c}__stale")).then(_refolded(spec[c])).otherwise(pl.col(c)).alias(c)
             for c in stale
         )
     return _prune(totals.select("person_id", *spec), features)
 
 
-def _combined(column: StateColumn, companion: str) -> list[pl.Expr]:
-    """A state column of the previous totals with the added and taken partials folded in;
-    extremes and float sums also get `<name>__stale`: whether to recompute it. A float sum is
-    stale when values were added or taken (its `companion` count moved)."""
+def _combined(column: StateColumn) -> list[pl.Expr]:
+    """Extremes and float sums get `<name>__stale`: whether to recompute them. An extreme
+    keeps the larger (smaller) of its previous and added values, unless its value left."""
     name = column.name
-    before, added, taken = (pl.col(f"{name}{s}") for s in ("", "__added", "__taken"))
     if column.fold == "add":
-        return [(before.fill_null(0) + added.fill_null(0) - taken.fill_null(0)).alias(name)]
+        return [pl.col(name).fill_null(0)]
     if column.fold == "refold":
-        moved = (pl.col(f"{companion}__added") > 0) | (pl.col(f"{companion}__taken") > 0)
-        return [before.alias(name), moved.fill_null(False).alias(f"{name}__stale")]
+        return [pl.col(f"{name}__moved").fill_null(False).alias(f"{name}__stale")]
+    before, added, taken = (pl.col(f"{name}{s}") for s in ("", "__added", "__taken"))
     extreme = pl.max_horizontal if column.fold == "max" else pl.min_horizontal
     return [
         extreme(before, added).alias(name),

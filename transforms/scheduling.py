@@ -89,6 +89,7 @@ def start_run(context: Any) -> dict[str, Any]:
             day,
             accept_shrink=params.get("accept_shrink", False),
             engine=params.get("engine", "polars"),
+            full=params.get("full", False),
             allowed_later=tuple(later) if params.get("rebuild_later") else (),
         )
         log.info(
