@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from transforms.changes import DiffContext, diff
 
@@ -125,3 +127,23 @@ def test_the_most_specific_reason_wins():
     )
     changes, _ = diff(frame([("a", "p1")], D1), frame([]), both)
     assert as_set(changes) == {("a", "p1", "exited", "definition_changed")}
+
+
+KEYS = st.tuples(st.sampled_from(["a", "ab", "b", "b_2"]), st.text("xy\x00é", max_size=3))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(KEYS, max_size=12), st.sets(KEYS, max_size=12), st.randoms())
+def test_the_merge_is_the_set_difference_whatever_the_input_order(before, after, rng):
+    """The diff merges both memberships in key order (sorting an input only if it is not):
+    the result is the set differences and member_since, in key order, for any order of rows."""
+    previous_rows, current_rows = sorted(before), sorted(after)
+    rng.shuffle(current_rows)  # the current membership may come in any order
+    since = {key: D1 - timedelta(days=i) for i, key in enumerate(previous_rows)}
+    previous = frame(previous_rows, D1).with_columns(
+        member_since=pl.Series([since[k] for k in previous_rows], dtype=pl.Date)
+    )
+    changes, membership = diff(previous, frame(current_rows), context())
+    assert membership.rows() == [(*k, since.get(k, D2)) for k in sorted(after)]
+    moves = [(*k, "entered") for k in after - before] + [(*k, "exited") for k in before - after]
+    assert changes.select("segment_id", "person_id", "change").rows() == sorted(moves)

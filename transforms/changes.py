@@ -68,27 +68,47 @@ def _reason(context: DiffContext, change: str) -> pl.Expr:
     )
 
 
+def in_key_order(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` sorted by (segment_id, person_id), sorting only if it is not already (runs list
+    members in that order, and the committed membership is stored in it)."""
+    segment, person = pl.col("segment_id"), pl.col("person_id")
+    same_segment = segment == segment.shift()
+    ascending = (segment > segment.shift()) | (same_segment & (person > person.shift()))
+    if frame.height < 2 or frame.select(ascending.slice(1).all()).item():
+        return frame
+    return frame.sort(KEY)
+
+
 def diff(
     previous: pl.DataFrame | None, current: pl.DataFrame, context: DiffContext
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(changes, current membership with member_since) of a run against the previous one.
 
     `previous` has (segment_id, person_id, member_since), or is None on the first run;
-    `current` has (segment_id, person_id).
+    `current` has (segment_id, person_id). Both in key order, merged in one linear pass: a key
+    that appears twice is in both.
     """
-    current = current.select(KEY)
     if previous is None:
         previous = pl.DataFrame(schema={**dict.fromkeys(KEY, pl.String), "member_since": pl.Date})
+    merged = _merged(in_key_order(previous.select(*KEY, "member_since")), in_key_order(current))
+    membership = merged.filter(pl.col("in_current")).select(
+        *KEY,
+        pl.when(pl.col("in_previous"))
+        .then(pl.col("member_since"))
+        .otherwise(pl.lit(context.run_date))
+        .alias("member_since"),
+    )
     actions = context.manual_actions.select(*KEY, "action")
     snapshot = context.snapshot.select("person_id").unique().with_columns(in_snapshot=True)
     entered = (
-        current.join(previous.select(KEY), on=KEY, how="anti")
+        merged.filter(~pl.col("in_previous"))
+        .select(KEY)
         .join(actions, on=KEY, how="left")
         .with_columns(change=pl.lit("entered"), reason=_reason(context, "entered"))
     )
     exited = (
-        previous.select(KEY)
-        .join(current, on=KEY, how="anti")
+        merged.filter(~pl.col("in_current"))
+        .select(KEY)
         .join(actions, on=KEY, how="left")
         .join(snapshot, on="person_id", how="left")
         .with_columns(pl.col("in_snapshot").fill_null(False))
@@ -102,9 +122,36 @@ def diff(
         .select(list(CHANGES_SCHEMA))
         .sort(KEY)
     )
-    membership = (
-        current.join(previous, on=KEY, how="left")
-        .with_columns(pl.col("member_since").fill_null(context.run_date))
-        .sort(KEY)
-    )
     return changes, membership
+
+
+def _merged(previous: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
+    """Every key of either membership once, in key order, with `in_previous`, `in_current`
+    and the previous `member_since`."""
+    key = pl.concat_str(KEY, separator="\x00")  # orders as (segment_id, person_id) does
+    both = (
+        previous.lazy()
+        .with_columns(key=key, side=pl.lit(1, pl.Int8))
+        .merge_sorted(
+            current.lazy().select(
+                *KEY, pl.lit(None, pl.Date).alias("member_since"), key=key, side=pl.lit(2, pl.Int8)
+            ),
+            key="key",
+        )
+    )
+    key_column = pl.col("key")
+    twice = ((key_column == key_column.shift(-1)) | (key_column == key_column.shift())).fill_null(
+        False
+    )
+    return (
+        both.with_columns(twice=twice)
+        # a key in both: keep its previous row (it carries member_since)
+        .filter(~pl.col("twice") | (pl.col("side") == 1))
+        .select(
+            *KEY,
+            "member_since",
+            in_previous=(pl.col("side") == 1),
+            in_current=(pl.col("side") == 2) | pl.col("twice"),
+        )
+        .collect()
+    )

@@ -151,7 +151,7 @@ def segment_columns(
 ) -> pl.LazyFrame:
     """People joined with their event features (defaults filled) and one boolean column per
     segment (`__seg_<id>`), computed level by level."""
-    frame = people.join(features, on="person_id", how="left")
+    frame = people.join(features, on="person_id", how="left", maintain_order="left")
     frame = frame.with_columns(
         pl.col(f.name).fill_null(f.default)
         for f in workspace.features.values()
@@ -171,6 +171,7 @@ def segment_columns(
                     ids.with_columns(pl.lit(True).alias(segment.column)),
                     on="person_id",
                     how="left",
+                    maintain_order="left",
                 ).with_columns(pl.col(segment.column).fill_null(False))
             else:
                 columns.append(segment.expr.fill_null(False).alias(segment.column))
