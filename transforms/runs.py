@@ -77,6 +77,9 @@ class RunReport:
     seconds: dict[str, float] = field(default_factory=dict)
     html: str | None = None
     """URL of the run's HTML report."""
+    features: str = "recomputed"
+    """How the event features were computed: "folded" from the previous run's state, or why
+    they were recomputed from the events."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -461,6 +464,7 @@ def report(settings: Settings, day: date) -> RunReport:
         manual=manifest["manual"],
         seconds=manifest["seconds"],
         html=root.url_of(write_report(root, day)),
+        features=manifest.get("features", "recomputed"),
     )
     log.info("run %s: report %s", day, result.html)
     for sid, counts in result.segments.items():
