@@ -159,3 +159,23 @@ def test_buckets_are_the_days_of_every_window():
     ]
     frame = pl.DataFrame({"timestamp": moments}, schema={"timestamp": pl.Datetime("us", "UTC")})
     assert frame.select(bucket()).to_series().to_list() == [START, START + timedelta(days=1)]
+
+
+def test_partials_outside_every_window_are_forgotten(tmp_path):
+    """With windows only, a run keeps track of the partials a later run can still count."""
+    windowed = {sid: DEFINITIONS[sid] for sid in ("login_today", "viewer", "spender", "big_buy")}
+    settings = {}
+    for name in ("folded", "full"):
+        settings[name] = with_definitions(
+            workspace_settings(tmp_path / name),
+            tmp_path / name / "definitions",
+            {sid: f"name: {sid}\ntype: data_driven\nwhere: {w}\n" for sid, w in windowed.items()},
+        )
+        land_days(settings[name], 5)
+    for day in DAYS:
+        run(settings["folded"], day)
+        run(settings["full"], day, full=True)
+        manifest = assert_same_run(settings["folded"], settings["full"], day)
+        buckets = {date.fromisoformat(row[1]) for row in manifest["feature_state"]["partials"]}
+        assert min(buckets) > day - timedelta(days=4)  # the longest window is 4 days
+    assert manifest["features"] == "folded"

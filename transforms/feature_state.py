@@ -104,11 +104,10 @@ def run_features(
         features = event_features(lake.scan_events(root, day), workspace)
         return RunFeatures(features, f"recomputed ({why}); no state kept")
     problem = "--full" if full else _untrusted(root, previous, foldable, events)
-    files: dict[str, list[str]] = {TOTALS: [], PARTIALS: []}
     if problem is None:
         previous_day, manifest = previous
-        record = manifest["feature_state"]
-        known = [Partial.from_json(row) for row in record["partials"]]
+        kept = manifest["feature_state"]
+        known = [Partial.from_json(row) for row in kept["partials"]]
         new = [
             p
             for d in days
@@ -116,7 +115,7 @@ def run_features(
             for p in _write_partials(root, day, attempt, d, events[d], foldable)
         ]
         partials = known + new
-        totals = _fold(root, record, day, previous_day, partials, foldable)
+        totals = _fold(root, kept["totals"], day, previous_day, partials, foldable)
         how = "folded"
     else:
         partials = [
@@ -125,8 +124,10 @@ def run_features(
         totals = _recompute(lake.scan_events(root, day), foldable, workspace)
         how = f"recomputed ({problem})"
     own = f"{lake.partition(PARTIALS, day)}/"
-    files[PARTIALS] = [p.key for p in partials if p.key.startswith(own)]
-    files[TOTALS] = [f"{lake.partition(TOTALS, day)}/part-{attempt}.parquet"]
+    files = {
+        TOTALS: [f"{lake.partition(TOTALS, day)}/part-{attempt}.parquet"],
+        PARTIALS: [p.key for p in partials if p.key.startswith(own)],
+    }
     root.write_parquet(totals, files[TOTALS][0])
     log.info("run %s: features %s", day, how)
     features = finish(totals.lazy(), foldable)
@@ -136,10 +137,20 @@ def run_features(
     record = {
         "features": sorted(f.name for f in foldable),
         "totals": files[TOTALS],
-        "partials": [p.to_json() for p in partials],
+        "partials": [p.to_json() for p in _still_needed(partials, foldable, day)],
         "events": {d.isoformat(): keys for d, keys in events.items()},
     }
     return RunFeatures(features, how, record, files)
+
+
+def _still_needed(partials: list[Partial], features: list[Feature], day: date) -> list[Partial]:
+    """The partials a later run can still count: all of them if a feature has no window, else
+    those inside the longest window of some run after `day`."""
+    windows = [f.window_days for f in features]
+    if None in windows:
+        return partials
+    oldest = day - timedelta(days=max(windows))
+    return [p for p in partials if p.bucket > oldest]
 
 
 def _untrusted(
@@ -246,7 +257,7 @@ def _per_person(scans: list[pl.LazyFrame], outputs: dict[str, tuple[str, pl.Data
 
 def _fold(
     root: Root,
-    record: dict[str, Any],
+    previous_totals: list[str],
     day: date,
     previous_day: date,
     partials: list[Partial],
@@ -286,7 +297,7 @@ def _fold(
                 exprs.append(pl.col(name).alias(f"{name}{suffix}"))
         return exprs
 
-    previous = [root.scan_parquet(key).select("person_id", *spec) for key in record["totals"]]
+    previous = [root.scan_parquet(key).select("person_id", *spec) for key in previous_totals]
     schema = previous[0].collect_schema()
     outputs: dict[str, tuple[str, pl.DataType]] = {}
     for name, c in spec.items():
