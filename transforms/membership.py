@@ -151,7 +151,7 @@ def segment_columns(
 ) -> pl.LazyFrame:
     """People joined with their event features (defaults filled) and one boolean column per
     segment (`__seg_<id>`), computed level by level."""
-    frame = people.join(features, on="person_id", how="left", maintain_order="left")
+    frame = people.join(features, on="person_id", how="left")
     frame = frame.with_columns(
         pl.col(f.name).fill_null(f.default)
         for f in workspace.features.values()
@@ -171,7 +171,6 @@ def segment_columns(
                     ids.with_columns(pl.lit(True).alias(segment.column)),
                     on="person_id",
                     how="left",
-                    maintain_order="left",
                 ).with_columns(pl.col(segment.column).fill_null(False))
             else:
                 columns.append(segment.expr.fill_null(False).alias(segment.column))
@@ -180,27 +179,39 @@ def segment_columns(
     return frame
 
 
+ROW, ORDER = "__row", "__order"
+
+
 def segment_members(
     people: pl.LazyFrame,
     features: pl.LazyFrame,
     workspace: Workspace,
     manual_members: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """(segment_id, person_id) of every member of every segment, in segment order.
+    """(segment_id, person_id) of every member of every segment, by segment, then in the
+    snapshot's order (the key order, as ingest writes snapshots in person order).
 
     `manual_members` holds (segment_id, person_id) of manual segments; people not in the
-    snapshot are never members.
+    snapshot are never members. The order comes from one integer sort key (segment number,
+    snapshot row), so the joins need not keep any order.
     """
-    frame = segment_columns(people, features, workspace, manual_members)
-    ordered = [sid for level in workspace.order for sid in level]
+    frame = segment_columns(people.with_row_index(ROW), features, workspace, manual_members)
+    ordered = sorted(sid for level in workspace.order for sid in level)
     if not ordered:
         return pl.LazyFrame(schema={"segment_id": pl.String, "person_id": pl.String})
-    return pl.concat(
-        [
-            frame.filter(pl.col(workspace.segments[sid].column)).select(
-                pl.lit(sid, dtype=pl.String).alias("segment_id"), "person_id"
-            )
-            for sid in sorted(ordered)
-        ],
-        how="vertical",
+    position = pl.col(ROW).cast(pl.UInt64)
+    return (
+        pl.concat(
+            [
+                frame.filter(pl.col(workspace.segments[sid].column)).select(
+                    pl.lit(sid, dtype=pl.String).alias("segment_id"),
+                    "person_id",
+                    (pl.lit(index << 32, dtype=pl.UInt64) + position).alias(ORDER),
+                )
+                for index, sid in enumerate(ordered)
+            ],
+            how="vertical",
+        )
+        .sort(ORDER)
+        .drop(ORDER)
     )
