@@ -399,10 +399,13 @@ def print_tables(console: Console, scale: str, repeat: int, summary: dict, ratio
     console.print(shown)
 
 
-def run(scale: str, repeat: int, spark: bool = False) -> dict[str, Any]:
+def run(
+    scale: str, repeat: int, spark: bool = False, without: tuple[str, ...] = ()
+) -> dict[str, Any]:
     console = Console()
     data = prepare(scale, console)
     contenders = (*CONTENDERS, "segments-spark") if spark else CONTENDERS
+    contenders = tuple(c for c in contenders if c not in without)
     runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
     produced: dict[str, dict[str, pl.DataFrame]] = {}
     for attempt in range(repeat):
@@ -447,13 +450,20 @@ def main() -> None:
     parser.add_argument(
         "--spark", action="store_true", help="Time the Spark engine too (slow on one machine)."
     )
+    parser.add_argument(
+        "--without",
+        nargs="*",
+        default=[],
+        choices=["segments-duckdb"],
+        help="Leave a contender out (the DuckDB engine takes long at L).",
+    )
     parser.add_argument("--child", choices=[*CONTENDERS, "segments-spark"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child(args.child, args.data)
     else:
-        run(args.scale, args.repeat, args.spark)
+        run(args.scale, args.repeat, args.spark, tuple(args.without))
 
 
 if __name__ == "__main__":
