@@ -99,7 +99,8 @@ def diff(
         .alias("member_since"),
     )
     actions = context.manual_actions.select(*KEY, "action")
-    snapshot = context.snapshot.select("person_id").unique().with_columns(in_snapshot=True)
+    # person_id is the snapshot's primary key (unique, validated at ingest)
+    snapshot = context.snapshot.select("person_id").with_columns(in_snapshot=True)
     entered = (
         merged.filter(~pl.col("in_previous"))
         .select(KEY)
