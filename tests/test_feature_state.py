@@ -86,7 +86,8 @@ def committed(settings, day: date):
     return manifest, tables, totals.select(sorted(totals.columns)).sort("person_id")
 
 
-def assert_same_run(folded, full, day: date) -> None:
+def assert_same_run(folded, full, day: date) -> dict:
+    """Folded and full runs of `day` committed the same tables and totals; the folded manifest."""
     manifest, tables, totals = committed(folded, day)
     full_manifest, full_tables, full_totals = committed(full, day)
     assert full_manifest["features"].startswith("recomputed")

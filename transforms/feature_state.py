@@ -39,6 +39,7 @@ from transforms.membership import (
     COUNT_SUFFIX,
     StateColumn,
     aggregate_state,
+    counted_names,
     event_features,
     finish,
     state_columns,
@@ -182,12 +183,9 @@ def _write_partials(
     root: Root, day: date, attempt: str, ingested: date, keys: list[str], features: list[Feature]
 ) -> list[Partial]:
     """Partials of the events ingested on `ingested`: per source file, one file per bucket."""
-    names = {f.event for f in features}
     written = []
     for index, key in enumerate(keys):
-        events = root.scan_parquet(key)
-        if "*" not in names:
-            events = events.filter(pl.col("name").is_in(sorted(names)))
+        events = root.scan_parquet(key).filter(counted_names(features))
         frame = aggregate_state(
             events.with_columns(bucket()),
             features,

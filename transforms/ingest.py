@@ -255,7 +255,7 @@ def _validate_table(settings: Settings, lake_root: Root, table: str, folder: str
             report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
     failed = pl.Series(range(typed.height), dtype=pl.UInt32).is_in(list(rules))
     valid = typed.filter(keep & ~failed).select(contract.names)
-    if table == "people":  # in person order, so runs list members in key order unsorted
+    if table == "people":  # in person order: runs then list members in key order without a sort
         valid = valid.sort(contract.primary_key)
     quarantine = _quarantine_rows(raw, rules, contract)
     report.rows_written, report.quarantined = valid.height, quarantine.height

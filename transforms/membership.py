@@ -106,13 +106,16 @@ def earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None
     return min(starts) if starts else None
 
 
+def counted_names(features: list[Feature]) -> pl.Expr:
+    """Whether an event has a name some feature counts."""
+    names = {f.event for f in features}
+    return pl.lit(True) if "*" in names else pl.col("name").is_in(sorted(names))
+
+
 def visible_events(events: pl.LazyFrame, features: list[Feature], as_of: datetime) -> pl.LazyFrame:
     """The events a run with these features reads: up to the as-of instant, of the names
     they count, no older than the longest window needs."""
-    visible = pl.col("timestamp") <= pl.lit(as_of, dtype=TIMESTAMP)
-    names = {f.event for f in features}
-    if "*" not in names:
-        visible = visible & pl.col("name").is_in(sorted(names))
+    visible = (pl.col("timestamp") <= pl.lit(as_of, dtype=TIMESTAMP)) & counted_names(features)
     earliest = earliest_needed(features, as_of)
     if earliest is not None:
         visible = visible & (pl.col("timestamp") >= pl.lit(earliest, dtype=TIMESTAMP))
