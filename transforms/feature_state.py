@@ -131,7 +131,7 @@ def run_features(
     }
     root.write_parquet(totals, files[TOTALS][0])
     log.info("run %s: features %s", day, how)
-    features = finish(totals.lazy(), foldable)
+    features = finish(totals.lazy(), foldable).with_columns(pl.col("person_id").set_sorted())
     if others:
         recomputed = event_features(lake.scan_events(root, day), workspace, others)
         features = features.join(recomputed, on="person_id", how="full", coalesce=True)
@@ -182,7 +182,8 @@ def _untrusted(
 def _write_partials(
     root: Root, day: date, attempt: str, ingested: date, keys: list[str], features: list[Feature]
 ) -> list[Partial]:
-    """Partials of the events ingested on `ingested`: per source file, one file per bucket."""
+    """Partials of the events ingested on `ingested`: per source file, one file per bucket, in
+    person order (a fold then finds their people in the totals in one forward sweep)."""
     written = []
     for index, key in enumerate(keys):
         events = root.scan_parquet(key).filter(counted_names(features))
@@ -197,7 +198,7 @@ def _write_partials(
                 f"{lake.partition(PARTIALS, day)}/ingest_date={ingested.isoformat()}"
                 f"/bucket={day_bucket.isoformat()}/part-{attempt}-{index}.parquet"
             )
-            root.write_parquet(part.drop(BUCKET), target)
+            root.write_parquet(part.drop(BUCKET).sort("person_id"), target)
             written.append(Partial(ingested, day_bucket, target))
     return written
 
@@ -210,7 +211,7 @@ def _recompute(events: pl.LazyFrame, features: list[Feature], workspace: Workspa
         ["person_id"],
         {f.name: f.tests for f in features},
     )
-    return _prune(state.collect(engine="streaming"), features)
+    return in_person_order(_prune(state.collect(engine="streaming"), features))
 
 
 def _counts(partial: Partial, day: date, window: int | None, upto: date) -> bool:
@@ -262,9 +263,11 @@ def _fold(
     features: list[Feature],
 ) -> pl.DataFrame:
     """Run `day`'s totals from run `previous_day`'s and the partials that changed between, in
-    one pass grouped by person: integer columns sum the previous totals, the added partials
-    and the taken ones negated; extremes keep the added and taken extremes apart; float sums
-    note whether anything moved. Then what is stale is recomputed for the people concerned."""
+    person order: people new in the added partials are merged in, then each changed partial
+    updates the rows of its people in place (found by binary search): integer columns take
+    the partials that left away and add the new ones; extremes keep the larger (smaller) of
+    their value and the added ones, unless a value that left was the extreme; float sums note
+    whether anything moved. What is stale is then recomputed for the people concerned."""
     columns = {f.name: state_columns(f, pl.lit(True)) for f in features}
     spec = {c.name: c for cs in columns.values() for c in cs}
     companion = {c.name: f"{f.name}{COUNT_SUFFIX}" for f in features for c in columns[f.name]}
@@ -283,70 +286,93 @@ def _fold(
             if now:
                 counting.setdefault(p.key, []).extend(names)
 
-    def moved(names: list[str], sign: int, suffix: str) -> list[pl.Expr]:
-        exprs = []
-        for name in names:
-            fold = spec[name].fold
-            if fold == "add":
-                exprs.append(pl.col(name) if sign > 0 else -pl.col(name))
-            elif fold == "refold":
-                exprs.append((pl.col(companion[name]) > 0).alias(f"{name}__moved"))
-            else:
-                exprs.append(pl.col(name).alias(f"{name}{suffix}"))
-        return exprs
+    def read(key: str, names: list[str]) -> pl.DataFrame:
+        return root.scan_parquet(key).select("person_id", *names).collect()
 
-    previous = [root.scan_parquet(key).select("person_id", *spec) for key in previous_totals]
-    schema = previous[0].collect_schema()
-    outputs: dict[str, tuple[str, pl.DataType]] = {}
-    for name, c in spec.items():
-        outputs[name] = (c.aggregate, schema[name])
-        if c.fold == "refold":
-            outputs[f"{name}__moved"] = ("any", pl.Boolean)
-        elif c.fold != "add":
-            outputs[f"{name}__added"] = (c.aggregate, schema[name])
-            outputs[f"{name}__taken"] = (c.aggregate, schema[name])
-    scans = previous + _scans(root, partials, added, lambda n: moved(n, 1, "__added"))
-    scans += _scans(root, partials, taken, lambda n: moved(n, -1, "__taken"))
-    combined = [e for c in spec.values() for e in _combined(c)]
-    totals = _per_person(scans, outputs).with_columns(combined).collect(engine="streaming")
-    stale = [c.name for c in spec.values() if c.fold != "add"]
-    if not stale:
-        return _prune(totals.select("person_id", *spec), features)
-    people = totals.filter(pl.any_horizontal(f"{c}__stale" for c in stale))["person_id"]
+    arriving = {key: read(key, names) for key, names in added.items()}
+    previous = in_person_order(pl.concat([read(key, list(spec)) for key in previous_totals]))
+    ids, *columns = _with_people(previous, list(arriving.values()), spec).rechunk().get_columns()
+    del previous  # each column then has one owner, which `scatter` updates in place
+    values = {column.name: column for column in columns}
+    stale: dict[str, list[pl.Series]] = {}
+
+    def apply(frame: pl.DataFrame, names: list[str], sign: int) -> None:
+        where, found = _positions(ids, frame["person_id"])
+        frame, where = frame.filter(found), where.filter(found)
+        for name in names:
+            column, fold, change = values[name], spec[name].fold, frame[name]
+            if fold == "add":
+                values[name] = column.scatter(where, column.gather(where) + sign * change)
+            elif fold == "refold":
+                stale.setdefault(name, []).append(where.filter(frame[companion[name]] > 0))
+            elif sign < 0:
+                left = change.is_not_null() & (change == column.gather(where))
+                stale.setdefault(name, []).append(where.filter(left.fill_null(False)))
+            else:
+                extreme = pl.max_horizontal if fold == "max" else pl.min_horizontal
+                kept = pl.select(extreme(column.gather(where), change)).to_series()
+                values[name] = column.scatter(where, kept)
+
+    for key, names in taken.items():  # before any addition: an extreme that left is compared
+        apply(read(key, names), names, -1)  # with the previous value
+    for key, frame in arriving.items():
+        apply(frame, added[key], 1)
+    stale = {name: pl.concat(found).unique() for name, found in stale.items()}
+    people = pl.concat([pl.Series([], dtype=pl.UInt32), *stale.values()]).unique()
     if people.len():
         redo = {key: [c for c in cols if c in stale] for key, cols in counting.items()}
         rename = lambda names: [pl.col(c).alias(f"{c}__again") for c in names]  # noqa: E731
         again = _per_person(
-            _scans(root, partials, redo, rename, people)
+            _scans(root, partials, redo, rename, ids.gather(people))
             or [pl.LazyFrame(schema={"person_id": pl.String})],
-            {f"{c}__again": (spec[c].aggregate, schema[c]) for c in stale},
-        )
-        totals = totals.join(again.collect(), on="person_id", how="left").with_columns(
-            pl.when(pl.col(f"{c}__stale")).then(_refolded(spec[c])).otherwise(pl.col(c)).alias(c)
-            for c in stale
-        )
-    return _prune(totals.select("person_id", *spec), features)
+            {f"{c}__again": (spec[c].aggregate, values[c].dtype) for c in stale},
+        ).collect()
+        where, _ = _positions(ids, again["person_id"])
+        for name, rows in stale.items():
+            recomputed = pl.Series(name, [None] * ids.len(), dtype=values[name].dtype)
+            recomputed = recomputed.scatter(where, again[f"{name}__again"]).gather(rows)
+            if spec[name].fold == "refold":
+                recomputed = recomputed.fill_null(0.0)
+            values[name] = values[name].scatter(rows, recomputed)
+    return _prune(pl.DataFrame([ids, *values.values()]), features)
 
 
-def _combined(column: StateColumn) -> list[pl.Expr]:
-    """Extremes and float sums get `<name>__stale`: whether to recompute them. An extreme
-    keeps the larger (smaller) of its previous and added values, unless its value left."""
-    name = column.name
-    if column.fold == "add":
-        return [pl.col(name).fill_null(0)]
-    if column.fold == "refold":
-        return [pl.col(f"{name}__moved").fill_null(False).alias(f"{name}__stale")]
-    before, added, taken = (pl.col(f"{name}{s}") for s in ("", "__added", "__taken"))
-    extreme = pl.max_horizontal if column.fold == "max" else pl.min_horizontal
-    return [
-        extreme(before, added).alias(name),
-        (taken.is_not_null() & (taken == before)).fill_null(False).alias(f"{name}__stale"),
-    ]
+def in_person_order(totals: pl.DataFrame) -> pl.DataFrame:
+    """`totals` sorted by person_id (a no-op check when they already are), marked sorted so
+    joins with the people snapshot merge instead of hashing."""
+    if not totals["person_id"].is_sorted():
+        totals = totals.sort("person_id")
+    return totals.with_columns(pl.col("person_id").set_sorted())
 
 
-def _refolded(column: StateColumn) -> pl.Expr:
-    again = pl.col(f"{column.name}__again")
-    return again.fill_null(0.0) if column.fold == "refold" else again
+def _positions(ids: pl.Series, wanted: pl.Series) -> tuple[pl.Series, pl.Series]:
+    """Where each of `wanted` is in the sorted `ids`, and whether it is there at all."""
+    if ids.len() == 0:
+        return pl.Series([0] * wanted.len(), dtype=pl.UInt32), pl.Series([False] * wanted.len())
+    where = ids.search_sorted(wanted)
+    return where, ids.gather(where.clip(upper_bound=ids.len() - 1)) == wanted
+
+
+def _with_people(
+    totals: pl.DataFrame, arriving: list[pl.DataFrame], spec: dict[str, StateColumn]
+) -> pl.DataFrame:
+    """`totals` (in person order) with a row for each person of the `arriving` partials it
+    lacks, in order: sums 0, extremes NULL, until the partials are added."""
+    if not arriving:
+        return totals
+    wanted = pl.concat([frame["person_id"] for frame in arriving])
+    _, found = _positions(totals["person_id"], wanted)
+    new = wanted.filter(~found).unique().sort()
+    if not new.len():
+        return totals
+    rows = pl.DataFrame({"person_id": new}).with_columns(
+        (pl.lit(None) if c.fold in ("max", "min") else pl.lit(0))
+        .cast(totals.schema[name])
+        .alias(name)
+        for name, c in spec.items()
+    )
+    merged = totals.lazy().merge_sorted(rows.lazy(), key="person_id").collect()
+    return merged.with_columns(pl.col("person_id").set_sorted())
 
 
 def _prune(totals: pl.DataFrame, features: list[Feature]) -> pl.DataFrame:
