@@ -129,7 +129,7 @@ def run_features(
         TOTALS: [f"{lake.partition(TOTALS, day)}/part-{attempt}.parquet"],
         PARTIALS: [p.key for p in partials if p.key.startswith(own)],
     }
-    root.write_parquet(totals, files[TOTALS][0])
+    root.write_parquet(totals, files[TOTALS][0], statistics=False)
     log.info("run %s: features %s", day, how)
     features = finish(totals.lazy(), foldable).with_columns(pl.col("person_id").set_sorted())
     if others:
@@ -198,7 +198,7 @@ def _write_partials(
                 f"{lake.partition(PARTIALS, day)}/ingest_date={ingested.isoformat()}"
                 f"/bucket={day_bucket.isoformat()}/part-{attempt}-{index}.parquet"
             )
-            root.write_parquet(part.drop(BUCKET).sort("person_id"), target)
+            root.write_parquet(part.drop(BUCKET).sort("person_id"), target, statistics=False)
             written.append(Partial(ingested, day_bucket, target))
     return written
 
@@ -290,9 +290,7 @@ def _fold(
         return root.scan_parquet(key).select("person_id", *names).collect()
 
     arriving = {key: read(key, names) for key, names in added.items()}
-    previous = in_person_order(pl.concat([read(key, list(spec)) for key in previous_totals]))
-    ids, *columns = _with_people(previous, list(arriving.values()), spec).rechunk().get_columns()
-    del previous  # each column then has one owner, which `scatter` updates in place
+    ids, *columns = _with_people(root, previous_totals, list(arriving.values()), spec)
     values = {column.name: column for column in columns}
     stale: dict[str, list[pl.Series]] = {}
 
@@ -327,10 +325,13 @@ def _fold(
             or [pl.LazyFrame(schema={"person_id": pl.String})],
             {f"{c}__again": (spec[c].aggregate, values[c].dtype) for c in stale},
         ).collect()
-        where, _ = _positions(ids, again["person_id"])
+        again = again.with_columns(row=_positions(ids, again["person_id"])[0])
         for name, rows in stale.items():
-            recomputed = pl.Series(name, [None] * ids.len(), dtype=values[name].dtype)
-            recomputed = recomputed.scatter(where, again[f"{name}__again"]).gather(rows)
+            recomputed = (
+                rows.alias("row")
+                .to_frame()
+                .join(again, on="row", how="left", maintain_order="left")[f"{name}__again"]
+            )
             if spec[name].fold == "refold":
                 recomputed = recomputed.fill_null(0.0)
             values[name] = values[name].scatter(rows, recomputed)
@@ -348,31 +349,36 @@ def in_person_order(totals: pl.DataFrame) -> pl.DataFrame:
 def _positions(ids: pl.Series, wanted: pl.Series) -> tuple[pl.Series, pl.Series]:
     """Where each of `wanted` is in the sorted `ids`, and whether it is there at all."""
     if ids.len() == 0:
-        return pl.Series([0] * wanted.len(), dtype=pl.UInt32), pl.Series([False] * wanted.len())
+        return pl.Series([0] * wanted.len(), dtype=pl.UInt32), pl.Series(
+            [False] * wanted.len(), dtype=pl.Boolean
+        )
     where = ids.search_sorted(wanted)
     return where, ids.gather(where.clip(upper_bound=ids.len() - 1)) == wanted
 
 
 def _with_people(
-    totals: pl.DataFrame, arriving: list[pl.DataFrame], spec: dict[str, StateColumn]
-) -> pl.DataFrame:
-    """`totals` (in person order) with a row for each person of the `arriving` partials it
-    lacks, in order: sums 0, extremes NULL, until the partials are added."""
-    if not arriving:
-        return totals
-    wanted = pl.concat([frame["person_id"] for frame in arriving])
-    _, found = _positions(totals["person_id"], wanted)
+    root: Root, keys: list[str], arriving: list[pl.DataFrame], spec: dict[str, StateColumn]
+) -> list[pl.Series]:
+    """The columns of the previous totals (files `keys`) in person order, with a row for each
+    person of the `arriving` partials they lack: sums 0, extremes NULL until the partials are
+    added. Read and merged in one pass when the totals are one file in person order."""
+    scans = [root.scan_parquet(key).select("person_id", *spec) for key in keys]
+    ids = pl.concat([scan.select("person_id") for scan in scans]).collect().to_series()
+    if len(scans) == 1 and ids.is_sorted():
+        totals = scans[0].with_columns(pl.col("person_id").set_sorted())
+    else:
+        totals = in_person_order(pl.concat(scans).collect()).lazy()
+        ids = totals.select("person_id").collect().to_series()
+    wanted = pl.concat([frame["person_id"] for frame in arriving] or [ids.clear()])
+    _, found = _positions(ids, wanted)
     new = wanted.filter(~found).unique().sort()
-    if not new.len():
-        return totals
+    schema = totals.collect_schema()
     rows = pl.DataFrame({"person_id": new}).with_columns(
-        (pl.lit(None) if c.fold in ("max", "min") else pl.lit(0))
-        .cast(totals.schema[name])
-        .alias(name)
+        (pl.lit(None) if c.fold in ("max", "min") else pl.lit(0)).cast(schema[name]).alias(name)
         for name, c in spec.items()
     )
-    merged = totals.lazy().merge_sorted(rows.lazy(), key="person_id").collect()
-    return merged.with_columns(pl.col("person_id").set_sorted())
+    # one owner per column, so that `scatter` updates it in place
+    return totals.merge_sorted(rows.lazy(), key="person_id").collect().rechunk().get_columns()
 
 
 def _prune(totals: pl.DataFrame, features: list[Feature]) -> pl.DataFrame:

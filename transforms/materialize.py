@@ -20,7 +20,7 @@ from transforms.config import Settings
 from transforms.contracts import load_contract
 from transforms.definitions import load_segments
 from transforms.errors import ConfigError, DefinitionErrors
-from transforms.membership import event_features, segment_members
+from transforms.membership import event_features, in_order, segment_members
 from transforms.storage import Root
 
 
@@ -93,6 +93,7 @@ def evaluate(
     members, snapshot = pl.collect_all(
         [members_plan, people.select("person_id")], engine="streaming"
     )
+    members = in_order(members)
     done = time.perf_counter()
     return Evaluation(
         workspace,

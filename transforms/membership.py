@@ -191,30 +191,37 @@ def segment_members(
     workspace: Workspace,
     manual_members: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
-    """(segment_id, person_id) of every member of every segment, by segment, then in the
-    snapshot's order (the key order, as ingest writes snapshots in person order).
+    """(segment_id, person_id, `__order`) of every member of every segment; `in_order` sorts
+    them by segment, then in the snapshot's order (the key order, as ingest writes snapshots
+    in person order).
 
     `manual_members` holds (segment_id, person_id) of manual segments; people not in the
-    snapshot are never members. The order comes from one integer sort key (segment number,
-    snapshot row), so the joins need not keep any order.
+    snapshot are never members. `__order` is one integer sort key (segment number, snapshot
+    row), so the joins need not keep any order.
     """
     frame = segment_columns(people.with_row_index(ROW), features, workspace, manual_members)
     ordered = sorted(sid for level in workspace.order for sid in level)
     if not ordered:
-        return pl.LazyFrame(schema={"segment_id": pl.String, "person_id": pl.String})
-    position = pl.col(ROW).cast(pl.UInt64)
-    return (
-        pl.concat(
-            [
-                frame.filter(pl.col(workspace.segments[sid].column)).select(
-                    pl.lit(sid, dtype=pl.String).alias("segment_id"),
-                    "person_id",
-                    (pl.lit(index << 32, dtype=pl.UInt64) + position).alias(ORDER),
-                )
-                for index, sid in enumerate(ordered)
-            ],
-            how="vertical",
+        return pl.LazyFrame(
+            schema={"segment_id": pl.String, "person_id": pl.String, ORDER: pl.UInt64}
         )
-        .sort(ORDER)
-        .drop(ORDER)
+    position = pl.col(ROW).cast(pl.UInt64)
+    return pl.concat(
+        [
+            frame.filter(pl.col(workspace.segments[sid].column)).select(
+                pl.lit(sid, dtype=pl.String).alias("segment_id"),
+                "person_id",
+                (pl.lit(index << 32, dtype=pl.UInt64) + position).alias(ORDER),
+            )
+            for index, sid in enumerate(ordered)
+        ],
+        how="vertical",
     )
+
+
+def in_order(members: pl.DataFrame) -> pl.DataFrame:
+    """`segment_members`' rows in key order: sorted only if the engine did not keep the
+    order (joins of people and features in person order usually do; checking is cheap)."""
+    if not members[ORDER].is_sorted():
+        members = members.sort(ORDER)
+    return members.drop(ORDER)

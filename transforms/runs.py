@@ -336,8 +336,8 @@ def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         features=folded.features if folded else None,
     )
     _check_snapshot(evaluation.people, previous, settings, plan)
-    root.write_parquet(evaluation.members, f"{plan.folder}/members.parquet")
-    root.write_parquet(evaluation.snapshot, f"{plan.folder}/snapshot.parquet")
+    root.write_parquet(evaluation.members, f"{plan.folder}/members.parquet", statistics=False)
+    root.write_parquet(evaluation.snapshot, f"{plan.folder}/snapshot.parquet", statistics=False)
     _stage_json(
         root,
         plan,
