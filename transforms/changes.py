@@ -13,6 +13,8 @@ from datetime import date
 
 import polars as pl
 
+from transforms.person_order import contains
+
 KEY = ["segment_id", "person_id"]
 CHANGES_SCHEMA = {
     "segment_id": pl.String,
@@ -98,61 +100,64 @@ def diff(
         .otherwise(pl.lit(context.run_date))
         .alias("member_since"),
     )
+    changed = merged.filter(pl.col("in_previous") != pl.col("in_current"))  # in key order
+    in_snapshot = contains(context.snapshot["person_id"], changed["person_id"])
     actions = context.manual_actions.select(*KEY, "action")
-    # person_id is the snapshot's primary key (unique, validated at ingest)
-    snapshot = context.snapshot.select("person_id").with_columns(in_snapshot=True)
-    entered = (
-        merged.filter(~pl.col("in_previous"))
-        .select(KEY)
-        .join(actions, on=KEY, how="left")
-        .with_columns(change=pl.lit("entered"), reason=_reason(context, "entered"))
-    )
-    exited = (
-        merged.filter(~pl.col("in_current"))
-        .select(KEY)
-        .join(actions, on=KEY, how="left")
-        .join(snapshot, on="person_id", how="left")
-        .with_columns(pl.col("in_snapshot").fill_null(False))
-        .with_columns(change=pl.lit("exited"), reason=_reason(context, "exited"))
-    )
+    entered = pl.col("in_current")
     changes = (
-        pl.concat(
-            [entered.select(*KEY, "change", "reason"), exited.select(*KEY, "change", "reason")]
+        changed.with_columns(in_snapshot=in_snapshot)
+        .join(actions, on=KEY, how="left", maintain_order="left")
+        .with_columns(
+            change=pl.when(entered).then(pl.lit("entered")).otherwise(pl.lit("exited")),
+            previous_run_date=pl.lit(context.previous_run_date, dtype=pl.Date),
+            reason=pl.when(entered)
+            .then(_reason(context, "entered"))
+            .otherwise(_reason(context, "exited")),
         )
-        .with_columns(previous_run_date=pl.lit(context.previous_run_date, dtype=pl.Date))
         .select(list(CHANGES_SCHEMA))
-        .sort(KEY)
     )
     return changes, membership
 
 
 def _merged(previous: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
     """Every key of either membership once, in key order, with `in_previous`, `in_current`
-    and the previous `member_since`."""
-    key = pl.concat_str(KEY, separator="\x00")  # orders as (segment_id, person_id) does
-    both = (
-        previous.lazy()
-        .with_columns(key=key, side=pl.lit(1, pl.Int8))
-        .merge_sorted(
-            current.lazy().select(
-                *KEY, pl.lit(None, pl.Date).alias("member_since"), key=key, side=pl.lit(2, pl.Int8)
-            ),
-            key="key",
+    and the previous `member_since`: per segment, the two lists of people merged."""
+    previous_of, current_of = _by_segment(previous), _by_segment(current)
+    person = pl.col("person_id")
+    twice = ((person == person.shift(-1)) | (person == person.shift())).fill_null(False)
+    parts = []
+    for segment in sorted(previous_of.keys() | current_of.keys()):
+        sides = [
+            previous_of.get(segment, previous.clear()).lazy().with_columns(side=pl.lit(1, pl.Int8)),
+            current_of.get(segment, current.clear())
+            .lazy()
+            .select(*KEY, pl.lit(None, pl.Date).alias("member_since"), side=pl.lit(2, pl.Int8)),
+        ]
+        parts.append(
+            sides[0]
+            .merge_sorted(sides[1], key="person_id")
+            .with_columns(twice=twice)
+            # a key in both: keep its previous row (it carries member_since)
+            .filter(~pl.col("twice") | (pl.col("side") == 1))
+            .select(
+                *KEY,
+                "member_since",
+                in_previous=(pl.col("side") == 1),
+                in_current=(pl.col("side") == 2) | pl.col("twice"),
+            )
         )
-    )
-    key_column = pl.col("key")
-    twice = ((key_column == key_column.shift(-1)) | (key_column == key_column.shift())).fill_null(
-        False
-    )
-    return (
-        both.with_columns(twice=twice)
-        # a key in both: keep its previous row (it carries member_since)
-        .filter(~pl.col("twice") | (pl.col("side") == 1))
-        .select(
-            *KEY,
-            "member_since",
-            in_previous=(pl.col("side") == 1),
-            in_current=(pl.col("side") == 2) | pl.col("twice"),
+    if not parts:
+        return pl.DataFrame(
+            schema={**previous.schema, "in_previous": pl.Boolean, "in_current": pl.Boolean}
         )
-        .collect()
-    )
+    return pl.concat(pl.collect_all(parts))
+
+
+def _by_segment(members: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """Each segment's rows of a membership in key order: slices, not copies."""
+    runs = members["segment_id"].rle().struct.unnest()
+    starts = runs["len"].cum_sum() - runs["len"]
+    return {
+        segment: members.slice(start, length)
+        for segment, start, length in zip(runs["value"], starts, runs["len"], strict=True)
+    }

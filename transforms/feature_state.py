@@ -45,6 +45,7 @@ from transforms.membership import (
     state_columns,
     visible_events,
 )
+from transforms.person_order import in_person_order, positions
 from transforms.storage import Root
 
 log = logging.getLogger("segments.feature_state")
@@ -295,7 +296,7 @@ def _fold(
     stale: dict[str, list[pl.Series]] = {}
 
     def apply(frame: pl.DataFrame, names: list[str], sign: int) -> None:
-        where, found = _positions(ids, frame["person_id"])
+        where, found = positions(ids, frame["person_id"])
         frame, where = frame.filter(found), where.filter(found)
         for name in names:
             column, fold, change = values[name], spec[name].fold, frame[name]
@@ -325,7 +326,7 @@ def _fold(
             or [pl.LazyFrame(schema={"person_id": pl.String})],
             {f"{c}__again": (spec[c].aggregate, values[c].dtype) for c in stale},
         ).collect()
-        again = again.with_columns(row=_positions(ids, again["person_id"])[0])
+        again = again.with_columns(row=positions(ids, again["person_id"])[0])
         for name, rows in stale.items():
             recomputed = (
                 rows.alias("row")
@@ -336,24 +337,6 @@ def _fold(
                 recomputed = recomputed.fill_null(0.0)
             values[name] = values[name].scatter(rows, recomputed)
     return _prune(pl.DataFrame([ids, *values.values()]), features)
-
-
-def in_person_order(totals: pl.DataFrame) -> pl.DataFrame:
-    """`totals` sorted by person_id (a no-op check when they already are), marked sorted so
-    joins with the people snapshot merge instead of hashing."""
-    if not totals["person_id"].is_sorted():
-        totals = totals.sort("person_id")
-    return totals.with_columns(pl.col("person_id").set_sorted())
-
-
-def _positions(ids: pl.Series, wanted: pl.Series) -> tuple[pl.Series, pl.Series]:
-    """Where each of `wanted` is in the sorted `ids`, and whether it is there at all."""
-    if ids.len() == 0:
-        return pl.Series([0] * wanted.len(), dtype=pl.UInt32), pl.Series(
-            [False] * wanted.len(), dtype=pl.Boolean
-        )
-    where = ids.search_sorted(wanted)
-    return where, ids.gather(where.clip(upper_bound=ids.len() - 1)) == wanted
 
 
 def _with_people(
@@ -370,7 +353,7 @@ def _with_people(
         totals = in_person_order(pl.concat(scans).collect()).lazy()
         ids = totals.select("person_id").collect().to_series()
     wanted = pl.concat([frame["person_id"] for frame in arriving] or [ids.clear()])
-    _, found = _positions(ids, wanted)
+    _, found = positions(ids, wanted)
     new = wanted.filter(~found).unique().sort()
     schema = totals.collect_schema()
     rows = pl.DataFrame({"person_id": new}).with_columns(
