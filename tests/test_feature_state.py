@@ -4,6 +4,7 @@ runs and definition changes."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -154,6 +155,20 @@ def test_a_run_after_one_without_state_or_with_missing_files_recomputes(tmp_path
         run(full, day, full=True)
     assert assert_same_run(folded, full, DAYS[2])["features"] == (
         f"recomputed (files of run {DAYS[1]}'s feature state are missing)"
+    )
+
+
+def test_state_of_an_earlier_format_is_recomputed(tmp_path):
+    settings = workspace(tmp_path, 7)
+    run(settings, DAYS[0])
+    (manifest_path,) = Path(settings.lake, "runs", f"run_date={DAYS[0]}").glob("manifest-*.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["feature_state"]["format"] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    run(settings, DAYS[1])
+    assert (
+        read_manifest(Root(settings.lake), read_catalog(Root(settings.lake)), DAYS[1])["features"]
+        == f"recomputed (run {DAYS[0]}'s feature state has an earlier format)"
     )
 
 

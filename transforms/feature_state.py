@@ -10,6 +10,8 @@ of rescanning the history, each run keeps two tables (STORAGE.md, "Feature state
   days exactly when its bucket is > D - W: buckets are whole days of every window.
 - `feature_totals`: the state columns of every foldable feature at D, one row per person.
 
+Both are kept in person order (`transforms.person_order`).
+
 Run D after run P folds: per window, the partial files that count at D and did not at P are
 added, those that counted at P and no longer do are taken away. Integer columns subtract
 exactly; an extreme (first, last, min, max) keeps max(P's value, the added ones) unless the
@@ -18,10 +20,10 @@ partials that count at D, for the people concerned only. A feature is foldable w
 is whole days (or absent) and its filter does not read the as-of instant; others are
 recomputed from the events every run.
 
-Whatever cannot be trusted (no state from P, features P did not keep, a date re-ingested since,
-a missing file, ingests out of order) and `--full` make the run recompute from the events and
-write the state afresh. Folding and recomputing give the same features (tests compare them
-over many days).
+Whatever cannot be trusted (no state from P, state of another `FORMAT`, features P did not
+keep, a date re-ingested since, a missing file, ingests out of order) and `--full` make the run
+recompute from the events and write the state afresh. Folding and recomputing give the same
+features (tests compare them over many days).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ log = logging.getLogger("segments.feature_state")
 
 TOTALS, PARTIALS = lake.STATE_TABLES
 BUCKET = "bucket"
+FORMAT = 2
+"""Version of the state's files: a run folds only state of its own format (2: in person
+order, counts as Int32)."""
 
 
 def bucket() -> pl.Expr:
@@ -137,6 +142,7 @@ def run_features(
         recomputed = event_features(lake.scan_events(root, day), workspace, others)
         features = features.join(recomputed, on="person_id", how="full", coalesce=True)
     record = {
+        "format": FORMAT,
         "features": sorted(f.name for f in foldable),
         "totals": files[TOTALS],
         "partials": [p.to_json() for p in _still_needed(partials, foldable, day)],
@@ -168,6 +174,8 @@ def _untrusted(
     record = manifest.get("feature_state")
     if record is None:
         return f"run {previous_day} kept no feature state"
+    if record.get("format") != FORMAT:
+        return f"run {previous_day}'s feature state has an earlier format"
     missing = sorted({f.name for f in foldable} - set(record["features"]))
     if missing:
         return f"{len(missing)} feature(s) new since run {previous_day}"
