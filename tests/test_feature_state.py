@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
 
 import polars as pl
 import pytest
 from conftest import (
+    CONTRACTS,
     EVENTS_HEADER,
     PEOPLE_HEADER,
     land,
@@ -156,6 +158,45 @@ def test_a_run_after_one_without_state_or_with_missing_files_recomputes(tmp_path
     assert assert_same_run(folded, full, DAYS[2])["features"] == (
         f"recomputed (files of run {DAYS[1]}'s feature state are missing)"
     )
+
+
+def test_an_integer_sum_that_cancels_out_still_loses_the_day_that_leaves(tmp_path):
+    """+5 then -5: the sum is 0 and the person has no row in the totals; when the +5 day leaves
+    the window the sum is -5, as recomputing finds."""
+    contracts = tmp_path / "contracts"
+    shutil.copytree(CONTRACTS, contracts)
+    contract = contracts / "events.odcs.yaml"
+    quantity = "      - name: quantity\n        logicalType: integer\n"
+    contract.write_text(
+        contract.read_text().replace(
+            "      - name: properties\n", quantity + "      - name: properties\n"
+        )
+    )
+    where = "event_sum('order', quantity, within => '2 days') < 0"
+    settings = {}
+    for name in ("folded", "full"):
+        base = workspace_settings(tmp_path / name).model_copy(update={"contracts": str(contracts)})
+        settings[name] = with_definitions(
+            base,
+            tmp_path / name / "definitions",
+            {"returned": f"name: r\ntype: data_driven\nwhere: {where}\n"},
+        )
+        for day, items in zip(DAYS[:4], (5, -5, None, None), strict=True):
+            land(settings[name], "people", "p.csv", PEOPLE_HEADER + person_row("p01"), day)
+            rows = f"{day}-1,p01,order,{day}T12:00:00Z,,USD,,{items}\n" if items else ""
+            land(
+                settings[name],
+                "events",
+                "e.csv",
+                EVENTS_HEADER.replace("\n", ",quantity\n") + rows,
+                day,
+            )
+    for day in DAYS[:4]:
+        run(settings["folded"], day)
+        run(settings["full"], day, full=True)
+        assert_same_run(settings["folded"], settings["full"], day)
+    members = committed(settings["folded"], DAYS[2])[1]["membership"]
+    assert members["person_id"].to_list() == ["p01"]  # -5 in the window of the 3rd day
 
 
 def test_state_of_an_earlier_format_is_recomputed(tmp_path):

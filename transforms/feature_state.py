@@ -230,24 +230,18 @@ def _counts(partial: Partial, day: date, window: int | None, upto: date) -> bool
     return window is None or partial.bucket > day - timedelta(days=window)
 
 
-def _scans(
-    root: Root,
-    partials: list[Partial],
-    columns_of: dict[str, list[str]],
-    select: Any,
-    people: pl.Series | None = None,
+def _rows_of(
+    root: Root, partials: list[Partial], columns_of: dict[str, list[str]], people: pl.Series
 ) -> list[pl.LazyFrame]:
-    """Each partial file's rows, with `select(columns_of[key])` as columns; only `people`'s
-    rows if given."""
-    scans = []
-    for p in partials:
-        if not columns_of.get(p.key):
-            continue
-        scan = root.scan_parquet(p.key).select("person_id", *select(columns_of[p.key]))
-        if people is not None:
-            scan = scan.filter(pl.col("person_id").is_in(people.implode()))
-        scans.append(scan)
-    return scans
+    """`people`'s rows of each partial file, with its columns `columns_of[key]` renamed
+    `<name>__again`."""
+    return [
+        root.scan_parquet(p.key)
+        .select("person_id", *(pl.col(c).alias(f"{c}__again") for c in columns_of[p.key]))
+        .filter(pl.col("person_id").is_in(people.implode()))
+        for p in partials
+        if columns_of.get(p.key)
+    ]
 
 
 def _per_person(scans: list[pl.LazyFrame], outputs: dict[str, tuple[str, pl.DataType]]):
@@ -299,7 +293,13 @@ def _fold(
         return root.scan_parquet(key).select("person_id", *names).collect()
 
     arriving = {key: read(key, names) for key, names in added.items()}
-    ids, *columns = _with_people(root, previous_totals, list(arriving.values()), spec)
+    leaving = {key: read(key, names) for key, names in taken.items()}
+    # only a sum of signed integers can leave something for a person without a row (+5 and
+    # -5 were pruned as 0); other people without a row leave 0 or NULL
+    signed = {f.name for f in features if f.aggregate == "sum" and spec[f.name].fold == "add"}
+    changed = [*arriving.values()]
+    changed += [frame for key, frame in leaving.items() if signed & set(taken[key])]
+    ids, *columns = _with_people(root, previous_totals, changed, spec)
     values = {column.name: column for column in columns}
     stale: dict[str, list[pl.Series]] = {}
 
@@ -320,17 +320,16 @@ def _fold(
                 kept = pl.select(extreme(column.gather(where), change)).to_series()
                 values[name] = column.scatter(where, kept)
 
-    for key, names in taken.items():  # before any addition: an extreme that left is compared
-        apply(read(key, names), names, -1)  # with the previous value
+    for key, frame in leaving.items():  # before any addition: an extreme that left is
+        apply(frame, taken[key], -1)  # compared with the previous value
     for key, frame in arriving.items():
         apply(frame, added[key], 1)
     stale = {name: pl.concat(found).unique() for name, found in stale.items()}
     people = pl.concat([pl.Series([], dtype=pl.UInt32), *stale.values()]).unique()
     if people.len():
         redo = {key: [c for c in cols if c in stale] for key, cols in counting.items()}
-        rename = lambda names: [pl.col(c).alias(f"{c}__again") for c in names]  # noqa: E731
         again = _per_person(
-            _scans(root, partials, redo, rename, ids.gather(people))
+            _rows_of(root, partials, redo, ids.gather(people))
             or [pl.LazyFrame(schema={"person_id": pl.String})],
             {f"{c}__again": (spec[c].aggregate, values[c].dtype) for c in stale},
         ).collect()
@@ -348,11 +347,11 @@ def _fold(
 
 
 def _with_people(
-    root: Root, keys: list[str], arriving: list[pl.DataFrame], spec: dict[str, StateColumn]
+    root: Root, keys: list[str], changed: list[pl.DataFrame], spec: dict[str, StateColumn]
 ) -> list[pl.Series]:
     """The columns of the previous totals (files `keys`) in person order, with a row for each
-    person of the `arriving` partials they lack: sums 0, extremes NULL until the partials are
-    added. Read and merged in one pass when the totals are one file in person order."""
+    person of the `changed` partials they lack: sums 0, extremes NULL until the partials are
+    applied. Read and merged in one pass when the totals are one file in person order."""
     scans = [root.scan_parquet(key).select("person_id", *spec) for key in keys]
     ids = pl.concat([scan.select("person_id") for scan in scans]).collect().to_series()
     if len(scans) == 1 and ids.is_sorted():
@@ -360,7 +359,7 @@ def _with_people(
     else:
         totals = in_person_order(pl.concat(scans).collect()).lazy()
         ids = totals.select("person_id").collect().to_series()
-    wanted = pl.concat([frame["person_id"] for frame in arriving] or [ids.clear()])
+    wanted = pl.concat([frame["person_id"] for frame in changed] or [ids.clear()])
     _, found = positions(ids, wanted)
     new = wanted.filter(~found).unique().sort()
     schema = totals.collect_schema()
