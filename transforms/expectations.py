@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,16 +140,19 @@ class ContractValidator:
             gx.ValidationDefinition(name=f"{contract.table}_validation", data=batch, suite=suite)
         )
 
-    def _batches(self, frame: pl.DataFrame) -> list[pl.DataFrame]:
+    def _batches(self, frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
+        """The batches, one at a time (only one is copied out of `frame` at once)."""
         count = max(1, math.ceil(frame.height / self.batch_rows))
         indexed = frame.with_row_index(ROW_ID)
         if count == 1:
-            return [indexed]
+            yield indexed
+            return
         key = self.contract.primary_key
-        bucket = (pl.col(key).hash() if key else pl.col(ROW_ID)) % count
-        return indexed.with_columns(bucket.alias("__bucket")).partition_by(
-            "__bucket", include_key=False, maintain_order=True
-        )
+        bucket = indexed.select((pl.col(key).hash() if key else pl.col(ROW_ID)) % count)
+        for number in range(count):
+            batch = indexed.filter(bucket.to_series() == number)
+            if batch.height:
+                yield batch
 
     def _forget_results(self) -> None:
         """The context keeps every validation result in memory; we keep our own copy."""

@@ -161,9 +161,10 @@ def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
 
 
 def _quarantine_rows(
-    raw: pl.DataFrame, rules: dict[int, list[str]], contract: TableContract
+    raw: pl.LazyFrame, rules: dict[int, list[str]], contract: TableContract
 ) -> pl.DataFrame:
-    """Raw text of the refused rows, where they came from, the rules broken and why."""
+    """Raw text of the refused rows (read from `raw`, the staged text of every row), where
+    they came from, the rules broken and why."""
     schema = {
         **{n: pl.String for n in contract.names},
         SOURCE_FILE: pl.String,
@@ -174,7 +175,8 @@ def _quarantine_rows(
     if not rules:
         return pl.DataFrame(schema=schema)
     positions = sorted(rules)
-    rows = raw[positions]
+    position = pl.int_range(pl.len(), dtype=pl.UInt32)
+    rows = raw.filter(position.is_in(pl.Series(positions, dtype=pl.UInt32).implode())).collect()
     reasons = [
         "; ".join(_describe(rule, row, contract) for rule in rules[pos])
         for pos, row in zip(positions, rows.iter_rows(named=True), strict=True)
@@ -223,8 +225,12 @@ def _validate_table(settings: Settings, lake_root: Root, table: str, folder: str
     """Validate a staged table with its Great Expectations suite; split valid from refused."""
     contract = load_contract(settings.contracts, table)
     report = TableReport(**json.loads(lake_root.read_bytes(f"{folder}/{table}.report.json")))
-    typed = lake_root.read_parquet([f"{folder}/{table}.typed.parquet"])
-    raw = lake_root.read_parquet([f"{folder}/{table}.raw.parquet"])
+    # the raw text is read back only for the rows refused, at the end
+    typed = (
+        lake_root.scan_parquet(f"{folder}/{table}.typed.parquet")
+        .select(*contract.names, CAST_FAILURES, KEEP)
+        .collect()
+    )
     keep = typed.get_column(KEEP)
     failing = typed.with_row_index("__position").filter(
         typed.get_column(CAST_FAILURES).list.len() > 0
@@ -254,9 +260,12 @@ def _validate_table(settings: Settings, lake_root: Root, table: str, folder: str
         for rule in broken:
             report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
     failed = pl.Series(range(typed.height), dtype=pl.UInt32).is_in(list(rules))
-    valid = typed.filter(keep & ~failed).select(contract.names)
+    valid = typed.lazy().select(contract.names).filter(keep & ~failed)
     if table == "people":  # in person order: runs then list members in key order without a sort
         valid = valid.sort(contract.primary_key)
+    valid = valid.collect()
+    del typed, candidates
+    raw = lake_root.scan_parquet(f"{folder}/{table}.raw.parquet")
     quarantine = _quarantine_rows(raw, rules, contract)
     report.rows_written, report.quarantined = valid.height, quarantine.height
     _timed(report, "split", started)
