@@ -93,6 +93,7 @@ def diff(
     if previous is None:
         previous = pl.DataFrame(schema={**dict.fromkeys(KEY, pl.String), "member_since": pl.Date})
     merged = _merged(in_key_order(previous.select(*KEY, "member_since")), in_key_order(current))
+    del previous, current  # a caller that passes them without keeping them frees them here
     membership = merged.filter(pl.col("in_current")).select(
         *KEY,
         pl.when(pl.col("in_previous"))

@@ -119,7 +119,8 @@ def _applied_files(root: Root, catalog: Catalog, run_date: str) -> set[str] | No
 def _counts(
     membership: pl.DataFrame, changes: pl.DataFrame, ids: list[str]
 ) -> dict[str, SegmentCounts]:
-    sizes = dict(membership.group_by("segment_id").len().iter_rows())
+    runs = membership["segment_id"].rle().struct.unnest()  # in key order: a run per segment
+    sizes = dict(zip(runs["value"], runs["len"], strict=True))
     moves = dict(
         ((sid, change), n)
         for sid, change, n in changes.group_by("segment_id", "change").len().iter_rows()
@@ -372,8 +373,11 @@ def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         snapshot=_staged_frame(root, plan, "snapshot"),
         manual_actions=_staged_frame(root, plan, "manual_actions"),
     )
-    previous_members = read_table(root, previous, "membership") if previous else None
-    changes, membership = diff(previous_members, _staged_frame(root, plan, "members"), context)
+    changes, membership = diff(  # the two memberships are held by `diff` alone: it frees them
+        read_table(root, previous, "membership") if previous else None,
+        _staged_frame(root, plan, "members"),
+        context,
+    )
     materialized = _staged_json(root, plan, "materialize_step")
     counts = _counts(membership, changes, materialized["segments"])
     tables = {"membership": membership, "changes": changes}
