@@ -136,8 +136,11 @@ def run_features(
         PARTIALS: [p.key for p in partials if p.key.startswith(own)],
     }
     root.write_parquet(totals, files[TOTALS][0], statistics=False)
+    del totals  # read back as the evaluation streams through it, never whole in memory again
     log.info("run %s: features %s", day, how)
-    features = finish(totals.lazy(), foldable).with_columns(pl.col("person_id").set_sorted())
+    features = finish(root.scan_parquet(files[TOTALS][0]), foldable).with_columns(
+        pl.col("person_id").set_sorted()
+    )
     if others:
         recomputed = event_features(lake.scan_events(root, day), workspace, others)
         features = features.join(recomputed, on="person_id", how="full", coalesce=True)
