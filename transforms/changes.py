@@ -16,6 +16,7 @@ import polars as pl
 from transforms.person_order import contains
 
 KEY = ["segment_id", "person_id"]
+FOUND_SCHEMA = {"side": pl.Int32, "twice": pl.Boolean}
 CHANGES_SCHEMA = {
     "segment_id": pl.String,
     "person_id": pl.String,
@@ -87,21 +88,28 @@ def diff(
     """(changes, current membership with member_since) of a run against the previous one.
 
     `previous` has (segment_id, person_id, member_since), or is None on the first run;
-    `current` has (segment_id, person_id). Both in key order, merged in one linear pass: a key
-    that appears twice is in both.
+    `current` has (segment_id, person_id). Both in key order: per segment, their two lists of
+    people are merged once to find which rows of each are in the other; the membership is
+    `current` with a member_since column (no copy of its ids), the changes are the rows
+    found on one side only.
     """
     if previous is None:
         previous = pl.DataFrame(schema={**dict.fromkeys(KEY, pl.String), "member_since": pl.Date})
-    merged = _merged(in_key_order(previous.select(*KEY, "member_since")), in_key_order(current))
-    del previous, current  # a caller that passes them without keeping them frees them here
-    membership = merged.filter(pl.col("in_current")).select(
-        *KEY,
-        pl.when(pl.col("in_previous"))
-        .then(pl.col("member_since"))
-        .otherwise(pl.lit(context.run_date))
-        .alias("member_since"),
+    previous = in_key_order(previous.select(*KEY, "member_since"))
+    current = in_key_order(current)
+    in_current, in_previous = _found_in_other(previous, current)
+    # the k-th previous row found in current is the k-th current row found in previous
+    member_since = pl.repeat(context.run_date, current.height, dtype=pl.Date, eager=True)
+    member_since = member_since.scatter(
+        in_previous.arg_true(), previous["member_since"].filter(in_current)
     )
-    changed = merged.filter(pl.col("in_previous") != pl.col("in_current"))  # in key order
+    membership = current.select(*KEY).with_columns(member_since.alias("member_since"))
+    entered = pl.lit(True).alias("in_current")
+    changed = _merged_in_key_order(
+        current.filter(~in_previous).select(*KEY, entered),
+        previous.filter(~in_current).select(*KEY, ~entered),
+    )
+    del previous, current  # a caller that passes them without keeping them frees them here
     in_snapshot = contains(context.snapshot["person_id"], changed["person_id"])
     actions = context.manual_actions.select(*KEY, "action")
     entered = pl.col("in_current")
@@ -120,38 +128,36 @@ def diff(
     return changes, membership
 
 
-def _merged(previous: pl.DataFrame, current: pl.DataFrame) -> pl.DataFrame:
-    """Every key of either membership once, in key order, with `in_previous`, `in_current`
-    and the previous `member_since`: per segment, the two lists of people merged."""
+def _found_in_other(previous: pl.DataFrame, current: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """For each row of `previous` whether its key is in `current`, and the other way round:
+    per segment, the two lists of people merged, a person found twice being in both."""
     previous_of, current_of = _by_segment(previous), _by_segment(current)
     person = pl.col("person_id")
-    twice = ((person == person.shift(-1)) | (person == person.shift())).fill_null(False)
-    parts = []
+    twice = (
+        ((person == person.shift(-1)) | (person == person.shift())).fill_null(False).alias("twice")
+    )
+    plans = []
     for segment in sorted(previous_of.keys() | current_of.keys()):
         sides = [
-            previous_of.get(segment, previous.clear()).lazy().with_columns(side=pl.lit(1, pl.Int8)),
-            current_of.get(segment, current.clear())
-            .lazy()
-            .select(*KEY, pl.lit(None, pl.Date).alias("member_since"), side=pl.lit(2, pl.Int8)),
+            frames.get(segment, whole.clear()).lazy().select("person_id", side=pl.lit(side))
+            for side, frames, whole in ((1, previous_of, previous), (2, current_of, current))
         ]
-        parts.append(
-            sides[0]
-            .merge_sorted(sides[1], key="person_id")
-            .with_columns(twice=twice)
-            # a key in both: keep its previous row (it carries member_since)
-            .filter(~pl.col("twice") | (pl.col("side") == 1))
-            .select(
-                *KEY,
-                "member_since",
-                in_previous=(pl.col("side") == 1),
-                in_current=(pl.col("side") == 2) | pl.col("twice"),
-            )
+        plans.append(sides[0].merge_sorted(sides[1], key="person_id").select("side", twice))
+    found = pl.concat(pl.collect_all(plans)) if plans else pl.DataFrame(schema=FOUND_SCHEMA)
+    side = pl.col("side")
+    return tuple(found.filter(side == s)["twice"] for s in (1, 2))
+
+
+def _merged_in_key_order(first: pl.DataFrame, second: pl.DataFrame) -> pl.DataFrame:
+    """Two frames in key order with no key in both, as one in key order."""
+    first_of, second_of = _by_segment(first), _by_segment(second)
+    parts = [
+        first_of.get(segment, first.clear()).merge_sorted(
+            second_of.get(segment, second.clear()), key="person_id"
         )
-    if not parts:
-        return pl.DataFrame(
-            schema={**previous.schema, "in_previous": pl.Boolean, "in_current": pl.Boolean}
-        )
-    return pl.concat(pl.collect_all(parts))
+        for segment in sorted(first_of.keys() | second_of.keys())
+    ]
+    return pl.concat(parts) if parts else first.clear()
 
 
 def _by_segment(members: pl.DataFrame) -> dict[str, pl.DataFrame]:
