@@ -24,6 +24,7 @@ from conftest import (
 
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.compiler import as_of_instant
+from transforms.lake import STATE_TABLES
 from transforms.runs import run
 from transforms.storage import Root
 
@@ -48,7 +49,10 @@ DEFINITIONS = {
 
 
 def definitions(extra: dict[str, str] | None = None) -> dict[str, str]:
-    where = {**DEFINITIONS, **(extra or {})}
+    return definitions_of({**DEFINITIONS, **(extra or {})})
+
+
+def definitions_of(where: dict[str, str]) -> dict[str, str]:
     return {sid: f"name: {sid}\ntype: data_driven\nwhere: {text}\n" for sid, text in where.items()}
 
 
@@ -82,11 +86,22 @@ def workspace(folder: Path, seed: int, extra: dict[str, str] | None = None):
 
 
 def committed(settings, day: date):
+    """(manifest, membership and changes, feature totals) of run `day`: the latest runs only,
+    earlier runs' totals are removed."""
     root = Root(settings.lake)
     manifest = read_manifest(root, read_catalog(root), day)
     tables = {t: read_table(root, manifest, t).sort(pl.all()) for t in ("membership", "changes")}
     totals = read_table(root, manifest, "feature_totals")
     return manifest, tables, totals.select(sorted(totals.columns)).sort("person_id")
+
+
+def manifest_of(settings, day: date) -> dict:
+    root = Root(settings.lake)
+    return read_manifest(root, read_catalog(root), day)
+
+
+def members(settings, day: date) -> pl.DataFrame:
+    return read_table(Root(settings.lake), manifest_of(settings, day), "membership")
 
 
 def assert_same_run(folded, full, day: date) -> dict:
@@ -120,10 +135,7 @@ def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
     final = read_manifest(root, read_catalog(root), DAYS[-1])
     assert set(final["feature_state"]["events"]) == {d.isoformat() for d in DAYS}
     for sid in DEFINITIONS:  # every kind of feature decided somebody's membership somewhere
-        assert any(
-            committed(folded, d)[1]["membership"].filter(pl.col("segment_id") == sid).height
-            for d in DAYS
-        ), sid
+        assert any(members(folded, d).filter(pl.col("segment_id") == sid).height for d in DAYS), sid
 
 
 def test_gaps_between_runs_and_definition_changes(tmp_path):
@@ -195,8 +207,8 @@ def test_an_integer_sum_that_cancels_out_still_loses_the_day_that_leaves(tmp_pat
         run(settings["folded"], day)
         run(settings["full"], day, full=True)
         assert_same_run(settings["folded"], settings["full"], day)
-    members = committed(settings["folded"], DAYS[2])[1]["membership"]
-    assert members["person_id"].to_list() == ["p01"]  # -5 in the window of the 3rd day
+    # -5 in the window of the 3rd day
+    assert members(settings["folded"], DAYS[2])["person_id"].to_list() == ["p01"]
 
 
 def test_state_of_an_earlier_format_is_recomputed(tmp_path):
@@ -258,3 +270,53 @@ def test_partials_outside_every_window_are_forgotten(tmp_path):
         buckets = {date.fromisoformat(row[1]) for row in manifest["feature_state"]["partials"]}
         assert min(buckets) > day - timedelta(days=4)  # the longest window is 4 days
     assert manifest["features"] == "folded"
+
+
+def state_files(settings) -> set[str]:
+    return {
+        str(path.relative_to(settings.lake))
+        for table in STATE_TABLES
+        for path in Path(settings.lake, table).rglob("*.parquet")
+    }
+
+
+def test_only_the_latest_runs_keep_their_state_and_runs_go_on_folding(tmp_path):
+    windowed = {"login_today": DEFINITIONS["login_today"], "viewer": DEFINITIONS["viewer"]}
+    folded, full = (
+        with_definitions(
+            workspace(tmp_path / name, 6), tmp_path / name / "windowed", definitions_of(windowed)
+        )
+        for name in ("folded", "full")
+    )
+    for day in DAYS[:5]:
+        run(folded, day)
+    root = Root(folded.lake)
+    latest = [read_manifest(root, read_catalog(root), day) for day in DAYS[3:5]]
+    listed = {
+        key
+        for manifest in latest
+        for key in manifest["feature_state"]["totals"]
+        + [row[2] for row in manifest["feature_state"]["partials"]]
+    }
+    written = {key for m in latest for table in STATE_TABLES for key in m["files"][table]}
+    # what the latest two runs fold from or wrote is there, and nothing else: the totals of
+    # earlier runs and the partials that left every window are gone, with their folders
+    assert state_files(folded) == listed | written
+    assert any(f"run_date={DAYS[0]}" in key for key in listed)  # partials still in a window
+    assert not Path(folded.lake, "feature_totals", f"run_date={DAYS[0]}").exists()
+
+    run(folded, DAYS[4])  # a rerun of the latest date folds the state of the one before
+    assert manifest_of(folded, DAYS[4])["features"] == "folded"
+    run(folded, DAYS[1], rebuild_later=True)  # the state before it is gone: it recomputes,
+    hows = [manifest_of(folded, day)["features"] for day in DAYS[1:5]]  # the rest fold
+    assert (
+        hows
+        == [f"recomputed (files of run {DAYS[0]}'s feature state are missing)"] + ["folded"] * 3
+    )
+    run(folded, DAYS[5])
+    for day in DAYS[:6]:
+        run(full, day, full=True)
+    for day in DAYS[4:6]:  # the runs whose totals are kept
+        assert_same_run(folded, full, day)
+    for day in DAYS[:4]:
+        assert members(folded, day).sort(pl.all()).equals(members(full, day).sort(pl.all())), day

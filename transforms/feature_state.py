@@ -1,7 +1,7 @@
 """Event features kept from one run to the next, so a nightly run reads one day of events.
 
 A run of date D needs every feature of every person over all the events visible at D. Instead
-of rescanning the history, each run keeps two tables (STORAGE.md, "Feature state"):
+of rescanning the history, each run keeps two tables (README, "Event features are folded"):
 
 - `feature_partials`: for the events of one ingest date and one *bucket*, the state columns
   (`membership.state_columns`) per person, without the window test. Bucket X holds the events
@@ -20,6 +20,9 @@ partials that count at D, for the people concerned only. A feature is foldable w
 is whole days (or absent) and its filter does not read the as-of instant; others are
 recomputed from the events every run.
 
+Only the state of the latest runs is kept (`remove_unneeded_state`): the next run folds the latest
+one's, a rerun of the latest date the one before it.
+
 Whatever cannot be trusted (no state from P, state of another `FORMAT`, features P did not
 keep, a date re-ingested since, a missing file, ingests out of order) and `--full` make the run
 recompute from the events and write the state afresh. Folding and recomputing give the same
@@ -29,6 +32,7 @@ features (tests compare them over many days).
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
@@ -152,6 +156,37 @@ def run_features(
         "events": {d.isoformat(): keys for d, keys in events.items()},
     }
     return RunFeatures(features, how, record, files)
+
+
+KEPT_RUNS = 2
+"""Committed runs whose state is kept: the next run folds the latest's, a rerun of the latest
+date the one before it."""
+_RUN_DATE = re.compile(r"^([^/]+/run_date=(\d{4}-\d{2}-\d{2}))/")
+
+
+def remove_unneeded_state(root: Root, kept: list[dict[str, Any]]) -> int:
+    """Delete the state files no run will fold any more, given the manifests of the runs whose
+    state is kept: files written by earlier runs that none of them still lists. Returns how many.
+    A rerun of an older date then recomputes its features, as it does whenever its previous
+    run's state is missing."""
+    if not kept:
+        return 0
+    oldest = min(manifest["run_date"] for manifest in kept)
+    listed = set()
+    for manifest in kept:
+        record = manifest.get("feature_state") or {}
+        listed.update(record.get("totals", []), (row[2] for row in record.get("partials", [])))
+    unneeded: dict[str, list[str]] = {}  # per run partition
+    for table in lake.STATE_TABLES:
+        for info in root.list_files(table, recursive=True):
+            written_by = _RUN_DATE.search(info.key)
+            if written_by and written_by[2] < oldest and info.key not in listed:
+                unneeded.setdefault(written_by[1], []).append(info.key)
+    for folder, keys in unneeded.items():
+        root.delete(keys)
+        if not root.list_files(folder, recursive=True):
+            root.delete_folder(folder)
+    return sum(len(keys) for keys in unneeded.values())
 
 
 def _still_needed(partials: list[Partial], features: list[Feature], day: date) -> list[Partial]:

@@ -44,7 +44,7 @@ from transforms.commit import (
 from transforms.config import Settings
 from transforms.definitions import definition_changes, definition_hashes, load_segments
 from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
-from transforms.feature_state import run_features
+from transforms.feature_state import KEPT_RUNS, remove_unneeded_state, run_features
 from transforms.inbox import MEMBERS, apply_uploads, collect_uploads
 from transforms.ingest import IngestReport
 from transforms.materialize import compile_workspace, evaluate
@@ -417,7 +417,7 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         **materialized["seconds"],
         "diff": steps["diff_step"]["seconds"],
     }
-    return commit(
+    manifest = commit(
         root,
         plan.day,
         plan.catalog,
@@ -444,6 +444,18 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
             "seconds": seconds,
         },
     )
+    _remove_old_feature_state(root, plan.day)
+    return manifest
+
+
+def _remove_old_feature_state(root: Root, day: date) -> None:
+    """Keep the feature state of the latest `KEPT_RUNS` committed runs and of run `day` (a
+    rebuild of later runs folds it next)."""
+    catalog = read_catalog(root)
+    days = sorted({*catalog.dates[-KEPT_RUNS:], day})
+    removed = remove_unneeded_state(root, [read_manifest(root, catalog, d) for d in days])
+    if removed:
+        log.info("run %s: removed %d feature state files no run will fold", day, removed)
 
 
 def report(settings: Settings, day: date) -> RunReport:
