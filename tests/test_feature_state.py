@@ -22,6 +22,7 @@ from conftest import (
     workspace_settings,
 )
 
+from transforms import feature_state
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.compiler import as_of_instant
 from transforms.lake import STATE_TABLES
@@ -320,3 +321,14 @@ def test_only_the_latest_runs_keep_their_state_and_runs_go_on_folding(tmp_path):
         assert_same_run(folded, full, day)
     for day in DAYS[:4]:
         assert members(folded, day).sort(pl.all()).equals(members(full, day).sort(pl.all())), day
+
+
+def test_a_recompute_by_ranges_of_people_gives_what_one_pass_gives(tmp_path, monkeypatch):
+    whole, by_ranges = workspace(tmp_path / "whole", 7), workspace(tmp_path / "ranges", 7)
+    for day in DAYS[:3]:
+        run(whole, day, full=True)
+        with monkeypatch.context() as patched:
+            patched.setattr(feature_state, "PEOPLE_PER_CHUNK", 7)
+            assert len(feature_state._person_ranges(pl.Series(PEOPLE))) == 5
+            run(by_ranges, day, full=True)
+        assert_same_run(by_ranges, whole, day)
