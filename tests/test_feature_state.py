@@ -22,10 +22,11 @@ from conftest import (
     workspace_settings,
 )
 
-from transforms import feature_state
+from transforms import person_order
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.compiler import as_of_instant
 from transforms.lake import STATE_TABLES
+from transforms.materialize import evaluate
 from transforms.runs import run
 from transforms.storage import Root
 
@@ -328,7 +329,27 @@ def test_a_recompute_by_ranges_of_people_gives_what_one_pass_gives(tmp_path, mon
     for day in DAYS[:3]:
         run(whole, day, full=True)
         with monkeypatch.context() as patched:
-            patched.setattr(feature_state, "PEOPLE_PER_CHUNK", 7)
-            assert len(feature_state._person_ranges(pl.Series(PEOPLE))) == 5
+            patched.setattr(person_order, "PEOPLE_PER_RANGE", 7)
+            assert len(person_order.person_ranges(pl.Series(PEOPLE))) == 5
             run(by_ranges, day, full=True)
         assert_same_run(by_ranges, whole, day)
+
+
+def test_an_evaluation_from_the_events_by_ranges_of_people_gives_what_one_pass_gives(
+    tmp_path, monkeypatch
+):
+    """Members computed without the feature state (preview, plan), one range at a time: the
+    same rows in the same (key) order."""
+    chain = {"chained": "in_segment('spender') AND NOT in_segment('login_today')"}
+    settings = workspace(tmp_path, 8, chain)
+    settings = with_definitions(
+        settings, Path(settings.definitions), {"vip": "name: VIP\ntype: manual\n"}
+    )
+    run(settings, DAYS[2])
+    manual = pl.DataFrame({"segment_id": ["vip"] * 3, "person_id": ["p03", "p17", "p29"]})
+    one_pass = evaluate(settings, DAYS[2], manual_members=manual)
+    monkeypatch.setattr(person_order, "PEOPLE_PER_RANGE", 4)
+    by_ranges = evaluate(settings, DAYS[2], manual_members=manual)
+    assert by_ranges.members.equals(one_pass.members)
+    assert by_ranges.snapshot.equals(one_pass.snapshot)
+    assert set(one_pass.members["segment_id"]) >= {"chained", "vip", "spender"}

@@ -21,7 +21,7 @@ from transforms.contracts import load_contract
 from transforms.definitions import load_segments
 from transforms.errors import ConfigError, DefinitionErrors
 from transforms.membership import event_features, in_order, segment_members
-from transforms.person_order import marked_if_in_person_order
+from transforms.person_order import marked_if_in_person_order, person_ranges
 from transforms.storage import Root
 
 
@@ -87,13 +87,25 @@ def evaluate(
         return Evaluation(workspace, members, snapshot, seconds)
     people = marked_if_in_person_order(lake.scan_people(lake_root, day))
     compiled = time.perf_counter()
-    if features is None:
-        features = event_features(lake.scan_events(lake_root, day), workspace)
     manual = manual_members.lazy() if manual_members is not None else None
-    members_plan = segment_members(people, features, workspace, manual)
-    members, snapshot = pl.collect_all(
-        [members_plan, people.select("person_id")], engine="streaming"
-    )
+    if features is not None:
+        members_plan = segment_members(people, features, workspace, manual)
+        members, snapshot = pl.collect_all(
+            [members_plan, people.select("person_id")], engine="streaming"
+        )
+    else:  # features from the events: one range of people at a time, as a recompute does
+        snapshot = people.select("person_id").collect()
+        events = lake.scan_events(lake_root, day)
+        members = pl.concat(
+            segment_members(
+                people.filter(in_range),
+                event_features(events.filter(in_range), workspace),
+                workspace,
+                manual,
+                first_row,
+            ).collect(engine="streaming")
+            for in_range, first_row in person_ranges(snapshot["person_id"])
+        )
     members = in_order(members)
     done = time.perf_counter()
     return Evaluation(

@@ -195,6 +195,7 @@ def segment_members(
     features: pl.LazyFrame,
     workspace: Workspace,
     manual_members: pl.LazyFrame | None = None,
+    first_row: int = 0,
 ) -> pl.LazyFrame:
     """(segment_id, person_id, `__order`) of every member of every segment; `in_order` sorts
     them by segment, then in the snapshot's order (the key order, as ingest writes snapshots
@@ -202,9 +203,11 @@ def segment_members(
 
     `manual_members` holds (segment_id, person_id) of manual segments; people not in the
     snapshot are never members. `__order` is one integer sort key (segment number, snapshot
-    row), so the joins need not keep any order.
+    row), so the joins need not keep any order; `people` start at row `first_row` of the
+    snapshot (a range of it).
     """
-    frame = segment_columns(people.with_row_index(ROW), features, workspace, manual_members)
+    people = people.with_row_index(ROW, offset=first_row)
+    frame = segment_columns(people, features, workspace, manual_members)
     ordered = sorted(sid for level in workspace.order for sid in level)
     if not ordered:
         return pl.LazyFrame(
