@@ -70,9 +70,14 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 
 def airflow(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    for _ in range(3):
+        done = subprocess.run(
+            [str(BIN / "airflow"), *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        # SQLite fails at once, whatever the busy timeout, a write that would deadlock with
+        # another process's (the scheduler's): the command wrote nothing, run it again
+        if done.returncode == 0 or "database is locked" not in done.stderr:
+            break
     assert done.returncode == 0, f"airflow {' '.join(args)} failed:\n{done.stderr[-4000:]}"
     return done.stdout
 

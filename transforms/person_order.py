@@ -4,6 +4,9 @@ Sorted, two lists of people meet in one sweep instead of a hash table of million
 join of people and their features merges, and finding a partial's people among the totals or
 an exit among the snapshot is a binary search. Whoever relies on the order checks it (cheap)
 and falls back to sorting or hashing, so files written in another order stay correct.
+
+Work that needs everybody's state at once (features from all the events) is cut into
+consecutive ranges of person ids (`person_ranges`), done one after the other.
 """
 
 from __future__ import annotations
