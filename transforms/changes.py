@@ -16,7 +16,6 @@ import polars as pl
 from transforms.person_order import contains
 
 KEY = ["segment_id", "person_id"]
-FOUND_SCHEMA = {"side": pl.Int32, "twice": pl.Boolean}
 CHANGES_SCHEMA = {
     "segment_id": pl.String,
     "person_id": pl.String,
@@ -131,40 +130,51 @@ def diff(
 def _found_in_other(previous: pl.DataFrame, current: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
     """For each row of `previous` whether its key is in `current`, and the other way round:
     per segment, the two lists of people merged, a person found twice being in both."""
-    previous_of, current_of = _by_segment(previous), _by_segment(current)
     person = pl.col("person_id")
     twice = (
         ((person == person.shift(-1)) | (person == person.shift())).fill_null(False).alias("twice")
     )
-    plans = []
-    for segment in sorted(previous_of.keys() | current_of.keys()):
-        sides = [
-            frames.get(segment, whole.clear()).lazy().select("person_id", side=pl.lit(side))
-            for side, frames, whole in ((1, previous_of, previous), (2, current_of, current))
-        ]
-        plans.append(sides[0].merge_sorted(sides[1], key="person_id").select("side", twice))
-    found = pl.concat(pl.collect_all(plans)) if plans else pl.DataFrame(schema=FOUND_SCHEMA)
+    plans = _merged_per_segment(
+        previous.lazy().select("person_id", side=pl.lit(1)),
+        current.lazy().select("person_id", side=pl.lit(2)),
+        previous["segment_id"],
+        current["segment_id"],
+    )
+    found = pl.concat(pl.collect_all([plan.select("side", twice) for plan in plans]))
     side = pl.col("side")
     return tuple(found.filter(side == s)["twice"] for s in (1, 2))
 
 
 def _merged_in_key_order(first: pl.DataFrame, second: pl.DataFrame) -> pl.DataFrame:
     """Two frames in key order with no key in both, as one in key order."""
-    first_of, second_of = _by_segment(first), _by_segment(second)
-    parts = [
-        first_of.get(segment, first.clear()).merge_sorted(
-            second_of.get(segment, second.clear()), key="person_id"
+    plans = _merged_per_segment(
+        first.lazy(), second.lazy(), first["segment_id"], second["segment_id"]
+    )
+    return pl.concat(pl.collect_all(plans))
+
+
+def _merged_per_segment(
+    first: pl.LazyFrame, second: pl.LazyFrame, first_segments: pl.Series, second_segments: pl.Series
+) -> list[pl.LazyFrame]:
+    """Per segment (in order), the rows of `first` and `second` of that segment merged on
+    person_id; the rows of each are in key order, their segments are `*_segments`. At least
+    one (empty) plan."""
+    first_of, second_of = segment_slices(first_segments), segment_slices(second_segments)
+    empty = (0, 0)
+    return [
+        first.slice(*first_of.get(segment, empty)).merge_sorted(
+            second.slice(*second_of.get(segment, empty)), key="person_id"
         )
         for segment in sorted(first_of.keys() | second_of.keys())
-    ]
-    return pl.concat(parts) if parts else first.clear()
+    ] or [first.clear().merge_sorted(second.clear(), key="person_id")]
 
 
-def _by_segment(members: pl.DataFrame) -> dict[str, pl.DataFrame]:
-    """Each segment's rows of a membership in key order: slices, not copies."""
-    runs = members["segment_id"].rle().struct.unnest()
+def segment_slices(segments: pl.Series) -> dict[str, tuple[int, int]]:
+    """(offset, length) of each segment's rows, for the segment ids of a membership in key
+    order (one run of rows per segment)."""
+    runs = segments.rle().struct.unnest()
     starts = runs["len"].cum_sum() - runs["len"]
     return {
-        segment: members.slice(start, length)
+        segment: (start, length)
         for segment, start, length in zip(runs["value"], starts, runs["len"], strict=True)
     }

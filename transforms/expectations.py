@@ -148,9 +148,9 @@ class ContractValidator:
             yield indexed
             return
         key = self.contract.primary_key
-        bucket = indexed.select((pl.col(key).hash() if key else pl.col(ROW_ID)) % count)
+        bucket = indexed.select((pl.col(key).hash() if key else pl.col(ROW_ID)) % count).to_series()
         for number in range(count):
-            batch = indexed.filter(bucket.to_series() == number)
+            batch = indexed.filter(bucket == number)
             if batch.height:
                 yield batch
 

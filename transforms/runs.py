@@ -31,7 +31,7 @@ from typing import Any
 import polars as pl
 
 from transforms import lake
-from transforms.changes import KEY, DiffContext, diff
+from transforms.changes import KEY, DiffContext, diff, segment_slices
 from transforms.commit import (
     Catalog,
     commit,
@@ -119,8 +119,7 @@ def _applied_files(root: Root, catalog: Catalog, run_date: str) -> set[str] | No
 def _counts(
     membership: pl.DataFrame, changes: pl.DataFrame, ids: list[str]
 ) -> dict[str, SegmentCounts]:
-    runs = membership["segment_id"].rle().struct.unnest()  # in key order: a run per segment
-    sizes = dict(zip(runs["value"], runs["len"], strict=True))
+    sizes = {sid: length for sid, (_, length) in segment_slices(membership["segment_id"]).items()}
     moves = dict(
         ((sid, change), n)
         for sid, change, n in changes.group_by("segment_id", "change").len().iter_rows()
