@@ -231,6 +231,53 @@ def test_files_of_a_failed_run_are_applied_exactly_once_later(ws, monkeypatch):
     assert not held.exists()
 
 
+def test_a_retry_of_the_date_takes_over_the_uploads_a_crashed_attempt_claimed(ws, monkeypatch):
+    drop(ws, "vip/first.csv", "person_id\na\nb\n")
+    drop(ws, "beta/list.csv", "person_id\nc\n")
+    crash_before_commit(ws, D1, monkeypatch)
+    held = claimed(ws, "_processed/2026-03-30/*/000?/*/*.csv")
+    assert len(held) == 2
+    run(ws, D1)  # the retry applies them in the run of the date they were claimed for
+    members, _, manifest = state(ws, D1)
+    assert {("vip", "a"), ("vip", "b"), ("beta", "c")} <= members
+    assert manifest["manual"]["files"] == [
+        str(path.relative_to(ws.inbox)) for path in held
+    ]  # taken over where they are, in their claim order
+    run(ws, D2)
+    _, changes, manifest = state(ws, D2)
+    assert manifest["manual"]["files"] == [] and changes == set()  # applied once
+
+
+def test_claim_order_survives_a_chain_of_crashed_attempts(ws, monkeypatch):
+    drop(ws, "vip/first.csv", "person_id\na\nb\n")
+    run(ws, D1)
+    drop(ws, "vip/clear", "")
+    crash_before_commit(ws, D2, monkeypatch)  # claims the clear as 0001
+    drop(ws, "vip/again.csv", "person_id\na\n")
+    drop(ws, "vip/bad.csv", "name\nann\n")
+    crash_before_commit(ws, D2, monkeypatch)  # takes over 0001, claims 0002 and 0003 (refused)
+    drop(ws, "vip/last.csv", "person_id\nd\n")
+    run(ws, D2)
+    members, changes, manifest = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a"), ("vip", "d")}
+    assert {c for c in changes if c[0] == "vip"} == {
+        ("vip", "b", "exited", "cleared"),
+        ("vip", "d", "entered", "added"),
+    }
+    assert [f.rsplit("/", 1)[-1] for f in manifest["manual"]["files"]] == [
+        "clear",
+        "again.csv",
+        "last.csv",
+    ]
+    assert [re.sub(r"^_processed/[^/]+/[^/]+/", "", k) for k in manifest["manual"]["files"]] == [
+        "0001/vip/clear",
+        "0002/vip/again.csv",
+        "0003/vip/last.csv",
+    ]
+    (refused,) = manifest["manual"]["rejected"]  # filed by the second, crashed attempt
+    assert refused["file"] == "vip/bad.csv" and "no identifier column" in refused["problems"][0]
+
+
 def test_an_upload_claimed_by_a_run_in_flight_is_not_taken_by_another(ws, monkeypatch):
     """A run of D1 holds an upload (paused before its commit) while a run of D2 runs: D2 must
     neither apply nor move it, and D1's committed manifest must list a file that exists."""

@@ -9,12 +9,20 @@ Layout of the inbox root:
   files that could not be applied.
 
 A run claims files by moving them under its own attempt before it commits, so a crashed run
-leaves them where no new upload can mix with them. It takes, in order: files claimed by
-attempts that can no longer commit and that no committed run lists (an attempt started before
-the latest commit of the catalog read the catalog before that commit, so its swap must fail),
-then new files by (last-modified, key). Files claimed by an attempt that may still commit are
-left alone: they are applied by that attempt, or by a run after the next commit. A rerun of a
-committed date re-applies exactly the files its manifest lists, where they are.
+leaves them where no new upload can mix with them. It takes, in order:
+1. files claimed by earlier attempts of its own date that no committed run lists: it takes them
+   over where they are (no move), in their claim order. Whichever attempt of the date commits
+   lists them, and only one can commit (the catalog swap), so a crash or a retry at any moment
+   applies them exactly once, in the run of the date they were claimed for;
+2. files claimed for another date by attempts that can no longer commit and that no committed
+   run lists (an attempt started before the latest commit of the catalog read the catalog
+   before that commit, so its swap must fail), moved under its own attempt; claims for another
+   date by an attempt that may still commit are left alone;
+3. new files by (last-modified, key).
+Claims are numbered in the order they are applied, continuing after the numbers taken over, so
+sorting by number gives the order again after any chain of takeovers. A rerun of a committed
+date re-applies exactly the files its manifest lists, where they are. Every refusal filed under
+`_rejected/<D>/` is reported by the run of D, whichever attempt filed it.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ ID_COLUMNS = ("person_id", "id")
 ACTIONS = {"add": "added", "remove": "removed"}
 MEMBERS = {"segment_id": pl.String, "person_id": pl.String}
 REPORTED_IDS = 100  # unknown/ambiguous identifiers listed per file (all are counted)
+ERROR_SUFFIX, ERROR_HEADING = ".error.txt", " could not be applied:"
 
 
 class UploadError(SegmentsError):
@@ -80,9 +89,10 @@ class ManualResult:
     actions: pl.DataFrame
     """(segment_id, person_id, action): the last action of the run per person and segment."""
     applied: list[UploadReport]
-    rejected: list[dict[str, Any]]
     files: list[str]
     """Keys under `_processed/<D>/` of the files applied, in order."""
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """The refusals filed for the run's date (`refusals`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -206,31 +216,42 @@ CLAIMED = re.compile(
 
 
 def _pending(
-    inbox: Root, applied_by: Callable[[str], set[str] | None], committed_by: str | None
-) -> tuple[list[str], list[FileInfo]]:
-    """(claimed files to carry over, in order; new files, in order).
+    inbox: Root,
+    day: date | None,
+    applied_by: Callable[[str], set[str] | None],
+    committed_by: str | None,
+) -> tuple[list[str], list[str], list[FileInfo]]:
+    """(claims of `day` to take over where they are; claims of other dates to carry over; new
+    files), each in the order they are applied (module docstring).
 
     `applied_by(D)` is the set of files committed run D applied, or None if D has no committed
-    run; `committed_by` is the attempt that made the latest commit. A claim is carried over only
-    when its attempt started before that commit and no committed run lists the file."""
-    carried = []
+    run; `committed_by` is the attempt that made the latest commit."""
+    own, carried = [], []
     for info in inbox.list_files(PROCESSED, recursive=True):
         match = CLAIMED.match(info.key)
         if not match or info.name.startswith("."):
             continue
         run_date, attempt, number, _ = match.groups()
         applied = applied_by(run_date)
-        dead = committed_by is not None and attempt < committed_by
-        if dead and (applied is None or info.key not in applied):
-            carried.append((run_date, attempt, number, info.key))
-    carried.sort()
+        if applied is not None and info.key in applied:
+            continue
+        if day is not None and run_date == day.isoformat():
+            own.append((number, attempt, info.key))
+        elif committed_by is not None and attempt < committed_by:
+            carried.append((run_date, number, attempt, info.key))
     new = [
         f
         for f in inbox.list_files("", recursive=True)
         if not f.key.startswith((f"{PROCESSED}/", f"{REJECTED}/")) and not f.name.startswith(".")
     ]
     new.sort(key=lambda f: (f.modified.timestamp() if f.modified else 0.0, f.key))
-    return [key for *_, key in carried], new
+    return [key for *_, key in sorted(own)], [key for *_, key in sorted(carried)], new
+
+
+def claim_number(key: str) -> int:
+    """The position a claimed file was applied at (0 for a key that is not a claim)."""
+    match = CLAIMED.match(key)
+    return int(match.group(3)) if match else 0
 
 
 def _original(key: str) -> str:
@@ -251,8 +272,8 @@ def _reject(
     """Move a file to `_rejected/<D>/` beside an `.error.txt` that lists its problems."""
     shown = original or key
     target = f"{REJECTED}/{day.isoformat()}/{_safe_name(shown)}"
-    report = f"{shown} could not be applied:\n" + "".join(f"  {p}\n" for p in problems)
-    inbox.write_bytes(f"{target}.error.txt", report.encode())
+    report = f"{shown}{ERROR_HEADING}\n" + "".join(f"  {p}\n" for p in problems)
+    inbox.write_bytes(f"{target}{ERROR_SUFFIX}", report.encode())
     inbox.move(key, target)
     return {"file": shown, "moved_to": target, "problems": problems}
 
@@ -277,13 +298,11 @@ def collect_uploads(
     rerun_files: list[str] | None,
     attempt: str,
     committed_by: str | None,
-) -> tuple[list[Upload], list[dict[str, Any]]]:
-    """The uploads run `day` applies, in order, moved under `_processed/<D>/`; and the files it
-    refused (moved to `_rejected/<D>/` with an error report)."""
+) -> list[Upload]:
+    """The uploads run `day` applies, in order, claimed under `_processed/<D>/` (module
+    docstring). Files that cannot be applied move to `_rejected/<D>/` with an error report."""
     if rerun_files is not None:
-        keys = rerun_files
-        rejected: list[dict[str, Any]] = []
-        missing = [key for key in keys if not inbox.exists(key)]
+        missing = [key for key in rerun_files if not inbox.exists(key)]
         if missing:
             raise MissingInputError(
                 f"run {day} applied uploads that are no longer in {inbox.url}:"
@@ -291,28 +310,50 @@ def collect_uploads(
                 hint="restore them from a backup (a rerun must re-apply exactly the same"
                 " files), or check that --inbox is the inbox of this lake",
             )
-    else:
-        carried, new = _pending(inbox, applied_by, committed_by)
-        keys, rejected = [], []
-        for key in [*carried, *(info.key for info in new)]:
-            problem = _refusal(_classify(_original(key)), segments)
-            if problem:
-                rejected.append(_reject(inbox, day, key, [problem], _original(key)))
-            else:
-                keys.append(key)
+        return [_upload(key) for key in rerun_files]
+    own, carried, new = _pending(inbox, day, applied_by, committed_by)
     uploads = []
-    for number, key in enumerate(keys, start=1):
+    number = max((claim_number(key) for key in own), default=0)
+    for key in [*own, *carried, *(info.key for info in new)]:
         original = _original(key)
-        segment_id, action = _classify(original)  # type: ignore[misc]
+        if problem := _refusal(_classify(original), segments):
+            _reject(inbox, day, key, [problem], original)
+            continue
         target = key
-        if rerun_files is None:  # claim it for this attempt (a rerun reads them where they are)
+        if key not in own:  # claim it for this attempt
+            number += 1
             target = f"{PROCESSED}/{day.isoformat()}/{attempt}/{number:04d}/{original}"
             try:
                 inbox.move(key, target)
             except FileNotFoundError:
                 raise _taken(key) from None
-        uploads.append(Upload(target, segment_id, action, original))
-    return uploads, rejected
+        uploads.append(_upload(target))
+    return uploads
+
+
+def _upload(key: str) -> Upload:
+    """The upload at `key` (a claim, or a new file), as its original path describes it."""
+    original = _original(key)
+    segment_id, action = _classify(original)  # type: ignore[misc]
+    return Upload(key, segment_id, action, original)
+
+
+def refusals(inbox: Root, day: date) -> list[dict[str, Any]]:
+    """Every upload refused under `_rejected/<D>/`, read back from its `.error.txt` (so a retry
+    reports the refusals of the attempts before it too), by key."""
+    found = []
+    for info in inbox.list_files(f"{REJECTED}/{day.isoformat()}"):
+        if not info.key.endswith(ERROR_SUFFIX):
+            continue
+        first, *lines = inbox.read_bytes(info.key).decode("utf-8").splitlines()
+        found.append(
+            {
+                "file": first.removesuffix(ERROR_HEADING),
+                "moved_to": info.key.removesuffix(ERROR_SUFFIX),
+                "problems": [line.strip() for line in lines if line.strip()],
+            }
+        )
+    return found
 
 
 def apply_uploads(
@@ -330,7 +371,7 @@ def apply_uploads(
     for sid, pid in before.select("segment_id", "person_id").iter_rows():
         state.setdefault(sid, set()).add(pid)
     last: dict[tuple[str, str], str] = {}
-    applied, rejected, files = [], [], []
+    applied, files = [], []
     for upload in uploads:
         report = UploadReport(upload.original, upload.segment_id, upload.action)
         members = state.setdefault(upload.segment_id, set())
@@ -346,7 +387,7 @@ def apply_uploads(
             try:
                 rows, report.notes, kind = _parse(data, upload.action)
             except UploadError as exc:
-                rejected.append(_reject(inbox, day, upload.key, exc.problems, upload.original))
+                _reject(inbox, day, upload.key, exc.problems, upload.original)
                 continue
             report.rows = len(rows)
             for pid, action, _ in _resolve(rows, kind, people, report):
@@ -365,7 +406,7 @@ def apply_uploads(
         schema={**MEMBERS, "action": pl.String},
         orient="row",
     )
-    return ManualResult(members_frame, actions, applied, rejected, files)
+    return ManualResult(members_frame, actions, applied, files)
 
 
 def drop_upload(
@@ -429,7 +470,7 @@ def check_uploads(settings: Settings, day: date) -> dict[str, Any]:
         if ingested
         else None
     )
-    _, new = _pending(inbox, lambda _: None, None)
+    *_, new = _pending(inbox, None, lambda _: None, None)
     checked, rejected = [], []
     for info in new:
         kind = _classify(info.key)

@@ -45,7 +45,7 @@ from transforms.config import Settings
 from transforms.definitions import definition_changes, definition_hashes, load_segments
 from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
 from transforms.feature_state import KEPT_RUNS, remove_unneeded_state, run_features
-from transforms.inbox import MEMBERS, apply_uploads, collect_uploads
+from transforms.inbox import MEMBERS, apply_uploads, collect_uploads, refusals
 from transforms.ingest import IngestReport
 from transforms.materialize import compile_workspace, evaluate
 from transforms.run_report import write_report
@@ -279,7 +279,7 @@ def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     )
     committed = read_manifest(root, plan.catalog, plan.day)
     inbox = Root(settings.inbox, settings.storage_options)
-    uploads, rejected = collect_uploads(
+    uploads = collect_uploads(
         inbox,
         plan.day,
         segments,
@@ -290,7 +290,7 @@ def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     )
     people = lake.scan_people(root, plan.day).select("person_id", "email").collect()
     result = apply_uploads(inbox, uploads, before, people, plan.day)
-    result.rejected = rejected + result.rejected
+    result.rejected = refusals(inbox, plan.day)
     for report in result.applied:
         log.info(
             "manual %s %s: %d rows, %d applied, %d unknown, %d ambiguous emails",
