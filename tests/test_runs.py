@@ -324,3 +324,59 @@ def test_files_lists_exactly_the_committed_files(lake_settings):
         app, ["files", "changes", "--date", "2026-01-01", "--lake", lake_settings.lake]
     )
     assert missing.exit_code == 1 and "no committed run of 2026-01-01" in missing.stderr
+
+
+def test_an_attempt_computes_with_the_definitions_it_began_with(lake_settings):
+    """A definition deployed between two steps of one attempt (Airflow tasks can be hours
+    apart) changes nothing the attempt computes or records; the next run picks it up."""
+    from transforms import runs
+
+    three_days(lake_settings)
+    plan = runs.begin(lake_settings, D1)
+    runs.ingest_step(lake_settings, plan)
+    pro = Path(lake_settings.definitions, "pro.yaml")
+    pinned_hash = plan.inputs["definitions"]["pro.yaml"]
+    pro.write_text("name: Pro\ntype: data_driven\nwhere: plan = 'free'\n")
+    for step in runs.STEPS[1:]:
+        step(lake_settings, plan)
+    membership, _, manifest = committed(lake_settings, D1)
+    assert {p for s, p in pairs(membership) if s == "pro"} == {"a", "c"}
+    assert manifest["inputs"]["definitions"]["pro.yaml"] == pinned_hash
+    assert set(manifest["inputs"]["contracts"]) >= {"people.odcs.yaml", "events.odcs.yaml"}
+    run(lake_settings, D2)
+    membership, changes, manifest = committed(lake_settings, D2)
+    assert {p for s, p in pairs(membership) if s == "pro"} == {"a"} | set(FILLER)
+    assert manifest["definitions_changed"]["changed"] == ["pro"]
+    assert {r for r in changes.filter(pl.col("segment_id") == "pro")["reason"]} == {
+        "definition_changed"
+    }
+
+
+def test_a_definition_error_writes_nothing_and_a_failed_attempt_removes_its_files(
+    lake_settings, monkeypatch
+):
+    three_days(lake_settings)
+    broken = Path(lake_settings.definitions, "broken.yaml")
+    broken.write_text("name: B\ntype: data_driven\nwhere: plann = 1\n")
+    from transforms.errors import DefinitionErrors
+
+    with pytest.raises(DefinitionErrors):
+        run(lake_settings, D1)
+    assert not Path(lake_settings.lake).exists() or not any(Path(lake_settings.lake).rglob("*"))
+    broken.unlink()
+    run(lake_settings, D1)
+    import transforms.runs as runs_module
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("lost the lake")
+
+    monkeypatch.setattr(runs_module, "commit", fail)
+    with pytest.raises(RuntimeError):
+        run(lake_settings, D2)
+    lake = Path(lake_settings.lake)
+    assert not (lake / "_staging/run_date=2026-03-31").exists() or not any(
+        (lake / "_staging/run_date=2026-03-31").iterdir()
+    )
+    assert not (lake / "membership/run_date=2026-03-31").exists() or not any(
+        (lake / "membership/run_date=2026-03-31").iterdir()
+    )

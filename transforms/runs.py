@@ -22,10 +22,14 @@ import functools
 import hashlib
 import json
 import logging
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -33,8 +37,10 @@ import polars as pl
 from transforms import lake
 from transforms.changes import KEY, DiffContext, diff, segment_slices
 from transforms.commit import (
+    TABLES,
     Catalog,
     commit,
+    manifest_path,
     read_catalog,
     read_manifest,
     read_table,
@@ -42,7 +48,13 @@ from transforms.commit import (
     write_tables,
 )
 from transforms.config import Settings
-from transforms.definitions import definition_changes, definition_hashes, load_segments
+from transforms.contracts import CONTRACT_SUFFIX
+from transforms.definitions import (
+    SUFFIXES,
+    definition_changes,
+    definition_hashes,
+    load_segments,
+)
 from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
 from transforms.feature_state import KEPT_RUNS, remove_unneeded_state, run_features
 from transforms.inbox import MEMBERS, apply_uploads, collect_uploads, refusals
@@ -52,6 +64,7 @@ from transforms.run_report import write_report
 from transforms.storage import Root
 
 log = logging.getLogger("segments.run")
+INPUTS = "inputs"
 
 
 @dataclass
@@ -144,6 +157,9 @@ class Plan:
     full: bool = False
     """Recompute the event features from the events instead of folding the previous run's
     state (`transforms.feature_state`)."""
+    inputs: dict[str, dict[str, str]] | None = None
+    """Hashes of the definition and contract files `begin` pinned, per folder and file name;
+    None for an attempt begun before inputs were pinned (it reads the configured folders)."""
 
     @property
     def folder(self) -> str:
@@ -157,6 +173,7 @@ class Plan:
             "accept_shrink": self.accept_shrink,
             "engine": self.engine,
             "full": self.full,
+            "inputs": self.inputs,
         }
 
     @classmethod
@@ -168,6 +185,7 @@ class Plan:
             data["accept_shrink"],
             data["engine"],
             data.get("full", False),
+            data.get("inputs"),
         )
 
 
@@ -188,6 +206,49 @@ def _previous(root: Root, plan: Plan) -> tuple[date | None, dict[str, Any] | Non
     return previous_day, read_manifest(root, plan.catalog, previous_day) if previous_day else None
 
 
+PINNED = {"definitions": SUFFIXES, "contracts": (CONTRACT_SUFFIX,)}
+"""The input folders an attempt pins when it begins, and the files of each it copies."""
+
+
+def _pin_inputs(root: Root, settings: Settings, folder: str) -> dict[str, dict[str, str]]:
+    """Copy the definition and contract files into the attempt's staging `folder`; their
+    hashes per folder and file name."""
+    hashes: dict[str, dict[str, str]] = {}
+    for name, suffixes in PINNED.items():
+        source = Path(getattr(settings, name))
+        hashes[name] = {}
+        for path in sorted(source.iterdir()):
+            if path.is_file() and path.name.endswith(suffixes):
+                data = path.read_bytes()
+                root.write_bytes(f"{folder}/{INPUTS}/{name}/{path.name}", data)
+                hashes[name][path.name] = hashlib.sha256(data).hexdigest()[:16]
+    return hashes
+
+
+def pinned(settings: Settings, plan: Plan) -> Settings:
+    """`settings` reading the definitions and contracts `begin` pinned for the attempt, so that
+    a definition deployed between two of its steps changes nothing it computes or records."""
+    if plan.inputs is None:
+        return settings
+    root = Root(settings.lake, settings.storage_options)
+    staged = f"{plan.folder}/{INPUTS}"
+    if root.is_local:
+        local = Path(root.local_path(staged))
+    else:  # the loaders read local folders: a copy per attempt in the temporary directory
+        local = Path(tempfile.gettempdir(), "segments-inputs", f"{plan.day}-{plan.attempt}")
+        if not local.is_dir():
+            partial = local.with_name(f"{local.name}.{os.getpid()}.partial")
+            shutil.rmtree(partial, ignore_errors=True)
+            for name, files in plan.inputs.items():
+                (partial / name).mkdir(parents=True)
+                for file in files:
+                    (partial / name / file).write_bytes(root.read_bytes(f"{staged}/{name}/{file}"))
+            partial.rename(local)
+    return settings.model_copy(
+        update={name: str(local / name) for name in PINNED},
+    )
+
+
 def begin(
     settings: Settings,
     day: date,
@@ -197,8 +258,10 @@ def begin(
     full: bool = False,
     allowed_later: tuple[date, ...] = (),
 ) -> Plan:
-    """Start an attempt at run `day`: read the catalog, refuse if later runs are committed
-    (other than `allowed_later`, which the caller reruns next), save the plan."""
+    """Start an attempt at run `day`: check the definitions compile, read the catalog, refuse
+    if later runs are committed (other than `allowed_later`, which the caller reruns next), pin
+    the definitions and contracts, save the plan. Nothing is written before the checks pass."""
+    compile_workspace(settings, day)
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
     later = [d for d in catalog.later(day) if d not in allowed_later]
@@ -209,26 +272,34 @@ def begin(
             " enter/exit records inconsistent",
             hint=f"rerun {day} and every later date in order with --rebuild-later",
         )
-    plan = Plan(day, lake.new_attempt(), catalog, accept_shrink, engine, full)
+    attempt = lake.new_attempt()
+    inputs = _pin_inputs(root, settings, lake.staging("run", day, attempt))
+    plan = Plan(day, attempt, catalog, accept_shrink, engine, full, inputs)
     _stage_json(root, plan, "plan", plan.to_json())
     return plan
 
 
-def load_plan(settings: Settings, day: date, attempt: str) -> Plan:
-    """The plan `begin` saved for attempt `attempt` of run `day`."""
+def discard(settings: Settings, plan: Plan) -> None:
+    """Remove what a failed attempt wrote to the lake: its staging folder and its files in the
+    run's partitions. Its inbox claims stay: the next attempt takes them over. An attempt that
+    committed (and failed after) keeps everything."""
     root = Root(settings.lake, settings.storage_options)
-    key = f"{lake.staging('run', day, attempt)}/plan.json"
-    if not root.exists(key):
-        raise MissingInputError(
-            f"attempt {attempt} of run {day} has no plan at {root.url_of(key)}: it committed"
-            " (its staging folder is removed then) or never started",
-            hint="start the run again from its first step",
-        )
-    return Plan.from_json(json.loads(root.read_bytes(key)))
+    if read_catalog(root).runs.get(plan.day.isoformat()) == manifest_path(plan.day, plan.attempt):
+        return
+    folders = [lake.partition(t, plan.day) for t in (*TABLES, *lake.STATE_TABLES)]
+    own = [
+        info.key
+        for folder in folders
+        for info in root.list_files(folder, recursive=True)
+        if lake.attempt_of(info.key) == plan.attempt
+    ]
+    root.delete(own)
+    root.delete_folder(plan.folder)
 
 
 def ingest_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     """Read and type the landing files of D, unless D is already ingested."""
+    settings = pinned(settings, plan)
     from transforms.ingest import stage
 
     root = Root(settings.lake, settings.storage_options)
@@ -242,12 +313,12 @@ def ingest_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 
 
 def validate_step(settings: Settings, plan: Plan) -> dict[str, Any]:
-    """Check the definitions compile, then validate what `ingest_step` read against the data
-    contracts and publish it (refused rows to quarantine)."""
+    """Validate what `ingest_step` read against the data contracts and publish it (refused rows
+    to quarantine)."""
+    settings = pinned(settings, plan)
     from transforms.ingest import publish
 
     started = time.perf_counter()
-    compile_workspace(settings, plan.day)
     root = Root(settings.lake, settings.storage_options)
     staged = f"{plan.folder}/ingest"
     if not root.exists(f"{staged}/people.report.json"):
@@ -264,6 +335,7 @@ def validate_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 
 def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     """Apply the inbox's uploads to the manual segments (each file exactly once, in order)."""
+    settings = pinned(settings, plan)
     started = time.perf_counter()
     root = Root(settings.lake, settings.storage_options)
     segments, _ = load_segments(settings.definitions)
@@ -312,6 +384,7 @@ def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     """Compute every segment's members; the shrink guard rail stops the run here. With the
     Polars engine the event features are folded from the previous run's (`feature_state`)."""
+    settings = pinned(settings, plan)
     root = Root(settings.lake, settings.storage_options)
     previous_day, previous = _previous(root, plan)
     workspace = compile_workspace(settings, plan.day)
@@ -360,6 +433,7 @@ def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 
 def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     """Enter/exit records against the previous run; writes the attempt's data files."""
+    settings = pinned(settings, plan)
     started = time.perf_counter()
     root = Root(settings.lake, settings.storage_options)
     previous_day, previous = _previous(root, plan)
@@ -397,6 +471,7 @@ def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
 
 def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     """Publish the run: manifest, then the catalog swap. Returns the manifest."""
+    settings = pinned(settings, plan)
     root = Root(settings.lake, settings.storage_options)
     previous_day, previous = _previous(root, plan)
     segments, _ = load_segments(settings.definitions)
@@ -437,6 +512,7 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
             "feature_state": materialized["feature_state"],
             "rows": steps["diff_step"]["rows"],
             "segments": steps["diff_step"]["segments"],
+            "inputs": plan.inputs,
             "ingest": lake.ingest_manifest(plan.day),
             "ingested_by_run": "validate" in seconds,
             "manual": steps["manual_step"],
@@ -521,12 +597,16 @@ def run(
             full=full,
             allowed_later=allowed[index:],
         )
-        for step in STEPS:
-            name = step.__name__.removesuffix("_step")
-            log.debug("run %s: %s", each, name)
-            if progress is not None:
-                progress(f"{each}: {name}")
-            step(settings, plan)
+        try:
+            for step in STEPS:
+                name = step.__name__.removesuffix("_step")
+                log.debug("run %s: %s", each, name)
+                if progress is not None:
+                    progress(f"{each}: {name}")
+                step(settings, plan)
+        except Exception:
+            discard(settings, plan)
+            raise
         log.info("run %s committed", each)
     return report(settings, day)
 
