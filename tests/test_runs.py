@@ -22,6 +22,7 @@ from conftest import (
     with_definitions,
 )
 
+from transforms import lake as lake_module
 from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.errors import RunOrderError, SnapshotShrinkError
 from transforms.ingest import ingest
@@ -44,9 +45,9 @@ def lake_settings(settings, tmp_path: Path):
     )
 
 
-def assert_only_files_of(settings, attempt: str) -> None:
-    """D2's folders hold exactly the files of `attempt`: one data file per table, and the
-    manifest and report."""
+def assert_only_files_of(settings, *attempts: str) -> None:
+    """D2's folders hold exactly the files of `attempts`: one data file per table and one
+    manifest per attempt (and the reports those that finished wrote)."""
     lake = Path(settings.lake)
     for folder in (
         "membership/run_date=2026-03-31",
@@ -54,8 +55,9 @@ def assert_only_files_of(settings, attempt: str) -> None:
         "runs/run_date=2026-03-31",
     ):
         names = sorted(p.name for p in (lake / folder).iterdir())
-        assert len(names) == (2 if folder.startswith("runs/") else 1), folder
-        assert all(attempt in name for name in names), folder
+        assert all(any(a in name for a in attempts) for name in names), folder
+        written = [n for n in names if n.startswith(("part-", "manifest-"))]
+        assert len(written) == len(attempts), folder
 
 
 def land_day(settings, day: date, people: dict[str, str], purchases: list[str]) -> None:
@@ -160,7 +162,7 @@ def test_a_changed_definition_is_the_reason(lake_settings):
     assert manifest["definitions"]["pro"] != committed(lake_settings, D1)[2]["definitions"]["pro"]
 
 
-def test_a_rerun_reproduces_the_rows_and_leaves_only_its_files(lake_settings):
+def test_a_rerun_reproduces_the_rows_and_keeps_the_replaced_files_for_a_while(lake_settings):
     three_days(lake_settings)
     run(lake_settings, D1)
     run(lake_settings, D2)
@@ -169,7 +171,17 @@ def test_a_rerun_reproduces_the_rows_and_leaves_only_its_files(lake_settings):
     membership, changes, again = committed(lake_settings, D2)
     assert membership.equals(first_membership) and changes.equals(first_changes)
     assert again["attempt"] != first["attempt"]
+    # a reader holding the first manifest can still read every file it lists
+    root = Root(lake_settings.lake)
+    replaced = f"runs/run_date=2026-03-31/manifest-{first['attempt']}.json"
+    assert root.exists(replaced) and all(
+        root.exists(k) for keys in first["files"].values() for k in keys
+    )
+    assert replaced in read_catalog(root).superseded
+    # once keep_superseded_files_for has passed, the next commit removes them
+    run(lake_settings.model_copy(update={"keep_superseded_files_for": timedelta(0)}), D3)
     assert_only_files_of(lake_settings, again["attempt"])
+    assert read_catalog(root).superseded == {}
 
 
 def test_rerunning_a_date_with_later_runs_is_refused_or_rebuilds_in_order(lake_settings):
@@ -284,7 +296,13 @@ def test_a_crash_at_any_step_leaves_the_last_committed_run_intact(lake_settings,
     report = run(lake_settings, D2)  # the retry converges
     membership, changes, manifest = committed(lake_settings, D2)
     assert manifest["attempt"] in report.manifest
-    assert_only_files_of(lake_settings, manifest["attempt"])
+    # after-catalog: the crashed attempt committed, so the retry is a rerun that keeps the
+    # files it replaced for a while (readers may be reading them)
+    kept = [
+        lake_module.attempt_of(key) for key in read_catalog(Root(lake_settings.lake)).superseded
+    ]
+    assert len(kept) == (1 if point == "after-catalog" else 0)
+    assert_only_files_of(lake_settings, manifest["attempt"], *kept)
     lake = Path(lake_settings.lake)
     assert json.loads((lake / "runs/latest.json").read_text())["latest"] == "2026-03-31"
 
@@ -380,3 +398,38 @@ def test_a_definition_error_writes_nothing_and_a_failed_attempt_removes_its_file
     assert not (lake / "membership/run_date=2026-03-31").exists() or not any(
         (lake / "membership/run_date=2026-03-31").iterdir()
     )
+
+
+def test_a_reader_following_the_manifest_during_reruns_never_fails(lake_settings):
+    """What `segments files` prints stays readable while the date is rerun: the files of the
+    run a rerun replaces are kept (`keep_superseded_files_for`)."""
+    import threading
+
+    from transforms.commit import committed_files
+
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    run(lake_settings, D2)
+    root = Root(lake_settings.lake)
+    done, reads, failures = threading.Event(), [0], []
+
+    def reader() -> None:
+        while not done.is_set():
+            _, urls = committed_files(root, "membership", D2)
+            try:
+                rows = sum(pl.read_parquet(url).height for url in urls)
+            except OSError as exc:  # a listed file vanished
+                failures.append(exc)
+                continue
+            assert rows > 0
+            reads[0] += 1
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        for _ in range(3):
+            run(lake_settings, D2)
+    finally:
+        done.set()
+        thread.join()
+    assert failures == [] and reads[0] > 0

@@ -8,11 +8,18 @@
    never moves backwards. This is the commit point: a run is visible once the catalog names
    its manifest. Two writers cannot both succeed: the loser's swap fails, it removes its own
    files and reports `ConcurrentRunError` (a retry starts from the winner's result);
-4. files of other attempts of D that started before this one (crashed, lost or replaced) are
-   removed, so `run_date=D/` then holds exactly the committed files. Attempt names start with
-   the time the attempt read the catalog; an attempt that started earlier read the catalog
-   before this commit, so its swap can no longer succeed and its files are garbage. Attempts
-   that started later are left alone: they may still commit.
+4. files of other attempts of D that started before this one and never committed (crashed or
+   lost) are removed. Attempt names start with the time the attempt read the catalog; an
+   attempt that started earlier read the catalog before this commit, so its swap can no longer
+   succeed and its files are garbage. Attempts that started later are left alone: they may
+   still commit.
+
+A rerun of a committed date supersedes the run it replaces, whose files a reader may be reading
+at that moment (it took the list from the old manifest). They stay, with their manifest, for
+`keep_superseded_files_for` after the rerun commits: the catalog lists each superseded manifest
+with the time it was superseded, and the first commit after that period removes its files
+(before its own swap, so a reader never sees a listed file vanish). Until then the partition
+folder of a rerun date holds both attempts' files: read through a manifest, never a listing.
 
 A crash at any step leaves the previous catalog, and so every committed run, intact; the next
 attempt cleans up after the crashed one. Readers go through the catalog and manifests only.
@@ -25,7 +32,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import polars as pl
@@ -49,6 +56,9 @@ class Catalog:
     """The catalog object's version tag, for the compare-and-swap; None if it does not exist."""
     committed_by: str | None = None
     """The attempt that made the latest commit; attempts that started before it cannot commit."""
+    superseded: dict[str, str] = field(default_factory=dict)
+    """Manifest key of a run replaced by a rerun -> when it was replaced (ISO, UTC); its files
+    are kept for readers until `keep_superseded_files_for` has passed."""
 
     @property
     def dates(self) -> list[date]:
@@ -73,7 +83,7 @@ def read_catalog(root: Root) -> Catalog:
         return Catalog()
     data, version = found
     body = json.loads(data)
-    return Catalog(body["runs"], version, body.get("committed_by"))
+    return Catalog(body["runs"], version, body.get("committed_by"), body.get("superseded", {}))
 
 
 def read_manifest(root: Root, catalog: Catalog, day: date) -> dict[str, Any] | None:
@@ -134,12 +144,14 @@ def commit(
     attempt: str,
     files: dict[str, list[str]],
     manifest: dict[str, Any],
+    keep_superseded_for: timedelta = timedelta(hours=24),
 ) -> dict[str, Any]:
     """Steps 2-4: publish the `files` of run `day` (from `write_tables`) with a manifest, swap the
     catalog, clean up. Returns the manifest.
 
     `catalog` and `attempt` come from the start of the run (`read_catalog`, `new_attempt`):
-    if another run committed since, the swap fails and this attempt is rolled back.
+    if another run committed since, the swap fails and this attempt is rolled back. The run
+    this one replaces (a rerun of `day`) is superseded: kept for `keep_superseded_for`.
     """
     manifest = {
         **manifest,
@@ -153,14 +165,20 @@ def commit(
     if not root.put_if_absent(manifest_key, json.dumps(manifest, indent=1).encode()):
         root.delete(written)
         raise ConcurrentRunError(f"manifest {manifest_key} already exists")
+    now = datetime.now(UTC)
+    superseded = _remove_expired(root, catalog.superseded, now - keep_superseded_for)
+    replaced = catalog.runs.get(day.isoformat())
+    if replaced is not None:
+        superseded[replaced] = now.isoformat(timespec="seconds")
     runs = {**catalog.runs, day.isoformat(): manifest_key}
-    body = json.dumps(
-        {"latest": max(runs), "runs": dict(sorted(runs.items())), "committed_by": attempt}, indent=1
-    ).encode()
+    body = {"latest": max(runs), "runs": dict(sorted(runs.items())), "committed_by": attempt}
+    if superseded:
+        body["superseded"] = dict(sorted(superseded.items()))
+    data = json.dumps(body, indent=1).encode()
     swapped = (
-        root.put_if_absent(CATALOG, body)
+        root.put_if_absent(CATALOG, data)
         if catalog.version is None
-        else root.put_if_match(CATALOG, body, catalog.version)
+        else root.put_if_match(CATALOG, data, catalog.version)
     )
     if not swapped:
         root.delete([*written, manifest_key])
@@ -168,17 +186,42 @@ def commit(
             f"another run committed to {root.url} while run {day} was computing",
             hint="run it again: the retry starts from the run that committed",
         )
-    clean_up(root, day, attempt)
+    clean_up(root, day, attempt, kept={lake.attempt_of(key) for key in superseded})
     log.info("committed run %s (attempt %s)", day, attempt)
     return manifest
 
 
-def clean_up(root: Root, day: date, attempt: str) -> None:
-    """Remove what attempts of `day` older than `attempt` left (data files, manifests), and the
-    staging folders of this attempt and the older ones."""
-    folders = [lake.partition(t, day) for t in (*TABLES, *lake.STATE_TABLES)]
-    folders.append(manifest_folder(day))
-    remove_older_attempts(root, folders, attempt)
+def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) -> dict[str, str]:
+    """Delete the files of the superseded runs replaced before `before` (every file of their
+    attempt in their date's folders); the ones still kept."""
+    kept = {}
+    for key, since in superseded.items():
+        if datetime.fromisoformat(since) > before:
+            kept[key] = since
+            continue
+        day = date.fromisoformat(key.split("run_date=", 1)[1][:10])
+        attempt = lake.attempt_of(key)
+        root.delete(
+            [
+                info.key
+                for folder in run_folders(day)
+                for info in root.list_files(folder, recursive=True)
+                if lake.attempt_of(info.key) == attempt
+            ]
+        )
+        log.info("removed the files of %s, superseded at %s", key, since)
+    return kept
+
+
+def run_folders(day: date) -> list[str]:
+    """Where the attempts of run `day` write: its tables, feature state and manifests."""
+    return [lake.partition(t, day) for t in (*TABLES, *lake.STATE_TABLES)] + [manifest_folder(day)]
+
+
+def clean_up(root: Root, day: date, attempt: str, kept: set[str | None] = frozenset()) -> None:
+    """Remove what attempts of `day` older than `attempt` left (data files, manifests), except
+    the superseded runs in `kept`, and the staging folders of this attempt and the older ones."""
+    remove_older_attempts(root, run_folders(day), attempt, kept)
     staging = lake.staging("run", day)
     finished = {lake.attempt_of(info.key) for info in root.list_files(staging, recursive=True)}
     for other in sorted(a for a in finished if a is not None and a <= attempt):
@@ -187,13 +230,16 @@ def clean_up(root: Root, day: date, attempt: str) -> None:
         root.delete_folder(staging)
 
 
-def remove_older_attempts(root: Root, folders: list[str], attempt: str) -> None:
-    """Delete files under `folders` written by attempts that started before `attempt`."""
+def remove_older_attempts(
+    root: Root, folders: list[str], attempt: str, kept: set[str | None] = frozenset()
+) -> None:
+    """Delete files under `folders` written by attempts that started before `attempt`, except
+    those of the attempts in `kept`."""
     stale = []
     for folder in folders:
         for info in root.list_files(folder, recursive=True):
             other = lake.attempt_of(info.key)
-            if other is not None and other < attempt:
+            if other is not None and other < attempt and other not in kept:
                 stale.append(info.key)
     root.delete(stale)
 

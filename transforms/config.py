@@ -9,11 +9,13 @@ Relative local paths are resolved against the folder of the config file that set
 from __future__ import annotations
 
 import os
+import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from transforms.errors import ConfigError
 
@@ -24,6 +26,7 @@ ENV_FIELDS = (
     *ROOT_FIELDS,
     "validation_batch_rows",
     "max_snapshot_shrink",
+    "keep_superseded_files_for",
     "spark_master",
     "spark_remote",
 )
@@ -55,6 +58,12 @@ class Settings(BaseModel):
         " more than this share (0.2 = 20%), instead of emitting mass exits; `--accept-shrink`"
         " overrides it for one run.",
     )
+    keep_superseded_files_for: timedelta = Field(
+        timedelta(hours=24),
+        description="How long the files of a run replaced by a rerun of its date stay readable"
+        " (a reader may have taken their list from the old manifest): `24h`, `90m`, `2d`, or"
+        " seconds. The first commit after that removes them.",
+    )
     spark_master: str = Field(
         "local[2]",
         description="Where `--engine spark` runs when no spark_remote is set: `local[N]` (in"
@@ -71,6 +80,18 @@ class Settings(BaseModel):
         description="More Spark settings for a session the engine starts, e.g."
         " {spark.driver.memory: 4g, spark.sql.shuffle.partitions: '64'}.",
     )
+
+    @field_validator("keep_superseded_files_for", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        """`24h`, `90m`, `2d`, `30s`, `3600` (seconds), or what pydantic reads (ISO 8601)."""
+        if isinstance(value, str) and (match := DURATION.fullmatch(value.strip())):
+            return timedelta(**{DURATION_UNITS[match[2]]: float(match[1])})
+        return value
+
+
+DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhd]?)")
+DURATION_UNITS = {"": "seconds", "s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
 def _is_url(value: str) -> bool:

@@ -37,13 +37,13 @@ import polars as pl
 from transforms import lake
 from transforms.changes import KEY, DiffContext, diff, segment_slices
 from transforms.commit import (
-    TABLES,
     Catalog,
     commit,
     manifest_path,
     read_catalog,
     read_manifest,
     read_table,
+    run_folders,
     scan_table,
     write_tables,
 )
@@ -286,10 +286,9 @@ def discard(settings: Settings, plan: Plan) -> None:
     root = Root(settings.lake, settings.storage_options)
     if read_catalog(root).runs.get(plan.day.isoformat()) == manifest_path(plan.day, plan.attempt):
         return
-    folders = [lake.partition(t, plan.day) for t in (*TABLES, *lake.STATE_TABLES)]
     own = [
         info.key
-        for folder in folders
+        for folder in run_folders(plan.day)
         for info in root.list_files(folder, recursive=True)
         if lake.attempt_of(info.key) == plan.attempt
     ]
@@ -518,6 +517,7 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
             "manual": steps["manual_step"],
             "seconds": seconds,
         },
+        settings.keep_superseded_files_for,
     )
     _remove_old_feature_state(root, plan.day)
     return manifest
