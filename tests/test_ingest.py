@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
 import pytest
 from conftest import (
+    CONTRACTS,
     DAY,
     EVENTS_HEADER,
     EXPECTED_PEOPLE,
@@ -16,11 +19,14 @@ from conftest import (
     lake_table,
     land,
     parquet_bytes,
+    person_row,
 )
 from polars.testing import assert_frame_equal
 
+from transforms import lake
+from transforms.config import load_settings
 from transforms.errors import InputFileError, MissingInputError
-from transforms.ingest import ingest
+from transforms.ingest import IngestReport, ingest, landing_changes, publish, stage
 from transforms.lake import read_ingest_manifest, scan_events
 from transforms.storage import Root
 
@@ -259,6 +265,205 @@ def test_reingest_replaces_the_previous_attempt(settings):
     assert len(files) == 1
     assert_frame_equal(lake_table(settings, "people/snapshot_date=2026-03-30"), first)
     assert len([k for k in lake_files(settings) if k.endswith(".validation.json")]) == 2
+
+
+# --- fingerprints of the landing files: late and corrected files are noticed -----------------
+
+
+def _recorded(path):
+    """The fingerprint ingest should record for the local landing file at `path`."""
+    stat = path.stat()
+    modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat()
+    return {"size": stat.st_size, "modified": modified, "etag": None}
+
+
+def test_the_manifest_records_a_fingerprint_of_each_landing_file_read(settings):
+    people = land(settings, "people", "people.csv", PEOPLE_HEADER + PEOPLE_ROWS)
+    first = land(settings, "events", "a.csv", EVENTS_HEADER + EVENTS_ROWS)
+    line = '{"event_id": "e3", "person_id": "00123", "name": "login", "timestamp": "2026-03-30"}'
+    second = land(settings, "events", "b.jsonl.gz", line + "\n")
+    land(settings, "events", ".b.jsonl.gz.tmp", "an upload in progress, not read")
+    report = ingest(settings, DAY)
+    manifest = read_ingest_manifest(Root(settings.lake), DAY)
+    tables = manifest["tables"]
+    assert tables["people"]["fingerprints"] == [
+        {"key": "people/2026-03-30/people.csv", **_recorded(people)}
+    ]
+    assert tables["events"]["fingerprints"] == [
+        {"key": "events/2026-03-30/a.csv", **_recorded(first)},
+        {"key": "events/2026-03-30/b.jsonl.gz", **_recorded(second)},
+    ]
+    assert IngestReport.from_json(manifest) == report
+
+
+def test_an_untouched_landing_has_no_changes(settings):
+    land_basic(settings)
+    assert landing_changes(settings, DAY) == []  # not ingested: nothing to compare with
+    ingest(settings, DAY)
+    assert landing_changes(settings, DAY) == []
+
+
+def test_landing_changes_name_new_replaced_and_removed_files(settings):
+    land_basic(settings)
+    land(
+        settings, "events", "early.csv", EVENTS_HEADER + "e7,00123,login,2026-03-30T01:00:00Z,,,\n"
+    )
+    ingest(settings, DAY)
+    people = Path(settings.landing) / "people/2026-03-30/people.csv"
+    before = people.stat().st_size
+    more = "".join(person_row(f"p{i:04}") for i in range(60))
+    land(settings, "people", "people.csv", PEOPLE_HEADER + PEOPLE_ROWS + more)
+    land(settings, "events", "late.csv", EVENTS_HEADER + "e8,00124,login,2026-03-30T22:00:00Z,,,\n")
+    (Path(settings.landing) / "events/2026-03-30/early.csv").unlink()
+    assert landing_changes(settings, DAY) == [
+        f"people/2026-03-30/people.csv: changed (size {before:,} -> {people.stat().st_size:,})",
+        "events/2026-03-30/early.csv: removed since the ingest",
+        "events/2026-03-30/late.csv: new since the ingest",
+    ]
+    assert people.stat().st_size >= 1000  # the size is shown with thousands separators
+    ingest(settings, DAY)
+    assert landing_changes(settings, DAY) == []
+
+
+def test_a_file_rewritten_with_the_same_size_is_changed_by_its_modified_time(settings):
+    land_basic(settings)
+    ingest(settings, DAY)
+    events = Path(settings.landing) / "events/2026-03-30/events.csv"
+    recorded = _recorded(events)["modified"]
+    events.write_text(EVENTS_HEADER + EVENTS_ROWS.replace("e2,", "e9,"))
+    stat = events.stat()
+    os.utime(events, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000))  # a microsecond later
+    now = _recorded(events)["modified"]
+    assert landing_changes(settings, DAY) == [
+        f"events/2026-03-30/events.csv: changed (modified {recorded} -> {now})"
+    ]
+
+
+def test_a_new_file_of_an_unknown_format_is_a_change_that_ingest_refuses(settings):
+    land_basic(settings)
+    ingest(settings, DAY)
+    land(settings, "events", "export.xlsx", "whatever")
+    assert landing_changes(settings, DAY) == [
+        "events/2026-03-30/export.xlsx: new since the ingest (of an unknown format: ingest"
+        " refuses it)"
+    ]
+    with pytest.raises(InputFileError, match="unknown file format"):
+        ingest(settings, DAY)
+
+
+def test_a_manifest_written_before_fingerprints_reads_and_reports_no_changes(settings):
+    land_basic(settings)
+    ingest(settings, DAY)
+    path = Path(settings.lake) / lake.ingest_manifest(DAY)
+    manifest = json.loads(path.read_bytes())
+    for table in manifest["tables"].values():
+        del table["fingerprints"], table["checked_attempts"]
+    path.write_text(json.dumps(manifest))
+    report = IngestReport.from_json(manifest)
+    assert report.tables["people"].fingerprints is None
+    assert report.tables["events"].rows_written == 2
+    land(settings, "events", "late.csv", EVENTS_HEADER + "e8,00124,login,2026-03-30T22:00:00Z,,,\n")
+    assert landing_changes(settings, DAY) == []  # what that ingest read is unknown
+
+
+def test_reingest_after_a_late_file_counts_new_events_and_drops_resent_ones(settings):
+    day0 = DAY - timedelta(days=1)
+    _ingest_day(settings, day0, "e0,00123,login,2026-03-29T08:00:00Z,,,\n")
+    _ingest_day(settings, DAY, EVENTS_ROWS)
+    late = (
+        "e0,00123,login,2026-03-29T08:00:00Z,,,\n"  # ingested on the day before
+        + EVENTS_ROWS.splitlines()[1]  # ingested on the day
+        + "\ne3,00124,login,2026-03-30T23:00:00Z,,,\n"
+    )
+    land(settings, "events", "late.csv", EVENTS_HEADER + late)
+    assert landing_changes(settings, DAY) == ["events/2026-03-30/late.csv: new since the ingest"]
+    events = ingest(settings, DAY).tables["events"]
+    assert (events.rows_read, events.rows_written, events.duplicates_dropped) == (5, 3, 2)
+    assert events.checked_against == [day0.isoformat()]
+    assert [f["key"] for f in events.fingerprints] == [
+        "events/2026-03-30/events.csv",
+        "events/2026-03-30/late.csv",
+    ]
+    attempt = read_ingest_manifest(Root(settings.lake), DAY)["attempt"]
+    kept = [k for k in lake_files(settings) if k.startswith(lake.partition("events", DAY))]
+    assert kept == [f"{lake.partition('events', DAY)}/part-{attempt}.parquet"]
+    assert _event_ids_seen(settings, DAY) == ["e0", "e1", "e2", "e3"]
+    assert landing_changes(settings, DAY) == []
+
+
+def test_a_date_ingested_again_after_the_next_one_still_counts_each_event_once(settings):
+    day2 = DAY + timedelta(days=1)
+    root = Root(settings.lake)
+    _ingest_day(settings, DAY, EVENTS_ROWS)
+    _ingest_day(settings, day2, "e3,00123,login,2026-03-31T08:00:00Z,,,\n")
+    assert lake.checked_against_earlier(root, [DAY, day2])
+    land(settings, "events", "late.csv", EVENTS_HEADER + "e3,00123,login,2026-03-31T08:00:00Z,,,\n")
+    ingest(settings, DAY)  # day2 checked against the events DAY held before
+    assert lake_table(settings, "events/ingest_date=2026-03-30")["event_id"].sort().to_list() == [
+        "e1",
+        "e2",
+        "e3",
+    ]
+    assert not lake.checked_against_earlier(root, [DAY, day2])
+    assert _event_ids_seen(settings, DAY) == ["e1", "e2", "e3"]
+    assert _event_ids_seen(settings, day2) == ["e1", "e2", "e3"]
+    # a manifest of day2 written before the attempts checked were recorded: the order tells
+    path = Path(settings.lake) / lake.ingest_manifest(day2)
+    manifest = json.loads(path.read_bytes())
+    del manifest["tables"]["events"]["checked_attempts"]
+    path.write_text(json.dumps(manifest))
+    assert not lake.checked_against_earlier(root, [DAY, day2])
+    assert _event_ids_seen(settings, day2) == ["e1", "e2", "e3"]
+
+
+def test_a_date_ingested_again_while_the_next_one_was_staged_still_counts_each_event_once(
+    settings,
+):
+    day2 = DAY + timedelta(days=1)
+    root = Root(settings.lake)
+    _ingest_day(settings, DAY, EVENTS_ROWS)
+    land(settings, "people", "people.csv", PEOPLE_HEADER + PEOPLE_ROWS, day2)
+    land(
+        settings,
+        "events",
+        "events.csv",
+        EVENTS_HEADER + "e3,00123,login,2026-03-31T08:00:00Z,,,\n",
+        day2,
+    )
+    folder = lake.staging("ingest", day2, lake.new_attempt())
+    stage(settings, day2, folder)  # checks against the events DAY holds now
+    land(settings, "events", "late.csv", EVENTS_HEADER + "e3,00123,login,2026-03-31T08:00:00Z,,,\n")
+    ingest(settings, DAY)
+    publish(settings, day2, folder, lake.new_attempt())  # an attempt named after DAY's
+    assert not lake.checked_against_earlier(root, [DAY, day2])
+    assert _event_ids_seen(settings, day2) == ["e1", "e2", "e3"]
+
+
+@pytest.mark.s3
+def test_on_s3_fingerprints_carry_the_etag_which_tells_content_changes(s3, bucket, prefix):
+    settings = load_settings(
+        None,
+        landing=f"s3://{s3.bucket}/{prefix}/landing",
+        lake=f"s3://{s3.bucket}/{prefix}/lake",
+        contracts=str(CONTRACTS),
+        storage_options=s3.storage_options,
+    )
+    people = f"{prefix}/landing/people/{DAY}/people.csv"
+    events = f"{prefix}/landing/events/{DAY}/events.csv"
+    assert bucket.put(people, (PEOPLE_HEADER + PEOPLE_ROWS).encode()) == 200
+    assert bucket.put(events, (EVENTS_HEADER + EVENTS_ROWS).encode()) == 200
+    ingest(settings, DAY)
+    lake_root = Root(settings.lake, settings.storage_options)
+    (recorded,) = read_ingest_manifest(lake_root, DAY)["tables"]["events"]["fingerprints"]
+    assert recorded["key"] == f"events/{DAY}/events.csv"
+    assert recorded["etag"] == bucket.etag(events)
+    assert recorded["modified"].endswith("+00:00")
+    assert bucket.put(events, (EVENTS_HEADER + EVENTS_ROWS).encode()) == 200  # the same bytes
+    assert landing_changes(settings, DAY) == []
+    assert bucket.put(events, (EVENTS_HEADER + EVENTS_ROWS.replace("e2,", "e9,")).encode()) == 200
+    assert landing_changes(settings, DAY) == [
+        f"events/{DAY}/events.csv: changed (ETag {recorded['etag']} -> {bucket.etag(events)})"
+    ]
 
 
 # --- inputs that fail the step: message names the file, the line where known, the fix ---------

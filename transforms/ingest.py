@@ -14,6 +14,10 @@ For each table (people, events) of date D:
    the version read when validation starts (two ingests of one date cannot both publish; the
    loser removes its files); files of attempts that started earlier are then removed.
 
+The manifest records a fingerprint of every landing file read (key, size, modified time, ETag);
+`landing_changes` tells what landed, changed or went away since, so a run can read the date
+again instead of ignoring a late or corrected file.
+
 Steps 1-3 (`stage`) and 4-6 (`publish`) hand over through a staging folder of the lake
 (`lake.staging`), so a scheduler can show and retry them as separate tasks; `ingest` runs both
 and removes its staging folder. Every check runs before the first write to a table, so a failed
@@ -37,7 +41,14 @@ from transforms.commit import remove_older_attempts, superseded
 from transforms.config import Settings
 from transforms.contracts import TableContract, load_contract
 from transforms.errors import ConcurrentRunError, InputFileError, MissingInputError
-from transforms.landing import SOURCE_FILE, SOURCE_ROW, landing_files, read_landed_file
+from transforms.landing import (
+    SOURCE_FILE,
+    SOURCE_ROW,
+    fingerprint,
+    fingerprint_changes,
+    landing_files,
+    read_landed_file,
+)
 from transforms.storage import Root
 
 log = logging.getLogger("segments.ingest")
@@ -61,6 +72,13 @@ class TableReport:
     earlier date."""
     checked_against: list[str] = field(default_factory=list)
     """Events only: the earlier ingest dates whose events were checked for re-sent ones."""
+    checked_attempts: dict[str, str] | None = None
+    """Events only: the ingest attempt of each date of `checked_against` whose events were
+    checked (None in manifests written before it was recorded)."""
+    fingerprints: list[dict[str, Any]] | None = None
+    """The landing files read, each as `transforms.landing.fingerprint` records it: key
+    (relative to the landing root), size, modified (ISO, UTC) and etag (None where the store
+    gives none). None in manifests written before fingerprints were recorded."""
     broken_rules: dict[str, int] = field(default_factory=dict)
     ignored_columns: dict[str, list[str]] = field(default_factory=dict)
     missing_columns: dict[str, list[str]] = field(default_factory=dict)
@@ -110,6 +128,7 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
             hint="landing files must end in .csv, .jsonl, .ndjson or .parquet (optionally .gz);"
             " move other files out of the landing folder",
         )
+    report.fingerprints = [fingerprint(info) for info in files]
     typed, raw = [], []
     for info in files:
         landed = read_landed_file(landing, info, contract)
@@ -208,6 +227,7 @@ def _stage_table(
     if table == "events" and key:
         earlier, resent = lake.resent_events(lake_root, day, typed.get_column(key))
         report.checked_against = [d.isoformat() for d in earlier]
+        report.checked_attempts = {d.isoformat(): attempt for d, attempt in earlier.items()}
         ids = pl.col(key)
         first = typed.select(
             ids.is_null() | (ids.is_first_distinct() & ~ids.is_in(resent.implode()))
@@ -366,3 +386,26 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
             r.duplicates_dropped,
         )
     return report
+
+
+def landing_changes(settings: Settings, day: date) -> list[str]:
+    """What differs between the landing files of `day` now and those its ingest read, one line
+    per file: `events/2026-03-30/late.csv: new since the ingest`,
+    `people/2026-03-30/export.csv: changed (size 120 -> 4,210)`,
+    `...: removed since the ingest`. [] when they are the same.
+
+    Also [] when `day` has not been ingested (there is nothing to compare with), and for a
+    table whose manifest was written before fingerprints were recorded: what that ingest read
+    is unknown, and reading the date again on every run would be worse than not noticing."""
+    lake_root = Root(settings.lake, settings.storage_options)
+    manifest = lake.read_ingest_manifest(lake_root, day)
+    if manifest is None:
+        return []
+    landing = Root(settings.landing, settings.storage_options)
+    changes = []
+    for table in TABLES:
+        recorded = manifest["tables"][table].get("fingerprints")
+        if recorded is not None:
+            known, unknown = landing_files(landing, table, day)
+            changes += fingerprint_changes(recorded, known + unknown)
+    return changes

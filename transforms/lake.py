@@ -122,28 +122,42 @@ def scan_people(lake: Root, day: date) -> pl.LazyFrame:
     return _scan(lake, people_files(lake, day))
 
 
-def resent_events(lake: Root, day: date, event_ids: pl.Series) -> tuple[list[date], pl.Series]:
-    """(the dates ingested before `day`, which of `event_ids` their events already hold).
+def resent_events(lake: Root, day: date, event_ids: pl.Series) -> tuple[dict[date, str], pl.Series]:
+    """({each date ingested before `day`: its ingest attempt}, which of `event_ids` their
+    events already hold).
 
     Reads only the event_id column of the earlier dates and looks each up among `event_ids`
     (a day's events, small next to the history)."""
-    days = [d for d in ingested_days(lake) if d < day]
-    keys = [key for d in days for key in read_ingest_manifest(lake, d)["outputs"]["events"]]
+    manifests = {d: read_ingest_manifest(lake, d) for d in ingested_days(lake) if d < day}
+    attempts = {d: manifest["attempt"] for d, manifest in manifests.items()}
+    keys = [key for manifest in manifests.values() for key in manifest["outputs"]["events"]]
     if not keys:
-        return days, pl.Series("event_id", [], dtype=pl.String)
+        return attempts, pl.Series("event_id", [], dtype=pl.String)
     earlier = _scan(lake, keys).select("event_id")
     found = earlier.filter(pl.col("event_id").is_in(event_ids.implode())).collect()
-    return days, found.get_column("event_id")
+    return attempts, found.get_column("event_id")
 
 
 def checked_against_earlier(lake: Root, days: list[date]) -> bool:
     """Whether the ingest of each of `days` dropped the events that earlier ones of `days`
-    already held (it was ingested after them), so together they hold each event_id once."""
-    for index, day in enumerate(days):
-        report = read_ingest_manifest(lake, day)["tables"]["events"]
-        checked = set(report.get("checked_against", []))
-        if not {d.isoformat() for d in days[:index]} <= checked:
+    hold now, so together they hold each event_id once.
+
+    So it is when each date was ingested after every earlier one (attempt names sort by start
+    time) and checked their events, at the attempts their manifests name now (where recorded).
+    A date ingested again after a later one was may now hold events the later one kept: the
+    later one checked against its events of before."""
+    before: dict[str, str] = {}  # the dates of `days` already seen: their ingest's attempt
+    for day in days:
+        manifest = read_ingest_manifest(lake, day)
+        report = manifest["tables"]["events"]
+        if before and manifest["attempt"] <= max(before.values()):
             return False
+        if not set(before) <= set(report.get("checked_against", [])):
+            return False
+        checked = report.get("checked_attempts")
+        if checked is not None and any(checked.get(d) != a for d, a in before.items()):
+            return False
+        before[day.isoformat()] = manifest["attempt"]
     return True
 
 
@@ -152,8 +166,8 @@ def scan_events(lake: Root, day: date) -> pl.LazyFrame:
 
     Ingest drops re-sent events within a day, and events that dates ingested before it already
     hold; when the dates were ingested in order, nothing is left to deduplicate. Otherwise (a
-    date ingested after a later one, or by a version that did not check) the first ingest wins
-    here."""
+    date ingested, or ingested again, after a later one, or by a version that did not check)
+    the first ingest date wins here."""
     per_day = event_files(lake, day)
     events = _scan(lake, [key for keys in per_day for key in keys])
     days = [d for d in ingested_days(lake) if d <= day]

@@ -7,6 +7,9 @@ typing to the contract happens in `transforms.coerce`.
 
 A file that cannot be read at all raises `InputFileError` naming the file, the line where it
 can be found, and what to change.
+
+Ingest records a fingerprint of every file it read (`fingerprint`); `fingerprint_changes`
+compares those with the files landed now, so a late or corrected file is noticed.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ import io
 import json
 import zlib
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date
+from typing import Any
 
 import polars as pl
 
@@ -52,6 +56,54 @@ def landing_files(root: Root, table: str, day: date) -> tuple[list[FileInfo], li
     known = [f for f in files if file_format(f.key)]
     unknown = [f for f in files if not file_format(f.key)]
     return known, unknown
+
+
+def fingerprint(info: FileInfo) -> dict[str, Any]:
+    """What ingest records of a landing file it read: `key` (relative to the landing root),
+    `size` in bytes, `modified` (ISO 8601 in UTC, None when the store gives no time) and `etag`
+    (the object store's, None on local folders)."""
+    modified = info.modified.astimezone(UTC).isoformat() if info.modified else None
+    return {"key": info.key, "size": info.size, "modified": modified, "etag": info.etag}
+
+
+def _difference(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+    """How a file differs from its recorded fingerprint, in words (the size if it differs,
+    else the ETag or the modified time); None if it is the same.
+
+    Where both sides carry an ETag it stands for the content, so a file uploaded again with the
+    same bytes is the same file; else the modified time does, compared as the recorded text.
+    Local folders keep sub-second times, so a rewrite within the same second is still seen,
+    except on file systems that keep whole seconds: there a rewrite of the same size within
+    one second is not."""
+    if recorded["size"] != current["size"]:
+        return f"size {recorded['size']:,} -> {current['size']:,}"
+    if recorded.get("etag") and current["etag"]:
+        same = recorded["etag"] == current["etag"]
+        return None if same else f"ETag {recorded['etag']} -> {current['etag']}"
+    times = recorded.get("modified"), current["modified"]
+    if all(times) and times[0] != times[1]:
+        return f"modified {recorded['modified']} -> {current['modified']}"
+    return None
+
+
+def fingerprint_changes(recorded: list[dict[str, Any]], current: list[FileInfo]) -> list[str]:
+    """The differences between the fingerprints an ingest recorded and the files landed now,
+    one line per file in key order: new, changed (and how) or removed; [] if none.
+
+    A new file of an unknown format is reported too: ingest refuses it, so reading the date
+    again fails and says so, instead of leaving the file unread without a word."""
+    before = {f["key"]: f for f in recorded}
+    now = {info.key: info for info in current}
+    lines = []
+    for key in sorted(before.keys() | now.keys()):
+        if key not in now:
+            lines.append(f"{key}: removed since the ingest")
+        elif key not in before:
+            unknown = "" if file_format(key) else " (of an unknown format: ingest refuses it)"
+            lines.append(f"{key}: new since the ingest{unknown}")
+        elif difference := _difference(before[key], fingerprint(now[key])):
+            lines.append(f"{key}: changed ({difference})")
+    return lines
 
 
 def _csv_problem_line(data: bytes) -> tuple[int | None, str]:

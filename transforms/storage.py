@@ -56,11 +56,13 @@ def _storage_errors(action: str, where: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class FileInfo:
-    """A file under a root: its key relative to the root, size and last-modified time."""
+    """A file under a root: its key relative to the root, size, last-modified time and the
+    ETag where the store gives one (object stores; None on local folders)."""
 
     key: str
     size: int
     modified: datetime | None
+    etag: str | None = None
 
     @property
     def name(self) -> str:
@@ -113,7 +115,12 @@ class Root:
         except FileNotFoundError:
             return []
         files = [
-            FileInfo(key=self._key(e["name"]), size=int(e.get("size") or 0), modified=_mtime(e))
+            FileInfo(
+                key=self._key(e["name"]),
+                size=int(e.get("size") or 0),
+                modified=_mtime(e),
+                etag=e.get("ETag") or e.get("etag"),
+            )
             for e in entries
             if e.get("type") == "file"
         ]
