@@ -54,6 +54,12 @@ CHANGES = Asset(name="segments.changes")
             description="Recompute the event features from every event instead of folding the"
             " previous run's state.",
         ),
+        "reingest": Param(
+            False,
+            type="boolean",
+            description="Read D's landing files again even if they did not change since D was"
+            " ingested (a run re-ingests by itself when they did).",
+        ),
     },
 )
 def segments_refresh():

@@ -433,3 +433,59 @@ def test_a_reader_following_the_manifest_during_reruns_never_fails(lake_settings
         done.set()
         thread.join()
     assert failures == [] and reads[0] > 0
+
+
+def test_a_late_events_file_is_read_by_the_next_run_of_its_date(lake_settings):
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    late = f"late-1,b,purchase,{D1}T23:00:00Z,1,USD,\n"
+    land(lake_settings, "events", "late.csv", EVENTS_HEADER + late, D1)
+    report = run(lake_settings, D1)
+    assert "events/2026-03-30/late.csv: new since the ingest" in report.ingest_reason
+    membership, changes, manifest = committed(lake_settings, D1)
+    assert {p for s, p in pairs(membership) if s == "buyers"} == {"a", "b", "c"}
+    assert manifest["ingest_reason"] == report.ingest_reason
+    report = run(lake_settings, D1)  # nothing changed since: nothing read again
+    assert report.ingested is None and report.ingest_reason is None
+    report = run(lake_settings, D1, reingest=True)
+    assert report.ingest_reason == "re-ingest asked for"
+    assert {p for s, p in pairs(committed(lake_settings, D1)[0]) if s == "buyers"} == {
+        "a",
+        "b",
+        "c",
+    }
+
+
+def test_a_corrected_people_export_is_read_instead_of_the_truncated_one(lake_settings):
+    three_days(lake_settings)
+    run(lake_settings, D1)
+    full = Path(lake_settings.landing, "people", D2.isoformat(), "p.csv").read_bytes()
+    land(lake_settings, "people", "p.csv", PEOPLE_HEADER + person_row("a"), D2)  # cut short
+    with pytest.raises(SnapshotShrinkError) as refused:
+        run(lake_settings, D2)
+    assert "land the full export in landing/people/2026-03-31/" in refused.value.hint
+    land(lake_settings, "people", "p.csv", full, D2)  # the corrected export
+    report = run(lake_settings, D2)  # no --accept-shrink
+    assert report.people == 11 and "people/2026-03-31/p.csv: changed" in report.ingest_reason
+    assert not any(c.exited for c in report.segments.values() if c.exited > 1)
+
+
+def test_a_file_landing_after_the_ingest_step_is_named_by_the_commit(lake_settings):
+    from transforms import runs
+
+    three_days(lake_settings)
+    plan = runs.begin(lake_settings, D1)
+    runs.ingest_step(lake_settings, plan)
+    land(
+        lake_settings,
+        "events",
+        "late.csv",
+        EVENTS_HEADER + f"late-1,b,purchase,{D1}T01:00:00Z,1,USD,\n",
+        D1,
+    )
+    for step in runs.STEPS[1:]:
+        step(lake_settings, plan)
+    _, _, manifest = committed(lake_settings, D1)
+    assert manifest["landing_unread"] == ["events/2026-03-30/late.csv: new since the ingest"]
+    report = run(lake_settings, D1)
+    assert report.landing_unread == [] and "late.csv" in report.ingest_reason

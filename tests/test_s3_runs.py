@@ -100,18 +100,35 @@ def test_runs_with_uploads_on_s3(s3_ws, bucket: Bucket, prefix: str):
     assert entered == pairs(second) - pairs(first) and exited == pairs(first) - pairs(second)
     assert set(changes.filter(pl.col("change") == "exited")["reason"]) == {"removed"}
 
-    run(s3_ws, D2)  # a rerun: same rows, and only the committed attempt's files remain
+    _, _, replaced = committed(s3_ws, D2)
+    run(s3_ws, D2)  # a rerun: same rows; the replaced files stay readable for a while
     again, again_changes, manifest = committed(s3_ws, D2)
     assert again.equals(second) and again_changes.equals(changes)
-    for table in ("membership", "changes"):
-        files = {
+
+    def files_of(table: str) -> set[str]:
+        return {
             k
             for k in bucket.keys(f"{prefix}/lake")
             if k.startswith(f"{table}/run_date=2026-03-31/")
         }
-        assert files == set(manifest["files"][table])
+
+    for table in ("membership", "changes"):
+        assert files_of(table) == set(manifest["files"][table]) | set(replaced["files"][table])
     catalog = json.loads(bucket.get(f"{prefix}/lake/runs/latest.json"))
     assert catalog["latest"] == "2026-03-31"
+    assert list(catalog["superseded"]) == [
+        f"runs/run_date=2026-03-31/manifest-{replaced['attempt']}.json"
+    ]
+    # once keep_superseded_files_for has passed, the next commit removes them (and keeps
+    # the files of the run it replaces itself)
+    run(s3_ws.model_copy(update={"keep_superseded_files_for": timedelta(0)}), D2)
+    _, _, latest = committed(s3_ws, D2)
+    for table in ("membership", "changes"):
+        assert files_of(table) == set(latest["files"][table]) | set(manifest["files"][table])
+    catalog = json.loads(bucket.get(f"{prefix}/lake/runs/latest.json"))
+    assert list(catalog["superseded"]) == [
+        f"runs/run_date=2026-03-31/manifest-{manifest['attempt']}.json"
+    ]
 
 
 def test_an_inbox_key_with_dot_dot_is_refused_inside_the_inbox(s3_ws, bucket: Bucket, prefix):

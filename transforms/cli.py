@@ -389,6 +389,13 @@ def run(
             " previous run's state into one day's events."
         ),
     ] = False,
+    reingest: Annotated[
+        bool,
+        typer.Option(
+            help="Read D's landing files again even if they did not change since D was ingested"
+            " (a run re-ingests by itself when they did)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
     engine: EngineOpt = "polars",
     config: ConfigOpt = None,
@@ -422,6 +429,7 @@ def run(
                 rebuild_later=rebuild_later,
                 engine=engine,
                 full=full,
+                reingest=reingest,
                 progress=lambda step: status.update(f"run {step}"),
             )
     except SegmentsError as exc:
@@ -430,7 +438,14 @@ def run(
         console.print_json(json.dumps(report.to_json()))
         return
     if report.ingested is not None:
+        console.print(f"ingested {report.date}: {report.ingest_reason}", highlight=False)
         _print_ingest(report.ingested)
+    for line in report.landing_unread:
+        errors.print(
+            f"[bold yellow]warning:[/] {line}: it arrived after this run read the landing"
+            f" files; `segments run --date {report.date}` reads it",
+            highlight=False,
+        )
     console.print(_run_table(report, _segment_kinds(settings)))
     console.print(f"event features: {report.features}", highlight=False)
     console.print(f"committed: {settings.lake}/{report.manifest}", highlight=False)

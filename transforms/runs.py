@@ -58,7 +58,7 @@ from transforms.definitions import (
 from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
 from transforms.feature_state import KEPT_RUNS, remove_unneeded_state, run_features
 from transforms.inbox import MEMBERS, apply_uploads, collect_uploads, refusals
-from transforms.ingest import IngestReport
+from transforms.ingest import IngestReport, landing_changes
 from transforms.materialize import compile_workspace, evaluate
 from transforms.run_report import write_report
 from transforms.storage import Root
@@ -93,6 +93,10 @@ class RunReport:
     features: str = "recomputed"
     """How the event features were computed: "folded" from the previous run's state, or why
     they were recomputed from the events."""
+    ingest_reason: str | None = None
+    """Why this run read D's landing files (not ingested yet, changed since, asked for)."""
+    landing_unread: list[str] = field(default_factory=list)
+    """Landing files of D that changed after this run read them: the next run of D reads them."""
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
@@ -119,8 +123,10 @@ def _check_snapshot(
             f"the people snapshot of {day} has {people:,} people, {1 - people / before:.0%}"
             f" fewer than the {before:,} of run {previous['run_date']} (the limit is"
             f" {settings.max_snapshot_shrink:.0%})",
-            hint="check the export is complete; pass --accept-shrink to accept it for this run,"
-            " or raise max_snapshot_shrink",
+            hint=f"check the export is complete. If it was cut short, land the full export in"
+            f" landing/people/{day}/ and run again: a run reads the landing files of its date"
+            " again when they changed. If these people really left, pass --accept-shrink for"
+            " this run, or raise max_snapshot_shrink",
         )
 
 
@@ -157,6 +163,8 @@ class Plan:
     full: bool = False
     """Recompute the event features from the events instead of folding the previous run's
     state (`transforms.feature_state`)."""
+    reingest: bool = False
+    """Read the landing files of D again even if they did not change since D was ingested."""
     inputs: dict[str, dict[str, str]] | None = None
     """Hashes of the definition and contract files `begin` pinned, per folder and file name;
     None for an attempt begun before inputs were pinned (it reads the configured folders)."""
@@ -173,6 +181,7 @@ class Plan:
             "accept_shrink": self.accept_shrink,
             "engine": self.engine,
             "full": self.full,
+            "reingest": self.reingest,
             "inputs": self.inputs,
         }
 
@@ -185,6 +194,7 @@ class Plan:
             data["accept_shrink"],
             data["engine"],
             data.get("full", False),
+            data.get("reingest", False),
             data.get("inputs"),
         )
 
@@ -232,21 +242,24 @@ def pinned(settings: Settings, plan: Plan) -> Settings:
         return settings
     root = Root(settings.lake, settings.storage_options)
     staged = f"{plan.folder}/{INPUTS}"
-    if root.is_local:
-        local = Path(root.local_path(staged))
-    else:  # the loaders read local folders: a copy per attempt in the temporary directory
-        local = Path(tempfile.gettempdir(), "segments-inputs", f"{plan.day}-{plan.attempt}")
-        if not local.is_dir():
-            partial = local.with_name(f"{local.name}.{os.getpid()}.partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            for name, files in plan.inputs.items():
-                (partial / name).mkdir(parents=True)
-                for file in files:
-                    (partial / name / file).write_bytes(root.read_bytes(f"{staged}/{name}/{file}"))
+    local = Path(root.local_path(staged)) if root.is_local else _local_copy(plan)
+    if not local.is_dir():  # the loaders read local folders: copy them out of the object store
+        partial = local.with_name(f"{local.name}.{os.getpid()}.partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        for name, files in plan.inputs.items():
+            (partial / name).mkdir(parents=True)
+            for file in files:
+                (partial / name / file).write_bytes(root.read_bytes(f"{staged}/{name}/{file}"))
+        try:
             partial.rename(local)
-    return settings.model_copy(
-        update={name: str(local / name) for name in PINNED},
-    )
+        except OSError:  # another process of the attempt copied them first
+            shutil.rmtree(partial, ignore_errors=True)
+    return settings.model_copy(update={name: str(local / name) for name in PINNED})
+
+
+def _local_copy(plan: Plan) -> Path:
+    """Where a process keeps the pinned inputs of an attempt on an object-store lake."""
+    return Path(tempfile.gettempdir(), "segments-inputs", f"{plan.day}-{plan.attempt}")
 
 
 def begin(
@@ -256,6 +269,7 @@ def begin(
     accept_shrink: bool = False,
     engine: str = "polars",
     full: bool = False,
+    reingest: bool = False,
     allowed_later: tuple[date, ...] = (),
 ) -> Plan:
     """Start an attempt at run `day`: check the definitions compile, read the catalog, refuse
@@ -274,7 +288,7 @@ def begin(
         )
     attempt = lake.new_attempt()
     inputs = _pin_inputs(root, settings, lake.staging("run", day, attempt))
-    plan = Plan(day, attempt, catalog, accept_shrink, engine, full, inputs)
+    plan = Plan(day, attempt, catalog, accept_shrink, engine, full, reingest, inputs)
     _stage_json(root, plan, "plan", plan.to_json())
     return plan
 
@@ -294,21 +308,37 @@ def discard(settings: Settings, plan: Plan) -> None:
     ]
     root.delete(own)
     root.delete_folder(plan.folder)
+    shutil.rmtree(_local_copy(plan), ignore_errors=True)
 
 
 def ingest_step(settings: Settings, plan: Plan) -> dict[str, Any]:
-    """Read and type the landing files of D, unless D is already ingested."""
-    settings = pinned(settings, plan)
+    """Read and type the landing files of D when D has not been ingested yet, when they changed
+    since it was (a late events file, a corrected export), or with `reingest`."""
     from transforms.ingest import stage
 
+    settings = pinned(settings, plan)
     root = Root(settings.lake, settings.storage_options)
-    if lake.read_ingest_manifest(root, plan.day) is not None:
-        log.info("run %s: already ingested, nothing to read", plan.day)
+    why = _why_ingest(settings, plan)
+    if why is None:
+        log.info("run %s: already ingested, and its landing files did not change", plan.day)
         return {"ingested": False}
+    log.info("run %s: ingesting: %s", plan.day, why)
     started = time.perf_counter()
     reports = stage(settings, plan.day, f"{plan.folder}/ingest")
-    _stage_json(root, plan, "ingest_step", {"seconds": _since(started)})
-    return {"ingested": True, "rows_read": {t: r.rows_read for t, r in reports.items()}}
+    _stage_json(root, plan, "ingest_step", {"seconds": _since(started), "why": why})
+    return {"ingested": True, "why": why, "rows_read": {t: r.rows_read for t, r in reports.items()}}
+
+
+def _why_ingest(settings: Settings, plan: Plan) -> str | None:
+    """Why the run reads D's landing files, or None when D's ingest is current."""
+    if lake.read_ingest_manifest(Root(settings.lake, settings.storage_options), plan.day) is None:
+        return "not ingested yet"
+    if plan.reingest:
+        return "re-ingest asked for"
+    changed = landing_changes(settings, plan.day)
+    if changed:
+        return "landing files changed since the ingest: " + "; ".join(changed)
+    return None
 
 
 def validate_step(settings: Settings, plan: Plan) -> dict[str, Any]:
@@ -479,11 +509,20 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         name: _staged_json(root, plan, name)
         for name in ("manual_step", "materialize_step", "diff_step")
     }
-    seconds = {
-        name.removesuffix("_step"): _staged_json(root, plan, name)["seconds"]
+    ingested = {
+        name: _staged_json(root, plan, name)
         for name in ("ingest_step", "validate_step")
         if root.exists(f"{plan.folder}/{name}.json")
     }
+    seconds = {name.removesuffix("_step"): step["seconds"] for name, step in ingested.items()}
+    unread = landing_changes(settings, plan.day)
+    for line in unread:
+        log.warning(
+            "run %s: %s (not read by this run: `segments run --date %s` reads it)",
+            plan.day,
+            line,
+            plan.day,
+        )
     materialized = steps["materialize_step"]
     seconds |= {
         "manual": steps["manual_step"].pop("seconds"),
@@ -514,12 +553,15 @@ def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
             "inputs": plan.inputs,
             "ingest": lake.ingest_manifest(plan.day),
             "ingested_by_run": "validate" in seconds,
+            "ingest_reason": ingested.get("ingest_step", {}).get("why"),
+            "landing_unread": unread,
             "manual": steps["manual_step"],
             "seconds": seconds,
         },
         settings.keep_superseded_files_for,
     )
     _remove_old_feature_state(root, plan.day)
+    shutil.rmtree(_local_copy(plan), ignore_errors=True)
     return manifest
 
 
@@ -556,6 +598,8 @@ def report(settings: Settings, day: date) -> RunReport:
         seconds=manifest["seconds"],
         html=root.url_of(write_report(root, day)),
         features=manifest.get("features", "recomputed"),
+        ingest_reason=manifest.get("ingest_reason"),
+        landing_unread=manifest.get("landing_unread", []),
     )
     log.info("run %s: report %s", day, result.html)
     for sid, counts in result.segments.items():
@@ -582,6 +626,7 @@ def run(
     rebuild_later: bool = False,
     engine: str = "polars",
     full: bool = False,
+    reingest: bool = False,
     progress: Callable[[str], None] | None = None,
 ) -> RunReport:
     """Run date `day` and commit it; see the module docstring. `progress` is told each step
@@ -595,6 +640,7 @@ def run(
             accept_shrink=accept_shrink,
             engine=engine,
             full=full,
+            reingest=reingest and each == day,
             allowed_later=allowed[index:],
         )
         try:

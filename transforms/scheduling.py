@@ -90,6 +90,7 @@ def start_run(context: Any) -> dict[str, Any]:
             accept_shrink=params.get("accept_shrink", False),
             engine=params.get("engine", "polars"),
             full=params.get("full", False),
+            reingest=params.get("reingest", False),
             allowed_later=tuple(later) if params.get("rebuild_later") else (),
         )
         log.info(
