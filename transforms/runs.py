@@ -293,6 +293,19 @@ def begin(
     return plan
 
 
+def load_plan(settings: Settings, day: date, attempt: str) -> Plan:
+    """The plan `begin` saved for attempt `attempt` of run `day`."""
+    root = Root(settings.lake, settings.storage_options)
+    key = f"{lake.staging('run', day, attempt)}/plan.json"
+    if not root.exists(key):
+        raise MissingInputError(
+            f"attempt {attempt} of run {day} has no plan at {root.url_of(key)}: it committed"
+            " (its staging folder is removed then) or never started",
+            hint="start the run again from its first step",
+        )
+    return Plan.from_json(json.loads(root.read_bytes(key)))
+
+
 def discard(settings: Settings, plan: Plan) -> None:
     """Remove what a failed attempt wrote to the lake: its staging folder and its files in the
     run's partitions. Its inbox claims stay: the next attempt takes them over. An attempt that
