@@ -248,6 +248,24 @@ def test_a_retry_of_the_date_takes_over_the_uploads_a_crashed_attempt_claimed(ws
     assert manifest["manual"]["files"] == [] and changes == set()  # applied once
 
 
+def test_a_claim_whose_move_was_cut_short_is_applied_once(ws):
+    """On an object store a claim is a copy then a delete: killed in between, the upload is
+    both claimed and still in place. The retry applies the claim and removes the source."""
+    source = drop(ws, "vip/first.csv", "person_id\na\nb\n")
+    claim = Path(ws.inbox, "_processed/2026-03-30/20261130T000000000000-abcdef/0001/vip/first.csv")
+    claim.parent.mkdir(parents=True)
+    claim.write_bytes(source.read_bytes())
+    drop(ws, "vip/remove/out.csv", "person_id\nb\n")
+    run(ws, D1)
+    members, _, manifest = state(ws, D1)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
+    assert unclaimed(manifest["manual"]["files"]) == [
+        "_processed/2026-03-30/0001/vip/first.csv",
+        "_processed/2026-03-30/0002/vip/remove/out.csv",
+    ]
+    assert not source.exists() and claim.exists()
+
+
 def test_claim_order_survives_a_chain_of_crashed_attempts(ws, monkeypatch):
     drop(ws, "vip/first.csv", "person_id\na\nb\n")
     run(ws, D1)

@@ -19,6 +19,9 @@ leaves them where no new upload can mix with them. It takes, in order:
    before that commit, so its swap must fail), moved under its own attempt; claims for another
    date by an attempt that may still commit are left alone;
 3. new files by (last-modified, key).
+On an object store a move is a copy then a delete; a file still in place with the same path and
+bytes as a claim taken over in 1 is the source of a move cut short, and is deleted, not claimed
+again.
 Claims are numbered in the order they are applied, continuing after the numbers taken over, so
 sorting by number gives the order again after any chain of takeovers. A rerun of a committed
 date re-applies exactly the files its manifest lists, where they are. Every refusal filed under
@@ -316,6 +319,9 @@ def collect_uploads(
     number = max((claim_number(key) for key in own), default=0)
     for key in [*own, *carried, *(info.key for info in new)]:
         original = _original(key)
+        if key not in own and _moved_already(inbox, key, original, own):
+            inbox.delete([key])  # finish the move a killed attempt began
+            continue
         if problem := _refusal(_classify(original), segments):
             _reject(inbox, day, key, [problem], original)
             continue
@@ -329,6 +335,19 @@ def collect_uploads(
                 raise _taken(key) from None
         uploads.append(_upload(target))
     return uploads
+
+
+def _moved_already(inbox: Root, key: str, original: str, own: list[str]) -> bool:
+    """Whether the file at `key` is the source of a claim in `own` whose move was cut short.
+
+    On an object store a move is a copy, then a delete: an attempt killed between the two
+    leaves the file both where it was and claimed. The claim is taken over, so the source, the
+    same path with the same bytes, must not be claimed a second time."""
+    claims = [claim for claim in own if _original(claim) == original]
+    if not claims:
+        return False
+    data = inbox.read_bytes(key, raw=True)
+    return any(inbox.read_bytes(claim, raw=True) == data for claim in claims)
 
 
 def _upload(key: str) -> Upload:
