@@ -202,7 +202,9 @@ def test_terminal_errors_fail_without_retry_and_transient_ones_retry(airflow_hom
 BAD_DEFINITION = "name: Big spenders (typo)\ntype: data_driven\nwhere: lifetime_valu > 100\n"
 
 
-def test_a_bad_definition_fails_validate_once_and_keeps_the_committed_run(airflow_home, tmp_path):
+def test_a_bad_definition_fails_the_first_task_once_and_keeps_the_committed_run(
+    airflow_home, tmp_path
+):
     definitions = tmp_path / "definitions"
     shutil.copytree(REPO / "segment_definitions", definitions)
     config = workspace(tmp_path / "ws", definitions)
@@ -216,9 +218,12 @@ def test_a_bad_definition_fails_validate_once_and_keeps_the_committed_run(airflo
     )
     tasks = result["tasks"]
     assert result["state"] == "failed"
-    assert tasks["ingest"]["state"] == "success"
-    assert tasks["validate"] == {"state": "failed", "try_number": 1}  # no retry
-    assert {tasks[t]["state"] for t in ("manual", "materialize", "commit")} == {"upstream_failed"}
+    # the attempt checks its definitions before it pins them or writes anything
+    assert tasks["ingest"] == {"state": "failed", "try_number": 1}  # no retry
+    assert {tasks[t]["state"] for t in ("validate", "manual", "materialize", "commit")} == {
+        "upstream_failed"
+    }
+    assert not any(p.is_file() for p in (tmp_path / "ws/lake/_staging").rglob("*"))
     assert "lifetime_valu" in output and "big_spenders_typo" in output
     assert catalog.read_bytes() == before
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 
 import polars as pl
@@ -12,7 +12,6 @@ from conftest import (
     EVENTS_HEADER,
     PEOPLE_HEADER,
     lake_files,
-    lake_table,
     land,
     person_row,
     with_definitions,
@@ -20,9 +19,11 @@ from conftest import (
 from typer.testing import CliRunner
 
 from transforms.cli import app
+from transforms.commit import read_catalog, read_manifest, read_table
 from transforms.errors import DefinitionErrors, MissingInputError
 from transforms.materialize import evaluate
 from transforms.runs import run
+from transforms.storage import Root
 
 D1, D2 = date(2026, 3, 30), date(2026, 3, 31)
 
@@ -99,11 +100,17 @@ def test_a_run_writes_one_membership_file_and_reruns_replace_it(workspace):
         "vip": 0,
     }
     run(workspace, D1)  # again: replaces, does not add
-    files = [k for k in lake_files(workspace) if k.startswith("membership/")]
-    assert len(files) == 1
-    table = lake_table(workspace, "membership/run_date=2026-03-30")
+    root = Root(workspace.lake)
+    manifest = read_manifest(root, read_catalog(root), D1)
+    assert len(manifest["files"]["membership"]) == 1
+    table = read_table(root, manifest, "membership")
     assert table.rows() == [("buyers", "a", D1)]
     assert table.columns == ["segment_id", "person_id", "member_since"]
+    # the replaced file stays readable for keep_superseded_files_for, then goes
+    run(workspace.model_copy(update={"keep_superseded_files_for": timedelta(0)}), D1)
+    assert len([k for k in lake_files(workspace) if k.startswith("membership/")]) == 2
+    run(workspace.model_copy(update={"keep_superseded_files_for": timedelta(0)}), D1)
+    assert len([k for k in lake_files(workspace) if k.startswith("membership/")]) == 2
 
 
 def test_preview_before_ingest_says_what_to_run(workspace):
