@@ -173,6 +173,20 @@ def prefix() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
 
 
+def s3_settings(s3: S3Server, prefix: str, **overrides: Any) -> Settings:
+    """Settings of a workspace whose landing, lake and inbox are under `prefix/` of the test
+    bucket, with the repository's contracts (and `overrides`)."""
+    return load_settings(
+        None,
+        landing=f"s3://{s3.bucket}/{prefix}/landing",
+        lake=f"s3://{s3.bucket}/{prefix}/lake",
+        inbox=f"s3://{s3.bucket}/{prefix}/inbox",
+        contracts=str(CONTRACTS),
+        storage_options=s3.storage_options,
+        **overrides,
+    )
+
+
 @dataclass(frozen=True)
 class Bucket:
     """The test bucket through plain boto3 (thread-safe), not through the project's code."""

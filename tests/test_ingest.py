@@ -10,7 +10,6 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import (
-    CONTRACTS,
     DAY,
     EVENTS_HEADER,
     EXPECTED_PEOPLE,
@@ -20,11 +19,11 @@ from conftest import (
     land,
     parquet_bytes,
     person_row,
+    s3_settings,
 )
 from polars.testing import assert_frame_equal
 
 from transforms import lake
-from transforms.config import load_settings
 from transforms.errors import InputFileError, MissingInputError
 from transforms.ingest import IngestReport, ingest, landing_changes, publish, stage
 from transforms.lake import read_ingest_manifest, scan_events
@@ -441,13 +440,7 @@ def test_a_date_ingested_again_while_the_next_one_was_staged_still_counts_each_e
 
 @pytest.mark.s3
 def test_on_s3_fingerprints_carry_the_etag_which_tells_content_changes(s3, bucket, prefix):
-    settings = load_settings(
-        None,
-        landing=f"s3://{s3.bucket}/{prefix}/landing",
-        lake=f"s3://{s3.bucket}/{prefix}/lake",
-        contracts=str(CONTRACTS),
-        storage_options=s3.storage_options,
-    )
+    settings = s3_settings(s3, prefix)
     people = f"{prefix}/landing/people/{DAY}/people.csv"
     events = f"{prefix}/landing/events/{DAY}/events.csv"
     assert bucket.put(people, (PEOPLE_HEADER + PEOPLE_ROWS).encode()) == 200

@@ -16,11 +16,10 @@ from typing import Any
 
 import polars as pl
 import pytest
-from conftest import EXPECTED_PEOPLE, Bucket
+from conftest import EXPECTED_PEOPLE, Bucket, s3_settings
 from polars.testing import assert_frame_equal
 from s3_server import S3Server
 
-from transforms.config import load_settings
 from transforms.errors import StorageAccessError, StorageError
 from transforms.ingest import ingest
 from transforms.lake import read_ingest_manifest
@@ -137,13 +136,7 @@ def test_ingest_from_s3_landing_to_s3_lake(s3: S3Server, bucket: Bucket, prefix:
     landing_people = f"{prefix}/landing/people/{DAY}/people.csv"
     assert bucket.put(landing_people, PEOPLE_CSV.encode()) == 200
     assert bucket.put(f"{prefix}/landing/events/{DAY}/events.csv", EVENTS_CSV.encode()) == 200
-    settings = load_settings(
-        None,
-        landing=f"s3://{s3.bucket}/{prefix}/landing",
-        lake=f"s3://{s3.bucket}/{prefix}/lake",
-        contracts=str(CONTRACTS),
-        storage_options=s3.storage_options,
-    )
+    settings = s3_settings(s3, prefix)
     assert settings.storage_options == s3.storage_options
 
     report = ingest(settings, DAY)
@@ -254,14 +247,7 @@ def test_run_materializes_membership_on_s3(
     (definitions / "buyers.yaml").write_text(
         "name: Buyers\ntype: data_driven\nwhere: event_sum('purchase', amount) >= 25\n"
     )
-    settings = load_settings(
-        None,
-        landing=f"s3://{s3.bucket}/{prefix}/landing",
-        lake=f"s3://{s3.bucket}/{prefix}/lake",
-        contracts=str(CONTRACTS),
-        definitions=str(definitions),
-        storage_options=s3.storage_options,
-    )
+    settings = s3_settings(s3, prefix, definitions=str(definitions))
     report = run(settings, DAY)
     assert report.ingested is not None and report.segments["buyers"].size == 1
     (key,) = [k for k in bucket.keys(f"{prefix}/lake") if k.startswith("membership/")]

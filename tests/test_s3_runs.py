@@ -11,17 +11,16 @@ from pathlib import Path
 import polars as pl
 import pytest
 from conftest import (
-    CONTRACTS,
     EVENTS_HEADER,
     PEOPLE_HEADER,
     Bucket,
     commit_in_lockstep,
     concurrently,
     person_row,
+    s3_settings,
 )
 
 from transforms.commit import read_catalog, read_manifest, read_table
-from transforms.config import load_settings
 from transforms.ingest import ingest
 from transforms.runs import run
 from transforms.storage import Root
@@ -46,15 +45,7 @@ def s3_ws(s3, bucket: Bucket, prefix: str, tmp_path: Path):
             f"{day}-{i},{p},purchase,{day}T10:00:00Z,,,\n" for i, p in enumerate(buyers)
         )
         bucket.put(f"{prefix}/landing/events/{day}/e.csv", (EVENTS_HEADER + events).encode())
-    return load_settings(
-        None,
-        landing=f"s3://{s3.bucket}/{prefix}/landing",
-        lake=f"s3://{s3.bucket}/{prefix}/lake",
-        inbox=f"s3://{s3.bucket}/{prefix}/inbox",
-        contracts=str(CONTRACTS),
-        definitions=str(definitions),
-        storage_options=s3.storage_options,
-    )
+    return s3_settings(s3, prefix, definitions=str(definitions))
 
 
 def committed(settings, day: date):
