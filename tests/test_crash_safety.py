@@ -8,6 +8,11 @@ uninterrupted run of that date makes. The reference is one uninterrupted run per
 fresh copy of the same workspace. Every date is ingested by the test before its run (an
 ingesting run spends most of its time starting Great Expectations), except in
 `test_killed_while_the_run_ingests`, which kills the run's own ingest.
+
+`test_killed_at_each_step_boundary` is not drawn at random: it kills the run of D2 once before
+each step boundary and each call of interest (the plan, each step's first staged file, the
+first and last claims, the refusal, the data files, the manifest, the catalog swap, the first
+clean-up after it), found by matching the reference run's call log, then retries it.
 """
 
 from __future__ import annotations
@@ -15,10 +20,12 @@ from __future__ import annotations
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
@@ -195,13 +202,22 @@ def attempt(ws: Workspace, day: date, kill_at: int) -> Attempt:
     return done
 
 
-def play(ws: Workspace, kills: dict[date, list[int]], days=DAYS, ingested_by_run=()) -> None:
-    """Every date in order: drop its uploads, ingest it (unless the run is to), run it killed at
-    each of `kills[day]` in turn, then once to the end, which must succeed."""
+def play(
+    ws: Workspace,
+    kills: dict[date, list[int]],
+    days=DAYS,
+    ingested_by_run=(),
+    before_runs: Callable[[date], None] | None = None,
+) -> None:
+    """Every date in order: drop its uploads, ingest it (unless the run is to), call
+    `before_runs(day)`, run it killed at each of `kills[day]` in turn, then once to the end,
+    which must succeed."""
     for day in days:
         ws.drop_uploads(day)
         if day not in ingested_by_run:
             ingest(ws.settings, day)
+        if before_runs is not None:
+            before_runs(day)
         for kill_at in kills.get(day, []):
             # killed, or finished when its kill point lies past its writes; never an error
             assert attempt(ws, day, kill_at).returncode in (-9, 0), history(ws)
@@ -211,6 +227,14 @@ def play(ws: Workspace, kills: dict[date, list[int]], days=DAYS, ingested_by_run
 
 def history(ws: Workspace) -> str:
     return "attempts:\n" + "".join(f"  {a}\n" for a in ws.attempts)
+
+
+def copy_of(ws: Workspace, folder: Path) -> Workspace:
+    """A copy of local workspace `ws` in `folder`, modified times kept (the inbox's order and
+    the landing fingerprints depend on them), without its attempts' count and call files."""
+    shutil.copytree(ws.folder, folder, ignore=shutil.ignore_patterns("count-*", "calls-*"))
+    config = folder / ws.config.name
+    return Workspace(config, load_settings(config))
 
 
 # --- what a lake has committed, comparable across attempts ---------------------------------------
@@ -317,12 +341,18 @@ class Reference:
     """Mutating calls of an uninterrupted run per date: its kill points are 1..count."""
     calls: dict[date, list[str]]
     states_by_day: dict[date, dict[str, Any]]
+    before: dict[date, Workspace]
+    """Copies of the workspace as each date's run found it (uploads dropped, date ingested)."""
 
 
-def reference_of(ws: Workspace) -> Reference:
-    states = {}
+def reference_of(ws: Workspace, copies: Path) -> Reference:
+    states, before = {}, {}
+
+    def keep(day: date) -> None:
+        before[day] = copy_of(ws, copies / day.isoformat())
+
     for day in DAYS:
-        play(ws, {}, days=(day,))
+        play(ws, {}, days=(day,), before_runs=keep)
         states[day] = committed_state(ws)
     finals = {a.day: a for a in ws.attempts}
     return Reference(
@@ -330,12 +360,14 @@ def reference_of(ws: Workspace) -> Reference:
         {d: len(a.calls) for d, a in finals.items()},
         {d: a.calls for d, a in finals.items()},
         states,
+        before,
     )
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory: pytest.TempPathFactory) -> Reference:
-    return reference_of(write_workspace(tmp_path_factory.mktemp("crash") / "reference"))
+    base = tmp_path_factory.mktemp("crash")
+    return reference_of(write_workspace(base / "reference"), base / "before")
 
 
 def seeded_kills(seed: int, kills_per_day: tuple[int, ...], counts: dict[date, int]):
@@ -344,6 +376,79 @@ def seeded_kills(seed: int, kills_per_day: tuple[int, ...], counts: dict[date, i
         day: [rng.randint(1, counts[day]) for _ in range(n)]
         for day, n in zip(DAYS, kills_per_day, strict=True)
     }
+
+
+# --- kill points found in a call log --------------------------------------------------------------
+@dataclass(frozen=True)
+class Call:
+    """One line of a call log: "number method root keys", the root as "lake" or "inbox"."""
+
+    number: int
+    method: str
+    root: str
+    keys: str
+
+    @classmethod
+    def parse(cls, line: str) -> Call:
+        number, method, root, *keys = line.split(" ", 3)
+        return cls(int(number), method, root.rstrip("/").rsplit("/", 1)[-1], "".join(keys))
+
+    def shown(self) -> str:
+        """The call with attempt names replaced, comparable across workspaces and attempts."""
+        return f"{self.method} {self.root} {re.sub(ATTEMPT, '<attempt>', self.keys)}"
+
+
+def calls_matching(calls: list[Call], methods: str, root: str, keys: str) -> list[Call]:
+    """The calls of one of `methods` (space-separated) on `root` whose keys match regex `keys`."""
+    return [
+        c
+        for c in calls
+        if c.method in methods.split() and c.root == root and re.search(keys, c.keys)
+    ]
+
+
+def first(methods: str, root: str, keys: str) -> Callable[[list[Call]], Call | None]:
+    return lambda calls: next(iter(calls_matching(calls, methods, root, keys)), None)
+
+
+def last(methods: str, root: str, keys: str) -> Callable[[list[Call]], Call | None]:
+    return lambda calls: (calls_matching(calls, methods, root, keys) or [None])[-1]
+
+
+def staged(name: str) -> Callable[[list[Call]], Call | None]:
+    """The first write of `name` in the attempt's staging folder."""
+    return first("write_bytes", "lake", rf"^_staging/run_date=[^/]+/{ATTEMPT}/{re.escape(name)}$")
+
+
+def first_clean_up(calls: list[Call]) -> Call | None:
+    """The first delete after the catalog swap (the commit point)."""
+    swap = first("put_if_match put_if_absent", "lake", r"^runs/latest\.json\b")(calls)
+    return next(
+        (c for c in calls if swap and c.number > swap.number and c.method.startswith("delete")),
+        None,
+    )
+
+
+# The run of D2 is killed before each of these in turn. The staged ingest_step.json and
+# validate_step.json are written only by a run that ingests, and D2 is ingested before its run
+# (an ingesting attempt costs ~20 s more; test_killed_while_the_run_ingests kills inside one).
+STEP_BOUNDARIES: dict[str, Callable[[list[Call]], Call | None]] = {
+    "plan.json": staged("plan.json"),
+    "the first claim": first("move", "inbox", r" _processed/"),
+    "the last claim": last("move", "inbox", r" _processed/"),
+    "the refusal's .error.txt": first("write_bytes", "inbox", r"^_rejected/.*\.error\.txt$"),
+    "the move to _rejected": first("move", "inbox", r" _rejected/"),
+    "manual_members.parquet": staged("manual_members.parquet"),
+    "manual_step.json": staged("manual_step.json"),
+    "members.parquet": staged("members.parquet"),
+    "materialize_step.json": staged("materialize_step.json"),
+    "the membership data file": first("write_bytes", "lake", r"^membership/.*/part-.*\.parquet$"),
+    "the changes data file": first("write_bytes", "lake", r"^changes/.*/part-.*\.parquet$"),
+    "diff_step.json": staged("diff_step.json"),
+    "the manifest": first("put_if_absent", "lake", r"^runs/run_date=[^/]+/manifest-"),
+    "the catalog swap": first("put_if_match put_if_absent", "lake", r"^runs/latest\.json\b"),
+    "the first clean-up": first_clean_up,
+}
 
 
 # --- the tests ---------------------------------------------------------------------------------
@@ -412,6 +517,27 @@ def test_killed_at_random_points_on_s3(
     ws = write_workspace(tmp_path / "ws", s3, bucket, prefix)
     play(ws, kills)
     assert_same_commits(reference.state, ws, f"S3, seed {seed}, kill points {_shown(kills)}")
+
+
+@pytest.mark.parametrize("point", list(STEP_BOUNDARIES))
+def test_killed_at_each_step_boundary(reference: Reference, tmp_path: Path, point: str):
+    """The run of D2 (a previous run, a remove, a refused upload, a clear then an add) killed
+    once just before `point`, from the state its reference run started from; then one attempt
+    to the end, which must commit what the reference run of D2 committed."""
+    calls = [Call.parse(line) for line in reference.calls[D2]]
+    found = STEP_BOUNDARIES[point](calls)
+    assert found is not None, f"no call for {point} in the reference run of {D2}:\n" + "\n".join(
+        reference.calls[D2]
+    )
+    ws = copy_of(reference.before[D2], tmp_path / "ws")
+    label = f"{D2} killed at call {found.number}, before {point} ({found.shown()})"
+    killed = attempt(ws, D2, found.number)
+    assert killed.returncode == -9, f"{label}: not killed\n{history(ws)}"
+    assert Call.parse(killed.calls[-1]).shown() == found.shown(), (
+        f"{label}: the attempt died before another call than the reference's\n{history(ws)}"
+    )
+    assert attempt(ws, D2, 0).returncode == 0, f"{label}: the retry failed\n{history(ws)}"
+    assert_same_commits(reference.states_by_day[D2], ws, label)
 
 
 def _shown(kills: dict[date, list[int]]) -> str:
