@@ -357,9 +357,9 @@ def _why_ingest(settings: Settings, plan: Plan) -> str | None:
 def validate_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     """Validate what `ingest_step` read against the data contracts and publish it (refused rows
     to quarantine)."""
-    settings = pinned(settings, plan)
     from transforms.ingest import publish
 
+    settings = pinned(settings, plan)
     started = time.perf_counter()
     root = Root(settings.lake, settings.storage_options)
     staged = f"{plan.folder}/ingest"
