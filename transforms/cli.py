@@ -3,37 +3,81 @@ render their results; all logic lives in the modules they call."""
 
 from __future__ import annotations
 
+import difflib
+import errno
 import json
 import logging
 from datetime import date
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
+from typer.core import TyperGroup
 
 from transforms.config import Settings, load_settings
-from transforms.errors import SegmentsError
+from transforms.errors import ConfigError, DefinitionErrors, SegmentsError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from transforms.contracts import TableContract
+    from transforms.definitions import Segment
+    from transforms.errors import ContractError
     from transforms.ingest import IngestReport
     from transforms.runs import RunReport
 
+errors = Console(stderr=True, soft_wrap=True)
+
+
+def _fail(exc: SegmentsError) -> typer.Exit:
+    """Print `error:` (and `fix:`) on stderr; the caller raises the returned exit code 1."""
+    errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    if exc.hint:
+        errors.print(f"[bold]fix:[/] {exc.hint}", highlight=False)
+    return typer.Exit(code=1)
+
+
+def _path_error(exc: OSError) -> SegmentsError:
+    where = f": {exc.filename}" if exc.filename else ""
+    return ConfigError(
+        f"{exc.strerror or exc}{where}",
+        hint="check that path and its permissions (a flag, the config file or a SEGMENTS_*"
+        " variable names it)",
+    )
+
+
+class _Commands(TyperGroup):
+    """Runs the chosen command; any SegmentsError it raises, or an OSError on a path it
+    reads or writes, ends it with `error:`/`fix:` on stderr and exit code 1, not a traceback.
+    Usage errors keep click's handling (exit code 2)."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except SegmentsError as exc:
+            raise _fail(exc) from exc
+        except OSError as exc:
+            if exc.errno == errno.EPIPE:  # stdout closed early (`| head`): click handles it
+                raise
+            raise _fail(_path_error(exc)) from exc
+
+
 app = typer.Typer(
+    cls=_Commands,
     help="Keep customer segments up to date from warehouse snapshots.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
 )
 contracts_app = typer.Typer(
-    help="Data contracts: check them, print their docs.", no_args_is_help=True
+    cls=_Commands, help="Data contracts: check them, print their docs.", no_args_is_help=True
 )
 app.add_typer(contracts_app, name="contracts")
 console = Console()
-errors = Console(stderr=True, soft_wrap=True)
 
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="Config file (default ./segments.yaml).")
@@ -60,7 +104,13 @@ DateOpt = Annotated[str, typer.Option("--date", help="The run's logical date D (
 
 
 def _settings(config: Path | None, **roots: str | None) -> Settings:
-    return load_settings(config, **roots)
+    try:
+        return load_settings(config, **roots)
+    except UnicodeDecodeError as exc:
+        named = config or "named by SEGMENTS_CONFIG (or ./segments.yaml)"
+        raise ConfigError(
+            f"the config file {named} is not UTF-8 text", hint="save it as UTF-8 YAML"
+        ) from exc
 
 
 def _day(text: str) -> date:
@@ -80,11 +130,42 @@ def _engine(name: str) -> str:
     return name
 
 
-def _fail(exc: SegmentsError) -> typer.Exit:
-    errors.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-    if exc.hint:
-        errors.print(f"[bold]fix:[/] {exc.hint}", highlight=False)
-    return typer.Exit(code=1)
+def _unknown_segment(settings: Settings, segment: str, known: Iterable[str]) -> SegmentsError:
+    """The error of a SEGMENT argument that names no definition."""
+    close = difflib.get_close_matches(segment, list(known), n=1)
+    where = (
+        "segment ids are the names (without .yaml) of the definition files in"
+        f" {settings.definitions}"
+    )
+    return SegmentsError(
+        f"unknown segment '{segment}'",
+        hint=f"did you mean '{close[0]}'? {where}" if close else where,
+    )
+
+
+def _segment(settings: Settings, segment: str) -> Segment:
+    """The definition SEGMENT names. A missing one is unknown, unless some definition is
+    broken (it may be that one): then every problem is the error."""
+    from transforms.definitions import load_segments
+
+    segments, problems = load_segments(settings.definitions)
+    if segment in segments:
+        return segments[segment]
+    if problems:
+        raise DefinitionErrors(problems)
+    raise _unknown_segment(settings, segment, segments)
+
+
+def _contracts(settings: Settings) -> tuple[dict[str, TableContract], list[ContractError]]:
+    """Every contract and every problem found; a missing folder is an error, not no contracts."""
+    from transforms.contracts import load_contracts
+
+    if not Path(settings.contracts).is_dir():
+        raise ConfigError(
+            f"the contracts folder {settings.contracts} does not exist",
+            hint="create it, or point --contracts / SEGMENTS_CONTRACTS at it",
+        )
+    return load_contracts(settings.contracts)
 
 
 @app.callback()
@@ -174,11 +255,8 @@ def ingest(
     """Read landing files of a date, type and validate them, write them to the lake."""
     from transforms.ingest import ingest as run_ingest
 
-    try:
-        settings = _settings(config, landing=landing, lake=lake, contracts=contracts)
-        report = run_ingest(settings, _day(date_))
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    settings = _settings(config, landing=landing, lake=lake, contracts=contracts)
+    report = run_ingest(settings, _day(date_))
     if as_json:
         console.print_json(json.dumps(report.to_json()))
         return
@@ -188,13 +266,7 @@ def ingest(
 @contracts_app.command("check")
 def contracts_check(config: ConfigOpt = None, contracts: ContractsOpt = None) -> None:
     """Check every contract file; list every problem found."""
-    from transforms.contracts import load_contracts
-
-    try:
-        settings = _settings(config, contracts=contracts)
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
-    found, problems = load_contracts(settings.contracts)
+    found, problems = _contracts(_settings(config, contracts=contracts))
     for problem in problems:
         errors.print(f"[bold red]error:[/] {problem}", highlight=False)
     console.print(f"{len(found)} contract(s) valid, {len(problems)} with problems")
@@ -211,12 +283,11 @@ def contracts_docs(
     contracts: ContractsOpt = None,
 ) -> None:
     """Print the tables reference generated from the contracts (Markdown)."""
-    from transforms.contracts import contract_docs, load_contracts
+    from transforms.contracts import contract_docs
 
-    settings = _settings(config, contracts=contracts)
-    found, problems = load_contracts(settings.contracts)
+    found, problems = _contracts(_settings(config, contracts=contracts))
     if problems:
-        raise _fail(problems[0])
+        raise problems[0]
     text = contract_docs([found[name] for name in sorted(found)])
     if output:
         output.write_text(text + "\n", encoding="utf-8")
@@ -234,11 +305,10 @@ def validate(
 ) -> None:
     """Check every contract and every segment definition; list every problem found."""
     from transforms.compiler import compile_segments
-    from transforms.contracts import load_contracts
     from transforms.definitions import load_segments
 
     settings = _settings(config, definitions=definitions, contracts=contracts)
-    found, problems = load_contracts(settings.contracts)
+    found, problems = _contracts(settings)
     segments, definition_problems = load_segments(settings.definitions)
     problems = [*problems, *definition_problems]
     if "people" in found and "events" in found:
@@ -274,24 +344,15 @@ def compile_(
     contracts: ContractsOpt = None,
 ) -> None:
     """Print a segment's canonical predicate and the event features it needs, or SQL."""
-    from transforms.errors import DefinitionErrors
     from transforms.materialize import compile_workspace, restrict
 
     settings = _settings(config, definitions=definitions, contracts=contracts)
-    try:
-        workspace = compile_workspace(settings, _day(date_) if date_ else VALIDATION_DAY)
-    except DefinitionErrors as exc:
-        raise _fail(exc) from exc
+    workspace = compile_workspace(settings, _day(date_) if date_ else VALIDATION_DAY)
+    if segment is not None and segment not in workspace.segments:
+        raise _unknown_segment(settings, segment, workspace.segments)
     if all_ or dialect:
         if not all_ and segment is None:
             raise typer.BadParameter("name a SEGMENT or pass --all")
-        if segment is not None and segment not in workspace.segments:
-            raise _fail(
-                SegmentsError(
-                    f"unknown segment '{segment}'",
-                    hint="segment ids are the definition files' names",
-                )
-            )
         from transforms.sql import run_query
 
         chosen = workspace if all_ else restrict(workspace, {segment})
@@ -304,13 +365,7 @@ def compile_(
         return
     if segment is None:
         raise typer.BadParameter("name a SEGMENT")
-    compiled = workspace.segments.get(segment)
-    if compiled is None:
-        raise _fail(
-            SegmentsError(
-                f"unknown segment '{segment}'", hint="segment ids are the definition files' names"
-            )
-        )
+    compiled = workspace.segments[segment]
     if compiled.manual:
         console.print(f"{segment} is a manual segment: its members come from uploads only.")
         return
@@ -346,8 +401,9 @@ def preview(
     """Size and a sample of a segment's members on a date, computed without writing anything."""
     import polars as pl
 
-    from transforms.materialize import evaluate
+    from transforms.materialize import compile_workspace, evaluate
 
+    day, engine = _day(date_), _engine(engine)
     settings = _settings(
         config,
         lake=lake,
@@ -356,17 +412,11 @@ def preview(
         spark_master=spark_master,
         spark_remote=spark_remote,
     )
-    try:
-        with console.status(f"evaluating {segment} for {date_}"):
-            evaluation = evaluate(settings, _day(date_), only={segment}, engine=_engine(engine))
-    except KeyError:
-        raise _fail(
-            SegmentsError(
-                f"unknown segment '{segment}'", hint="segment ids are the definition files' names"
-            )
-        ) from None
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    workspace = compile_workspace(settings, day)
+    if segment not in workspace.segments:
+        raise _unknown_segment(settings, segment, workspace.segments)
+    with console.status(f"evaluating {segment} for {date_}"):
+        evaluation = evaluate(settings, day, only={segment}, engine=engine, workspace=workspace)
     members = evaluation.members.filter(pl.col("segment_id") == segment)
     console.print(f"{segment} on {date_}: {members.height:,} of {evaluation.people:,} people")
     for person in members.sort("person_id").head(sample)["person_id"]:
@@ -411,31 +461,28 @@ def run(
     from transforms.runs import run as run_date
 
     day = _day(date_)
-    try:
-        settings = _settings(
-            config,
-            landing=landing,
-            lake=lake,
-            inbox=inbox,
-            definitions=definitions,
-            contracts=contracts,
-            spark_master=spark_master,
-            spark_remote=spark_remote,
+    settings = _settings(
+        config,
+        landing=landing,
+        lake=lake,
+        inbox=inbox,
+        definitions=definitions,
+        contracts=contracts,
+        spark_master=spark_master,
+        spark_remote=spark_remote,
+    )
+    _engine(engine)
+    with console.status(f"run {day}") as status:
+        report = run_date(
+            settings,
+            day,
+            accept_shrink=accept_shrink,
+            rebuild_later=rebuild_later,
+            engine=engine,
+            full=full,
+            reingest=reingest,
+            progress=lambda step: status.update(f"run {step}"),
         )
-        _engine(engine)
-        with console.status(f"run {day}") as status:
-            report = run_date(
-                settings,
-                day,
-                accept_shrink=accept_shrink,
-                rebuild_later=rebuild_later,
-                engine=engine,
-                full=full,
-                reingest=reingest,
-                progress=lambda step: status.update(f"run {step}"),
-            )
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
     if as_json:
         console.print_json(json.dumps(report.to_json()))
         return
@@ -492,13 +539,10 @@ def files(
 
     if table not in TABLES:
         raise typer.BadParameter(f"choose one of {', '.join(TABLES)}", param_hint="TABLE")
-    try:
-        settings = _settings(config, lake=lake)
-        _, urls = committed_files(
-            Root(settings.lake, settings.storage_options), table, _day(date_) if date_ else None
-        )
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    settings = _settings(config, lake=lake)
+    _, urls = committed_files(
+        Root(settings.lake, settings.storage_options), table, _day(date_) if date_ else None
+    )
     for url in urls:
         typer.echo(url)
 
@@ -513,29 +557,21 @@ def _drop(
     inbox: str | None,
     definitions: str | None,
 ) -> None:
-    from transforms.definitions import load_segments
     from transforms.inbox import drop_upload
     from transforms.storage import Root
 
-    try:
-        settings = _settings(config, inbox=inbox, definitions=definitions)
-        segments, _ = load_segments(settings.definitions)
-        if segment not in segments:
-            raise SegmentsError(
-                f"unknown segment '{segment}'", hint="segment ids are the definition files' names"
-            )
-        if action != "clear" and (ids is None) == (file is None):
-            raise SegmentsError("give exactly one of --ids and --file")
-        key = drop_upload(
-            Root(settings.inbox, settings.storage_options),
-            segments[segment],
-            action,
-            ids.split(",") if ids else None,
-            file.read_bytes() if file else None,
-            "email" if email else "person_id",
-        )
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    settings = _settings(config, inbox=inbox, definitions=definitions)
+    definition = _segment(settings, segment)
+    if action != "clear" and (ids is None) == (file is None):
+        raise SegmentsError("give exactly one of --ids and --file")
+    key = drop_upload(
+        Root(settings.inbox, settings.storage_options),
+        definition,
+        action,
+        ids.split(",") if ids else None,
+        file.read_bytes() if file else None,
+        "email" if email else "person_id",
+    )
     console.print(f"dropped {settings.inbox}/{key}: the next run applies it", highlight=False)
 
 
@@ -576,49 +612,46 @@ def demo(
 ) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
+    from transforms.materialize import compile_workspace
     from transforms.runs import run as run_date
     from transforms.storage import Root
 
-    try:
-        settings = _settings(
-            config,
-            landing=landing,
-            lake=lake,
-            inbox=inbox,
-            definitions=definitions,
-            contracts=contracts,
-        )
-        roots = [
-            Root(getattr(settings, name), settings.storage_options)
-            for name in ("landing", "lake", "inbox")
-        ]
-        with console.status("writing the demo workspace"):
-            prepare_demo_roots(roots)
-            files = write_demo_workspace(roots[0], roots[2])
-        console.print(
-            f"Demo workspace: {len(files.landing)} landing files under {settings.landing},"
-            f" {len(files.inbox)} manual uploads under {settings.inbox}"
-        )
-        kinds = _segment_kinds(settings)
-        for day in (FIRST_DAY, SECOND_DAY):
-            if day == SECOND_DAY:
-                for key, data in files.later_uploads.items():
-                    roots[2].write_bytes(key, data)
-                console.print(
-                    f"A marketer drops {len(files.later_uploads)} more uploads: "
-                    + ", ".join(files.later_uploads),
-                    highlight=False,
-                )
-            with console.status(f"running {day}") as status:
-                report = run_date(
-                    settings, day, progress=lambda step: status.update(f"running {step}")
-                )
-            if report.ingested is not None:
-                _print_ingest(report.ingested)
-            console.print(_run_table(report, kinds))
-            _print_manual(report.manual)
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    settings = _settings(
+        config,
+        landing=landing,
+        lake=lake,
+        inbox=inbox,
+        definitions=definitions,
+        contracts=contracts,
+    )
+    compile_workspace(settings, FIRST_DAY)  # broken contracts or definitions: before writing
+    roots = [
+        Root(getattr(settings, name), settings.storage_options)
+        for name in ("landing", "lake", "inbox")
+    ]
+    with console.status("writing the demo workspace"):
+        prepare_demo_roots(roots)
+        files = write_demo_workspace(roots[0], roots[2])
+    console.print(
+        f"Demo workspace: {len(files.landing)} landing files under {settings.landing},"
+        f" {len(files.inbox)} manual uploads under {settings.inbox}"
+    )
+    kinds = _segment_kinds(settings)
+    for day in (FIRST_DAY, SECOND_DAY):
+        if day == SECOND_DAY:
+            for key, data in files.later_uploads.items():
+                roots[2].write_bytes(key, data)
+            console.print(
+                f"A marketer drops {len(files.later_uploads)} more uploads: "
+                + ", ".join(files.later_uploads),
+                highlight=False,
+            )
+        with console.status(f"running {day}") as status:
+            report = run_date(settings, day, progress=lambda step: status.update(f"running {step}"))
+        if report.ingested is not None:
+            _print_ingest(report.ingested)
+        console.print(_run_table(report, kinds))
+        _print_manual(report.manual)
     lake_url = settings.lake
     console.print(
         f"Tables (Hive-partitioned Parquet): {lake_url}/membership/run_date=D/ and"
@@ -698,10 +731,8 @@ def why(
     settings = _settings(
         config, lake=lake, inbox=inbox, definitions=definitions, contracts=contracts
     )
-    try:
-        result = explain(settings, person, segment, _run_day(settings, date_))
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    _segment(settings, segment)
+    result = explain(settings, person, segment, _run_day(settings, date_))
     if as_json:
         console.print_json(json.dumps(asdict(result), default=str))
         return
@@ -760,12 +791,9 @@ def plan(
     from transforms.plan import plan as plan_changes
 
     settings = _settings(config, lake=lake, definitions=definitions, contracts=contracts)
-    try:
-        day = _day(date_) if date_ else None
-        with console.status("evaluating the changed definitions"):
-            result = plan_changes(settings, day, sample)
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    day = _day(date_) if date_ else None
+    with console.status("evaluating the changed definitions"):
+        result = plan_changes(settings, day, sample)
     if as_json:
         console.print_json(json.dumps(asdict(result)))
     elif not result.segments:
@@ -814,16 +842,12 @@ def history(
     from transforms.storage import Root
 
     settings = _settings(config, lake=lake)
-    try:
-        rows = segment_history(Root(settings.lake, settings.storage_options), segment)
-    except SegmentsError as exc:
-        raise _fail(exc) from exc
+    rows = segment_history(Root(settings.lake, settings.storage_options), segment)
     if not rows:
-        raise _fail(
-            SegmentsError(
-                f"no committed run has a segment '{segment}'",
-                hint="check the id (`segments validate` lists the definitions) or run first",
-            )
+        _segment(settings, segment)  # an id no definition has (nor any committed run) is unknown
+        raise SegmentsError(
+            f"no committed run has segment '{segment}' yet",
+            hint="run a date first: `segments run --date D`",
         )
     if as_json:
         console.print_json(json.dumps([asdict(r) for r in rows]))
