@@ -1,7 +1,7 @@
 """Enter/exit records: a pure function of two membership frames and what explains them.
 
 `diff` is exactly the set difference of the previous and the current membership, both ways,
-with the most specific reason first (STORAGE.md): `new_segment` / `segment_deleted`,
+with the most specific reason first (docs/tables.md): `new_segment` / `segment_deleted`,
 `definition_changed`, `left_snapshot`, `added` / `removed` / `cleared` (manual uploads),
 `condition`. It also carries `member_since` over for people who stay. No I/O here.
 """

@@ -1,4 +1,4 @@
-"""Committing a run on a lake that may be an object store (STORAGE.md, "Committing").
+"""Committing a run on a lake that may be an object store (docs/lifecycle.md, "Commit").
 
 1. data files are written under a fresh attempt name (`part-<attempt>.parquet`);
 2. the run's manifest is written as one object that must not exist yet

@@ -256,7 +256,7 @@ def parse_contract(text: str, file: str) -> TableContract:
         raise ContractError(
             "not a contract this project can use:\n" + _problems(exc),
             file=file,
-            hint="see docs/contracts.md for the supported subset of ODCS v3.1",
+            hint="the README's section 'Data contracts' lists the supported subset of ODCS v3.1",
         ) from exc
     obj = doc.schema_[0]
     names = [p.name for p in obj.properties]

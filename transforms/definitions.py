@@ -23,7 +23,7 @@ SUFFIXES = (".yaml", ".yml")
 
 
 class SegmentFile(BaseModel):
-    """The keys a definition file may have (SEGMENT_LANGUAGE.md)."""
+    """The keys a definition file may have (docs/segment_language.md)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,4 +1,4 @@
-"""Manual segments from the inbox: CSV drops applied exactly once, in order (STORAGE.md).
+"""Manual segments from the inbox: CSV drops applied exactly once, in order (docs/lifecycle.md).
 
 Layout of the inbox root:
 - `<segment_id>/*.csv`: people to add; `<segment_id>/remove/*.csv`: people to remove;

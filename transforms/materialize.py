@@ -1,7 +1,7 @@
 """The materialize step: the members of every segment for run date D, computed without
 writing anything (`transforms.runs` diffs and commits them; `segments preview` shows them).
 
-The events a run sees (STORAGE.md): every event ingested by runs <= D, once per `event_id`,
+The events a run sees (README, "Ingest"): every event ingested by runs <= D, once per `event_id`,
 with `timestamp <= as_of(D)`. The people are D's snapshot; events of people not in it do not
 count.
 """
