@@ -200,15 +200,7 @@ def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) ->
             kept[key] = since
             continue
         day = date.fromisoformat(key.split("run_date=", 1)[1][:10])
-        attempt = lake.attempt_of(key)
-        root.delete(
-            [
-                info.key
-                for folder in run_folders(day)
-                for info in root.list_files(folder, recursive=True)
-                if lake.attempt_of(info.key) == attempt
-            ]
-        )
+        root.delete(attempt_files(root, day, lake.attempt_of(key)))
         log.info("removed the files of %s, superseded at %s", key, since)
     return kept
 
@@ -216,6 +208,16 @@ def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) ->
 def run_folders(day: date) -> list[str]:
     """Where the attempts of run `day` write: its tables, feature state and manifests."""
     return [lake.partition(t, day) for t in (*TABLES, *lake.STATE_TABLES)] + [manifest_folder(day)]
+
+
+def attempt_files(root: Root, day: date, attempt: str | None) -> list[str]:
+    """Keys of every file attempt `attempt` of run `day` wrote in the run's folders."""
+    return [
+        info.key
+        for folder in run_folders(day)
+        for info in root.list_files(folder, recursive=True)
+        if lake.attempt_of(info.key) == attempt
+    ]
 
 
 def clean_up(root: Root, day: date, attempt: str, kept: set[str | None] = frozenset()) -> None:

@@ -38,12 +38,12 @@ from transforms import lake
 from transforms.changes import KEY, DiffContext, diff, segment_slices
 from transforms.commit import (
     Catalog,
+    attempt_files,
     commit,
     manifest_path,
     read_catalog,
     read_manifest,
     read_table,
-    run_folders,
     scan_table,
     write_tables,
 )
@@ -313,13 +313,7 @@ def discard(settings: Settings, plan: Plan) -> None:
     root = Root(settings.lake, settings.storage_options)
     if read_catalog(root).runs.get(plan.day.isoformat()) == manifest_path(plan.day, plan.attempt):
         return
-    own = [
-        info.key
-        for folder in run_folders(plan.day)
-        for info in root.list_files(folder, recursive=True)
-        if lake.attempt_of(info.key) == plan.attempt
-    ]
-    root.delete(own)
+    root.delete(attempt_files(root, plan.day, plan.attempt))
     root.delete_folder(plan.folder)
     shutil.rmtree(_local_copy(plan), ignore_errors=True)
 
