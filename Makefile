@@ -39,7 +39,7 @@ lock: venv
 # A long hunt for disagreements: Polars against DuckDB (CI runs 60 examples, this 3000) and
 # against Spark (CI 15, this 300).
 fuzz: venv
-	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/test_fuzz_engines.py -p no:cacheprovider
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/engines/test_fuzz_engines.py -p no:cacheprovider
 
 # At L: no ingest benchmark (one date of 100M events does not fit in memory; the nightly one
 # lands L's history over ten dates) and no DuckDB-engine contender (too slow and large there).

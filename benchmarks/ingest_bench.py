@@ -23,10 +23,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from transforms.cli.demo import FIRST_DAY, HISTORY_DAYS, SEED, _events, _people
 from transforms.config import load_settings
-from transforms.demo import FIRST_DAY, HISTORY_DAYS, SEED, _events, _people
-from transforms.ingest import ingest
-from transforms.storage import Root
+from transforms.ingest.step import ingest
+from transforms.storage.roots import Root
 
 SCALES = {"XS": (100_000, 1_000_000), "S": (1_000_000, 10_000_000)}
 """No L: ingest holds one date in memory, and one date of 100M events does not fit in 24 GB (the
@@ -71,7 +71,7 @@ def run(scale: str, repeat: int) -> dict:
     with console.status(f"writing landing data for scale {scale} (once)"):
         write_landing(data / "landing", people, events)
     started = time.perf_counter()
-    import transforms.expectations  # noqa: F401  (Great Expectations' import, paid once per process)
+    import transforms.contracts.expectations  # noqa: F401  (Great Expectations' import, paid once per process)
 
     import_seconds = time.perf_counter() - started
     runs = []

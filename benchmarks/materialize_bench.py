@@ -7,7 +7,7 @@ Writes the workspace of `benchmarks.workspace` once (landing Parquet: 90 days of
 day 1, day 2; the inbox, 50 definitions) and runs day 1 once (ingest of the history, first
 run). Then, --repeat times each, interleaved, in separate processes (so peak memory is each
 one's own), from the same state of the lake (the one day 1 left):
-- segments: the nightly run of day 2 (`transforms.runs`, one step after the other: ingest and
+- segments: the nightly run of day 2 (`transforms.runs.steps`, one step after the other: ingest and
   validate one day of events and a new snapshot, manual uploads, materialize, diff, commit),
   each step's wall time and peak memory;
 - segments-duckdb: the same run with `engine="duckdb"`;
@@ -50,8 +50,8 @@ from benchmarks.workspace import (
     write_inbox,
     write_landing,
 )
-from transforms.compiler import as_of_instant
-from transforms.demo import FIRST_DAY, SECOND_DAY
+from transforms.cli.demo import FIRST_DAY, SECOND_DAY
+from transforms.language.compiler import as_of_instant
 
 SCALES = {
     "XS": Scale(100_000, 1_000_000),
@@ -93,7 +93,7 @@ def reset_peak() -> None:
 
 def nightly_run(data: Path, engine: str) -> dict[str, Any]:
     """Day 2's run, step by step: each step's seconds and peak memory."""
-    from transforms import runs
+    from transforms.runs import steps as runs
 
     settings = settings_of(data)
     steps = {}
@@ -274,8 +274,8 @@ def restore_day_one(data: Path) -> None:
 def prepare(scale: str, console: Console) -> Path:
     """The workspace, its ingested history and day 1's committed run, each written once and
     reused (delete `.ingested` or `day1/` to redo one)."""
-    from transforms.ingest import ingest
-    from transforms.runs import run
+    from transforms.ingest.step import ingest
+    from transforms.runs.steps import run
 
     data = HERE / "data" / scale / "nightly"  # beside the ingest benchmark's landing
     write_landing(data / "landing", SCALES[scale])

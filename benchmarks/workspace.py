@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from transforms.demo import COUNTRIES, FIRST_DAY, HISTORY_DAYS, PLANS, SECOND_DAY
+from transforms.cli.demo import COUNTRIES, FIRST_DAY, HISTORY_DAYS, PLANS, SECOND_DAY
 
 SEED = 20260331
 EVENT_NAMES = [

@@ -1,7 +1,7 @@
 """The Airflow DAGs: parsed by a DagBag, run by `dag.test()`, and run by a real scheduler.
 
 Airflow is configured by environment variables when it is imported, so everything Airflow does
-here runs in subprocesses (tests/airflow_probe.py, the `airflow` command) with a temporary
+here runs in subprocesses (tests/support/airflow_probe.py, the `airflow` command) with a temporary
 AIRFLOW_HOME, a SQLite metadata database and loopback ports; the workspace's settings reach
 the tasks through SEGMENTS_CONFIG.
 """
@@ -20,14 +20,14 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import REPO
-from s3_server import free_ports
 
-from transforms.commit import read_catalog, read_manifest, read_table
+from tests.support.s3_server import free_ports
+from tests.support.workspace import REPO
+from transforms.cli.demo import FIRST_DAY, write_demo_workspace
 from transforms.config import load_settings
-from transforms.demo import FIRST_DAY, write_demo_workspace
-from transforms.runs import run
-from transforms.storage import Root
+from transforms.runs.steps import run
+from transforms.storage.catalog import read_catalog, read_manifest, read_table
+from transforms.storage.roots import Root
 
 pytestmark = pytest.mark.airflow
 BIN = Path(sys.executable).parent
@@ -85,7 +85,7 @@ def airflow(env: dict[str, str], *args: str) -> str:
 def probe(env: dict[str, str], *args: str) -> tuple[object, str]:
     """(the probe's RESULT, everything it printed)."""
     done = subprocess.run(
-        [sys.executable, str(REPO / "tests/airflow_probe.py"), *args],
+        [sys.executable, str(REPO / "tests/support/airflow_probe.py"), *args],
         env=env,
         capture_output=True,
         text=True,

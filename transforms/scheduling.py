@@ -75,9 +75,9 @@ def _params_date(context: Any) -> date:
 
 def start_run(context: Any) -> dict[str, Any]:
     """The refresh's first task: plan an attempt at run D, then read D's landing files."""
-    from transforms.commit import read_catalog
-    from transforms.runs import begin, ingest_step
-    from transforms.storage import Root
+    from transforms.runs.steps import begin, ingest_step
+    from transforms.storage.catalog import read_catalog
+    from transforms.storage.roots import Root
 
     params = context["params"]
     with task_boundary():
@@ -111,9 +111,9 @@ RESTART = (
 
 def run_step(name: str, handle: dict[str, Any]) -> dict[str, Any]:
     """A later task of the refresh: step `name` of the attempt `start_run` planned."""
-    from transforms import runs
-    from transforms.commit import manifest_path
-    from transforms.storage import Root
+    from transforms.runs import steps as runs
+    from transforms.storage.catalog import manifest_path
+    from transforms.storage.roots import Root
 
     step = {s.__name__.removesuffix("_step"): s for s in runs.STEPS}[name]
     with task_boundary(RESTART if name == "commit" else None):
@@ -130,7 +130,7 @@ def run_step(name: str, handle: dict[str, Any]) -> dict[str, Any]:
 
 def report_run(handle: dict[str, Any]) -> dict[str, Any]:
     """The refresh's last task: log what the committed run did, per segment."""
-    from transforms.runs import report
+    from transforms.runs.steps import report
 
     with task_boundary():
         result = report(settings(), date.fromisoformat(handle["date"]))
@@ -148,7 +148,7 @@ def report_run(handle: dict[str, Any]) -> dict[str, Any]:
 
 def check_inbox(context: Any) -> dict[str, Any]:
     """The inbox DAG's task: refuse uploads that cannot be applied, dry-run the others."""
-    from transforms.inbox import check_uploads
+    from transforms.manual.inbox import check_uploads
 
     due = context.get("logical_date") or context["dag_run"].run_after
     with task_boundary():

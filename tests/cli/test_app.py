@@ -1,0 +1,94 @@
+"""The `segments` command: exit codes, readable errors, JSON output, the demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from tests.support.workspace import CONTRACTS, DAY, PEOPLE_HEADER, land
+from transforms.cli.app import app
+
+runner = CliRunner()
+
+
+def roots(settings) -> list[str]:
+    return ["--landing", settings.landing, "--lake", settings.lake, "--contracts", str(CONTRACTS)]
+
+
+def test_ingest_prints_counts_as_json(settings):
+    land(
+        settings,
+        "people",
+        "people.csv",
+        PEOPLE_HEADER + "p1,a@b.c,A,free,US,30,1,true,2026-01-01T00:00:00Z,\n"
+        "p2,a@b.c,A,gold,US,30,1,true,2026-01-01T00:00:00Z,\n",
+    )
+    result = runner.invoke(app, ["ingest", "--date", DAY.isoformat(), "--json", *roots(settings)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["tables"]["people"]["quarantined"] == 1
+    assert report["tables"]["people"]["broken_rules"] == {"plan:validValues": 1}
+
+
+def test_ingest_table_output_names_the_broken_rule(settings):
+    land(
+        settings,
+        "people",
+        "people.csv",
+        PEOPLE_HEADER + "p2,a@b.c,A,gold,US,30,1,true,2026-01-01T00:00:00Z,\n",
+    )
+    result = runner.invoke(app, ["ingest", "--date", DAY.isoformat(), *roots(settings)])
+    assert result.exit_code == 0, result.output
+    assert "plan:validValues" in result.stdout
+
+
+def test_a_missing_snapshot_exits_non_zero_with_the_fix(settings):
+    Path(settings.landing).mkdir(parents=True)
+    result = runner.invoke(app, ["ingest", "--date", DAY.isoformat(), *roots(settings)])
+    assert result.exit_code == 1
+    assert "no people snapshot for 2026-03-30" in result.stderr
+    assert "fix:" in result.stderr
+
+
+def test_a_bad_date_is_refused(settings):
+    result = runner.invoke(app, ["ingest", "--date", "30/03/2026", *roots(settings)])
+    assert result.exit_code == 2
+    assert "YYYY-MM-DD" in result.output
+
+
+def test_contracts_check_lists_every_problem(tmp_path):
+    (tmp_path / "a.odcs.yaml").write_text("kind: [")
+    (tmp_path / "b.odcs.yaml").write_text("apiVersion: v3.1.0\n")
+    result = runner.invoke(app, ["contracts", "check", "--contracts", str(tmp_path)])
+    assert result.exit_code == 1
+    assert "a.odcs.yaml" in result.stderr and "b.odcs.yaml" in result.stderr
+
+
+def test_contracts_check_passes_on_the_repo_contracts():
+    result = runner.invoke(app, ["contracts", "check", "--contracts", str(CONTRACTS)])
+    assert result.exit_code == 0, result.output
+    assert "5 contract(s) valid" in result.stdout
+
+
+def test_demo_writes_a_workspace_and_ingests_both_days(settings):
+    result = runner.invoke(
+        app,
+        ["demo", "--landing", settings.landing, "--lake", settings.lake, "--inbox", settings.inbox],
+    )
+    assert result.exit_code == 0, result.output
+    assert "Ingest 2026-03-30" in result.stdout and "Ingest 2026-03-31" in result.stdout
+    assert "plan:validValues" in result.stdout  # the demo's broken rows are shown
+
+
+def test_demo_refuses_roots_it_did_not_write(settings):
+    Path(settings.lake).mkdir(parents=True)
+    (Path(settings.lake) / "precious.parquet").write_bytes(b"data")
+    result = runner.invoke(
+        app,
+        ["demo", "--landing", settings.landing, "--lake", settings.lake, "--inbox", settings.inbox],
+    )
+    assert result.exit_code == 1
+    assert "is not empty and was not written by the demo" in result.stderr
+    assert (Path(settings.lake) / "precious.parquet").exists()

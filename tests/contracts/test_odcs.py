@@ -1,0 +1,145 @@
+"""Data contracts: the repo's contracts load, derived artefacts follow them, bad ones fail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.support.workspace import CONTRACTS, REPO
+from transforms.contracts.expectations import suite_rules
+from transforms.contracts.odcs import contract_docs, load_contract, load_contracts, parse_contract
+from transforms.errors import ContractError
+
+MINIMAL = """
+apiVersion: v3.1.0
+kind: DataContract
+id: t
+version: 1.0.0
+status: active
+schema:
+  - name: things
+    properties:
+{properties}
+"""
+
+
+def contract_with(properties: str):
+    return parse_contract(MINIMAL.format(properties=properties), "things.odcs.yaml")
+
+
+def test_every_repo_contract_loads():
+    found, problems = load_contracts(CONTRACTS)
+    assert problems == []
+    assert set(found) == {"people", "events", "manual_upload", "membership", "changes"}
+
+
+def test_polars_schema_is_derived_from_logical_types():
+    schema = load_contract(CONTRACTS, "events").polars_schema()
+    assert schema["event_id"] == pl.String
+    assert schema["timestamp"] == pl.Datetime("us", "UTC")
+    assert schema["amount"] == pl.Float64
+
+
+def test_people_primary_key_is_required_and_unique():
+    people = load_contract(CONTRACTS, "people")
+    assert people.primary_key == "person_id"
+    key = people.column("person_id")
+    assert key.required and key.unique
+
+
+def test_expectation_suite_follows_the_contract():
+    rules = dict(suite_rules(load_contract(CONTRACTS, "people")))
+    assert set(rules) == {
+        "person_id:required",
+        "person_id:unique",
+        "email:pattern",
+        "plan:required",
+        "plan:validValues",
+        "country:pattern",
+        "age:range",
+        "lifetime_value:range",
+        "created_at:required",
+    }
+    assert rules["plan:validValues"].value_set == ["free", "trial", "pro", "enterprise"]
+    assert (rules["age:range"].min_value, rules["age:range"].max_value) == (13, 120)
+
+
+def test_quality_rules_map_to_columns():
+    contract = contract_with(
+        """      - name: code
+        logicalType: string
+        quality:
+          - metric: invalidValues
+            arguments: {pattern: "^[A-Z]+$"}
+            mustBe: 0
+          - metric: nullValues
+            mustBe: 0
+          - metric: duplicateValues
+            mustBe: 0
+      - name: score
+        logicalType: number
+        logicalTypeOptions: {exclusiveMinimum: 0, maximum: 1}"""
+    )
+    code, score = contract.columns
+    assert (code.pattern, code.required, code.unique) == ("^[A-Z]+$", True, True)
+    assert (score.minimum, score.strict_minimum, score.maximum, score.strict_maximum) == (
+        0,
+        True,
+        1,
+        False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        ("      - name: a\n        logicalType: string\n        requried: true", "requried"),
+        ("      - name: a\n        logicalType: text", "logicalType"),
+        (
+            "      - name: a\n        logicalType: string\n"
+            "        logicalTypeOptions: {minimum: 1}",
+            "minimum/maximum bounds are supported on integer and number only",
+        ),
+        (
+            "      - name: a\n        logicalType: string\n        quality:\n"
+            "          - metric: invalidValues\n            arguments: {validValues: [x]}\n"
+            "            mustBe: 5",
+            "only `mustBe: 0` is supported",
+        ),
+        (
+            "      - name: a\n        logicalType: string\n      - name: a\n"
+            "        logicalType: integer",
+            "properties declared twice: a",
+        ),
+    ],
+)
+def test_bad_contracts_are_refused_naming_file_and_problem(properties, message):
+    with pytest.raises(ContractError) as raised:
+        contract_with(properties)
+    assert "things.odcs.yaml" in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_contract_file_named_for_another_table_is_refused(tmp_path: Path):
+    (tmp_path / "people.odcs.yaml").write_text(
+        MINIMAL.format(properties="      - name: a\n        logicalType: string")
+    )
+    with pytest.raises(ContractError, match="declares table 'things'"):
+        load_contract(tmp_path, "people")
+
+
+def test_load_contracts_reports_every_broken_file(tmp_path: Path):
+    (tmp_path / "a.odcs.yaml").write_text("kind: [")
+    (tmp_path / "b.odcs.yaml").write_text("apiVersion: v3.1.0\n")
+    found, problems = load_contracts(tmp_path)
+    assert found == {}
+    assert [Path(p.file).name for p in problems] == ["a.odcs.yaml", "b.odcs.yaml"]
+
+
+def test_committed_docs_match_the_contracts():
+    found, _ = load_contracts(CONTRACTS)
+    expected = contract_docs([found[name] for name in sorted(found)]) + "\n"
+    committed = (REPO / "docs" / "tables.md").read_text(encoding="utf-8")
+    assert committed == expected, "regenerate with: segments contracts docs --output docs/tables.md"

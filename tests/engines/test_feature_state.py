@@ -1,0 +1,355 @@
+"""Folding the event features from the previous run's state gives exactly what recomputing them
+from every event gives: day after day, with late and future events, bucket edges, gaps between
+runs and definition changes."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from datetime import date, datetime, time, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from tests.support.workspace import (
+    CONTRACTS,
+    EVENTS_HEADER,
+    PEOPLE_HEADER,
+    land,
+    person_row,
+    with_definitions,
+    workspace_settings,
+)
+from transforms.engines import person_order
+from transforms.language.compiler import as_of_instant
+from transforms.runs.materialize import evaluate
+from transforms.runs.steps import run
+from transforms.storage.catalog import read_catalog, read_manifest, read_table
+from transforms.storage.lake import STATE_TABLES
+from transforms.storage.roots import Root
+
+START = date(2026, 3, 20)
+DAYS = [START + timedelta(days=i) for i in range(8)]
+PEOPLE = [f"p{i:02d}" for i in range(30)]
+DEFINITIONS = {
+    "login_today": "event_count('login', within => '1 day') >= 1",
+    "viewer": "event_count('view', within => '3 days') >= 2",
+    "busy": "event_count('*') >= 12",
+    "spender": "event_sum('purchase', amount, within => '4 days') > 3.5",
+    "big_average": "event_avg('purchase', amount, within => '5 days') >= 2.25",
+    "recent_viewer": "last_event_at('view', within => '2 days') >= as_of() - INTERVAL '1 day'",
+    "old_timer": "first_event_at('*', within => '6 days') < as_of() - INTERVAL '4 days'",
+    "big_buy": "event_max('purchase', amount, within => '3 days') >= 4",
+    "small_buy": "event_min('purchase', amount) <= 0.5",
+    "since_march": "event_count('purchase', since => DATE '2026-03-24') >= 2",
+    "filtered": "event_count('purchase', within => '7 days', where => amount > 2) >= 1",
+    "lately": "event_count('login', within => '36 hours') >= 1",
+    "fresh_views": "event_count('view', where => days_since(timestamp) < 2) >= 1",
+}
+
+
+def definitions(extra: dict[str, str] | None = None) -> dict[str, str]:
+    return definitions_of({**DEFINITIONS, **(extra or {})})
+
+
+def definitions_of(where: dict[str, str]) -> dict[str, str]:
+    return {sid: f"name: {sid}\ntype: data_driven\nwhere: {text}\n" for sid, text in where.items()}
+
+
+def land_days(settings, seed: int) -> None:
+    """Each day's snapshot, and events spread from ten days before the day to two days after
+    it (late and early arrivals), some exactly on midnight, amounts exact in binary."""
+    rng = random.Random(seed)
+    for day in DAYS:
+        people = [p for p in PEOPLE if rng.random() > 0.05]
+        land(settings, "people", "p.csv", PEOPLE_HEADER + "".join(map(person_row, people)), day)
+        rows = []
+        for i in range(120):
+            moment = datetime.combine(day, time()) + timedelta(days=1)
+            if rng.random() < 0.15:
+                moment -= timedelta(days=rng.randint(-1, 9))  # exactly on a bucket edge
+            else:
+                moment -= timedelta(seconds=rng.randint(-2 * 86400, 10 * 86400))
+            name = rng.choice(["login", "view", "view", "purchase", "other"])
+            amount = rng.randint(0, 24) / 4 if name == "purchase" and rng.random() < 0.9 else ""
+            person = rng.choice(PEOPLE)
+            rows.append(f"{day}-{i},{person},{name},{moment:%Y-%m-%dT%H:%M:%S}Z,{amount},USD,\n")
+        land(settings, "events", "e.csv", EVENTS_HEADER + "".join(rows), day)
+
+
+def workspace(folder: Path, seed: int, extra: dict[str, str] | None = None):
+    settings = with_definitions(
+        workspace_settings(folder), folder / "definitions", definitions(extra)
+    )
+    land_days(settings, seed)
+    return settings
+
+
+def committed(settings, day: date):
+    """(manifest, membership and changes, feature totals) of run `day`: the latest runs only,
+    earlier runs' totals are removed."""
+    root = Root(settings.lake)
+    manifest = read_manifest(root, read_catalog(root), day)
+    tables = {t: read_table(root, manifest, t).sort(pl.all()) for t in ("membership", "changes")}
+    totals = read_table(root, manifest, "feature_totals")
+    return manifest, tables, totals.select(sorted(totals.columns)).sort("person_id")
+
+
+def manifest_of(settings, day: date) -> dict:
+    root = Root(settings.lake)
+    return read_manifest(root, read_catalog(root), day)
+
+
+def members(settings, day: date) -> pl.DataFrame:
+    return read_table(Root(settings.lake), manifest_of(settings, day), "membership")
+
+
+def assert_same_run(folded, full, day: date) -> dict:
+    """Folded and full runs of `day` committed the same tables and totals; the folded manifest."""
+    manifest, tables, totals = committed(folded, day)
+    full_manifest, full_tables, full_totals = committed(full, day)
+    assert full_manifest["features"].startswith("recomputed")
+    for table, frame in tables.items():
+        assert frame.equals(full_tables[table]), (day, table)
+    assert totals.equals(full_totals), day
+    assert_in_person_order(folded, manifest)
+    return manifest
+
+
+def assert_in_person_order(settings, manifest: dict) -> None:
+    """The state files a run writes are sorted by person: what makes folding and joining fast."""
+    state, own = manifest["feature_state"], f"feature_partials/run_date={manifest['run_date']}/"
+    for key in state["totals"] + [row[2] for row in state["partials"] if row[2].startswith(own)]:
+        assert pl.read_parquet(Path(settings.lake, key))["person_id"].is_sorted(), key
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
+    folded, full = workspace(tmp_path / "folded", seed), workspace(tmp_path / "full", seed)
+    for index, day in enumerate(DAYS):
+        run(folded, day)
+        run(full, day, full=True)
+        manifest = assert_same_run(folded, full, day)
+        assert manifest["features"] == ("recomputed (no previous run)" if index == 0 else "folded")
+    root = Root(folded.lake)
+    final = read_manifest(root, read_catalog(root), DAYS[-1])
+    assert set(final["feature_state"]["events"]) == {d.isoformat() for d in DAYS}
+    for sid in DEFINITIONS:  # every kind of feature decided somebody's membership somewhere
+        assert any(members(folded, d).filter(pl.col("segment_id") == sid).height for d in DAYS), sid
+
+
+def test_gaps_between_runs_and_definition_changes(tmp_path):
+    folded, full = workspace(tmp_path / "folded", 3), workspace(tmp_path / "full", 3)
+    hows = {}
+    for day in (DAYS[0], DAYS[1], DAYS[4], DAYS[5]):  # two dates ingested, never run
+        if day == DAYS[4]:
+            for settings in (folded, full):
+                with_definitions(
+                    settings,
+                    Path(settings.definitions),
+                    definitions({"weekly": "event_count('view', within => '7 days') >= 3"}),
+                )
+        run(folded, day)
+        run(full, day, full=True)
+        hows[day] = assert_same_run(folded, full, day)["features"]
+    assert hows[DAYS[1]] == "folded"
+    assert hows[DAYS[4]] == f"recomputed (1 feature(s) new since run {DAYS[1]})"
+    assert hows[DAYS[5]] == "folded"
+
+
+def test_a_run_after_one_without_state_or_with_missing_files_recomputes(tmp_path):
+    folded, full = workspace(tmp_path / "folded", 4), workspace(tmp_path / "full", 4)
+    run(folded, DAYS[0], engine="duckdb")  # the SQL engines keep no state
+    run(folded, DAYS[1])
+    manifest = read_manifest(Root(folded.lake), read_catalog(Root(folded.lake)), DAYS[1])
+    assert manifest["features"] == f"recomputed (run {DAYS[0]} kept no feature state)"
+    Path(folded.lake, manifest["feature_state"]["partials"][0][2]).unlink()
+    run(folded, DAYS[2])
+    for day in DAYS[:3]:
+        run(full, day, full=True)
+    assert assert_same_run(folded, full, DAYS[2])["features"] == (
+        f"recomputed (files of run {DAYS[1]}'s feature state are missing)"
+    )
+
+
+def test_an_integer_sum_that_cancels_out_still_loses_the_day_that_leaves(tmp_path):
+    """+5 then -5: the sum is 0 and the person has no row in the totals; when the +5 day leaves
+    the window the sum is -5, as recomputing finds."""
+    contracts = tmp_path / "contracts"
+    shutil.copytree(CONTRACTS, contracts)
+    contract = contracts / "events.odcs.yaml"
+    quantity = "      - name: quantity\n        logicalType: integer\n"
+    contract.write_text(
+        contract.read_text().replace(
+            "      - name: properties\n", quantity + "      - name: properties\n"
+        )
+    )
+    where = "event_sum('order', quantity, within => '2 days') < 0"
+    settings = {}
+    for name in ("folded", "full"):
+        base = workspace_settings(tmp_path / name).model_copy(update={"contracts": str(contracts)})
+        settings[name] = with_definitions(
+            base,
+            tmp_path / name / "definitions",
+            {"returned": f"name: r\ntype: data_driven\nwhere: {where}\n"},
+        )
+        for day, items in zip(DAYS[:4], (5, -5, None, None), strict=True):
+            land(settings[name], "people", "p.csv", PEOPLE_HEADER + person_row("p01"), day)
+            rows = f"{day}-1,p01,order,{day}T12:00:00Z,,USD,,{items}\n" if items else ""
+            land(
+                settings[name],
+                "events",
+                "e.csv",
+                EVENTS_HEADER.replace("\n", ",quantity\n") + rows,
+                day,
+            )
+    for day in DAYS[:4]:
+        run(settings["folded"], day)
+        run(settings["full"], day, full=True)
+        assert_same_run(settings["folded"], settings["full"], day)
+    # -5 in the window of the 3rd day
+    assert members(settings["folded"], DAYS[2])["person_id"].to_list() == ["p01"]
+
+
+def test_state_of_an_earlier_format_is_recomputed(tmp_path):
+    settings = workspace(tmp_path, 7)
+    run(settings, DAYS[0])
+    (manifest_path,) = Path(settings.lake, "runs", f"run_date={DAYS[0]}").glob("manifest-*.json")
+    manifest = json.loads(manifest_path.read_text())
+    manifest["feature_state"]["format"] = 1
+    manifest_path.write_text(json.dumps(manifest))
+    run(settings, DAYS[1])
+    assert (
+        read_manifest(Root(settings.lake), read_catalog(Root(settings.lake)), DAYS[1])["features"]
+        == f"recomputed (run {DAYS[0]}'s feature state has an earlier format)"
+    )
+
+
+def test_state_files_in_any_order_fold_to_the_same_features(tmp_path):
+    """State written out of person order (by an earlier version) is sorted, not trusted."""
+    folded, full = workspace(tmp_path / "folded", 6), workspace(tmp_path / "full", 6)
+    run(folded, DAYS[0])
+    state = read_manifest(Root(folded.lake), read_catalog(Root(folded.lake)), DAYS[0])
+    for key in state["feature_state"]["totals"] + [state["feature_state"]["partials"][0][2]]:
+        path = Path(folded.lake, key)
+        pl.read_parquet(path).sort("person_id", descending=True).write_parquet(path)
+    run(folded, DAYS[1])
+    for day in DAYS[:2]:
+        run(full, day, full=True)
+    assert assert_same_run(folded, full, DAYS[1])["features"] == "folded"
+
+
+def test_buckets_are_the_days_of_every_window():
+    """An event exactly on midnight belongs to the day that ends there, as the as-of instant of
+    that day counts it and a window ending a day later does not."""
+    from transforms.engines.feature_state import bucket
+
+    moments = [
+        as_of_instant(START),  # 00:00 of the 21st: the last instant of run date the 20th
+        as_of_instant(START) + timedelta(microseconds=1),
+    ]
+    frame = pl.DataFrame({"timestamp": moments}, schema={"timestamp": pl.Datetime("us", "UTC")})
+    assert frame.select(bucket()).to_series().to_list() == [START, START + timedelta(days=1)]
+
+
+def test_partials_outside_every_window_are_forgotten(tmp_path):
+    """With windows only, a run keeps track of the partials a later run can still count."""
+    windowed = {sid: DEFINITIONS[sid] for sid in ("login_today", "viewer", "spender", "big_buy")}
+    settings = {}
+    for name in ("folded", "full"):
+        settings[name] = with_definitions(
+            workspace_settings(tmp_path / name),
+            tmp_path / name / "definitions",
+            {sid: f"name: {sid}\ntype: data_driven\nwhere: {w}\n" for sid, w in windowed.items()},
+        )
+        land_days(settings[name], 5)
+    for day in DAYS:
+        run(settings["folded"], day)
+        run(settings["full"], day, full=True)
+        manifest = assert_same_run(settings["folded"], settings["full"], day)
+        buckets = {date.fromisoformat(row[1]) for row in manifest["feature_state"]["partials"]}
+        assert min(buckets) > day - timedelta(days=4)  # the longest window is 4 days
+    assert manifest["features"] == "folded"
+
+
+def state_files(settings) -> set[str]:
+    return {
+        str(path.relative_to(settings.lake))
+        for table in STATE_TABLES
+        for path in Path(settings.lake, table).rglob("*.parquet")
+    }
+
+
+def test_only_the_latest_runs_keep_their_state_and_runs_go_on_folding(tmp_path):
+    windowed = {"login_today": DEFINITIONS["login_today"], "viewer": DEFINITIONS["viewer"]}
+    folded, full = (
+        with_definitions(
+            workspace(tmp_path / name, 6), tmp_path / name / "windowed", definitions_of(windowed)
+        )
+        for name in ("folded", "full")
+    )
+    for day in DAYS[:5]:
+        run(folded, day)
+    root = Root(folded.lake)
+    latest = [read_manifest(root, read_catalog(root), day) for day in DAYS[3:5]]
+    listed = {
+        key
+        for manifest in latest
+        for key in manifest["feature_state"]["totals"]
+        + [row[2] for row in manifest["feature_state"]["partials"]]
+    }
+    written = {key for m in latest for table in STATE_TABLES for key in m["files"][table]}
+    # what the latest two runs fold from or wrote is there, and nothing else: the totals of
+    # earlier runs and the partials that left every window are gone, with their folders
+    assert state_files(folded) == listed | written
+    assert any(f"run_date={DAYS[0]}" in key for key in listed)  # partials still in a window
+    assert not Path(folded.lake, "feature_totals", f"run_date={DAYS[0]}").exists()
+
+    run(folded, DAYS[4])  # a rerun of the latest date folds the state of the one before
+    assert manifest_of(folded, DAYS[4])["features"] == "folded"
+    run(folded, DAYS[1], rebuild_later=True)  # the state before it is gone: it recomputes,
+    hows = [manifest_of(folded, day)["features"] for day in DAYS[1:5]]  # the rest fold
+    assert (
+        hows
+        == [f"recomputed (files of run {DAYS[0]}'s feature state are missing)"] + ["folded"] * 3
+    )
+    run(folded, DAYS[5])
+    for day in DAYS[:6]:
+        run(full, day, full=True)
+    for day in DAYS[4:6]:  # the runs whose totals are kept
+        assert_same_run(folded, full, day)
+    for day in DAYS[:4]:
+        assert members(folded, day).sort(pl.all()).equals(members(full, day).sort(pl.all())), day
+
+
+def test_a_recompute_by_ranges_of_people_gives_what_one_pass_gives(tmp_path, monkeypatch):
+    whole, by_ranges = workspace(tmp_path / "whole", 7), workspace(tmp_path / "ranges", 7)
+    for day in DAYS[:3]:
+        run(whole, day, full=True)
+        with monkeypatch.context() as patched:
+            patched.setattr(person_order, "PEOPLE_PER_RANGE", 7)
+            assert len(person_order.person_ranges(pl.Series(PEOPLE))) == 5
+            run(by_ranges, day, full=True)
+        assert_same_run(by_ranges, whole, day)
+
+
+def test_an_evaluation_from_the_events_by_ranges_of_people_gives_what_one_pass_gives(
+    tmp_path, monkeypatch
+):
+    """Members computed without the feature state (preview, plan), one range at a time: the
+    same rows in the same (key) order."""
+    chain = {"chained": "in_segment('spender') AND NOT in_segment('login_today')"}
+    settings = workspace(tmp_path, 8, chain)
+    settings = with_definitions(
+        settings, Path(settings.definitions), {"vip": "name: VIP\ntype: manual\n"}
+    )
+    run(settings, DAYS[2])
+    manual = pl.DataFrame({"segment_id": ["vip"] * 3, "person_id": ["p03", "p17", "p29"]})
+    one_pass = evaluate(settings, DAYS[2], manual_members=manual)
+    monkeypatch.setattr(person_order, "PEOPLE_PER_RANGE", 4)
+    by_ranges = evaluate(settings, DAYS[2], manual_members=manual)
+    assert by_ranges.members.equals(one_pass.members)
+    assert by_ranges.snapshot.equals(one_pass.snapshot)
+    assert set(one_pass.members["segment_id"]) >= {"chained", "vip", "spender"}

@@ -1,0 +1,303 @@
+"""Property-based hunt for disagreements: random predicates over random small tables, Polars
+against the generated SQL on DuckDB, and (fewer examples: each costs Spark a query) on Spark.
+Same members, or a bug.
+
+CI runs a bounded number of examples; `make fuzz` runs many more
+(`HYPOTHESIS_PROFILE=fuzz`). Every disagreement found becomes a case in test_language.py.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date, datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import polars as pl
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.language_fixture import AS_OF
+from transforms.contracts.odcs import load_contract
+from transforms.engines.membership import event_features, segment_members
+from transforms.language.compiler import compile_segments
+from transforms.language.definitions import Segment, SegmentFile
+from transforms.language.sql import run_query
+
+CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts"
+PEOPLE = load_contract(CONTRACTS, "people")
+EVENTS = load_contract(CONTRACTS, "events")
+settings.register_profile(
+    "ci", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.register_profile(
+    "fuzz", max_examples=3000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+SPARK_EXAMPLES = {"ci": 15, "fuzz": 300}[os.environ.get("HYPOTHESIS_PROFILE", "ci")]
+
+EVENT_NAMES = ["purchase", "login", "page_viewed"]
+nullable = lambda values: st.one_of(st.none(), values)  # noqa: E731
+
+# --- random expressions of the language, typed so they compile --------------------------------
+
+num_literal = st.one_of(
+    st.integers(-3, 60).map(str),
+    st.sampled_from(["0.5", "2.5", "-1.5", "100.25", "0", "NULL"]),
+)
+window = st.sampled_from(
+    [
+        "",
+        ", within => '1 day'",
+        ", within => '7 days'",
+        ", within => INTERVAL 30 DAY",
+        ", since => DATE '2026-03-20', until => DATE '2026-03-30'",
+    ]
+)
+event_filter = st.sampled_from(
+    [
+        "",
+        ", where => amount > 10",
+        ", where => currency = 'USD'",
+        ", where => amount IS NULL",
+        ", where => currency IN ('EUR', NULL)",
+    ]
+)
+event_name = st.sampled_from([*EVENT_NAMES, "*"])
+
+
+@st.composite
+def event_call(draw, kind: str) -> str:
+    name, win, flt = draw(event_name), draw(window), draw(event_filter)
+    if kind == "count":
+        return f"event_count('{name}'{win}{flt})"
+    aggregate = draw(st.sampled_from(["event_sum", "event_min", "event_max", "event_avg"]))
+    return f"{aggregate}('{name}', amount{win}{flt})"
+
+
+def numbers(depth: int) -> st.SearchStrategy[str]:
+    leaves = st.one_of(
+        st.sampled_from(
+            [
+                "age",
+                "lifetime_value",
+                "days_since(created_at)",
+                "date_diff('day', created_at, as_of())",
+                "length(country)",
+            ]
+        ),
+        num_literal,
+        event_call("count"),
+        event_call("value"),
+    )
+    if depth <= 0:
+        return leaves
+    smaller = numbers(depth - 1)
+    return st.one_of(
+        leaves,
+        st.tuples(smaller, st.sampled_from(["+", "-", "*", "/"]), smaller).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+        smaller.map(lambda x: f"abs({x})"),
+        smaller.map(lambda x: f"round({x}, 1)"),
+        smaller.map(lambda x: f"CAST({x} AS BIGINT)"),
+        st.tuples(smaller, smaller).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
+        st.tuples(conditions(depth - 1), smaller, smaller).map(
+            lambda t: f"CASE WHEN {t[0]} THEN {t[1]} ELSE {t[2]} END"
+        ),
+    )
+
+
+def texts(depth: int) -> st.SearchStrategy[str]:
+    leaves = st.sampled_from(
+        ["plan", "country", "email", "first_name", "'pro'", "'US'", "NULL", "CAST(age AS VARCHAR)"]
+    )
+    if depth <= 0:
+        return leaves
+    smaller = texts(depth - 1)
+    return st.one_of(
+        leaves,
+        smaller.map(lambda x: f"lower({x})"),
+        smaller.map(lambda x: f"upper({x})"),
+        smaller.map(lambda x: f"trim({x})"),
+        st.tuples(smaller, smaller).map(lambda t: f"({t[0]} || {t[1]})"),
+        st.tuples(smaller, smaller).map(lambda t: f"coalesce({t[0]}, {t[1]})"),
+    )
+
+
+def conditions(depth: int) -> st.SearchStrategy[str]:
+    compare = st.sampled_from(["=", "<>", "<", "<=", ">", ">="])
+    leaves = st.one_of(
+        st.tuples(numbers(min(depth, 1)), compare, numbers(min(depth, 1))).map(" ".join),
+        st.tuples(texts(min(depth, 1)), compare, texts(min(depth, 1))).map(" ".join),
+        numbers(0).map(lambda x: f"{x} IS NULL"),
+        texts(0).map(lambda x: f"{x} IS NOT NULL"),
+        st.tuples(
+            texts(0),
+            st.lists(st.sampled_from(["'pro'", "'free'", "'US'", "NULL"]), min_size=1, max_size=3),
+            st.booleans(),
+        ).map(lambda t: f"{t[0]} {'NOT ' if t[2] else ''}IN ({', '.join(t[1])})"),
+        st.tuples(numbers(0), num_literal, num_literal).map(
+            lambda t: f"{t[0]} BETWEEN {t[1]} AND {t[2]}"
+        ),
+        st.tuples(
+            texts(0),
+            st.sampled_from(["'%a%'", "'p_o'", "'%.com'", "'A%'"]),
+            st.sampled_from(["LIKE", "NOT LIKE", "ILIKE"]),
+        ).map(lambda t: f"{t[0]} {t[2]} {t[1]}"),
+        st.sampled_from(
+            [
+                "email_opt_in",
+                "created_at < as_of() - INTERVAL 30 DAY",
+                "trial_ends_on <= current_date",
+                "created_at >= '2026-03-01'",
+                "date_trunc('month', created_at) = TIMESTAMP '2026-03-01 00:00:00'",
+                "last_event_at('*') > as_of() - INTERVAL 3 DAY",
+                "first_event_at('login') IS NULL",
+                "TRUE",
+                "NULL",
+            ]
+        ),
+        st.tuples(event_name, window, event_filter).map(
+            lambda t: f"performed('{t[0]}'{t[1]}{t[2]})"
+        ),
+    )
+    if depth <= 0:
+        return leaves
+    smaller = conditions(depth - 1)
+    return st.one_of(
+        leaves,
+        smaller.map(lambda x: f"NOT ({x})"),
+        st.tuples(smaller, st.sampled_from(["AND", "OR"]), smaller).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+    )
+
+
+# --- random small tables ------------------------------------------------------------------------
+
+
+def _stamp(hours: int) -> datetime:
+    return AS_OF - timedelta(hours=hours)
+
+
+person = st.fixed_dictionaries(
+    {
+        "email": nullable(st.sampled_from(["a@example.com", "B@Example.com", "x@y.org", ""])),
+        "first_name": nullable(st.sampled_from(["Ada", " Bo ", "", "Élise"])),
+        "plan": st.sampled_from(["free", "trial", "pro", "enterprise"]),
+        "country": nullable(st.sampled_from(["US", "DE", "us", "FR"])),
+        "age": nullable(st.integers(13, 90)),
+        "lifetime_value": nullable(st.sampled_from([0.0, 2.5, 10.25, 99.5, 1200.5])),
+        "email_opt_in": nullable(st.booleans()),
+        "created_at": st.integers(0, 24 * 120).map(_stamp),
+        "trial_ends_on": nullable(
+            st.integers(-5, 5).map(lambda d: date(2026, 3, 31) + timedelta(d))
+        ),
+    }
+)
+event = st.fixed_dictionaries(
+    {
+        "person": st.integers(0, 9),
+        "name": st.sampled_from(EVENT_NAMES),
+        # hours before as_of, biased to the edges of the windows and since/until bounds
+        "timestamp": st.one_of(
+            st.sampled_from([0, 1, -1, 23, 24, 25, 48, 168, 169, 264, 265, 720, 721]),
+            st.integers(-48, 24 * 40),
+        ).map(_stamp),
+        "amount": nullable(st.sampled_from([0.0, 5.0, 10.0, 12.5, 250.0])),
+        "currency": nullable(st.sampled_from(["USD", "EUR", "GBP"])),
+    }
+)
+
+
+def _tables(people_rows: list[dict], event_rows: list[dict], folder: Path) -> tuple[Path, Path]:
+    people = pl.DataFrame(
+        [{"person_id": f"p{i}", **row} for i, row in enumerate(people_rows)],
+        schema=PEOPLE.polars_schema(),
+    )
+    events = pl.DataFrame(
+        [
+            {
+                "event_id": f"e{i}",
+                "person_id": f"p{row['person']}",
+                "name": row["name"],
+                "timestamp": row["timestamp"],
+                "amount": row["amount"],
+                "currency": row["currency"],
+                "properties": None,
+            }
+            for i, row in enumerate(event_rows)
+        ],
+        schema=EVENTS.polars_schema(),
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    people.write_parquet(folder / "people.parquet")
+    events.write_parquet(folder / "events.parquet")
+    return folder / "people.parquet", folder / "events.parquet"
+
+
+def _workspace(predicate: str):
+    """The one-segment workspace of `predicate`, or None when the compiler refuses it (the
+    generator can build ill-typed predicates: refusing them is fine)."""
+    segments = {
+        "s": Segment("s", "s.yaml", SegmentFile(name="s", type="data_driven", where=predicate))
+    }
+    workspace, problems = compile_segments(segments, PEOPLE, EVENTS, AS_OF)
+    assert all(p.file == "s.yaml" for p in problems)
+    return None if problems else workspace
+
+
+def _polars_members(workspace, people_path: Path, events_path: Path) -> set[str]:
+    features = event_features(pl.scan_parquet(events_path), workspace)
+    members = segment_members(pl.scan_parquet(people_path), features, workspace).collect()
+    return set(members["person_id"])
+
+
+tables = {
+    "people_rows": st.lists(person, min_size=1, max_size=10),
+    "event_rows": st.lists(event, max_size=30),
+}
+
+
+@given(predicate=conditions(2), **tables)
+def test_polars_and_duckdb_agree(tmp_path_factory, predicate, people_rows, event_rows):
+    people_path, events_path = _tables(people_rows, event_rows, tmp_path_factory.mktemp("fuzz"))
+    workspace = _workspace(predicate)
+    if workspace is None:
+        return
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    query = run_query(workspace, f"read_parquet('{people_path}')", f"read_parquet('{events_path}')")
+    theirs = {person for _, person in con.sql(query).fetchall()}
+    assert _polars_members(workspace, people_path, events_path) == theirs, predicate
+
+
+@pytest.mark.spark
+@settings(max_examples=SPARK_EXAMPLES)
+@given(predicate=conditions(2), **tables)
+def test_polars_and_spark_agree(spark, tmp_path_factory, predicate, people_rows, event_rows):
+    people_path, events_path = _tables(people_rows, event_rows, tmp_path_factory.mktemp("fuzz"))
+    workspace = _workspace(predicate)
+    if workspace is None:
+        return
+    spark.read.parquet(str(people_path)).createOrReplaceTempView("fuzz_people")
+    spark.read.parquet(str(events_path)).createOrReplaceTempView("fuzz_events")
+    query = run_query(workspace, "fuzz_people", "fuzz_events", dialect="spark")
+    theirs = {row.person_id for row in spark.sql(query).collect()}
+    assert _polars_members(workspace, people_path, events_path) == theirs, predicate
+
+
+@settings(max_examples=3, deadline=None)
+@given(predicates=st.lists(conditions(2), min_size=30, max_size=30))
+def test_the_generator_builds_predicates_that_compile(predicates):
+    """Guard against a generator that only makes refused predicates (a test that cannot fail)."""
+    compiled = 0
+    for predicate in predicates:
+        segments = {
+            "s": Segment("s", "s.yaml", SegmentFile(name="s", type="data_driven", where=predicate))
+        }
+        _, problems = compile_segments(segments, PEOPLE, EVENTS, AS_OF)
+        compiled += not problems
+    assert compiled >= 10

@@ -1,0 +1,134 @@
+"""`segments why`: each kind of condition explained with the values it saw, NULL logic, manual
+segments by their uploads, people outside the snapshot."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.support.workspace import EVENTS_HEADER, PEOPLE_HEADER, land, with_definitions
+from transforms.cli.app import app
+from transforms.errors import SegmentsError
+from transforms.insights.why import explain
+from transforms.runs.steps import run
+
+D1 = date(2026, 3, 30)
+D2 = D1 + timedelta(days=1)
+DEFINITIONS = {
+    "buyers": "name: Buyers\ntype: data_driven\n"
+    "where: event_count('purchase', within => '7 days') >= 2\n",
+    "pro_buyers": "name: Pro buyers\ntype: data_driven\n"
+    "where: plan = 'pro' AND in_segment('buyers')\n",
+    "picky": "name: Picky\ntype: data_driven\nwhere: NOT (age > 40) OR lifetime_value > 100\n",
+    "vip": "name: VIP\ntype: manual\n",
+}
+PEOPLE = (
+    PEOPLE_HEADER
+    + "a,a@example.com,A,pro,US,30,5,true,2026-01-01T00:00:00Z,\n"
+    + "b,b@example.com,B,pro,US,50,5,true,2026-01-01T00:00:00Z,\n"
+    + "c,c@example.com,C,free,US,,5,true,2026-01-01T00:00:00Z,\n"
+)
+EVENTS = EVENTS_HEADER + (
+    "e1,a,purchase,2026-03-29T10:00:00Z,10,USD,\n"
+    "e2,a,purchase,2026-03-30T10:00:00Z,10,USD,\n"
+    "e3,b,purchase,2026-03-30T10:00:00Z,10,USD,\n"
+    "e4,b,purchase,2026-03-01T10:00:00Z,10,USD,\n"  # outside the 7 days
+)
+
+
+@pytest.fixture
+def ws(settings, tmp_path: Path):
+    ws = with_definitions(settings, tmp_path / "definitions", DEFINITIONS)
+    for day in (D1, D2):
+        land(ws, "people", "p.csv", PEOPLE, day)
+    land(ws, "events", "e.csv", EVENTS, D1)
+    vip = Path(ws.inbox) / "vip"
+    vip.mkdir(parents=True)
+    (vip / "list.csv").write_text("person_id\na\nb\n")
+    run(ws, D1)
+    (vip / "remove").mkdir()
+    (vip / "remove/b.csv").write_text("email\nB@Example.com\n")
+    run(ws, D2)
+    return ws
+
+
+def test_a_member_through_an_attribute_and_a_referenced_segment(ws):
+    result = explain(ws, "a", "pro_buyers", D2)
+    assert result.member and result.committed_member
+    assert (result.tree.kind, result.tree.value) == ("and", True)
+    plan, reference = result.tree.children
+    assert (plan.sql, plan.value) == ("plan = 'pro'", True)
+    assert plan.saw == [{"kind": "attribute", "name": "plan", "value": "pro"}]
+    assert reference.value is True
+    assert reference.saw == [{"kind": "segment", "name": "buyers", "value": True}]
+
+
+def test_an_event_feature_shows_its_value_and_window(ws):
+    result = explain(ws, "b", "buyers", D2)
+    assert not result.member and result.tree.value is False
+    (seen,) = result.tree.saw
+    assert seen["kind"] == "event feature"
+    assert seen["name"] == "count('purchase', within => '7 days')"
+    assert seen["value"] == 1  # the purchase of 1 March is outside the window
+    assert seen["window"] == "2026-03-25 00:00 .. 2026-04-01 00:00 UTC"
+
+
+def test_null_is_not_true(ws):
+    result = explain(ws, "c", "picky", D2)  # age unknown: NOT (NULL > 40) is NULL
+    assert not result.member and result.tree.value is None
+    negation, value = result.tree.children
+    assert (negation.kind, negation.value) == ("not", None)
+    assert negation.children[0].saw == [{"kind": "attribute", "name": "age", "value": None}]
+    assert value.value is False
+
+
+def test_a_manual_segment_is_explained_by_its_uploads(ws):
+    result = explain(ws, "b", "vip", D2)
+    assert result.kind == "manual" and not result.member
+    assert result.uploads == [
+        {"run_date": "2026-03-30", "file": "vip/list.csv", "line": 3, "action": "added"},
+        {"run_date": "2026-03-31", "file": "vip/remove/b.csv", "line": 2, "action": "removed"},
+    ]
+    assert explain(ws, "a", "vip", D2).member
+
+
+def test_someone_outside_the_snapshot_is_in_no_segment(ws):
+    result = explain(ws, "zed", "buyers", D2)
+    assert not result.in_snapshot and not result.member and result.tree is None
+
+
+def test_an_unknown_segment_suggests_the_closest(ws):
+    with pytest.raises(SegmentsError) as raised:
+        explain(ws, "a", "buyer", D2)
+    assert raised.value.hint == "did you mean 'buyers'?"
+
+
+def test_the_command_prints_the_tree_and_json(ws):
+    args = ["--lake", ws.lake, "--inbox", ws.inbox, "--definitions", ws.definitions]
+    args += ["--contracts", ws.contracts]
+    shown = CliRunner().invoke(app, ["why", "a", "pro_buyers", *args])
+    assert shown.exit_code == 0, shown.output
+    assert "a is a member of pro_buyers on 2026-03-31" in shown.output
+    assert "segment buyers = TRUE" in shown.output
+    as_json = CliRunner().invoke(app, ["why", "c", "picky", "--json", "--date", str(D2), *args])
+    assert json.loads(as_json.output)["tree"]["value"] is None
+
+
+def test_an_upload_naming_a_shared_email_did_not_add_the_person(settings, tmp_path: Path):
+    ws = with_definitions(settings, tmp_path / "definitions", DEFINITIONS)
+    shared = PEOPLE.replace("b@example.com", "a@example.com")  # a and b share an address
+    land(ws, "people", "p.csv", shared, D1)
+    land(ws, "events", "e.csv", EVENTS, D1)
+    vip = Path(ws.inbox) / "vip"
+    vip.mkdir(parents=True)
+    (vip / "by-email.csv").write_text("email\nA@example.com\nc@example.com\n")
+    run(ws, D1)
+    a, c = explain(ws, "a", "vip", D1), explain(ws, "c", "vip", D1)
+    assert not a.member and a.uploads == []  # the run applied that row to nobody
+    assert c.member and c.uploads == [
+        {"run_date": "2026-03-30", "file": "vip/by-email.csv", "line": 3, "action": "added"}
+    ]

@@ -1,0 +1,260 @@
+"""Bad definitions are refused: every problem in every file, with the file, the position,
+the offending text and what to change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.support.language_fixture import AS_OF
+from tests.support.workspace import CONTRACTS, REPO
+from transforms.contracts.odcs import load_contract
+from transforms.language.compiler import compile_segments
+from transforms.language.definitions import load_segments
+
+GOOD = "name: Good\ntype: data_driven\nwhere: plan = 'pro'\n"
+
+
+def problems_for(folder: Path, files: dict[str, str]) -> list:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    segments, problems = load_segments(folder)
+    people, events = load_contract(CONTRACTS, "people"), load_contract(CONTRACTS, "events")
+    _, compile_problems = compile_segments(segments, people, events, AS_OF)
+    return problems + compile_problems
+
+
+def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
+    found = problems_for(tmp_path, {name: text})
+    assert len(found) == 1, [str(p) for p in found]
+    return found[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message", "fix"),
+    [
+        (
+            "name: X\ntype: data_driven\nwhere: plann = 'pro'\n",
+            "unknown person attribute 'plann'",
+            "did you mean 'plan'?",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: (SELECT 1) = 1\n",
+            "subqueries are not allowed in a segment predicate",
+            "in_segment",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: plan IN (SELECT plan FROM people)\n",
+            "subqueries are not allowed",
+            "in_segment",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: row_number() OVER () = 1\n",
+            "window functions are not allowed",
+            "event_count",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: count(*) > 1\n",
+            "SQL aggregate COUNT(*) is not allowed",
+            "event_count",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: \"plan = 'pro'; DROP TABLE people\"\n",
+            "not several statements",
+            "remove the ';'",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: reflect('java.lang.Runtime', 'exec') = 1\n",
+            "function reflect() is not part of the segment language",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: read_csv('/etc/passwd') IS NULL\n",
+            "function read_csv() is not part of the segment language",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('purchase', within => '1 month') > 0\n",
+            "interval unit MONTH is not supported",
+            "days",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_sum('purchase', amout) > 0\n",
+            "unknown event column 'amout'",
+            "did you mean 'amount'?",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', where => plan = 'pro') > 0\n",
+            "unknown event column 'plan'",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: event_count('x', where => event_count('y') > 1) > 0\n",
+            "event_count() cannot be used inside an event filter",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', when => '7 days') > 0\n",
+            "unknown option 'when'",
+            "within =>",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: plan = 3\n",
+            "cannot compare plan (string) with 3 (integer)",
+            "CAST",
+        ),
+        ("name: X\ntype: data_driven\nwhere: plan\n", "plan is string, not a condition", None),
+        ("name: X\ntype: data_driven\nwhere: in_segment('nope')\n", "unknown segment 'nope'", None),
+        ("name: X\ntype: data_driven\nwhere: plan = = 'x'\n", "cannot parse the predicate", None),
+        (
+            "name: X\ntype: data_driven\nwhere: t.plan = 'x'\n",
+            "qualified name t.plan is not allowed",
+            "write just plan",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: age BETWEEN SYMMETRIC 5 AND -5\n",
+            "BETWEEN SYMMETRIC is not supported",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: plan + NULL IS NULL\n",
+            "cannot compute with string values",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: CAST(created_at AS VARCHAR) = 'x'\n",
+            "CAST of a timestamp to text is not supported",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: created_at || 'x' = 'y'\n",
+            "|| of a timestamp is not supported",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: age < 99999999999999999999\n",
+            "too large for an integer",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: event_count('purchase', within => '100000000 days') >= 0\n",
+            "cannot compile this predicate",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: round(lifetime_value, 5000000000) > 1\n",
+            "round() keeps at most 15 decimals",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: trial_ends_on = '20260331'\n",
+            "'20260331' is not a valid date",
+            "YYYY-MM-DD",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: CAST(age AS SMALLINT) > 1\n",
+            "CAST to SMALLINT is not supported",
+            None,
+        ),
+    ],
+)
+def test_bad_predicates_name_the_problem_and_the_fix(tmp_path, text, message, fix):
+    problem = only_problem(tmp_path, text)
+    assert problem.file.endswith("seg.yaml")
+    assert message in str(problem)
+    if fix:
+        assert fix in (problem.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("Bad-Name.yaml", GOOD, "'Bad-Name' is not a valid segment id"),
+        ("seg.yaml", GOOD + "colour: red\n", "unknown key `colour`"),
+        ("seg.yaml", "name: X\ntype: data_driven\n", "a data_driven segment needs a `where`"),
+        (
+            "seg.yaml",
+            "name: X\ntype: manual\nwhere: plan = 'pro'\n",
+            "a manual segment cannot have `where`",
+        ),
+        ("seg.yaml", "type: manual\n", "missing required key `name`"),
+        ("seg.yaml", "name: X\ntype: smart\nwhere: TRUE\n", "`type`"),
+        ("seg.yaml", "name: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_bad_files_are_refused(tmp_path, name, text, message):
+    problem = only_problem(tmp_path, text, name)
+    assert problem.file.endswith(name)
+    assert message in str(problem)
+
+
+def test_a_bad_id_suggests_a_good_file_name(tmp_path):
+    problem = only_problem(tmp_path, GOOD, "Engaged Trials.yaml")
+    assert "engaged_trials.yaml" in problem.hint
+
+
+def test_duplicate_ids_are_refused(tmp_path):
+    found = problems_for(tmp_path, {"same.yaml": GOOD, "same.yml": GOOD})
+    assert len(found) == 1
+    assert "duplicate segment id 'same'" in str(found[0])
+
+
+def test_cycles_name_every_segment_on_them(tmp_path):
+    found = problems_for(
+        tmp_path,
+        {
+            "a.yaml": "name: A\ntype: data_driven\nwhere: in_segment('b')\n",
+            "b.yaml": "name: B\ntype: data_driven\nwhere: in_segment('c') AND plan = 'pro'\n",
+            "c.yaml": "name: C\ntype: data_driven\nwhere: in_segment('a')\n",
+            "ok.yaml": "name: OK\ntype: data_driven\nwhere: in_segment('a') OR TRUE\n",
+        },
+    )
+    cycles = [p for p in found if "cycle" in str(p)]
+    assert len(cycles) == 1
+    assert "cycle: a -> b -> c -> a" in str(cycles[0])
+
+
+def test_every_problem_of_every_file_is_reported_together(tmp_path):
+    found = problems_for(
+        tmp_path,
+        {
+            "one.yaml": "name: One\ntype: data_driven\nwhere: plann = 'x'\n",
+            "two.yaml": "name: Two\ntype: manual\nwhere: TRUE\n",
+            "three.yaml": "name: Three\ntype: data_driven\nwhere: agee > 3\n",
+            "fine.yaml": GOOD,
+        },
+    )
+    assert sorted(Path(p.file).name for p in found) == ["one.yaml", "three.yaml", "two.yaml"]
+
+
+def test_positions_point_into_the_file(tmp_path):
+    text = "name: X\ntype: data_driven\nwhere: |\n  plan = 'pro'\n  AND agee > 3\n"
+    problem = only_problem(tmp_path, text)
+    assert (problem.line, problem.column) == (5, 7)
+    assert problem.text == "agee"
+    inline = only_problem(tmp_path / "inline", "name: X\ntype: data_driven\nwhere: agee > 3\n")
+    assert (inline.line, inline.column) == (3, 8)
+
+
+def test_the_example_definitions_are_valid():
+    segments, problems = load_segments(REPO / "segment_definitions")
+    people, events = load_contract(CONTRACTS, "people"), load_contract(CONTRACTS, "events")
+    workspace, compile_problems = compile_segments(segments, people, events, AS_OF)
+    assert problems == [] and compile_problems == []
+    assert len(segments) >= 12
+    assert {s.spec.type for s in segments.values()} == {"data_driven", "manual"}
+
+
+def test_a_reference_to_a_broken_segment_reports_only_the_broken_one(tmp_path):
+    found = problems_for(
+        tmp_path,
+        {
+            "a.yaml": "name: A\ntype: data_driven\nwhere: in_segment('b')\n",
+            "b.yaml": "name: B\ntype: data_driven\nwhere: plann = 'x'\n",
+        },
+    )
+    assert [Path(p.file).name for p in found] == ["b.yaml"]

@@ -1,0 +1,431 @@
+"""Event features kept from one run to the next, so a nightly run reads one day of events.
+
+A run of date D needs every feature of every person over all the events visible at D. Instead
+of rescanning the history, each run keeps two tables (README, "Event features are folded"):
+
+- `feature_partials`: for the events of one ingest date and one *bucket*, the state columns
+  (`membership.state_columns`) per person, without the window test. Bucket X holds the events
+  whose timestamp is in (X 00:00, X+1 00:00] UTC. The as-of instant of run D is 00:00 UTC of
+  D+1, so an event is visible at D exactly when its bucket is <= D, and inside a window of W
+  days exactly when its bucket is > D - W: buckets are whole days of every window.
+- `feature_totals`: the state columns of every foldable feature at D, one row per person.
+
+Both are kept in person order (`transforms.engines.person_order`).
+
+Run D after run P folds: per window, the partial files that count at D and did not at P are
+added, those that counted at P and no longer do are taken away. Integer columns subtract
+exactly; an extreme (first, last, min, max) keeps max(P's value, the added ones) unless the
+value that left the window was the extreme, and a float sum is recomputed; both from the
+partials that count at D, for the people concerned only. A feature is foldable when its window
+is whole days (or absent) and its filter does not read the as-of instant; others are
+recomputed from the events every run.
+
+Only the state of the latest runs is kept (`remove_unneeded_state`): the next run folds the latest
+one's, a rerun of the latest date the one before it.
+
+Whatever cannot be trusted (no state from P, state of another `FORMAT`, features P did not
+keep, a date re-ingested since, a missing file, ingests out of order) and `--full` make the run
+recompute from the events and write the state afresh. Folding and recomputing give the same
+features (tests compare them over many days).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from typing import Any
+
+import polars as pl
+
+from transforms.engines.membership import (
+    COUNT_SUFFIX,
+    StateColumn,
+    aggregate_state,
+    counted_names,
+    event_features,
+    finish,
+    state_columns,
+    visible_events,
+)
+from transforms.engines.person_order import in_person_order, person_ranges, positions
+from transforms.language.compiler import Feature, Workspace
+from transforms.storage import lake
+from transforms.storage.roots import Root
+
+log = logging.getLogger("segments.feature_state")
+
+TOTALS, PARTIALS = lake.STATE_TABLES
+BUCKET = "bucket"
+FORMAT = 2
+"""Version of the state's files: a run folds only state of its own format (2: in person
+order, counts as Int32)."""
+
+
+def bucket() -> pl.Expr:
+    """The first run date that sees an event: the bucket its timestamp falls in."""
+    return (pl.col("timestamp") - pl.duration(microseconds=1)).dt.date().alias(BUCKET)
+
+
+@dataclass(frozen=True)
+class Partial:
+    ingest_date: date
+    bucket: date
+    key: str
+
+    def to_json(self) -> list[str]:
+        return [self.ingest_date.isoformat(), self.bucket.isoformat(), self.key]
+
+    @classmethod
+    def from_json(cls, row: list[str]) -> Partial:
+        return cls(date.fromisoformat(row[0]), date.fromisoformat(row[1]), row[2])
+
+
+@dataclass
+class RunFeatures:
+    """The features of a run and the state it leaves for the next one."""
+
+    features: pl.LazyFrame
+    """One row per person with events, a column per feature of the workspace."""
+    how: str
+    """"folded" from the previous run's state, or why it was recomputed from the events."""
+    record: dict[str, Any] | None = None
+    """What the run's manifest records under `feature_state`; None when it keeps no state."""
+    files: dict[str, list[str]] = field(default_factory=dict)
+    """Keys of the state files this attempt wrote, per table."""
+
+
+def run_features(
+    root: Root,
+    day: date,
+    attempt: str,
+    workspace: Workspace,
+    previous: tuple[date, dict[str, Any]] | None,
+    full: bool = False,
+) -> RunFeatures:
+    """The features of run `day`, folded from the previous run's state `(date, manifest)` when
+    it can be trusted, else recomputed; writes this attempt's state files."""
+    foldable = [f for f in workspace.features.values() if f.foldable]
+    others = [f for f in workspace.features.values() if not f.foldable]
+    days = [d for d in lake.ingested_days(root) if d <= day]
+    events = {d: lake.read_ingest_manifest(root, d)["outputs"]["events"] for d in days}
+    if not foldable or not lake.checked_against_earlier(root, days):
+        why = "no foldable features" if not foldable else "dates ingested out of order"
+        features = event_features(lake.scan_events(root, day), workspace)
+        return RunFeatures(features, f"recomputed ({why}); no state kept")
+    problem = "--full" if full else _untrusted(root, previous, foldable, events)
+    if problem is None:
+        previous_day, manifest = previous
+        kept = manifest["feature_state"]
+        known = [Partial.from_json(row) for row in kept["partials"]]
+        new = [
+            p
+            for d in days
+            if d > previous_day
+            for p in _write_partials(root, day, attempt, d, events[d], foldable)
+        ]
+        partials = known + new
+        totals = _fold(root, kept["totals"], day, previous_day, partials, foldable)
+        how = "folded"
+    else:
+        partials = [
+            p for d in days for p in _write_partials(root, day, attempt, d, events[d], foldable)
+        ]
+        people = lake.scan_people(root, day).select("person_id").collect().to_series()
+        totals = _recompute(lake.scan_events(root, day), foldable, workspace, people)
+        how = f"recomputed ({problem})"
+    own = f"{lake.partition(PARTIALS, day)}/"
+    files = {
+        TOTALS: [f"{lake.partition(TOTALS, day)}/part-{attempt}.parquet"],
+        PARTIALS: [p.key for p in partials if p.key.startswith(own)],
+    }
+    root.write_parquet(totals, files[TOTALS][0], statistics=False)
+    del totals  # read back as the evaluation streams through it, never whole in memory again
+    log.info("run %s: features %s", day, how)
+    features = finish(root.scan_parquet(files[TOTALS][0]), foldable).with_columns(
+        pl.col("person_id").set_sorted()
+    )
+    if others:
+        recomputed = event_features(lake.scan_events(root, day), workspace, others)
+        features = features.join(recomputed, on="person_id", how="full", coalesce=True)
+    record = {
+        "format": FORMAT,
+        "features": sorted(f.name for f in foldable),
+        "totals": files[TOTALS],
+        "partials": [p.to_json() for p in _still_needed(partials, foldable, day)],
+        "events": {d.isoformat(): keys for d, keys in events.items()},
+    }
+    return RunFeatures(features, how, record, files)
+
+
+KEPT_RUNS = 2
+"""Committed runs whose state is kept: the next run folds the latest's, a rerun of the latest
+date the one before it."""
+_RUN_DATE = re.compile(r"^([^/]+/run_date=(\d{4}-\d{2}-\d{2}))/")
+
+
+def remove_unneeded_state(root: Root, kept: list[dict[str, Any]]) -> int:
+    """Delete the state files no run will fold any more, given the manifests of the runs whose
+    state is kept: files written by earlier runs that none of them still lists. Returns how many.
+    A rerun of an older date then recomputes its features, as it does whenever its previous
+    run's state is missing."""
+    if not kept:
+        return 0
+    oldest = min(manifest["run_date"] for manifest in kept)
+    listed = set()
+    for manifest in kept:
+        record = manifest.get("feature_state") or {}
+        listed.update(record.get("totals", []), (row[2] for row in record.get("partials", [])))
+    unneeded: dict[str, list[str]] = {}  # per run partition
+    for table in lake.STATE_TABLES:
+        for info in root.list_files(table, recursive=True):
+            written_by = _RUN_DATE.search(info.key)
+            if written_by and written_by[2] < oldest and info.key not in listed:
+                unneeded.setdefault(written_by[1], []).append(info.key)
+    for folder, keys in unneeded.items():
+        root.delete(keys)
+        if not root.list_files(folder, recursive=True):
+            root.delete_folder(folder)
+    return sum(len(keys) for keys in unneeded.values())
+
+
+def _still_needed(partials: list[Partial], features: list[Feature], day: date) -> list[Partial]:
+    """The partials a later run can still count: all of them if a feature has no window, else
+    those inside the longest window of some run after `day`."""
+    windows = [f.window_days for f in features]
+    if None in windows:
+        return partials
+    oldest = day - timedelta(days=max(windows))
+    return [p for p in partials if p.bucket > oldest]
+
+
+def _untrusted(
+    root: Root,
+    previous: tuple[date, dict[str, Any]] | None,
+    foldable: list[Feature],
+    events: dict[date, list[str]],
+) -> str | None:
+    """Why the previous run's state cannot be folded into this run's, or None if it can."""
+    if previous is None:
+        return "no previous run"
+    previous_day, manifest = previous
+    record = manifest.get("feature_state")
+    if record is None:
+        return f"run {previous_day} kept no feature state"
+    if record.get("format") != FORMAT:
+        return f"run {previous_day}'s feature state has an earlier format"
+    missing = sorted({f.name for f in foldable} - set(record["features"]))
+    if missing:
+        return f"{len(missing)} feature(s) new since run {previous_day}"
+    earlier = {d.isoformat(): keys for d, keys in events.items() if d <= previous_day}
+    if earlier != record["events"]:
+        return f"events ingested on or before {previous_day} changed since that run"
+    keys = record["totals"] + [row[2] for row in record["partials"]]
+    if not all(root.exists(key) for key in keys):
+        return f"files of run {previous_day}'s feature state are missing"
+    return None
+
+
+def _write_partials(
+    root: Root, day: date, attempt: str, ingested: date, keys: list[str], features: list[Feature]
+) -> list[Partial]:
+    """Partials of the events ingested on `ingested`: per source file, one file per bucket, in
+    person order (a fold then finds their people in the totals in one forward sweep)."""
+    written = []
+    for index, key in enumerate(keys):
+        events = root.scan_parquet(key).filter(counted_names(features))
+        frame = aggregate_state(
+            events.with_columns(bucket()),
+            features,
+            [BUCKET, "person_id"],
+            {f.name: f.event_tests for f in features},
+        ).collect(engine="streaming")
+        for (day_bucket,), part in sorted(frame.partition_by(BUCKET, as_dict=True).items()):
+            target = (
+                f"{lake.partition(PARTIALS, day)}/ingest_date={ingested.isoformat()}"
+                f"/bucket={day_bucket.isoformat()}/part-{attempt}-{index}.parquet"
+            )
+            root.write_parquet(part.drop(BUCKET).sort("person_id"), target, statistics=False)
+            written.append(Partial(ingested, day_bucket, target))
+    return written
+
+
+def _recompute(
+    events: pl.LazyFrame, features: list[Feature], workspace: Workspace, people: pl.Series
+) -> pl.DataFrame:
+    """The totals from the events, as a run without state computes its features: one range of
+    person ids at a time (`person_order.person_ranges`), each aggregated apart, so the group-by
+    holds the state of a few million people at once instead of everybody's."""
+    tests = {f.name: f.tests for f in features}
+    parts = [
+        in_person_order(
+            _prune(
+                aggregate_state(
+                    visible_events(events.filter(people_in_range), features, workspace.as_of),
+                    features,
+                    ["person_id"],
+                    tests,
+                ).collect(engine="streaming"),
+                features,
+            )
+        )
+        for people_in_range, _ in person_ranges(people)
+    ]
+    return in_person_order(pl.concat(parts))  # ranges in order: a check, not a sort
+
+
+def _counts(partial: Partial, day: date, window: int | None, upto: date) -> bool:
+    """Whether a partial counts at run `day`, known as of ingest date `upto`."""
+    if partial.ingest_date > upto or partial.bucket > day:
+        return False
+    return window is None or partial.bucket > day - timedelta(days=window)
+
+
+def _rows_of(
+    root: Root, partials: list[Partial], columns_of: dict[str, list[str]], people: pl.Series
+) -> list[pl.LazyFrame]:
+    """`people`'s rows of each partial file, with its columns `columns_of[key]` renamed
+    `<name>__again`."""
+    return [
+        root.scan_parquet(p.key)
+        .select("person_id", *(pl.col(c).alias(f"{c}__again") for c in columns_of[p.key]))
+        .filter(pl.col("person_id").is_in(people.implode()))
+        for p in partials
+        if columns_of.get(p.key)
+    ]
+
+
+def _per_person(scans: list[pl.LazyFrame], outputs: dict[str, tuple[str, pl.DataType]]):
+    """The rows of `scans` aggregated per person: each output column (aggregate, type) over
+    the rows that have it, NULL (or 0 for sums) for a person none of whose rows does."""
+    present = {name for scan in scans for name in scan.collect_schema().names()}
+    rows = pl.concat(scans, how="diagonal_relaxed")
+    return rows.group_by("person_id").agg(
+        getattr(pl.col(name), aggregate)()
+        if name in present
+        else pl.lit(None, dtype=dtype).alias(name)
+        for name, (aggregate, dtype) in outputs.items()
+    )
+
+
+def _fold(
+    root: Root,
+    previous_totals: list[str],
+    day: date,
+    previous_day: date,
+    partials: list[Partial],
+    features: list[Feature],
+) -> pl.DataFrame:
+    """Run `day`'s totals from run `previous_day`'s and the partials that changed between, in
+    person order: people new in the added partials are merged in, then each changed partial
+    updates the rows of its people in place (found by binary search): integer columns take
+    the partials that left away and add the new ones; extremes keep the larger (smaller) of
+    their value and the added ones, unless a value that left was the extreme; float sums note
+    whether anything moved. What is stale is then recomputed for the people concerned."""
+    columns = {f.name: state_columns(f, pl.lit(True)) for f in features}
+    spec = {c.name: c for cs in columns.values() for c in cs}
+    companion = {c.name: f"{f.name}{COUNT_SUFFIX}" for f in features for c in columns[f.name]}
+    added: dict[str, list[str]] = {}
+    taken: dict[str, list[str]] = {}
+    counting: dict[str, list[str]] = {}
+    for p in partials:
+        for f in features:
+            now = _counts(p, day, f.window_days, day)
+            before = _counts(p, previous_day, f.window_days, previous_day)
+            names = [c.name for c in columns[f.name]]
+            if now and not before:
+                added.setdefault(p.key, []).extend(names)
+            if before and not now:
+                taken.setdefault(p.key, []).extend(names)
+            if now:
+                counting.setdefault(p.key, []).extend(names)
+
+    def read(key: str, names: list[str]) -> pl.DataFrame:
+        return root.scan_parquet(key).select("person_id", *names).collect()
+
+    arriving = {key: read(key, names) for key, names in added.items()}
+    leaving = {key: read(key, names) for key, names in taken.items()}
+    # only a sum of signed integers can leave something for a person without a row (+5 and
+    # -5 were pruned as 0); other people without a row leave 0 or NULL
+    signed = {f.name for f in features if f.aggregate == "sum" and spec[f.name].fold == "add"}
+    changed = [*arriving.values()]
+    changed += [frame for key, frame in leaving.items() if signed & set(taken[key])]
+    ids, *columns = _with_people(root, previous_totals, changed, spec)
+    values = {column.name: column for column in columns}
+    stale: dict[str, list[pl.Series]] = {}
+
+    def apply(frame: pl.DataFrame, names: list[str], sign: int) -> None:
+        where, found = positions(ids, frame["person_id"])
+        frame, where = frame.filter(found), where.filter(found)
+        for name in names:
+            column, fold, change = values[name], spec[name].fold, frame[name]
+            if fold == "add":
+                values[name] = column.scatter(where, column.gather(where) + sign * change)
+            elif fold == "refold":
+                stale.setdefault(name, []).append(where.filter(frame[companion[name]] > 0))
+            elif sign < 0:
+                left = change.is_not_null() & (change == column.gather(where))
+                stale.setdefault(name, []).append(where.filter(left.fill_null(False)))
+            else:
+                extreme = pl.max_horizontal if fold == "max" else pl.min_horizontal
+                kept = pl.select(extreme(column.gather(where), change)).to_series()
+                values[name] = column.scatter(where, kept)
+
+    for key, frame in leaving.items():  # before any addition: an extreme that left is
+        apply(frame, taken[key], -1)  # compared with the previous value
+    for key, frame in arriving.items():
+        apply(frame, added[key], 1)
+    stale = {name: pl.concat(found).unique() for name, found in stale.items()}
+    people = pl.concat([pl.Series([], dtype=pl.UInt32), *stale.values()]).unique()
+    if people.len():
+        redo = {key: [c for c in cols if c in stale] for key, cols in counting.items()}
+        again = _per_person(
+            _rows_of(root, partials, redo, ids.gather(people))
+            or [pl.LazyFrame(schema={"person_id": pl.String})],
+            {f"{c}__again": (spec[c].aggregate, values[c].dtype) for c in stale},
+        ).collect()
+        again = again.with_columns(row=positions(ids, again["person_id"])[0])
+        for name, rows in stale.items():
+            recomputed = (
+                rows.alias("row")
+                .to_frame()
+                .join(again, on="row", how="left", maintain_order="left")[f"{name}__again"]
+            )
+            if spec[name].fold == "refold":
+                recomputed = recomputed.fill_null(0.0)
+            values[name] = values[name].scatter(rows, recomputed)
+    return _prune(pl.DataFrame([ids, *values.values()]), features)
+
+
+def _with_people(
+    root: Root, keys: list[str], changed: list[pl.DataFrame], spec: dict[str, StateColumn]
+) -> list[pl.Series]:
+    """The columns of the previous totals (files `keys`) in person order, with a row for each
+    person of the `changed` partials they lack: sums 0, extremes NULL until the partials are
+    applied. Read and merged in one pass when the totals are one file in person order."""
+    scans = [root.scan_parquet(key).select("person_id", *spec) for key in keys]
+    ids = pl.concat([scan.select("person_id") for scan in scans]).collect().to_series()
+    if len(scans) == 1 and ids.is_sorted():
+        totals = scans[0].with_columns(pl.col("person_id").set_sorted())
+    else:
+        totals = in_person_order(pl.concat(scans).collect()).lazy()
+        ids = totals.select("person_id").collect().to_series()
+    wanted = pl.concat([frame["person_id"] for frame in changed] or [ids.clear()])
+    _, found = positions(ids, wanted)
+    new = wanted.filter(~found).unique().sort()
+    schema = totals.collect_schema()
+    rows = pl.DataFrame({"person_id": new}).with_columns(
+        (pl.lit(None) if c.fold in ("max", "min") else pl.lit(0)).cast(schema[name]).alias(name)
+        for name, c in spec.items()
+    )
+    # one owner per column, so that `scatter` updates it in place
+    return totals.merge_sorted(rows.lazy(), key="person_id").collect().rechunk().get_columns()
+
+
+def _prune(totals: pl.DataFrame, features: list[Feature]) -> pl.DataFrame:
+    """Drop people whose every state column says "no events": they read as the defaults."""
+    columns = [c for f in features for c in state_columns(f, pl.lit(True))]
+    kept = [pl.col(c.name) != 0 for c in columns if c.fold == "add"]
+    kept += [pl.col(c.name).is_not_null() for c in columns if c.fold in ("max", "min")]
+    return totals.filter(pl.any_horizontal(kept).fill_null(True)) if kept else totals

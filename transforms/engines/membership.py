@@ -1,0 +1,236 @@
+"""Who is in each segment: event features in one pass, then every predicate, in order.
+
+Pure functions of LazyFrames (no I/O): `event_features` aggregates the run's events into one
+row per person with a column per feature (conditional aggregation, a single group-by);
+`segment_members` joins them to the people snapshot, evaluates the segments level by level
+(a segment only sees segments of earlier levels through `in_segment`) and returns
+(segment_id, person_id) for every predicate that is TRUE.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import polars as pl
+
+from transforms.language.compiler import TIMESTAMP, Feature, Workspace
+
+TEST_PREFIX = "__test_"
+"""Columns of per-event tests, shared by the features that use them."""
+COUNT_SUFFIX, SUM_SUFFIX = "__n", "__sum"
+"""State columns of avg() and float sums besides the feature's own: how many values, their sum."""
+COUNTS = pl.Int32
+"""Type of the counts in the state (half the memory of Int64; nobody has 2^31 events). The
+count features themselves are Int64, as in the SQL engines."""
+
+
+@dataclass(frozen=True)
+class StateColumn:
+    """One per-person aggregate a feature is made of (`membership.finish` makes the feature).
+
+    `fold` says how runs combine partial values of it (`transforms.engines.feature_state`):
+    "add" adds and subtracts them (integers, exact), "max"/"min" keep the extreme, "refold"
+    recomputes it from the partials of people whose events changed (float sums, which drift if
+    subtracted)."""
+
+    name: str
+    value: pl.Expr
+    """Per event: what the column aggregates (NULL for events that do not count)."""
+    aggregate: str  # sum | min | max
+    fold: str  # add | max | min | refold
+
+
+def state_columns(feature: Feature, mask: pl.Expr) -> list[StateColumn]:
+    """The aggregates a feature is computed from, given which events count (`mask`)."""
+    name, aggregate = feature.name, feature.aggregate
+    if aggregate == "count":
+        return [StateColumn(name, mask.cast(COUNTS), "sum", "add")]
+    if aggregate in ("first", "last", "min", "max"):
+        value = pl.col("timestamp") if aggregate in ("first", "last") else pl.col(feature.column)
+        extreme = "min" if aggregate in ("first", "min") else "max"
+        return [StateColumn(name, pl.when(mask).then(value), extreme, extreme)]
+    value = pl.when(mask).then(pl.col(feature.column))
+    counted = StateColumn(f"{name}{COUNT_SUFFIX}", value.is_not_null().cast(COUNTS), "sum", "add")
+    if aggregate == "sum":
+        if feature.column_type == "integer":
+            return [StateColumn(name, value.cast(pl.Int64), "sum", "add")]
+        return [StateColumn(name, value.cast(pl.Float64), "sum", "refold"), counted]
+    exact = feature.column_type == "integer"
+    total = value.cast(pl.Int64 if exact else pl.Float64)
+    return [StateColumn(f"{name}{SUM_SUFFIX}", total, "sum", "add" if exact else "refold"), counted]
+
+
+def aggregate_state(
+    events: pl.LazyFrame,
+    features: list[Feature],
+    by: list[str],
+    tests: dict[str, tuple[tuple[str, pl.Expr], ...]],
+) -> pl.LazyFrame:
+    """One row per group of `by`, a column per state column of `features`; `tests` gives each
+    feature's tests (by feature name). Each test is computed once per event and shared."""
+    shared = {text: test for f in features for text, test in tests[f.name]}
+    test_columns = {text: f"{TEST_PREFIX}{i}" for i, text in enumerate(shared)}
+    values = sorted({f.column for f in features if f.column} | {"timestamp"})
+    columns = [
+        column for f in features for column in state_columns(f, _mask(tests[f.name], test_columns))
+    ]
+    return (
+        events.select(*by, *values, *(t.alias(test_columns[text]) for text, t in shared.items()))
+        .select(*by, *(c.value.alias(c.name) for c in columns))
+        .group_by(by)
+        .agg(getattr(pl.col(c.name), c.aggregate)() for c in columns)
+    )
+
+
+def finish(state: pl.LazyFrame, features: list[Feature]) -> pl.LazyFrame:
+    """The features from their state columns: one row per person, a column per feature."""
+
+    def feature(f: Feature) -> pl.Expr:
+        if f.aggregate == "count":
+            return pl.col(f.name).cast(pl.Int64)
+        if f.aggregate != "avg":
+            return pl.col(f.name)
+        count = pl.col(f"{f.name}{COUNT_SUFFIX}")
+        return pl.when(count > 0).then(pl.col(f"{f.name}{SUM_SUFFIX}") / count).alias(f.name)
+
+    return state.select("person_id", *(feature(f) for f in features))
+
+
+def earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None:
+    """The oldest event timestamp any feature can count, or None if some feature needs all."""
+    starts = []
+    for feature in features:
+        bounds = [
+            b
+            for b in (feature.since, as_of - feature.within if feature.within else None)
+            if b is not None
+        ]
+        if not bounds:
+            return None
+        starts.append(max(bounds))
+    return min(starts) if starts else None
+
+
+def counted_names(features: list[Feature]) -> pl.Expr:
+    """Whether an event has a name some feature counts."""
+    names = {f.event for f in features}
+    return pl.lit(True) if "*" in names else pl.col("name").is_in(sorted(names))
+
+
+def visible_events(events: pl.LazyFrame, features: list[Feature], as_of: datetime) -> pl.LazyFrame:
+    """The events a run with these features reads: up to the as-of instant, of the names
+    they count, no older than the longest window needs."""
+    visible = (pl.col("timestamp") <= pl.lit(as_of, dtype=TIMESTAMP)) & counted_names(features)
+    earliest = earliest_needed(features, as_of)
+    if earliest is not None:
+        visible = visible & (pl.col("timestamp") >= pl.lit(earliest, dtype=TIMESTAMP))
+    return events.filter(visible)
+
+
+def event_features(
+    events: pl.LazyFrame, workspace: Workspace, features: list[Feature] | None = None
+) -> pl.LazyFrame:
+    """One row per person who has events, one column per feature of the workspace (or of
+    `features`), recomputed from the events."""
+    features = list(workspace.features.values()) if features is None else features
+    if not features:
+        return pl.LazyFrame(schema={"person_id": pl.String})
+    state = aggregate_state(
+        visible_events(events, features, workspace.as_of),
+        features,
+        ["person_id"],
+        {f.name: f.tests for f in features},
+    )
+    return finish(state, features)
+
+
+def _mask(tests: tuple[tuple[str, pl.Expr], ...], test_columns: dict[str, str]) -> pl.Expr:
+    """Whether an event counts for a feature: its tests, each computed once per event."""
+    if not tests:
+        return pl.lit(True)
+    return pl.all_horizontal(pl.col(test_columns[text]) for text, _ in tests)
+
+
+def segment_columns(
+    people: pl.LazyFrame,
+    features: pl.LazyFrame,
+    workspace: Workspace,
+    manual_members: pl.LazyFrame | None = None,
+) -> pl.LazyFrame:
+    """People joined with their event features (defaults filled) and one boolean column per
+    segment (`__seg_<id>`), computed level by level."""
+    frame = people.join(features, on="person_id", how="left")
+    frame = frame.with_columns(
+        pl.col(f.name).fill_null(f.default)
+        for f in workspace.features.values()
+        if f.default is not None
+    )
+    for level in workspace.order:
+        columns = []
+        for sid in level:
+            segment = workspace.segments[sid]
+            if segment.manual:
+                ids = (
+                    manual_members.filter(pl.col("segment_id") == sid).select("person_id")
+                    if manual_members is not None
+                    else pl.LazyFrame(schema={"person_id": pl.String})
+                )
+                frame = frame.join(
+                    ids.with_columns(pl.lit(True).alias(segment.column)),
+                    on="person_id",
+                    how="left",
+                ).with_columns(pl.col(segment.column).fill_null(False))
+            else:
+                columns.append(segment.expr.fill_null(False).alias(segment.column))
+        if columns:
+            frame = frame.with_columns(columns)
+    return frame
+
+
+ROW, ORDER = "__row", "__order"
+
+
+def segment_members(
+    people: pl.LazyFrame,
+    features: pl.LazyFrame,
+    workspace: Workspace,
+    manual_members: pl.LazyFrame | None = None,
+    first_row: int = 0,
+) -> pl.LazyFrame:
+    """(segment_id, person_id, `__order`) of every member of every segment; `in_order` sorts
+    them by segment, then in the snapshot's order (the key order, as ingest writes snapshots
+    in person order).
+
+    `manual_members` holds (segment_id, person_id) of manual segments; people not in the
+    snapshot are never members. `__order` is one integer sort key (segment number, snapshot
+    row), so the joins need not keep any order; `people` start at row `first_row` of the
+    snapshot (a range of it).
+    """
+    people = people.with_row_index(ROW, offset=first_row)
+    frame = segment_columns(people, features, workspace, manual_members)
+    ordered = sorted(sid for level in workspace.order for sid in level)
+    if not ordered:
+        return pl.LazyFrame(
+            schema={"segment_id": pl.String, "person_id": pl.String, ORDER: pl.UInt64}
+        )
+    position = pl.col(ROW).cast(pl.UInt64)
+    return pl.concat(
+        [
+            frame.filter(pl.col(workspace.segments[sid].column)).select(
+                pl.lit(sid, dtype=pl.String).alias("segment_id"),
+                "person_id",
+                (pl.lit(index << 32, dtype=pl.UInt64) + position).alias(ORDER),
+            )
+            for index, sid in enumerate(ordered)
+        ],
+        how="vertical",
+    )
+
+
+def in_order(members: pl.DataFrame) -> pl.DataFrame:
+    """`segment_members`' rows in key order: sorted only if the engine did not keep the
+    order (joins of people and features in person order usually do; checking is cheap)."""
+    if not members[ORDER].is_sorted():
+        members = members.sort(ORDER)
+    return members.drop(ORDER)

@@ -1,0 +1,414 @@
+"""The ingest step: landing files of a date -> typed, validated Parquet in the lake.
+
+For each table (people, events) of date D:
+1. read every landing file (`transforms.ingest.landing`); an unreadable file, a file of an unknown
+   format, a missing required column or a missing people snapshot fails the step;
+2. type each column to its contract (`transforms.contracts.coerce`); unconvertible values are
+   flagged;
+3. events only: drop re-sent events (an `event_id` seen earlier in the day's files, or ingested
+   on an earlier date), counted;
+4. validate with the Great Expectations suite generated from the contract
+   (`transforms.contracts.expectations`);
+5. rows that broke a rule go to `lake/quarantine/<table>/...` with every rule they broke and why;
+6. publish: data and quarantine files under a fresh attempt name, Great Expectations' JSON, and
+   last the manifest `lake/ingest/ingest_date=D/manifest.json`, by a conditional write against
+   the version read when validation starts (two ingests of one date cannot both publish; the
+   loser removes its files); files of attempts that started earlier are then removed.
+
+The manifest records a fingerprint of every landing file read (key, size, modified time, ETag);
+`landing_changes` tells what landed, changed or went away since, so a run can read the date
+again instead of ignoring a late or corrected file.
+
+Steps 1-3 (`stage`) and 4-6 (`publish`) hand over through a staging folder of the lake
+(`lake.staging`), so a scheduler can show and retry them as separate tasks; `ingest` runs both
+and removes its staging folder. Every check runs before the first write to a table, so a failed
+ingest leaves the tables as they were.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from typing import Any
+
+import polars as pl
+
+from transforms.config import Settings
+from transforms.contracts.coerce import CAST_FAILURES, coerce
+from transforms.contracts.odcs import TableContract, load_contract
+from transforms.errors import ConcurrentRunError, InputFileError, MissingInputError
+from transforms.ingest.landing import (
+    SOURCE_FILE,
+    SOURCE_ROW,
+    fingerprint,
+    fingerprint_changes,
+    landing_files,
+    read_landed_file,
+)
+from transforms.storage import lake
+from transforms.storage.catalog import remove_older_attempts, superseded
+from transforms.storage.roots import Root
+
+log = logging.getLogger("segments.ingest")
+TABLES = ("people", "events")
+RULES, REASON = "_rules", "_reason"
+KEEP = "__keep"
+"""Staged beside each typed row: False if it was already refused (bad value, re-sent event)."""
+
+
+@dataclass
+class TableReport:
+    """What ingesting one table of one date did."""
+
+    table: str
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    rows_written: int = 0
+    quarantined: int = 0
+    duplicates_dropped: int = 0
+    """Re-sent events dropped: an event_id seen earlier in the day's files, or ingested on an
+    earlier date."""
+    checked_against: list[str] = field(default_factory=list)
+    """Events only: the earlier ingest dates whose events were checked for re-sent ones."""
+    checked_attempts: dict[str, str] | None = None
+    """Events only: the ingest attempt of each date of `checked_against` whose events were
+    checked (None in manifests written before it was recorded)."""
+    fingerprints: list[dict[str, Any]] | None = None
+    """The landing files read, each as `transforms.ingest.landing.fingerprint` records it: key
+    (relative to the landing root), size, modified (ISO, UTC) and etag (None where the store
+    gives none). None in manifests written before fingerprints were recorded."""
+    broken_rules: dict[str, int] = field(default_factory=dict)
+    ignored_columns: dict[str, list[str]] = field(default_factory=dict)
+    missing_columns: dict[str, list[str]] = field(default_factory=dict)
+    validation_success: bool = True
+    seconds: dict[str, float] = field(default_factory=dict)
+    """Wall time per step: read, validate, split, write."""
+    validation_seconds: dict[str, float] = field(default_factory=dict)
+    """The validate step split: converting to pandas, and inside Great Expectations."""
+
+
+@dataclass
+class IngestReport:
+    date: str
+    attempt: str
+    tables: dict[str, TableReport]
+    outputs: dict[str, list[str]]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IngestReport:
+        tables = {t: TableReport(**r) for t, r in data["tables"].items()}
+        return cls(data["date"], data["attempt"], tables, data["outputs"])
+
+
+@dataclass
+class _Prepared:
+    """A table ready to publish: everything computed, nothing written."""
+
+    report: TableReport
+    valid: pl.DataFrame
+    quarantine: pl.DataFrame
+    validation: list[dict[str, Any]]
+
+
+def _timed(report: TableReport, step: str, started: float) -> None:
+    report.seconds[step] = round(time.perf_counter() - started, 3)
+
+
+def _read(landing: Root, contract: TableContract, day: date, report: TableReport):
+    files, unknown = landing_files(landing, contract.table, day)
+    if unknown:
+        raise InputFileError(
+            "unknown file format",
+            file=landing.url_of(unknown[0].key),
+            hint="landing files must end in .csv, .jsonl, .ndjson or .parquet (optionally .gz);"
+            " move other files out of the landing folder",
+        )
+    report.fingerprints = [fingerprint(info) for info in files]
+    typed, raw = [], []
+    for info in files:
+        landed = read_landed_file(landing, info, contract)
+        report.files.append(landed.file)
+        if landed.ignored_columns:
+            report.ignored_columns[landed.file] = list(landed.ignored_columns)
+        if landed.missing_optional:
+            report.missing_columns[landed.file] = list(landed.missing_optional)
+        typed.append(coerce(landed.frame, contract))
+        raw.append(landed.frame.with_columns(pl.col(contract.names).cast(pl.String)))
+    if not typed:
+        empty = pl.DataFrame(schema=contract.polars_schema())
+        return empty.with_columns(
+            pl.lit(None, pl.String).alias(SOURCE_FILE),
+            pl.lit(None, pl.Int64).alias(SOURCE_ROW),
+            pl.lit([], pl.List(pl.String)).alias(CAST_FAILURES),
+        ), pl.DataFrame(schema={n: pl.String for n in contract.names})
+    return pl.concat(typed, how="vertical"), pl.concat(raw, how="vertical")
+
+
+def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
+    column, kind = rule.split(":", 1)
+    value = raw.get(column)
+    col = contract.column(column)
+    if kind == "required":
+        return f"{column} is missing"
+    if kind == "type":
+        return f"{column} {value!r} is not a valid {col.logical_type}"
+    if kind == "unique":
+        return f"{column} {value!r} appears more than once"
+    if kind == "validValues":
+        return f"{column} {value!r} is not one of {', '.join(map(str, col.valid_values or ()))}"
+    if kind == "pattern":
+        return f"{column} {value!r} does not match {col.pattern}"
+    if kind == "range":
+        low = (
+            "" if col.minimum is None else f"{'>' if col.strict_minimum else '>='} {col.minimum:g}"
+        )
+        high = (
+            "" if col.maximum is None else f"{'<' if col.strict_maximum else '<='} {col.maximum:g}"
+        )
+        bounds = " and ".join(filter(None, [low, high]))
+        return f"{column} {value} is outside the allowed range ({bounds})"
+    if kind == "length":
+        return (
+            f"{column} {value!r} has a length outside {col.min_length or 0}..{col.max_length or ''}"
+        )
+    return f"{column} breaks {kind}"
+
+
+def _quarantine_rows(
+    raw: pl.LazyFrame, rules: dict[int, list[str]], contract: TableContract
+) -> pl.DataFrame:
+    """Raw text of the refused rows (read from `raw`, the staged text of every row), where
+    they came from, the rules broken and why."""
+    schema = {
+        **{n: pl.String for n in contract.names},
+        SOURCE_FILE: pl.String,
+        SOURCE_ROW: pl.Int64,
+        RULES: pl.String,
+        REASON: pl.String,
+    }
+    if not rules:
+        return pl.DataFrame(schema=schema)
+    positions = sorted(rules)
+    position = pl.int_range(pl.len(), dtype=pl.UInt32)
+    rows = raw.filter(position.is_in(pl.Series(positions, dtype=pl.UInt32).implode())).collect()
+    reasons = [
+        "; ".join(_describe(rule, row, contract) for rule in rules[pos])
+        for pos, row in zip(positions, rows.iter_rows(named=True), strict=True)
+    ]
+    return rows.with_columns(
+        pl.Series(RULES, [", ".join(rules[p]) for p in positions], pl.String),
+        pl.Series(REASON, reasons, pl.String),
+    ).select(list(schema))
+
+
+def _stage_table(
+    settings: Settings, landing: Root, lake_root: Root, table: str, day: date, folder: str
+) -> TableReport:
+    """Read and type one table's landing files; stage the typed rows, their raw text and the
+    rows already refused (unconvertible values, re-sent events) under `folder`."""
+    contract = load_contract(settings.contracts, table)
+    report = TableReport(table=table)
+    started = time.perf_counter()
+    typed, raw = _read(landing, contract, day, report)
+    report.rows_read = typed.height
+    if table == "people" and not report.files:
+        raise MissingInputError(
+            f"no people snapshot for {day}: no files in {landing.url_of(f'people/{day}')}/",
+            hint="land the full people snapshot of the date first (CSV, JSON lines or Parquet);"
+            " a run without one would make everybody leave every segment",
+        )
+    keep = typed.get_column(CAST_FAILURES).list.len() == 0
+    key = contract.primary_key
+    if table == "events" and key:
+        earlier, resent = lake.resent_events(lake_root, day, typed.get_column(key))
+        report.checked_against = [d.isoformat() for d in earlier]
+        report.checked_attempts = {d.isoformat(): attempt for d, attempt in earlier.items()}
+        ids = pl.col(key)
+        first = typed.select(
+            ids.is_null() | (ids.is_first_distinct() & ~ids.is_in(resent.implode()))
+        )
+        report.duplicates_dropped = int((keep & ~first.to_series()).sum())
+        keep = keep & first.to_series()
+    lake_root.write_parquet(typed.with_columns(keep.alias(KEEP)), f"{folder}/{table}.typed.parquet")
+    lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet")
+    _timed(report, "read", started)
+    lake_root.write_bytes(f"{folder}/{table}.report.json", json.dumps(asdict(report)).encode())
+    return report
+
+
+def _validate_table(settings: Settings, lake_root: Root, table: str, folder: str) -> _Prepared:
+    """Validate a staged table with its Great Expectations suite; split valid from refused."""
+    contract = load_contract(settings.contracts, table)
+    report = TableReport(**json.loads(lake_root.read_bytes(f"{folder}/{table}.report.json")))
+    # the raw text is read back only for the rows refused, at the end
+    typed = (
+        lake_root.scan_parquet(f"{folder}/{table}.typed.parquet")
+        .select(*contract.names, CAST_FAILURES, KEEP)
+        .collect()
+    )
+    keep = typed.get_column(KEEP)
+    failing = typed.with_row_index("__position").filter(
+        typed.get_column(CAST_FAILURES).list.len() > 0
+    )
+    rules: dict[int, list[str]] = dict(
+        zip(failing["__position"].to_list(), failing[CAST_FAILURES].to_list(), strict=True)
+    )
+
+    from transforms.contracts.expectations import (
+        ContractValidator,  # Great Expectations loads in ~8 s
+    )
+
+    started = time.perf_counter()
+    candidates = typed.with_row_index("__position").filter(keep)
+    validator = ContractValidator(contract, settings.validation_batch_rows)
+    validation = validator.validate(candidates.select(contract.names))
+    positions = candidates.get_column("__position")
+    for batch_row, broken in validation.failures.items():
+        rules.setdefault(int(positions[batch_row]), []).extend(broken)
+    report.validation_success = validation.success
+    _timed(report, "validate", started)
+    report.validation_seconds = {
+        "to_pandas": round(validation.convert_seconds, 3),
+        "great_expectations": round(validation.run_seconds, 3),
+    }
+
+    started = time.perf_counter()
+    for broken in rules.values():
+        for rule in broken:
+            report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
+    failed = pl.Series(range(typed.height), dtype=pl.UInt32).is_in(list(rules))
+    valid = typed.lazy().select(contract.names).filter(keep & ~failed)
+    if table == "people":  # in person order: runs then list members in key order without a sort
+        valid = valid.sort(contract.primary_key)
+    valid = valid.collect()
+    del typed, candidates
+    raw = lake_root.scan_parquet(f"{folder}/{table}.raw.parquet")
+    quarantine = _quarantine_rows(raw, rules, contract)
+    report.rows_written, report.quarantined = valid.height, quarantine.height
+    _timed(report, "split", started)
+    return _Prepared(report, valid, quarantine, validation.results)
+
+
+def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
+    """Steps 1-3 of the module docstring: read and type the landing files of `day`, staged
+    under `folder` of the lake for `publish`."""
+    landing = Root(settings.landing, settings.storage_options)
+    lake_root = Root(settings.lake, settings.storage_options)
+    if not landing.exists():
+        raise MissingInputError(
+            f"the landing root {landing.url} does not exist",
+            hint="create it (or the bucket), or point --landing / SEGMENTS_LANDING at the right"
+            " place",
+        )
+    reports = {}
+    for table in TABLES:
+        log.info("ingest %s %s: reading", table, day)
+        reports[table] = _stage_table(settings, landing, lake_root, table, day, folder)
+    return reports
+
+
+def ingest(settings: Settings, day: date) -> IngestReport:
+    """Ingest the landing files of `day` into the lake; see the module docstring."""
+    lake_root = Root(settings.lake, settings.storage_options)
+    attempt = lake.new_attempt()
+    folder = lake.staging("ingest", day, attempt)
+    try:
+        stage(settings, day, folder)
+        return publish(settings, day, folder, attempt)
+    finally:
+        lake_root.delete_folder(folder)
+
+
+def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestReport:
+    """Steps 4-6: validate what `stage` left in `folder`, then publish it as attempt `attempt`."""
+    lake_root = Root(settings.lake, settings.storage_options)
+    manifest_key = lake.ingest_manifest(day)
+    current = lake_root.read_versioned(manifest_key)
+    prepared = {}
+    for table in TABLES:
+        log.info("ingest %s %s: validating", table, day)
+        prepared[table] = _validate_table(settings, lake_root, table, folder)
+
+    outputs: dict[str, list[str]] = {}
+    own = [
+        f"{folder}/part-{attempt}.parquet"
+        for t in TABLES
+        for folder in (lake.partition(t, day), lake.quarantine_partition(t, day))
+    ] + [f"{lake.ingest_folder(day)}/{attempt}/{t}.validation.json" for t in TABLES]
+    with superseded(lake_root, day, own):
+        for table, ready in prepared.items():
+            started = time.perf_counter()
+            data_key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
+            lake_root.write_parquet(ready.valid, data_key)
+            outputs[table] = [data_key]
+            if ready.quarantine.height:
+                q_key = f"{lake.quarantine_partition(table, day)}/part-{attempt}.parquet"
+                lake_root.write_parquet(ready.quarantine, q_key)
+                outputs[f"quarantine/{table}"] = [q_key]
+            v_key = f"{lake.ingest_folder(day)}/{attempt}/{table}.validation.json"
+            lake_root.write_bytes(v_key, json.dumps(ready.validation, indent=1).encode())
+            outputs[f"validation/{table}"] = [v_key]
+            _timed(ready.report, "write", started)
+
+    report = IngestReport(
+        date=day.isoformat(),
+        attempt=attempt,
+        tables={t: p.report for t, p in prepared.items()},
+        outputs=outputs,
+    )
+    body = json.dumps(report.to_json(), indent=1).encode()
+    published = (
+        lake_root.put_if_absent(manifest_key, body)
+        if current is None
+        else lake_root.put_if_match(manifest_key, body, current[1])
+    )
+    if not published:
+        lake_root.delete([key for keys in outputs.values() for key in keys])
+        raise ConcurrentRunError(
+            f"another ingest of {day} published to {lake_root.url} meanwhile",
+            hint="run it again if the landing files changed since",
+        )
+    folders = [lake.partition(t, day) for t in TABLES]
+    folders += [lake.quarantine_partition(t, day) for t in TABLES] + [lake.ingest_folder(day)]
+    remove_older_attempts(lake_root, folders, attempt)
+    for table, ready in prepared.items():
+        r = ready.report
+        log.info(
+            "ingest %s %s: %d rows read, %d written, %d quarantined, %d re-sent dropped",
+            table,
+            day,
+            r.rows_read,
+            r.rows_written,
+            r.quarantined,
+            r.duplicates_dropped,
+        )
+    return report
+
+
+def landing_changes(settings: Settings, day: date) -> list[str]:
+    """What differs between the landing files of `day` now and those its ingest read, one line
+    per file: `events/2026-03-30/late.csv: new since the ingest`,
+    `people/2026-03-30/export.csv: changed (size 120 -> 4,210)`,
+    `...: removed since the ingest`. [] when they are the same.
+
+    Also [] when `day` has not been ingested (there is nothing to compare with), and for a
+    table whose manifest was written before fingerprints were recorded: what that ingest read
+    is unknown, and reading the date again on every run would be worse than not noticing."""
+    lake_root = Root(settings.lake, settings.storage_options)
+    manifest = lake.read_ingest_manifest(lake_root, day)
+    if manifest is None:
+        return []
+    landing = Root(settings.landing, settings.storage_options)
+    changes = []
+    for table in TABLES:
+        recorded = manifest["tables"][table].get("fingerprints")
+        if recorded is not None:
+            known, unknown = landing_files(landing, table, day)
+            changes += fingerprint_changes(recorded, known + unknown)
+    return changes

@@ -1,0 +1,274 @@
+"""Why a person is or is not in a segment on run date D (`segments why`).
+
+A data-driven segment's predicate is shown as its tree: every AND, OR and NOT node and every
+condition below them with its truth value for this person (TRUE, FALSE or NULL: SQL logic, a
+member when the whole predicate is TRUE), and for each condition the values it saw: attributes
+from the people snapshot of D, each event feature with the window it covered, and the member
+status of the segments it references. Every value is computed by the same compiler and the same
+feature aggregation as the run itself, over this one person's rows.
+
+A manual segment has no predicate: its explanation is the uploads that named the person, per
+committed run up to D, and the person's membership in the run of D.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+from sqlglot import exp
+
+from transforms.config import Settings
+from transforms.contracts.odcs import load_contract
+from transforms.engines.membership import event_features, segment_columns
+from transforms.errors import MissingInputError, SegmentsError
+from transforms.language.compiler import DIALECT, Workspace, condition_expression
+from transforms.runs.materialize import compile_workspace
+from transforms.storage import lake
+from transforms.storage.catalog import read_catalog, read_manifest, scan_table
+from transforms.storage.roots import Root
+
+
+@dataclass
+class Condition:
+    """A node of the predicate and its truth value for the person."""
+
+    sql: str
+    kind: str  # and | or | not | condition
+    value: bool | None
+    children: list[Condition] = field(default_factory=list)
+    saw: list[dict[str, Any]] = field(default_factory=list)
+    """For a condition: each attribute, event feature or segment it read, and its value."""
+
+
+@dataclass
+class Explanation:
+    person_id: str
+    segment_id: str
+    date: str
+    kind: str  # data_driven | manual
+    in_snapshot: bool
+    member: bool
+    tree: Condition | None = None
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+    """Manual segments: every upload of a committed run up to D that named the person."""
+    committed_member: bool | None = None
+    """The person's membership in the committed run of D, if D has one."""
+
+
+def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> Explanation:
+    workspace = compile_workspace(settings, day)
+    if segment_id not in workspace.segments:
+        close = difflib.get_close_matches(segment_id, list(workspace.segments), n=1)
+        raise SegmentsError(
+            f"there is no segment '{segment_id}'",
+            hint=f"did you mean '{close[0]}'?" if close else "segment ids are definition names",
+        )
+    root = Root(settings.lake, settings.storage_options)
+    catalog = read_catalog(root)
+    manifest = read_manifest(root, catalog, day)
+    committed = None
+    if manifest is not None:
+        committed = (
+            scan_table(root, manifest, "membership")
+            .filter((pl.col("segment_id") == segment_id) & (pl.col("person_id") == person_id))
+            .collect()
+            .height
+            > 0
+        )
+    segment = workspace.segments[segment_id]
+    if segment.manual:
+        uploads = _uploads_naming(settings, root, catalog, person_id, segment_id, day)
+        in_snapshot = _person_row(root, day, person_id).height > 0
+        if committed is None:
+            raise MissingInputError(
+                f"run {day} has not committed: a manual segment's members come from its runs",
+                hint=f"run `segments run --date {day}` first, or ask about a committed date",
+            )
+        return Explanation(
+            person_id,
+            segment_id,
+            day.isoformat(),
+            "manual",
+            in_snapshot,
+            committed,
+            uploads=uploads,
+            committed_member=committed,
+        )
+    row = _evaluated_row(settings, root, workspace, day, person_id, manifest)
+    if row.height == 0:
+        return Explanation(
+            person_id, segment_id, day.isoformat(), "data_driven", False, False, None, [], committed
+        )
+    people = load_contract(settings.contracts, "people")
+    events = load_contract(settings.contracts, "events")
+    tree = _explain(segment.predicate, row, workspace, people, events)
+    return Explanation(
+        person_id,
+        segment_id,
+        day.isoformat(),
+        "data_driven",
+        True,
+        tree.value is True,
+        tree,
+        [],
+        committed,
+    )
+
+
+def _person_row(root: Root, day: date, person_id: str) -> pl.DataFrame:
+    return lake.scan_people(root, day).filter(pl.col("person_id") == person_id).collect()
+
+
+def _evaluated_row(
+    settings: Settings,
+    root: Root,
+    workspace: Workspace,
+    day: date,
+    person_id: str,
+    manifest: dict[str, Any] | None,
+) -> pl.DataFrame:
+    """The person's attributes, event features and segment columns, as the run computes them
+    (manual segments as the committed run of D has them)."""
+    people = lake.scan_people(root, day).filter(pl.col("person_id") == person_id)
+    events = lake.scan_events(root, day).filter(pl.col("person_id") == person_id)
+    manual = None
+    if manifest is not None:
+        manual_ids = [sid for sid, s in workspace.segments.items() if s.manual]
+        manual = (
+            scan_table(root, manifest, "membership")
+            .filter(pl.col("segment_id").is_in(manual_ids) & (pl.col("person_id") == person_id))
+            .select("segment_id", "person_id")
+        )
+    features = event_features(events, workspace)
+    return segment_columns(people, features, workspace, manual).collect()
+
+
+def _explain(
+    node: exp.Expr, row: pl.DataFrame, workspace: Workspace, people: Any, events: Any
+) -> Condition:
+    while isinstance(node, exp.Paren):
+        node = node.this
+    value = row.select(condition_expression(node, workspace, people, events)).item()
+    if isinstance(node, (exp.And, exp.Or)):
+        kind = "and" if isinstance(node, exp.And) else "or"
+        children = [
+            _explain(part, row, workspace, people, events) for part in node.flatten(unnest=True)
+        ]
+        return Condition(node.sql(dialect=DIALECT), kind, value, children)
+    if isinstance(node, exp.Not):
+        child = _explain(node.this, row, workspace, people, events)
+        return Condition(node.sql(dialect=DIALECT), "not", value, [child])
+    return Condition(node.sql(dialect=DIALECT), "condition", value, saw=_seen(node, row, workspace))
+
+
+def _seen(node: exp.Expr, row: pl.DataFrame, workspace: Workspace) -> list[dict[str, Any]]:
+    """The attributes, features and segments a condition reads, with this person's values."""
+    seen: list[dict[str, Any]] = []
+    names: set[str] = set()
+    for sub in node.walk(bfs=False):
+        if isinstance(sub, exp.Anonymous) and "feature" in sub.meta:
+            feature = workspace.features[sub.meta["feature"]]
+            if feature.name in names:
+                continue
+            names.add(feature.name)
+            seen.append(
+                {
+                    "kind": "event feature",
+                    "name": feature.describe(),
+                    "value": _plain(row.get_column(feature.name).item()),
+                    "window": _window(feature, workspace.as_of),
+                }
+            )
+        elif isinstance(sub, exp.Anonymous) and "segment" in sub.meta:
+            sid = sub.meta["segment"]
+            if sid not in names:
+                names.add(sid)
+                column = workspace.segments[sid].column
+                seen.append(
+                    {"kind": "segment", "name": sid, "value": row.get_column(column).item()}
+                )
+        elif (
+            isinstance(sub, exp.Column)
+            and _outside_event_call(sub)
+            and sub.name not in names
+            and sub.name in row.columns
+        ):
+            names.add(sub.name)
+            seen.append(
+                {
+                    "kind": "attribute",
+                    "name": sub.name,
+                    "value": _plain(row.get_column(sub.name).item()),
+                }
+            )
+    return seen
+
+
+def _outside_event_call(column: exp.Column) -> bool:
+    """A column of the person, not an event column inside an event function's arguments."""
+    parent = column.parent
+    while parent is not None:
+        if isinstance(parent, exp.Anonymous) and "feature" in parent.meta:
+            return False
+        parent = parent.parent
+    return True
+
+
+def _window(feature: Any, as_of: datetime) -> str:
+    start = feature.since
+    if feature.within is not None:
+        start = max(filter(None, [start, as_of - feature.within]))
+    end = min(filter(None, [feature.until, as_of]))
+    shown = f"{start:%Y-%m-%d %H:%M}" if start else "the first event"
+    return f"{shown} .. {end:%Y-%m-%d %H:%M} UTC"
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return str(value)
+    return value
+
+
+def _uploads_naming(
+    settings: Settings, root: Root, catalog: Any, person_id: str, segment_id: str, day: date
+) -> list[dict[str, Any]]:
+    """Every applied upload of `segment_id`, in committed runs up to `day`, whose rows the run
+    applied to the person: each file parsed and resolved against that run's snapshot by the
+    inbox's own rules (an email shared by several people names nobody)."""
+    from transforms.manual.inbox import ACTIONS, UploadReport, _parse, _resolve
+
+    inbox = Root(settings.inbox, settings.storage_options)
+    found = []
+    for run_day in (d for d in catalog.dates if d <= day):
+        manifest = read_manifest(root, catalog, run_day)
+        applied = manifest["manual"]["applied"]
+        files = manifest["manual"]["files"]
+        people = None
+        for report, key in zip(applied, files, strict=True):
+            if report["segment_id"] != segment_id:
+                continue
+            entry = {"run_date": run_day.isoformat(), "file": report["file"]}
+            if report["action"] == "clear":
+                found.append({**entry, "action": "cleared"})
+                continue
+            try:
+                data = inbox.read_bytes(key)
+            except FileNotFoundError:
+                raise MissingInputError(
+                    f"run {run_day} applied {key}, which is no longer in {inbox.url}",
+                    hint="restore it from a backup, or check that --inbox is this lake's inbox",
+                ) from None
+            if people is None:
+                people = lake.scan_people(root, run_day).select("person_id", "email").collect()
+            rows, _, kind = _parse(data, report["action"])
+            scratch = UploadReport(report["file"], segment_id, report["action"])
+            for pid, action, line in _resolve(rows, kind, people, scratch):
+                if pid == person_id:
+                    found.append({**entry, "line": line, "action": ACTIONS[action]})
+    return found

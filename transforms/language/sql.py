@@ -1,0 +1,421 @@
+"""SQL from the same checked sqlglot trees the Polars compiler accepted.
+
+`run_query(workspace, people, events)` writes one query that computes every event feature in
+one pass (conditional aggregates, `FILTER (WHERE ...)`), joins them to the people snapshot,
+evaluates the segments level by level (`in_segment` reads earlier levels) and returns
+(segment_id, person_id) of every member. Only trees that passed `transforms.language.compiler` reach
+this module, so a predicate contributes nothing the handler table did not allow; it is combined
+with the rest of the query as a tree, never pasted as text.
+
+The project defines what each construct means and writes it out where engines differ:
+`as_of()` is a literal instant; `x / y` is `x / NULLIF(y, 0)`; CAST follows the TRY_CAST rules
+of docs/segment_language.md; window bounds are literal instants computed here, not date
+arithmetic left to the transpiler. Tested on DuckDB (with `SET TimeZone = 'UTC'`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlglot import exp
+
+from transforms.engines.membership import earliest_needed
+from transforms.language.compiler import DIALECT, INT32, NEVER_CONVERTS, Feature, Workspace
+
+SQL_TYPES = {
+    "string": "VARCHAR",
+    "integer": "BIGINT",
+    "number": "DOUBLE",
+    "boolean": "BOOLEAN",
+    "date": "DATE",
+    "timestamp": "TIMESTAMPTZ",
+}
+TRUE_TEXT = ("true", "t", "1", "yes", "y")
+# the text forms CAST turns into dates and timestamps (docs/segment_language.md)
+ISO_TEXT = {
+    "date": r"\d{4}-\d{2}-\d{2}",
+    "timestamp": r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([zZ]|[+-]\d{2}:?\d{2})?)?",
+}
+FALSE_TEXT = ("false", "f", "0", "no", "n")
+
+
+def instant(value: datetime) -> exp.Expr:
+    """A UTC instant as a typed literal."""
+    text = value.strftime("%Y-%m-%d %H:%M:%S.%f") + "+00"
+    return exp.cast(exp.Literal.string(text), exp.DataType.build("TIMESTAMPTZ"))
+
+
+def _ident(name: str) -> exp.Column:
+    return exp.column(name, quoted=True)
+
+
+def _try_cast(node: exp.Expr, type_: str) -> exp.Expr:
+    # safe: written TRY_CAST in every dialect (sqlglot writes a plain CAST for Spark otherwise)
+    return exp.TryCast(this=node, to=exp.DataType.build(SQL_TYPES[type_]), safe=True)
+
+
+def _trimmed(node: exp.Expr) -> exp.Expr:
+    return exp.Trim(this=node)
+
+
+def _cast(node: exp.Cast, inner: exp.Expr) -> exp.Expr:
+    source, target = node.meta["cast"]
+    if source == target:
+        return inner
+    if source == "null" or (source, target) in NEVER_CONVERTS:
+        return exp.cast(exp.null(), exp.DataType.build(SQL_TYPES[target]))
+    if source == "string" and isinstance(inner, exp.Literal) and target in ("date", "timestamp"):
+        value = inner.this if target == "date" else _timestamp_text(inner.this)
+        return exp.cast(exp.Literal.string(value), exp.DataType.build(SQL_TYPES[target]))
+    if source == "string":
+        text = _trimmed(inner)
+        if target == "integer":
+            rounded = exp.Round(this=_try_cast(text, "number"))
+            result: exp.Expr = exp.Coalesce(
+                this=_try_cast(text, "integer"), expressions=[_try_cast(rounded, "integer")]
+            )
+        elif target == "boolean":
+            lowered = exp.Lower(this=inner)
+            result = exp.Case(
+                ifs=[
+                    exp.If(this=lowered.isin(*TRUE_TEXT), true=exp.true()),
+                    exp.If(this=lowered.isin(*FALSE_TEXT), true=exp.false()),
+                ]
+            )
+        elif target in ("date", "timestamp"):  # engines' own parsers take more forms
+            iso = exp.RegexpFullMatch(this=text, expression=exp.Literal.string(ISO_TEXT[target]))
+            result = exp.Case(ifs=[exp.If(this=iso, true=_try_cast(text.copy(), target))])
+        else:
+            result = _try_cast(text, target)
+    elif target == "timestamp" and source == "date":
+        result = exp.cast(inner, exp.DataType.build("TIMESTAMPTZ"))
+    elif target == "integer" and source == "number":
+        result = _try_cast(inner, target)
+        result.meta["rounds_half_to_even"] = True  # DuckDB's cast does; Spark's truncates
+    else:
+        result = _try_cast(inner, target)
+    if node.to.this == exp.DataType.Type.INT:
+        low, high = (exp.Literal.number(b) for b in INT32)
+        result = exp.Case(
+            ifs=[exp.If(this=exp.Between(this=result, low=low, high=high), true=result.copy())]
+        )
+    return result
+
+
+def _timestamp_text(text: str) -> str:
+    text = text.strip().replace("T", " ", 1).replace("Z", "+00")
+    return text if ("+" in text[10:] or text.count("-") > 2) else text + "+00"
+
+
+def _rewrite(node: exp.Expr, replace: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
+    """Post-order: children first, then the node itself."""
+    for key, value in list(node.args.items()):
+        if isinstance(value, exp.Expr):
+            node.set(key, _rewrite(value, replace))
+        elif isinstance(value, list):
+            node.set(key, [_rewrite(v, replace) if isinstance(v, exp.Expr) else v for v in value])
+    return replace(node)
+
+
+def _seconds_between(later: exp.Expr, earlier: exp.Expr) -> exp.Expr:
+    """Seconds from `earlier` to `later` (two instants), as DuckDB writes it."""
+    return exp.Anonymous(
+        this="epoch", expressions=[exp.paren(exp.Sub(this=later, expression=earlier))]
+    )
+
+
+def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
+    if isinstance(node, exp.Anonymous):
+        name = node.name.lower()
+        if "feature" in node.meta:
+            column = _ident(node.meta["feature"])
+            return (
+                exp.GTE(this=column, expression=exp.Literal.number(1))
+                if (name == "performed")
+                else column
+            )
+        if "segment" in node.meta:
+            return _ident(f"__seg_{node.meta['segment']}")
+        if name in ("as_of", "now"):
+            return instant(as_of)
+        if name == "days_since":
+            seconds = _seconds_between(
+                instant(as_of), exp.cast(node.expressions[0], exp.DataType.build("TIMESTAMPTZ"))
+            )
+            days = exp.Floor(this=exp.Div(this=seconds, expression=exp.Literal.number(86400)))
+            return exp.cast(days, exp.DataType.build("BIGINT"))
+    if isinstance(node, (exp.CurrentTimestamp, exp.CurrentDate)):
+        return instant(as_of)
+    if isinstance(node, exp.Literal) and not node.is_string and not node.this.isdigit():
+        # 0.5 is a DOUBLE in the language; some engines read it as DECIMAL, which rounds and
+        # casts differently
+        return exp.cast(node, exp.DataType.build("DOUBLE"))
+    if isinstance(node, (exp.TimestampTrunc, exp.DateTrunc, exp.DateDiff)):
+        for key in ("this", "expression"):  # an untyped NULL has no overload to bind to
+            if isinstance(node.args.get(key), exp.Null):
+                node.set(key, exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")))
+    if isinstance(node, (exp.Cast, exp.TryCast)) and "cast" in node.meta:
+        return _cast(node, node.this)
+    if isinstance(node, exp.Div):
+        left = exp.cast(node.this, exp.DataType.build("DOUBLE"))
+        right = exp.cast(node.expression, exp.DataType.build("DOUBLE"))
+        return exp.Div(
+            this=left, expression=exp.Nullif(this=right, expression=exp.Literal.number(0))
+        )
+    return node
+
+
+def predicate(tree: exp.Expr, as_of: datetime) -> exp.Expr:
+    """A checked predicate tree as SQL, against people columns, feature columns and the
+    `__seg_<id>` columns of earlier segments."""
+    return _rewrite(tree.copy(), lambda node: _replace(node, as_of))
+
+
+def _condition(feature: Feature, as_of: datetime) -> exp.Expr:
+    timestamp = _ident("timestamp")
+    parts: list[exp.Expr] = []
+    if feature.event != "*":
+        parts.append(exp.EQ(this=_ident("name"), expression=exp.Literal.string(feature.event)))
+    if feature.within is not None:
+        parts.append(exp.GT(this=timestamp.copy(), expression=instant(as_of - feature.within)))
+    if feature.since is not None:
+        parts.append(exp.GTE(this=timestamp.copy(), expression=instant(feature.since)))
+    if feature.until is not None:
+        parts.append(exp.LT(this=timestamp.copy(), expression=instant(feature.until)))
+    if feature.filter is not None:
+        parts.append(exp.paren(predicate(feature.filter, as_of)))
+    return exp.and_(*parts) if parts else exp.true()
+
+
+def _aggregate(feature: Feature, as_of: datetime) -> exp.Expr:
+    if feature.aggregate == "count":
+        value: exp.Expr = exp.Count(this=exp.Star())
+    elif feature.aggregate in ("first", "last"):
+        kind = exp.Min if feature.aggregate == "first" else exp.Max
+        value = kind(this=_ident("timestamp"))
+    else:
+        kinds = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}
+        value = kinds[feature.aggregate](this=_ident(feature.column))
+    return exp.Filter(this=value, expression=exp.Where(this=_condition(feature, as_of)))
+
+
+def _no_member_rows(last: str) -> exp.Select:
+    return (
+        exp.select(exp.alias_(exp.cast(exp.null(), "VARCHAR"), "segment_id"), "person_id")
+        .from_(last)
+        .where(exp.false())
+    )
+
+
+def _member_rows_union(last: str, columns: dict[str, str]) -> exp.Query:
+    """(segment_id, person_id) rows: one SELECT per segment, UNION ALL (DuckDB computes the
+    shared CTEs once)."""
+    selects = [
+        exp.select(exp.alias_(exp.Literal.string(sid), "segment_id"), "person_id")
+        .from_(last)
+        .where(_ident(column))
+        for sid, column in columns.items()
+    ]
+    body: exp.Query = selects[0] if selects else _no_member_rows(last)
+    for select in selects[1:]:
+        body = exp.union(body, select, distinct=False)
+    return body
+
+
+def _member_rows_exploded(last: str, columns: dict[str, str]) -> exp.Query:
+    """(segment_id, person_id) rows in one pass over the last level: Spark inlines a CTE into
+    every branch of a UNION, which would recompute the event features once per segment."""
+    if not columns:
+        return _no_member_rows(last)
+    ids = exp.Array(
+        expressions=[
+            exp.If(this=_ident(column), true=exp.Literal.string(sid), false=exp.null())
+            for sid, column in columns.items()
+        ]
+    )
+    exploded = exp.select(exp.alias_(exp.Explode(this=ids), "segment_id"), "person_id").from_(last)
+    return (
+        exp.select("segment_id", "person_id")
+        .from_(exploded.subquery("__members"))
+        .where(exp.column("segment_id").is_(exp.null()).not_())
+    )
+
+
+MEMBER_ROWS: dict[str, Callable[[str, dict[str, str]], exp.Query]] = {
+    "spark": _member_rows_exploded
+}
+
+
+# --- dialect rewrites: where an engine reads the same SQL tree with other semantics ----------
+
+
+def _unix_micros(instant_: exp.Expr) -> exp.Expr:
+    return exp.Anonymous(this="unix_micros", expressions=[instant_])
+
+
+def _spark_seconds_between(later: exp.Expr, earlier: exp.Expr) -> exp.Expr:
+    micros = exp.Sub(this=_unix_micros(later), expression=_unix_micros(earlier))
+    return exp.Div(this=exp.paren(micros), expression=exp.Literal.number(1_000_000))
+
+
+def _spark_function(node: exp.Anonymous) -> exp.Expr:
+    """`epoch(a - b)`: Spark has no epoch() of an interval; the difference of the instants."""
+    if node.name.lower() != "epoch":
+        return node
+    elapsed = node.expressions[0].unnest()
+    return _spark_seconds_between(elapsed.this, elapsed.expression)
+
+
+DIFF_UNIT_SECONDS = {"DAY": 86400, "HOUR": 3600, "MINUTE": 60, "SECOND": 1}
+
+
+def _spark_date_diff(node: exp.DateDiff) -> exp.Expr:
+    """date_diff counts unit boundaries crossed (DuckDB, Polars); Spark's DATEDIFF with a unit
+    counts whole units elapsed. Written out from truncated instants instead."""
+    unit = node.unit.name.upper() if node.unit else "DAY"
+    end, start = (
+        exp.cast(n, exp.DataType.build("TIMESTAMP")) for n in (node.this, node.expression)
+    )
+    if unit == "YEAR":
+        return exp.Sub(this=exp.Year(this=end), expression=exp.Year(this=start))
+    if unit == "MONTH":
+        months = [
+            exp.Add(
+                this=exp.Mul(this=exp.Year(this=x), expression=exp.Literal.number(12)),
+                expression=exp.Month(this=x.copy()),
+            )
+            for x in (end, start)
+        ]
+        return exp.Sub(this=exp.paren(months[0]), expression=exp.paren(months[1]))
+    end, start = (exp.TimestampTrunc(this=x, unit=exp.var(unit)) for x in (end, start))
+    seconds = _spark_seconds_between(end, start)
+    days = exp.Floor(
+        this=exp.Div(this=seconds, expression=exp.Literal.number(DIFF_UNIT_SECONDS[unit]))
+    )
+    return exp.cast(days, exp.DataType.build("BIGINT"))
+
+
+def _spark_full_match(node: exp.RegexpFullMatch) -> exp.Expr:
+    anchored = exp.Literal.string(f"^(?:{node.expression.this})$")
+    return exp.RegexpLike(this=node.this, expression=anchored)
+
+
+def _spark_try_cast(node: exp.TryCast) -> exp.Expr:
+    """Spark casts a DOUBLE to an integer by truncating; the language rounds half to even."""
+    if node.meta.get("rounds_half_to_even"):
+        node.set("this", exp.Anonymous(this="bround", expressions=[node.this]))
+    return node
+
+
+def _spark_like(node: exp.Like | exp.ILike) -> exp.Expr:
+    """A backslash in a Spark LIKE pattern escapes the next character; in the language it is
+    just a backslash."""
+    pattern = node.expression
+    if isinstance(pattern, exp.Literal) and "\\" in pattern.this:
+        node.set("expression", exp.Literal.string(pattern.this.replace("\\", "\\\\")))
+    return node
+
+
+SPARK_REWRITES: dict[type[exp.Expr], Callable[[Any], exp.Expr]] = {
+    exp.Anonymous: _spark_function,
+    exp.DateDiff: _spark_date_diff,
+    exp.RegexpFullMatch: _spark_full_match,
+    exp.TryCast: _spark_try_cast,
+    exp.Like: _spark_like,
+    exp.ILike: _spark_like,
+}
+# Spark's grammar does not chain predicates: `x LIKE 'a%' IS NULL` is a syntax error
+SPARK_PREDICATES = (exp.Like, exp.ILike, exp.RegexpLike, exp.In, exp.Between, exp.Is)
+
+
+def _for_spark(node: exp.Expr) -> exp.Expr:
+    in_parens = isinstance(node.parent, exp.Paren)
+    rewrite = SPARK_REWRITES.get(type(node))
+    node = rewrite(node) if rewrite else node
+    return exp.paren(node) if isinstance(node, SPARK_PREDICATES) and not in_parens else node
+
+
+DIALECT_REWRITES: dict[str, Callable[[exp.Expr], exp.Expr]] = {"spark": _for_spark}
+
+
+def for_dialect(tree: exp.Expr, dialect: str) -> exp.Expr:
+    """`tree` (written with DuckDB's semantics) rewritten where `dialect` means something else
+    by the same SQL. Dialects without an entry are left to sqlglot's transpiler."""
+    rewrite = DIALECT_REWRITES.get(dialect)
+    return _rewrite(tree, rewrite) if rewrite else tree
+
+
+def run_query(
+    workspace: Workspace,
+    people: str,
+    events: str,
+    manual: str | None = None,
+    dialect: str = DIALECT,
+) -> str:
+    """The whole run's membership query. `people`, `events` and `manual` name relations (a
+    table, a view or a file-reading expression) the engine can read."""
+    as_of = workspace.as_of
+    features = list(workspace.features.values())
+    visible = [exp.LTE(this=_ident("timestamp"), expression=instant(as_of))]
+    names = sorted({f.event for f in features})
+    if features and "*" not in names:
+        visible.append(_ident("name").isin(*names))
+    earliest = earliest_needed(features, as_of)
+    if earliest is not None:
+        visible.append(exp.GTE(this=_ident("timestamp"), expression=instant(earliest)))
+    query = (
+        exp.select(
+            "person_id", *(exp.alias_(_aggregate(f, as_of), f.name, quoted=True) for f in features)
+        )
+        .from_(exp.maybe_parse(events))
+        .where(exp.and_(*visible))
+        .group_by("person_id")
+    )
+    columns: list[exp.Expr] = [exp.column(exp.Star(), table="p")]
+    for f in features:
+        value: exp.Expr = exp.column(f.name, table="f", quoted=True)
+        if f.default is not None:
+            value = exp.Coalesce(this=value, expressions=[exp.Literal.number(f.default)])
+        columns.append(exp.alias_(value, f.name, quoted=True))
+    people_features = (
+        exp.select(*columns)
+        .from_(exp.alias_(exp.maybe_parse(people), "p"))
+        .join(
+            exp.alias_(exp.to_table("__features"), "f"),
+            on="p.person_id = f.person_id",
+            join_type="left",
+        )
+    )
+    ctes = [("__features", query), ("__level_0", people_features)]
+    for number, level in enumerate(workspace.order, start=1):
+        outputs: list[exp.Expr] = [exp.Star()]
+        for sid in level:
+            segment = workspace.segments[sid]
+            if segment.manual:
+                member = (
+                    exp.column("person_id").isin(
+                        query=exp.select("person_id")
+                        .from_(exp.maybe_parse(manual))
+                        .where(
+                            exp.EQ(
+                                this=exp.column("segment_id"), expression=exp.Literal.string(sid)
+                            )
+                        )
+                    )
+                    if manual
+                    else exp.false()
+                )
+            else:
+                member = exp.Coalesce(
+                    this=exp.paren(predicate(segment.predicate, as_of)), expressions=[exp.false()]
+                )
+            outputs.append(exp.alias_(member, segment.column, quoted=True))
+        ctes.append((f"__level_{number}", exp.select(*outputs).from_(f"__level_{number - 1}")))
+    last = f"__level_{len(workspace.order)}"
+    columns = {sid: workspace.segments[sid].column for sid in sorted(workspace.segments)}
+    body = MEMBER_ROWS.get(dialect, _member_rows_union)(last, columns)
+    for name, cte in ctes:
+        body = body.with_(name, as_=cte)
+    return for_dialect(body, dialect).sql(dialect=dialect, pretty=True)

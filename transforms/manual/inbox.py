@@ -1,0 +1,521 @@
+"""Manual segments from the inbox: CSV drops applied exactly once, in order (docs/lifecycle.md).
+
+Layout of the inbox root:
+- `<segment_id>/*.csv`: people to add; `<segment_id>/remove/*.csv`: people to remove;
+  `<segment_id>/clear` (any content): remove everyone. An `action` column (add/remove)
+  overrides the folder for its row.
+- `_processed/<D>/<attempt>/<NNNN>/<original path>`: files claimed by an attempt of run D,
+  numbered in the order they were applied; `_rejected/<D>/<file>` with `<file>.error.txt`:
+  files that could not be applied.
+
+A run claims files by moving them under its own attempt before it commits, so a crashed run
+leaves them where no new upload can mix with them. It takes, in order:
+1. files claimed by earlier attempts of its own date that no committed run lists: it takes them
+   over where they are (no move), in their claim order. Whichever attempt of the date commits
+   lists them, and only one can commit (the catalog swap), so a crash or a retry at any moment
+   applies them exactly once, in the run of the date they were claimed for;
+2. files claimed for another date by attempts that can no longer commit and that no committed
+   run lists (an attempt started before the latest commit of the catalog read the catalog
+   before that commit, so its swap must fail), moved under its own attempt; claims for another
+   date by an attempt that may still commit are left alone;
+3. new files by (last-modified, key).
+On an object store a move is a copy then a delete; a file still in place with the same path and
+bytes as a claim taken over in 1 is the source of a move cut short, and is deleted, not claimed
+again.
+Claims are numbered in the order they are applied, continuing after the numbers taken over, so
+sorting by number gives the order again after any chain of takeovers. A rerun of a committed
+date re-applies exactly the files its manifest lists, where they are. Every refusal filed under
+`_rejected/<D>/` is reported by the run of D, whichever attempt filed it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+
+from transforms.config import Settings
+from transforms.errors import ConcurrentRunError, MissingInputError, SegmentsError
+from transforms.language.definitions import SEGMENT_ID, Segment
+from transforms.storage.roots import FileInfo, Root
+
+PROCESSED, REJECTED = "_processed", "_rejected"
+ID_COLUMNS = ("person_id", "id")
+ACTIONS = {"add": "added", "remove": "removed"}
+MEMBERS = {"segment_id": pl.String, "person_id": pl.String}
+REPORTED_IDS = 100  # unknown/ambiguous identifiers listed per file (all are counted)
+ERROR_SUFFIX, ERROR_HEADING = ".error.txt", " could not be applied:"
+
+
+class UploadError(SegmentsError):
+    """An upload file cannot be applied; `problems` says why, line by line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class Upload:
+    """One inbox file: where it is, and what its path says."""
+
+    key: str
+    segment_id: str
+    action: str  # add | remove | clear
+    original: str  # its path relative to the inbox when it was dropped
+
+
+@dataclass
+class UploadReport:
+    file: str
+    segment_id: str
+    action: str
+    rows: int = 0
+    applied: int = 0
+    unknown: list[str] = field(default_factory=list)
+    unknown_count: int = 0
+    ambiguous_emails: list[str] = field(default_factory=list)
+    ambiguous_count: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ManualResult:
+    members: pl.DataFrame
+    """(segment_id, person_id) of every manual segment after the run's uploads."""
+    actions: pl.DataFrame
+    """(segment_id, person_id, action): the last action of the run per person and segment."""
+    applied: list[UploadReport]
+    files: list[str]
+    """Keys under `_processed/<D>/` of the files applied, in order."""
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    """The refusals filed for the run's date (`refusals`)."""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "applied": [asdict(r) for r in self.applied],
+            "rejected": self.rejected,
+            "files": self.files,
+        }
+
+
+def _classify(relative: str) -> tuple[str, str] | str:
+    """(segment_id, action) from a path relative to the inbox, or why it is not an upload."""
+    parts = relative.split("/")
+    if any(p in ("", ".", "..") for p in parts):
+        return "the path has empty, '.' or '..' parts"
+    segment_id = parts[0]
+    if not SEGMENT_ID.match(segment_id):
+        return f"'{segment_id}' is not a valid segment id"
+    if len(parts) == 2 and parts[1] == "clear":
+        return segment_id, "clear"
+    if len(parts) == 2 and parts[1].lower().endswith(".csv"):
+        return segment_id, "add"
+    if len(parts) == 3 and parts[1] == "remove" and parts[2].lower().endswith(".csv"):
+        return segment_id, "remove"
+    return "expected <segment>/<file>.csv, <segment>/remove/<file>.csv or <segment>/clear"
+
+
+def _safe_name(relative: str) -> str:
+    """A single path component for a refused file, whatever its key contained."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", relative.replace("/", "__")).strip(".") or "file"
+
+
+def _parse(
+    data: bytes, default_action: str
+) -> tuple[list[tuple[str, str, str, int]], list[str], str]:
+    """Rows (identifier kind, value, action, line), notes, or UploadError with every problem."""
+    try:
+        text = data.decode("utf-8").removeprefix("\ufeff")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise UploadError([f"line {line}: not UTF-8 text (save the file as UTF-8)"]) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = [h.strip().lower() for h in next(reader)]
+    except StopIteration:
+        raise UploadError(["line 1: the file is empty; it needs a header row"]) from None
+    except csv.Error as exc:
+        raise UploadError([f"line 1: not valid CSV ({exc})"]) from None
+    notes = []
+    id_column = next((c for c in ID_COLUMNS if c in header), None)
+    if id_column is None and "email" not in header:
+        raise UploadError(
+            [
+                f"line 1: no identifier column (the header has: {', '.join(header) or 'nothing'});"
+                " name one column person_id (or id) or email"
+            ]
+        )
+    if id_column and "email" in header:
+        notes.append(f"both {id_column} and email present: {id_column} was used, email ignored")
+    kind = "person_id" if id_column else "email"
+    position = header.index(id_column or "email")
+    action_position = header.index("action") if "action" in header else None
+    rows, problems = [], []
+    try:
+        for row in reader:
+            line = reader.line_num
+            if not row or all(not cell.strip() for cell in row):
+                continue
+            if len(row) != len(header):
+                problems.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
+                continue
+            value = row[position].strip()
+            if not value:
+                problems.append(f"line {line}: empty {kind}")
+                continue
+            action = default_action
+            if action_position is not None and row[action_position].strip():
+                given = row[action_position].strip().lower()
+                if given not in ACTIONS:
+                    problems.append(f"line {line}: action '{given}' is not add or remove")
+                    continue
+                action = given
+            rows.append((kind, value, action, line))
+    except csv.Error as exc:
+        problems.append(f"line {reader.line_num}: not valid CSV ({exc})")
+    if problems:
+        raise UploadError(problems)
+    return rows, notes, kind
+
+
+def _resolve(
+    rows, kind: str, people: pl.DataFrame, report: UploadReport
+) -> list[tuple[str, str, int]]:
+    """(person_id, action, line) of the rows naming exactly one known person; the rest
+    reported."""
+    resolved, unknown, ambiguous = [], [], []
+    if kind == "person_id":
+        known = set(people.get_column("person_id").to_list())
+        for _, value, action, line in rows:
+            (resolved.append((value, action, line)) if value in known else unknown.append(value))
+    else:
+        by_email: dict[str, list[str]] = {}
+        for pid, email in people.select("person_id", "email").iter_rows():
+            if email:
+                by_email.setdefault(email.strip().lower(), []).append(pid)
+        for _, value, action, line in rows:
+            matches = by_email.get(value.strip().lower(), [])
+            if len(matches) == 1:
+                resolved.append((matches[0], action, line))
+            elif matches:
+                ambiguous.append(value)
+            else:
+                unknown.append(value)
+    report.unknown, report.unknown_count = unknown[:REPORTED_IDS], len(unknown)
+    report.ambiguous_emails, report.ambiguous_count = ambiguous[:REPORTED_IDS], len(ambiguous)
+    return resolved
+
+
+CLAIMED = re.compile(
+    rf"{PROCESSED}/(\d{{4}}-\d{{2}}-\d{{2}})/(\d{{8}}T\d{{12}}-[0-9a-f]{{6}})/(\d{{4}})/(.+)$"
+)
+
+
+def _pending(
+    inbox: Root,
+    day: date | None,
+    applied_by: Callable[[str], set[str] | None],
+    committed_by: str | None,
+) -> tuple[list[str], list[str], list[FileInfo]]:
+    """(claims of `day` to take over where they are; claims of other dates to carry over; new
+    files), each in the order they are applied (module docstring).
+
+    `applied_by(D)` is the set of files committed run D applied, or None if D has no committed
+    run; `committed_by` is the attempt that made the latest commit."""
+    own, carried = [], []
+    for info in inbox.list_files(PROCESSED, recursive=True):
+        match = CLAIMED.match(info.key)
+        if not match or info.name.startswith("."):
+            continue
+        run_date, attempt, number, _ = match.groups()
+        applied = applied_by(run_date)
+        if applied is not None and info.key in applied:
+            continue
+        if day is not None and run_date == day.isoformat():
+            own.append((number, attempt, info.key))
+        elif committed_by is not None and attempt < committed_by:
+            carried.append((run_date, number, attempt, info.key))
+    new = [
+        f
+        for f in inbox.list_files("", recursive=True)
+        if not f.key.startswith((f"{PROCESSED}/", f"{REJECTED}/")) and not f.name.startswith(".")
+    ]
+    new.sort(key=lambda f: (f.modified.timestamp() if f.modified else 0.0, f.key))
+    return [key for *_, key in sorted(own)], [key for *_, key in sorted(carried)], new
+
+
+def claim_number(key: str) -> int:
+    """The position a claimed file was applied at (0 for a key that is not a claim)."""
+    match = CLAIMED.match(key)
+    return int(match.group(3)) if match else 0
+
+
+def _original(key: str) -> str:
+    match = CLAIMED.match(key)
+    return match.group(4) if match else key
+
+
+def _taken(key: str) -> ConcurrentRunError:
+    return ConcurrentRunError(
+        f"upload {key} was taken by another run while this one was applying it",
+        hint="run again: the retry applies what is still pending",
+    )
+
+
+def _reject(
+    inbox: Root, day: date, key: str, problems: list[str], original: str | None = None
+) -> dict[str, Any]:
+    """Move a file to `_rejected/<D>/` beside an `.error.txt` that lists its problems."""
+    shown = original or key
+    target = f"{REJECTED}/{day.isoformat()}/{_safe_name(shown)}"
+    report = f"{shown}{ERROR_HEADING}\n" + "".join(f"  {p}\n" for p in problems)
+    inbox.write_bytes(f"{target}{ERROR_SUFFIX}", report.encode())
+    inbox.move(key, target)
+    return {"file": shown, "moved_to": target, "problems": problems}
+
+
+def _refusal(kind: tuple[str, str] | str, segments: dict[str, Segment]) -> str | None:
+    """Why an upload at this path cannot be applied, or None."""
+    if isinstance(kind, str):
+        return kind
+    segment = segments.get(kind[0])
+    if segment is None:
+        return f"there is no segment '{kind[0]}' (definitions: segment_definitions/)"
+    if not segment.is_manual:
+        return f"'{kind[0]}' is data-driven: its members come from its `where`, never uploads"
+    return None
+
+
+def collect_uploads(
+    inbox: Root,
+    day: date,
+    segments: dict[str, Segment],
+    applied_by: Callable[[str], set[str] | None],
+    rerun_files: list[str] | None,
+    attempt: str,
+    committed_by: str | None,
+) -> list[Upload]:
+    """The uploads run `day` applies, in order, claimed under `_processed/<D>/` (module
+    docstring). Files that cannot be applied move to `_rejected/<D>/` with an error report."""
+    if rerun_files is not None:
+        missing = [key for key in rerun_files if not inbox.exists(key)]
+        if missing:
+            raise MissingInputError(
+                f"run {day} applied uploads that are no longer in {inbox.url}:"
+                f" {', '.join(missing)}",
+                hint="restore them from a backup (a rerun must re-apply exactly the same"
+                " files), or check that --inbox is the inbox of this lake",
+            )
+        return [_upload(key) for key in rerun_files]
+    own, carried, new = _pending(inbox, day, applied_by, committed_by)
+    uploads = []
+    number = max((claim_number(key) for key in own), default=0)
+    for key in [*own, *carried, *(info.key for info in new)]:
+        original = _original(key)
+        if key not in own and _moved_already(inbox, key, original, own):
+            inbox.delete([key])  # finish the move a killed attempt began
+            continue
+        if problem := _refusal(_classify(original), segments):
+            _reject(inbox, day, key, [problem], original)
+            continue
+        target = key
+        if key not in own:  # claim it for this attempt
+            number += 1
+            target = f"{PROCESSED}/{day.isoformat()}/{attempt}/{number:04d}/{original}"
+            try:
+                inbox.move(key, target)
+            except FileNotFoundError:
+                raise _taken(key) from None
+        uploads.append(_upload(target))
+    return uploads
+
+
+def _moved_already(inbox: Root, key: str, original: str, own: list[str]) -> bool:
+    """Whether the file at `key` is the source of a claim in `own` whose move was cut short.
+
+    On an object store a move is a copy, then a delete: an attempt killed between the two
+    leaves the file both where it was and claimed. The claim is taken over, so the source, the
+    same path with the same bytes, must not be claimed a second time."""
+    claims = [claim for claim in own if _original(claim) == original]
+    if not claims:
+        return False
+    data = inbox.read_bytes(key, raw=True)
+    return any(inbox.read_bytes(claim, raw=True) == data for claim in claims)
+
+
+def _upload(key: str) -> Upload:
+    """The upload at `key` (a claim, or a new file), as its original path describes it."""
+    original = _original(key)
+    segment_id, action = _classify(original)  # type: ignore[misc]
+    return Upload(key, segment_id, action, original)
+
+
+def refusals(inbox: Root, day: date) -> list[dict[str, Any]]:
+    """Every upload refused under `_rejected/<D>/`, read back from its `.error.txt` (so a retry
+    reports the refusals of the attempts before it too), by key."""
+    found = []
+    for info in inbox.list_files(f"{REJECTED}/{day.isoformat()}"):
+        if not info.key.endswith(ERROR_SUFFIX):
+            continue
+        first, *lines = inbox.read_bytes(info.key).decode("utf-8").splitlines()
+        found.append(
+            {
+                "file": first.removesuffix(ERROR_HEADING),
+                "moved_to": info.key.removesuffix(ERROR_SUFFIX),
+                "problems": [line.strip() for line in lines if line.strip()],
+            }
+        )
+    return found
+
+
+def apply_uploads(
+    inbox: Root,
+    uploads: list[Upload],
+    before: pl.DataFrame,
+    people: pl.DataFrame,
+    day: date,
+) -> ManualResult:
+    """Apply uploads in order to the manual members `before` (segment_id, person_id).
+
+    `people` has person_id and email of the run's snapshot; rows naming anyone else are
+    reported, not applied. A file that cannot be parsed is moved to `_rejected/`."""
+    state: dict[str, set[str]] = {}
+    for sid, pid in before.select("segment_id", "person_id").iter_rows():
+        state.setdefault(sid, set()).add(pid)
+    last: dict[tuple[str, str], str] = {}
+    applied, files = [], []
+    for upload in uploads:
+        report = UploadReport(upload.original, upload.segment_id, upload.action)
+        members = state.setdefault(upload.segment_id, set())
+        if upload.action == "clear":
+            for pid in members:
+                last[(upload.segment_id, pid)] = "cleared"
+            members.clear()
+        else:
+            try:
+                data = inbox.read_bytes(upload.key)
+            except FileNotFoundError:
+                raise _taken(upload.key) from None
+            try:
+                rows, report.notes, kind = _parse(data, upload.action)
+            except UploadError as exc:
+                _reject(inbox, day, upload.key, exc.problems, upload.original)
+                continue
+            report.rows = len(rows)
+            for pid, action, _ in _resolve(rows, kind, people, report):
+                (members.add if action == "add" else members.discard)(pid)
+                last[(upload.segment_id, pid)] = ACTIONS[action]
+                report.applied += 1
+        applied.append(report)
+        files.append(upload.key)
+    members_frame = pl.DataFrame(
+        [(sid, pid) for sid, pids in sorted(state.items()) for pid in sorted(pids)],
+        schema=MEMBERS,
+        orient="row",
+    )
+    actions = pl.DataFrame(
+        [(sid, pid, action) for (sid, pid), action in sorted(last.items())],
+        schema={**MEMBERS, "action": pl.String},
+        orient="row",
+    )
+    return ManualResult(members_frame, actions, applied, files)
+
+
+def drop_upload(
+    inbox: Root,
+    segment: Segment,
+    action: str,
+    ids: list[str] | None = None,
+    data: bytes | None = None,
+    column: str = "person_id",
+) -> str:
+    """Write a correctly named upload into the inbox (what `segments manual` does); returns
+    its key. `ids` become a one-column CSV; `data` is an existing CSV, checked first."""
+    if not segment.is_manual:
+        raise SegmentsError(
+            f"'{segment.id}' is data-driven: its members come from its `where`",
+            hint="manual uploads are for manual segments only",
+        )
+    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-cli"
+    if action == "clear":
+        key = f"{segment.id}/clear"
+        inbox.write_bytes(key, b"")
+        return key
+    if data is None:
+        values = [i.strip() for i in ids or [] if i.strip()]
+        if not values:
+            raise SegmentsError("no identifiers given", hint="pass --ids a,b,c or --file x.csv")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow([column])
+        writer.writerows([v] for v in values)
+        data = buffer.getvalue().encode()
+    try:
+        _parse(data, "add")
+    except UploadError as exc:
+        raise SegmentsError(
+            "the file cannot be applied: " + "; ".join(exc.problems),
+            hint="fix the file; it needs a header with person_id (or id) or email",
+        ) from exc
+    key = f"{segment.id}/{'remove/' if action == 'remove' else ''}{name}.csv"
+    inbox.write_bytes(key, data)
+    return key
+
+
+def check_uploads(settings: Settings, day: date) -> dict[str, Any]:
+    """Look at the inbox's new uploads without applying them (what the inbox DAG does).
+
+    A file that can never be applied (wrong place, unknown or data-driven segment, not a
+    readable CSV) moves to `_rejected/<day>/` with its error report now, instead of at the next
+    run. For the others, a dry run against the latest ingested people snapshot counts the rows
+    that name a known person, and the unknown ids and ambiguous emails. The files stay where
+    they are: the next run applies them."""
+    from transforms.language.definitions import load_segments
+    from transforms.storage import lake
+
+    inbox = Root(settings.inbox, settings.storage_options)
+    lake_root = Root(settings.lake, settings.storage_options)
+    segments, _ = load_segments(settings.definitions)
+    ingested = lake.ingested_days(lake_root)
+    people = (
+        lake.scan_people(lake_root, ingested[-1]).select("person_id", "email").collect()
+        if ingested
+        else None
+    )
+    *_, new = _pending(inbox, None, lambda _: None, None)
+    checked, rejected = [], []
+    for info in new:
+        kind = _classify(info.key)
+        problems = [problem] if (problem := _refusal(kind, segments)) else []
+        report = None
+        if not problems and kind[1] != "clear":  # type: ignore[index]
+            report = UploadReport(info.key, *kind)  # type: ignore[misc]
+            try:
+                rows, report.notes, id_kind = _parse(inbox.read_bytes(info.key), kind[1])
+            except UploadError as exc:
+                problems = exc.problems
+            except FileNotFoundError:
+                continue  # a run claimed it meanwhile
+            else:
+                report.rows = len(rows)
+                if people is not None:
+                    report.applied = len(_resolve(rows, id_kind, people, report))
+        if problems:
+            try:
+                rejected.append(_reject(inbox, day, info.key, problems))
+            except FileNotFoundError:
+                continue
+        else:
+            checked.append(asdict(report) if report else {"file": info.key, "action": "clear"})
+    return {
+        "snapshot": ingested[-1].isoformat() if ingested else None,
+        "checked": checked,
+        "rejected": rejected,
+    }

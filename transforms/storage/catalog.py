@@ -1,0 +1,261 @@
+"""Committing a run on a lake that may be an object store (docs/lifecycle.md, "Commit").
+
+1. data files are written under a fresh attempt name (`part-<attempt>.parquet`);
+2. the run's manifest is written as one object that must not exist yet
+   (`runs/run_date=D/manifest-<attempt>.json`, `If-None-Match: *`);
+3. the catalog `runs/latest.json`, which lists the committed manifest of every run date, is
+   replaced by compare-and-swap (`If-Match: <version read at the start>`); its `latest` date
+   never moves backwards. This is the commit point: a run is visible once the catalog names
+   its manifest. Two writers cannot both succeed: the loser's swap fails, it removes its own
+   files and reports `ConcurrentRunError` (a retry starts from the winner's result);
+4. files of other attempts of D that started before this one and never committed (crashed or
+   lost) are removed. Attempt names start with the time the attempt read the catalog; an
+   attempt that started earlier read the catalog before this commit, so its swap can no longer
+   succeed and its files are garbage. Attempts that started later are left alone: they may
+   still commit.
+
+A rerun of a committed date supersedes the run it replaces, whose files a reader may be reading
+at that moment (it took the list from the old manifest). They stay, with their manifest, for
+`keep_superseded_files_for` after the rerun commits: the catalog lists each superseded manifest
+with the time it was superseded, and the first commit after that period removes its files
+(before its own swap, so a reader never sees a listed file vanish). Until then the partition
+folder of a rerun date holds both attempts' files: read through a manifest, never a listing.
+
+A crash at any step leaves the previous catalog, and so every committed run, intact; the next
+attempt cleans up after the crashed one. Readers go through the catalog and manifests only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import polars as pl
+
+from transforms.errors import ConcurrentRunError, MissingInputError
+from transforms.storage import lake
+from transforms.storage.roots import Root
+
+log = logging.getLogger("segments.commit")
+CATALOG = "runs/latest.json"
+TABLES = ("membership", "changes")
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """The committed runs, as the catalog said when it was read."""
+
+    runs: dict[str, str] = field(default_factory=dict)
+    """Run date (ISO) -> key of its committed manifest."""
+    version: str | None = None
+    """The catalog object's version tag, for the compare-and-swap; None if it does not exist."""
+    committed_by: str | None = None
+    """The attempt that made the latest commit; attempts that started before it cannot commit."""
+    superseded: dict[str, str] = field(default_factory=dict)
+    """Manifest key of a run replaced by a rerun -> when it was replaced (ISO, UTC); its files
+    are kept for readers until `keep_superseded_files_for` has passed."""
+
+    @property
+    def dates(self) -> list[date]:
+        return sorted(date.fromisoformat(d) for d in self.runs)
+
+    @property
+    def latest(self) -> date | None:
+        return self.dates[-1] if self.runs else None
+
+    def previous(self, day: date) -> date | None:
+        """The latest committed run with a date before `day`."""
+        earlier = [d for d in self.dates if d < day]
+        return earlier[-1] if earlier else None
+
+    def later(self, day: date) -> list[date]:
+        return [d for d in self.dates if d > day]
+
+
+def read_catalog(root: Root) -> Catalog:
+    found = root.read_versioned(CATALOG)
+    if found is None:
+        return Catalog()
+    data, version = found
+    body = json.loads(data)
+    return Catalog(body["runs"], version, body.get("committed_by"), body.get("superseded", {}))
+
+
+def read_manifest(root: Root, catalog: Catalog, day: date) -> dict[str, Any] | None:
+    """The committed manifest of run `day`, or None if `day` has no committed run."""
+    key = catalog.runs.get(day.isoformat())
+    return json.loads(root.read_bytes(key)) if key else None
+
+
+def read_table(root: Root, manifest: dict[str, Any], table: str) -> pl.DataFrame:
+    """A committed table of a run, read from exactly the files its manifest lists."""
+    return root.read_parquet(manifest["files"][table])
+
+
+def scan_table(root: Root, manifest: dict[str, Any], table: str) -> pl.LazyFrame:
+    """A committed table of a run as a lazy scan of exactly its manifest's files, for reading
+    a filtered part of it."""
+    return pl.concat([root.scan_parquet(key) for key in manifest["files"][table]])
+
+
+def manifest_folder(day: date) -> str:
+    return f"runs/run_date={day.isoformat()}"
+
+
+def manifest_path(day: date, attempt: str) -> str:
+    return f"{manifest_folder(day)}/manifest-{attempt}.json"
+
+
+@contextmanager
+def superseded(root: Root, day: date, own: list[str]) -> Iterator[None]:
+    """While writing an attempt's files: a newer attempt that already committed may be removing
+    them. Then this attempt is stale: clean up and say so (a retry starts from the winner)."""
+    try:
+        yield
+    except FileNotFoundError as exc:
+        root.delete(own)
+        raise ConcurrentRunError(
+            f"a newer attempt for {day} committed to {root.url} while this one was writing",
+            hint="run it again if needed: the retry starts from what committed",
+        ) from exc
+
+
+def write_tables(
+    root: Root, day: date, attempt: str, tables: dict[str, pl.DataFrame]
+) -> dict[str, list[str]]:
+    """Step 1: the data files of attempt `attempt` of run `day`; nobody reads them until a
+    manifest lists them. Returns the keys written per table."""
+    keys = {table: [f"{lake.partition(table, day)}/part-{attempt}.parquet"] for table in tables}
+    with superseded(root, day, [k for ks in keys.values() for k in ks]):
+        for table, frame in tables.items():
+            root.write_parquet(frame, keys[table][0])
+    return keys
+
+
+def commit(
+    root: Root,
+    day: date,
+    catalog: Catalog,
+    attempt: str,
+    files: dict[str, list[str]],
+    manifest: dict[str, Any],
+    keep_superseded_for: timedelta = timedelta(hours=24),
+) -> dict[str, Any]:
+    """Steps 2-4: publish the `files` of run `day` (from `write_tables`) with a manifest, swap the
+    catalog, clean up. Returns the manifest.
+
+    `catalog` and `attempt` come from the start of the run (`read_catalog`, `new_attempt`):
+    if another run committed since, the swap fails and this attempt is rolled back. The run
+    this one replaces (a rerun of `day`) is superseded: kept for `keep_superseded_for`.
+    """
+    manifest = {
+        **manifest,
+        "run_date": day.isoformat(),
+        "attempt": attempt,
+        "files": files,
+        "status": "committed",
+    }
+    manifest_key = manifest_path(day, attempt)
+    written = [k for keys in files.values() for k in keys]
+    if not root.put_if_absent(manifest_key, json.dumps(manifest, indent=1).encode()):
+        root.delete(written)
+        raise ConcurrentRunError(f"manifest {manifest_key} already exists")
+    now = datetime.now(UTC)
+    superseded = _remove_expired(root, catalog.superseded, now - keep_superseded_for)
+    replaced = catalog.runs.get(day.isoformat())
+    if replaced is not None:
+        superseded[replaced] = now.isoformat(timespec="seconds")
+    runs = {**catalog.runs, day.isoformat(): manifest_key}
+    body = {"latest": max(runs), "runs": dict(sorted(runs.items())), "committed_by": attempt}
+    if superseded:
+        body["superseded"] = dict(sorted(superseded.items()))
+    data = json.dumps(body, indent=1).encode()
+    swapped = (
+        root.put_if_absent(CATALOG, data)
+        if catalog.version is None
+        else root.put_if_match(CATALOG, data, catalog.version)
+    )
+    if not swapped:
+        root.delete([*written, manifest_key])
+        raise ConcurrentRunError(
+            f"another run committed to {root.url} while run {day} was computing",
+            hint="run it again: the retry starts from the run that committed",
+        )
+    clean_up(root, day, attempt, kept={lake.attempt_of(key) for key in superseded})
+    log.info("committed run %s (attempt %s)", day, attempt)
+    return manifest
+
+
+def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) -> dict[str, str]:
+    """Delete the files of the superseded runs replaced before `before` (every file of their
+    attempt in their date's folders); the ones still kept."""
+    kept = {}
+    for key, since in superseded.items():
+        if datetime.fromisoformat(since) > before:
+            kept[key] = since
+            continue
+        day = date.fromisoformat(key.split("run_date=", 1)[1][:10])
+        root.delete(attempt_files(root, day, lake.attempt_of(key)))
+        log.info("removed the files of %s, superseded at %s", key, since)
+    return kept
+
+
+def run_folders(day: date) -> list[str]:
+    """Where the attempts of run `day` write: its tables, feature state and manifests."""
+    return [lake.partition(t, day) for t in (*TABLES, *lake.STATE_TABLES)] + [manifest_folder(day)]
+
+
+def attempt_files(root: Root, day: date, attempt: str | None) -> list[str]:
+    """Keys of every file attempt `attempt` of run `day` wrote in the run's folders."""
+    return [
+        info.key
+        for folder in run_folders(day)
+        for info in root.list_files(folder, recursive=True)
+        if lake.attempt_of(info.key) == attempt
+    ]
+
+
+def clean_up(root: Root, day: date, attempt: str, kept: set[str | None] = frozenset()) -> None:
+    """Remove what attempts of `day` older than `attempt` left (data files, manifests), except
+    the superseded runs in `kept`, and the staging folders of this attempt and the older ones."""
+    remove_older_attempts(root, run_folders(day), attempt, kept)
+    staging = lake.staging("run", day)
+    finished = {lake.attempt_of(info.key) for info in root.list_files(staging, recursive=True)}
+    for other in sorted(a for a in finished if a is not None and a <= attempt):
+        root.delete_folder(lake.staging("run", day, other))
+    if not root.list_files(staging, recursive=True):
+        root.delete_folder(staging)
+
+
+def remove_older_attempts(
+    root: Root, folders: list[str], attempt: str, kept: set[str | None] = frozenset()
+) -> None:
+    """Delete files under `folders` written by attempts that started before `attempt`, except
+    those of the attempts in `kept`."""
+    stale = []
+    for folder in folders:
+        for info in root.list_files(folder, recursive=True):
+            other = lake.attempt_of(info.key)
+            if other is not None and other < attempt and other not in kept:
+                stale.append(info.key)
+    root.delete(stale)
+
+
+def committed_files(root: Root, table: str, day: date | None = None) -> tuple[date, list[str]]:
+    """(run date, URLs of the files) of a table of a committed run: `day`, or the latest.
+
+    What an engine should read: exactly the files the run's manifest lists."""
+    catalog = read_catalog(root)
+    day = day or catalog.latest
+    manifest = read_manifest(root, catalog, day) if day else None
+    if manifest is None:
+        raise MissingInputError(
+            f"no committed run {'of ' + day.isoformat() if day else 'yet'} in {root.url}",
+            hint="run `segments run --date D` first",
+        )
+    return day, [root.url_of(key) for key in manifest["files"][table]]

@@ -1,0 +1,177 @@
+"""The lake's tables and folders (docs/tables.md) and how the pipeline reads them back.
+
+Every module that reads or writes the lake builds its keys here, so the layout can be read off
+this file: Hive partitions `<table>/<column>=<D>/`, quarantine beside them, the ingest step's
+manifests under `ingest/`. Readers go through the manifests, never through a folder listing,
+so files of an unfinished attempt are never read.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from datetime import UTC, date, datetime
+from typing import Any
+
+import polars as pl
+
+from transforms.errors import MissingInputError
+from transforms.storage.roots import Root
+
+ATTEMPT = re.compile(r"\d{8}T\d{12}-[0-9a-f]{6}")
+
+
+def new_attempt() -> str:
+    """A unique attempt name that sorts by start time: `20261128T134512123456-1f2e3d`.
+
+    Files are written under their attempt's name; the clock only orders attempts for clean-up
+    (see `transforms.storage.catalog`) and never enters a result."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+
+
+def attempt_of(key: str) -> str | None:
+    """The attempt name inside a key, if it has one."""
+    match = ATTEMPT.search(key)
+    return match.group(0) if match else None
+
+
+PARTITION_COLUMNS = {
+    "people": "snapshot_date",
+    "events": "ingest_date",
+    "membership": "run_date",
+    "changes": "run_date",
+    "feature_totals": "run_date",
+    "feature_partials": "run_date",
+}
+STATE_TABLES = ("feature_totals", "feature_partials")
+"""What runs keep for the next run to fold its features from
+(`transforms.engines.feature_state`)."""
+
+
+def partition(table: str, day: date) -> str:
+    """`people/snapshot_date=D`, `events/ingest_date=D`, `membership/run_date=D`."""
+    return f"{table}/{PARTITION_COLUMNS[table]}={day.isoformat()}"
+
+
+def quarantine_partition(table: str, day: date) -> str:
+    return f"quarantine/{partition(table, day)}"
+
+
+def ingest_folder(day: date) -> str:
+    return f"ingest/ingest_date={day.isoformat()}"
+
+
+def ingest_manifest(day: date) -> str:
+    """Written last by a successful ingest of D: the files it published and its counts."""
+    return f"{ingest_folder(day)}/manifest.json"
+
+
+def staging(step: str, day: date, attempt: str | None = None) -> str:
+    """Where an attempt of a run (`step` "run") or of an ingest keeps what one step hands to the
+    next: `_staging/run_date=D/<attempt>/`. Never read as a table; removed once the attempt
+    publishes, and by the next successful attempt of the date after a failure."""
+    column = "ingest_date" if step == "ingest" else "run_date"
+    folder = f"_staging/{column}={day.isoformat()}"
+    return f"{folder}/{attempt}" if attempt else folder
+
+
+def read_ingest_manifest(lake: Root, day: date) -> dict[str, Any] | None:
+    """The manifest of the last successful ingest of `day`, or None."""
+    key = ingest_manifest(day)
+    return json.loads(lake.read_bytes(key)) if lake.exists(key) else None
+
+
+def ingested_days(lake: Root) -> list[date]:
+    """Dates with a committed ingest, oldest first."""
+    days = []
+    for info in lake.list_files("ingest", recursive=True):
+        match = re.fullmatch(r"ingest/ingest_date=(\d{4}-\d{2}-\d{2})/manifest\.json", info.key)
+        if match:
+            days.append(date.fromisoformat(match.group(1)))
+    return sorted(days)
+
+
+def people_files(lake: Root, day: date) -> list[str]:
+    """Keys of the validated people snapshot of `day` (as its ingest manifest lists them)."""
+    manifest = read_ingest_manifest(lake, day)
+    if manifest is None:
+        raise MissingInputError(
+            f"no ingested people snapshot for {day} in {lake.url}",
+            hint=f"run `segments ingest --date {day}` (or `segments run`, which ingests first)",
+        )
+    return manifest["outputs"]["people"]
+
+
+def event_files(lake: Root, day: date) -> list[list[str]]:
+    """Keys of the events a run of `day` sees, per ingest date (oldest first)."""
+    days = [d for d in ingested_days(lake) if d <= day]
+    if not days:
+        raise MissingInputError(
+            f"nothing ingested on or before {day} in {lake.url}",
+            hint=f"run `segments ingest --date {day}` first",
+        )
+    return [read_ingest_manifest(lake, d)["outputs"]["events"] for d in days]
+
+
+def _scan(lake: Root, keys: list[str]) -> pl.LazyFrame:
+    return pl.concat([lake.scan_parquet(key) for key in keys], how="vertical")
+
+
+def scan_people(lake: Root, day: date) -> pl.LazyFrame:
+    """The validated people snapshot of `day`."""
+    return _scan(lake, people_files(lake, day))
+
+
+def resent_events(lake: Root, day: date, event_ids: pl.Series) -> tuple[dict[date, str], pl.Series]:
+    """({each date ingested before `day`: its ingest attempt}, which of `event_ids` their
+    events already hold).
+
+    Reads only the event_id column of the earlier dates and looks each up among `event_ids`
+    (a day's events, small next to the history)."""
+    manifests = {d: read_ingest_manifest(lake, d) for d in ingested_days(lake) if d < day}
+    attempts = {d: manifest["attempt"] for d, manifest in manifests.items()}
+    keys = [key for manifest in manifests.values() for key in manifest["outputs"]["events"]]
+    if not keys:
+        return attempts, pl.Series("event_id", [], dtype=pl.String)
+    earlier = _scan(lake, keys).select("event_id")
+    found = earlier.filter(pl.col("event_id").is_in(event_ids.implode())).collect()
+    return attempts, found.get_column("event_id")
+
+
+def checked_against_earlier(lake: Root, days: list[date]) -> bool:
+    """Whether the ingest of each of `days` dropped the events that earlier ones of `days`
+    hold now, so together they hold each event_id once.
+
+    So it is when each date was ingested after every earlier one (attempt names sort by start
+    time) and checked their events, at the attempts their manifests name now (where recorded).
+    A date ingested again after a later one was may now hold events the later one kept: the
+    later one checked against its events of before."""
+    before: dict[str, str] = {}  # the dates of `days` already seen: their ingest's attempt
+    for day in days:
+        manifest = read_ingest_manifest(lake, day)
+        report = manifest["tables"]["events"]
+        if before and manifest["attempt"] <= max(before.values()):
+            return False
+        if not set(before) <= set(report.get("checked_against", [])):
+            return False
+        checked = report.get("checked_attempts")
+        if checked is not None and any(checked.get(d) != a for d, a in before.items()):
+            return False
+        before[day.isoformat()] = manifest["attempt"]
+    return True
+
+
+def scan_events(lake: Root, day: date) -> pl.LazyFrame:
+    """Every event ingested on or before `day`, once per event_id (the first ingest wins).
+
+    Ingest drops re-sent events within a day, and events that dates ingested before it already
+    hold; when the dates were ingested in order, nothing is left to deduplicate. Otherwise (a
+    date ingested, or ingested again, after a later one, or by a version that did not check)
+    the first ingest date wins here."""
+    per_day = event_files(lake, day)
+    events = _scan(lake, [key for keys in per_day for key in keys])
+    days = [d for d in ingested_days(lake) if d <= day]
+    if checked_against_earlier(lake, days):
+        return events
+    return events.unique(subset="event_id", keep="first")
