@@ -118,7 +118,7 @@ def run_step(name: str, handle: dict[str, Any]) -> dict[str, Any]:
     step = {s.__name__.removesuffix("_step"): s for s in runs.STEPS}[name]
     with task_boundary(RESTART if name == "commit" else None):
         config = settings()
-        plan = runs.load_plan(config, date.fromisoformat(handle["date"]), handle["attempt"])
+        plan = runs.load_attempt(config, date.fromisoformat(handle["date"]), handle["attempt"])
         result = step(config, plan)
     if name == "commit":
         manifest = Root(config.lake, config.storage_options).url_of(

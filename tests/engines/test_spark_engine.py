@@ -26,9 +26,9 @@ from transforms.config import load_settings
 from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_members
 from transforms.errors import ConfigError
-from transforms.language.compiler import Workspace, compile_segments
+from transforms.language.compiler import CompiledDefinitions, compile_segments
 from transforms.language.sql import run_query
-from transforms.runs.materialize import compile_workspace, evaluate
+from transforms.runs.materialize import compile_definitions, evaluate
 from transforms.runs.steps import run
 from transforms.storage.roots import Root
 
@@ -51,7 +51,7 @@ def by_segment(rows: pl.DataFrame) -> dict[str, set[str]]:
     }
 
 
-def polars_result(files, workspace: Workspace, manual: pl.DataFrame | None) -> dict:
+def polars_result(files, workspace: CompiledDefinitions, manual: pl.DataFrame | None) -> dict:
     people, events = files
     features = event_features(pl.scan_parquet(events), workspace)
     lazy_manual = manual.lazy() if manual is not None else None
@@ -59,7 +59,7 @@ def polars_result(files, workspace: Workspace, manual: pl.DataFrame | None) -> d
     return by_segment(members.collect())
 
 
-def duckdb_result(files, workspace: Workspace) -> dict:
+def duckdb_result(files, workspace: CompiledDefinitions) -> dict:
     people, events = files
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
@@ -162,7 +162,7 @@ def test_the_example_definitions_as_compile_prints_them_run_on_spark(spark, fixt
     settings = load_settings(
         None, definitions=str(REPO / "segment_definitions"), contracts=str(CONTRACTS)
     )
-    workspace = compile_workspace(settings, DAY)
+    workspace = compile_definitions(settings, DAY)
     assert printed.stdout.strip() == run_query(
         workspace, "people", "events", "manual_members", "spark"
     )

@@ -91,7 +91,7 @@ UPLOADS: dict[date, list[tuple[str, str]]] = {
 
 # --- workspaces ---------------------------------------------------------------------------------
 @dataclass
-class Workspace:
+class CompiledDefinitions:
     """Landing, lake and inbox named by `config` (a segments.yaml); on S3 when `bucket` is set."""
 
     config: Path
@@ -127,7 +127,7 @@ class Workspace:
 
 def write_workspace(
     folder: Path, s3: Any = None, bucket: Bucket | None = None, prefix: str = ""
-) -> Workspace:
+) -> CompiledDefinitions:
     """Definitions and segments.yaml under `folder`; landing files of every date, in `folder`
     or, with `s3`, under `s3://<bucket>/<prefix>/`. The inbox starts empty."""
     folder.mkdir(parents=True)
@@ -143,7 +143,7 @@ def write_workspace(
         }
         config["storage_options"] = s3.storage_options
     (folder / "segments.yaml").write_text(yaml.safe_dump(config))
-    ws = Workspace(
+    ws = CompiledDefinitions(
         folder / "segments.yaml", load_settings(folder / "segments.yaml"), bucket, prefix
     )
     for day in DAYS:
@@ -180,7 +180,7 @@ class Attempt:
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTS_")} | {"COLUMNS": "150"}
 
 
-def attempt(ws: Workspace, day: date, kill_at: int) -> Attempt:
+def attempt(ws: CompiledDefinitions, day: date, kill_at: int) -> Attempt:
     """One `segments run --date day` of `ws`, killed before its `kill_at`-th write (0: never)."""
     tag = f"{day}-{len(ws.attempts):02d}"
     count_file, log_file = ws.folder / f"count-{tag}", ws.folder / f"calls-{tag}.log"
@@ -203,7 +203,7 @@ def attempt(ws: Workspace, day: date, kill_at: int) -> Attempt:
 
 
 def play(
-    ws: Workspace,
+    ws: CompiledDefinitions,
     kills: dict[date, list[int]],
     days=DAYS,
     ingested_by_run=(),
@@ -225,16 +225,16 @@ def play(
         assert final.returncode == 0, history(ws)
 
 
-def history(ws: Workspace) -> str:
+def history(ws: CompiledDefinitions) -> str:
     return "attempts:\n" + "".join(f"  {a}\n" for a in ws.attempts)
 
 
-def copy_of(ws: Workspace, folder: Path) -> Workspace:
+def copy_of(ws: CompiledDefinitions, folder: Path) -> CompiledDefinitions:
     """A copy of local workspace `ws` in `folder`, modified times kept (the inbox's order and
     the landing fingerprints depend on them), without its attempts' count and call files."""
     shutil.copytree(ws.folder, folder, ignore=shutil.ignore_patterns("count-*", "calls-*"))
     config = folder / ws.config.name
-    return Workspace(config, load_settings(config))
+    return CompiledDefinitions(config, load_settings(config))
 
 
 # --- what a lake has committed, comparable across attempts ---------------------------------------
@@ -257,7 +257,7 @@ def sorted_rows(frame) -> tuple[tuple[str, ...], list[tuple]]:
     return tuple(frame.columns), rows
 
 
-def committed_state(ws: Workspace) -> dict[str, Any]:
+def committed_state(ws: CompiledDefinitions) -> dict[str, Any]:
     """Per committed run: its rows and the manifest fields a retry must reproduce; and the
     inbox: claims in claim order as (date, original path), the rest by key, with contents."""
     lake = Root(ws.settings.lake, ws.settings.storage_options)
@@ -325,7 +325,7 @@ def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     return found
 
 
-def assert_same_commits(reference: dict[str, Any], ws: Workspace, label: str) -> None:
+def assert_same_commits(reference: dict[str, Any], ws: CompiledDefinitions, label: str) -> None:
     found = differences(reference, committed_state(ws))
     assert not found, (
         f"{label}: {len(found)} difference(s) from the uninterrupted runs\n{history(ws)}"
@@ -341,11 +341,11 @@ class Reference:
     """Mutating calls of an uninterrupted run per date: its kill points are 1..count."""
     calls: dict[date, list[str]]
     states_by_day: dict[date, dict[str, Any]]
-    before: dict[date, Workspace]
+    before: dict[date, CompiledDefinitions]
     """Copies of the workspace as each date's run found it (uploads dropped, date ingested)."""
 
 
-def reference_of(ws: Workspace, copies: Path) -> Reference:
+def reference_of(ws: CompiledDefinitions, copies: Path) -> Reference:
     states, before = {}, {}
 
     def keep(day: date) -> None:

@@ -344,18 +344,18 @@ def compile_(
     contracts: ContractsOpt = None,
 ) -> None:
     """Print a segment's canonical predicate and the event features it needs, or SQL."""
-    from transforms.runs.materialize import compile_workspace, restrict
+    from transforms.runs.materialize import compile_definitions, restrict
 
     settings = _settings(config, definitions=definitions, contracts=contracts)
-    workspace = compile_workspace(settings, _day(date_) if date_ else VALIDATION_DAY)
-    if segment is not None and segment not in workspace.segments:
-        raise _unknown_segment(settings, segment, workspace.segments)
+    compiled = compile_definitions(settings, _day(date_) if date_ else VALIDATION_DAY)
+    if segment is not None and segment not in compiled.segments:
+        raise _unknown_segment(settings, segment, compiled.segments)
     if all_ or dialect:
         if not all_ and segment is None:
             raise typer.BadParameter("name a SEGMENT or pass --all")
         from transforms.language.sql import run_query
 
-        chosen = workspace if all_ else restrict(workspace, {segment})
+        chosen = compiled if all_ else restrict(compiled, {segment})
         try:
             typer.echo(
                 run_query(chosen, "people", "events", "manual_members", dialect=dialect or "duckdb")
@@ -365,24 +365,24 @@ def compile_(
         return
     if segment is None:
         raise typer.BadParameter("name a SEGMENT")
-    compiled = workspace.segments[segment]
-    if compiled.manual:
+    chosen = compiled.segments[segment]
+    if chosen.manual:
         console.print(f"{segment} is a manual segment: its members come from uploads only.")
         return
-    console.print(compiled.canonical(), highlight=False, markup=False)
+    console.print(chosen.canonical(), highlight=False, markup=False)
     table = Table(
         title="event features (computed in one pass for all segments)", title_justify="left"
     )
     table.add_column("column")
     table.add_column("feature")
     table.add_column("type")
-    for name in compiled.features:
-        feature = workspace.features[name]
+    for name in chosen.features:
+        feature = compiled.features[name]
         table.add_row(name, feature.describe(), feature.type)
-    if compiled.features:
+    if chosen.features:
         console.print(table)
-    if compiled.references:
-        console.print("references: " + ", ".join(compiled.references))
+    if chosen.references:
+        console.print("references: " + ", ".join(chosen.references))
 
 
 @app.command()
@@ -401,7 +401,7 @@ def preview(
     """Size and a sample of a segment's members on a date, computed without writing anything."""
     import polars as pl
 
-    from transforms.runs.materialize import compile_workspace, evaluate
+    from transforms.runs.materialize import compile_definitions, evaluate
 
     day, engine = _day(date_), _engine(engine)
     settings = _settings(
@@ -412,11 +412,11 @@ def preview(
         spark_master=spark_master,
         spark_remote=spark_remote,
     )
-    workspace = compile_workspace(settings, day)
-    if segment not in workspace.segments:
-        raise _unknown_segment(settings, segment, workspace.segments)
+    compiled = compile_definitions(settings, day)
+    if segment not in compiled.segments:
+        raise _unknown_segment(settings, segment, compiled.segments)
     with console.status(f"evaluating {segment} for {date_}"):
-        evaluation = evaluate(settings, day, only={segment}, engine=engine, workspace=workspace)
+        evaluation = evaluate(settings, day, only={segment}, engine=engine, compiled=compiled)
     members = evaluation.members.filter(pl.col("segment_id") == segment)
     console.print(f"{segment} on {date_}: {members.height:,} of {evaluation.people:,} people")
     for person in members.sort("person_id").head(sample)["person_id"]:
@@ -612,7 +612,7 @@ def demo(
 ) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.cli.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
-    from transforms.runs.materialize import compile_workspace
+    from transforms.runs.materialize import compile_definitions
     from transforms.runs.steps import run as run_date
     from transforms.storage.roots import Root
 
@@ -624,7 +624,7 @@ def demo(
         definitions=definitions,
         contracts=contracts,
     )
-    compile_workspace(settings, FIRST_DAY)  # broken contracts or definitions: before writing
+    compile_definitions(settings, FIRST_DAY)  # broken contracts or definitions: before writing
     roots = [
         Root(getattr(settings, name), settings.storage_options)
         for name in ("landing", "lake", "inbox")

@@ -50,7 +50,7 @@ from transforms.engines.membership import (
     visible_events,
 )
 from transforms.engines.person_order import in_person_order, person_ranges, positions
-from transforms.language.compiler import Feature, Workspace
+from transforms.language.compiler import CompiledDefinitions, Feature
 from transforms.storage import lake
 from transforms.storage.roots import Root
 
@@ -87,7 +87,7 @@ class RunFeatures:
     """The features of a run and the state it leaves for the next one."""
 
     features: pl.LazyFrame
-    """One row per person with events, a column per feature of the workspace."""
+    """One row per person with events, a column per feature of the compiled definitions."""
     how: str
     """"folded" from the previous run's state, or why it was recomputed from the events."""
     record: dict[str, Any] | None = None
@@ -100,19 +100,19 @@ def run_features(
     root: Root,
     day: date,
     attempt: str,
-    workspace: Workspace,
+    compiled: CompiledDefinitions,
     previous: tuple[date, dict[str, Any]] | None,
     full: bool = False,
 ) -> RunFeatures:
     """The features of run `day`, folded from the previous run's state `(date, manifest)` when
     it can be trusted, else recomputed; writes this attempt's state files."""
-    foldable = [f for f in workspace.features.values() if f.foldable]
-    others = [f for f in workspace.features.values() if not f.foldable]
+    foldable = [f for f in compiled.features.values() if f.foldable]
+    others = [f for f in compiled.features.values() if not f.foldable]
     days = [d for d in lake.ingested_days(root) if d <= day]
     events = {d: lake.read_ingest_manifest(root, d)["outputs"]["events"] for d in days}
     if not foldable or not lake.checked_against_earlier(root, days):
         why = "no foldable features" if not foldable else "dates ingested out of order"
-        features = event_features(lake.scan_events(root, day), workspace)
+        features = event_features(lake.scan_events(root, day), compiled)
         return RunFeatures(features, f"recomputed ({why}); no state kept")
     problem = "--full" if full else _untrusted(root, previous, foldable, events)
     if problem is None:
@@ -133,7 +133,7 @@ def run_features(
             p for d in days for p in _write_partials(root, day, attempt, d, events[d], foldable)
         ]
         people = lake.scan_people(root, day).select("person_id").collect().to_series()
-        totals = _recompute(lake.scan_events(root, day), foldable, workspace, people)
+        totals = _recompute(lake.scan_events(root, day), foldable, compiled, people)
         how = f"recomputed ({problem})"
     own = f"{lake.partition(PARTIALS, day)}/"
     files = {
@@ -147,7 +147,7 @@ def run_features(
         pl.col("person_id").set_sorted()
     )
     if others:
-        recomputed = event_features(lake.scan_events(root, day), workspace, others)
+        recomputed = event_features(lake.scan_events(root, day), compiled, others)
         features = features.join(recomputed, on="person_id", how="full", coalesce=True)
     record = {
         "format": FORMAT,
@@ -252,7 +252,7 @@ def _write_partials(
 
 
 def _recompute(
-    events: pl.LazyFrame, features: list[Feature], workspace: Workspace, people: pl.Series
+    events: pl.LazyFrame, features: list[Feature], compiled: CompiledDefinitions, people: pl.Series
 ) -> pl.DataFrame:
     """The totals from the events, as a run without state computes its features: one range of
     person ids at a time (`person_order.person_ranges`), each aggregated apart, so the group-by
@@ -262,7 +262,7 @@ def _recompute(
         in_person_order(
             _prune(
                 aggregate_state(
-                    visible_events(events.filter(people_in_range), features, workspace.as_of),
+                    visible_events(events.filter(people_in_range), features, compiled.as_of),
                     features,
                     ["person_id"],
                     tests,

@@ -14,7 +14,7 @@ from datetime import datetime
 
 import polars as pl
 
-from transforms.language.compiler import TIMESTAMP, Feature, Workspace
+from transforms.language.compiler import TIMESTAMP, CompiledDefinitions, Feature
 
 TEST_PREFIX = "__test_"
 """Columns of per-event tests, shared by the features that use them."""
@@ -129,15 +129,15 @@ def visible_events(events: pl.LazyFrame, features: list[Feature], as_of: datetim
 
 
 def event_features(
-    events: pl.LazyFrame, workspace: Workspace, features: list[Feature] | None = None
+    events: pl.LazyFrame, compiled: CompiledDefinitions, features: list[Feature] | None = None
 ) -> pl.LazyFrame:
-    """One row per person who has events, one column per feature of the workspace (or of
+    """One row per person who has events, one column per feature of the compiled definitions (or of
     `features`), recomputed from the events."""
-    features = list(workspace.features.values()) if features is None else features
+    features = list(compiled.features.values()) if features is None else features
     if not features:
         return pl.LazyFrame(schema={"person_id": pl.String})
     state = aggregate_state(
-        visible_events(events, features, workspace.as_of),
+        visible_events(events, features, compiled.as_of),
         features,
         ["person_id"],
         {f.name: f.tests for f in features},
@@ -155,7 +155,7 @@ def _mask(tests: tuple[tuple[str, pl.Expr], ...], test_columns: dict[str, str]) 
 def segment_columns(
     people: pl.LazyFrame,
     features: pl.LazyFrame,
-    workspace: Workspace,
+    compiled: CompiledDefinitions,
     manual_members: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """People joined with their event features (defaults filled) and one boolean column per
@@ -163,13 +163,13 @@ def segment_columns(
     frame = people.join(features, on="person_id", how="left")
     frame = frame.with_columns(
         pl.col(f.name).fill_null(f.default)
-        for f in workspace.features.values()
+        for f in compiled.features.values()
         if f.default is not None
     )
-    for level in workspace.order:
+    for level in compiled.order:
         columns = []
         for sid in level:
-            segment = workspace.segments[sid]
+            segment = compiled.segments[sid]
             if segment.manual:
                 ids = (
                     manual_members.filter(pl.col("segment_id") == sid).select("person_id")
@@ -194,7 +194,7 @@ ROW, ORDER = "__row", "__order"
 def segment_members(
     people: pl.LazyFrame,
     features: pl.LazyFrame,
-    workspace: Workspace,
+    compiled: CompiledDefinitions,
     manual_members: pl.LazyFrame | None = None,
     first_row: int = 0,
 ) -> pl.LazyFrame:
@@ -208,8 +208,8 @@ def segment_members(
     snapshot (a range of it).
     """
     people = people.with_row_index(ROW, offset=first_row)
-    frame = segment_columns(people, features, workspace, manual_members)
-    ordered = sorted(sid for level in workspace.order for sid in level)
+    frame = segment_columns(people, features, compiled, manual_members)
+    ordered = sorted(sid for level in compiled.order for sid in level)
     if not ordered:
         return pl.LazyFrame(
             schema={"segment_id": pl.String, "person_id": pl.String, ORDER: pl.UInt64}
@@ -217,7 +217,7 @@ def segment_members(
     position = pl.col(ROW).cast(pl.UInt64)
     return pl.concat(
         [
-            frame.filter(pl.col(workspace.segments[sid].column)).select(
+            frame.filter(pl.col(compiled.segments[sid].column)).select(
                 pl.lit(sid, dtype=pl.String).alias("segment_id"),
                 "person_id",
                 (pl.lit(index << 32, dtype=pl.UInt64) + position).alias(ORDER),

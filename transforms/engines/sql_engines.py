@@ -22,7 +22,7 @@ import pyarrow as pa
 
 from transforms.config import Settings
 from transforms.errors import ConfigError
-from transforms.language.compiler import Workspace
+from transforms.language.compiler import CompiledDefinitions
 from transforms.language.sql import run_query
 from transforms.storage import lake
 from transforms.storage.roots import Root
@@ -77,7 +77,7 @@ def _parquet(root: Root, keys: list[str]) -> str:
 
 
 def duckdb_members(
-    root: Root, day: date, workspace: Workspace, manual: pl.DataFrame | None
+    root: Root, day: date, compiled: CompiledDefinitions, manual: pl.DataFrame | None
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(members, snapshot person ids) of every segment for `day`, computed by DuckDB."""
     con = duckdb.connect()
@@ -91,7 +91,7 @@ def duckdb_members(
         people, events = "__people", "__events"
     if manual is not None:
         con.register("__manual", manual.to_arrow())
-    sql = run_query(workspace, people, events, "__manual" if manual is not None else None)
+    sql = run_query(compiled, people, events, "__manual" if manual is not None else None)
     return _frames(
         con.sql(sql).to_arrow_table(), con.sql(f"SELECT person_id FROM {people}").to_arrow_table()
     )
@@ -151,7 +151,11 @@ def _register(views: list[str], name: str, frame) -> str:
 
 
 def spark_members(
-    settings: Settings, root: Root, day: date, workspace: Workspace, manual: pl.DataFrame | None
+    settings: Settings,
+    root: Root,
+    day: date,
+    compiled: CompiledDefinitions,
+    manual: pl.DataFrame | None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """(members, snapshot person ids) of every segment for `day`, computed by Spark (the
     session of `spark_session`) reading the lake's Parquet files itself."""
@@ -181,7 +185,7 @@ def spark_members(
                 .cast(pa.schema([("segment_id", pa.string()), ("person_id", pa.string())]))
             )
             manual_view = _register(views, "__manual", spark.createDataFrame(rows))
-        sql = run_query(workspace, people, events, manual_view, dialect="spark")
+        sql = run_query(compiled, people, events, manual_view, dialect="spark")
         return _frames(
             spark.sql(sql).toArrow(), spark.sql(f"SELECT person_id FROM {people}").toArrow()
         )

@@ -17,9 +17,9 @@ import polars as pl
 
 from transforms.config import Settings
 from transforms.errors import MissingInputError
-from transforms.language.compiler import Workspace
+from transforms.language.compiler import CompiledDefinitions
 from transforms.language.definitions import definition_changes, definition_hashes, load_segments
-from transforms.runs.materialize import compile_workspace, evaluate
+from transforms.runs.materialize import compile_definitions, evaluate
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.roots import Root
 
@@ -62,8 +62,8 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
     segments, _ = load_segments(settings.definitions)
     changed = definition_changes(manifest["definitions"], definition_hashes(segments))
     committed = read_table(lake, manifest, "membership").select("segment_id", "person_id")
-    workspace = compile_workspace(settings, day)
-    changed["affected"] = _dependents(workspace, changed["new"] + changed["changed"])
+    compiled = compile_definitions(settings, day)
+    changed["affected"] = _dependents(compiled, changed["new"] + changed["changed"])
     touched = changed["new"] + changed["changed"] + changed["affected"]
     after = pl.DataFrame(schema=committed.schema)
     if touched:
@@ -73,7 +73,7 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
             day,
             only=set(touched),
             manual_members=committed.filter(pl.col("segment_id").is_in(manual_ids)),
-            workspace=workspace,
+            compiled=compiled,
         )
         after = evaluation.members.filter(pl.col("segment_id").is_in(touched))
     plans = []
@@ -98,14 +98,14 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
     return Plan(day.isoformat(), plans)
 
 
-def _dependents(workspace: Workspace, changed: list[str]) -> list[str]:
+def _dependents(compiled: CompiledDefinitions, changed: list[str]) -> list[str]:
     """Unchanged segments that reference a changed one, directly or through others."""
     found: set[str] = set()
     frontier = set(changed)
     while frontier:
         frontier = {
             sid
-            for sid, segment in workspace.segments.items()
+            for sid, segment in compiled.segments.items()
             if frontier & set(segment.references) and sid not in found and sid not in changed
         }
         found |= frontier

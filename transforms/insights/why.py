@@ -25,8 +25,8 @@ from transforms.config import Settings
 from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_columns
 from transforms.errors import MissingInputError, SegmentsError
-from transforms.language.compiler import DIALECT, Workspace, condition_expression
-from transforms.runs.materialize import compile_workspace
+from transforms.language.compiler import DIALECT, CompiledDefinitions, condition_expression
+from transforms.runs.materialize import compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table
 from transforms.storage.roots import Root
@@ -60,9 +60,9 @@ class Explanation:
 
 
 def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> Explanation:
-    workspace = compile_workspace(settings, day)
-    if segment_id not in workspace.segments:
-        close = difflib.get_close_matches(segment_id, list(workspace.segments), n=1)
+    compiled = compile_definitions(settings, day)
+    if segment_id not in compiled.segments:
+        close = difflib.get_close_matches(segment_id, list(compiled.segments), n=1)
         raise SegmentsError(
             f"there is no segment '{segment_id}'",
             hint=f"did you mean '{close[0]}'?" if close else "segment ids are definition names",
@@ -79,7 +79,7 @@ def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> E
             .height
             > 0
         )
-    segment = workspace.segments[segment_id]
+    segment = compiled.segments[segment_id]
     if segment.manual:
         uploads = _uploads_naming(settings, root, catalog, person_id, segment_id, day)
         in_snapshot = _person_row(root, day, person_id).height > 0
@@ -98,14 +98,14 @@ def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> E
             uploads=uploads,
             committed_member=committed,
         )
-    row = _evaluated_row(settings, root, workspace, day, person_id, manifest)
+    row = _evaluated_row(settings, root, compiled, day, person_id, manifest)
     if row.height == 0:
         return Explanation(
             person_id, segment_id, day.isoformat(), "data_driven", False, False, None, [], committed
         )
     people = load_contract(settings.contracts, "people")
     events = load_contract(settings.contracts, "events")
-    tree = _explain(segment.predicate, row, workspace, people, events)
+    tree = _explain(segment.predicate, row, compiled, people, events)
     return Explanation(
         person_id,
         segment_id,
@@ -126,7 +126,7 @@ def _person_row(root: Root, day: date, person_id: str) -> pl.DataFrame:
 def _evaluated_row(
     settings: Settings,
     root: Root,
-    workspace: Workspace,
+    compiled: CompiledDefinitions,
     day: date,
     person_id: str,
     manifest: dict[str, Any] | None,
@@ -137,41 +137,41 @@ def _evaluated_row(
     events = lake.scan_events(root, day).filter(pl.col("person_id") == person_id)
     manual = None
     if manifest is not None:
-        manual_ids = [sid for sid, s in workspace.segments.items() if s.manual]
+        manual_ids = [sid for sid, s in compiled.segments.items() if s.manual]
         manual = (
             scan_table(root, manifest, "membership")
             .filter(pl.col("segment_id").is_in(manual_ids) & (pl.col("person_id") == person_id))
             .select("segment_id", "person_id")
         )
-    features = event_features(events, workspace)
-    return segment_columns(people, features, workspace, manual).collect()
+    features = event_features(events, compiled)
+    return segment_columns(people, features, compiled, manual).collect()
 
 
 def _explain(
-    node: exp.Expr, row: pl.DataFrame, workspace: Workspace, people: Any, events: Any
+    node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions, people: Any, events: Any
 ) -> Condition:
     while isinstance(node, exp.Paren):
         node = node.this
-    value = row.select(condition_expression(node, workspace, people, events)).item()
+    value = row.select(condition_expression(node, compiled, people, events)).item()
     if isinstance(node, (exp.And, exp.Or)):
         kind = "and" if isinstance(node, exp.And) else "or"
         children = [
-            _explain(part, row, workspace, people, events) for part in node.flatten(unnest=True)
+            _explain(part, row, compiled, people, events) for part in node.flatten(unnest=True)
         ]
         return Condition(node.sql(dialect=DIALECT), kind, value, children)
     if isinstance(node, exp.Not):
-        child = _explain(node.this, row, workspace, people, events)
+        child = _explain(node.this, row, compiled, people, events)
         return Condition(node.sql(dialect=DIALECT), "not", value, [child])
-    return Condition(node.sql(dialect=DIALECT), "condition", value, saw=_seen(node, row, workspace))
+    return Condition(node.sql(dialect=DIALECT), "condition", value, saw=_seen(node, row, compiled))
 
 
-def _seen(node: exp.Expr, row: pl.DataFrame, workspace: Workspace) -> list[dict[str, Any]]:
+def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> list[dict[str, Any]]:
     """The attributes, features and segments a condition reads, with this person's values."""
     seen: list[dict[str, Any]] = []
     names: set[str] = set()
     for sub in node.walk(bfs=False):
         if isinstance(sub, exp.Anonymous) and "feature" in sub.meta:
-            feature = workspace.features[sub.meta["feature"]]
+            feature = compiled.features[sub.meta["feature"]]
             if feature.name in names:
                 continue
             names.add(feature.name)
@@ -180,14 +180,14 @@ def _seen(node: exp.Expr, row: pl.DataFrame, workspace: Workspace) -> list[dict[
                     "kind": "event feature",
                     "name": feature.describe(),
                     "value": _plain(row.get_column(feature.name).item()),
-                    "window": _window(feature, workspace.as_of),
+                    "window": _window(feature, compiled.as_of),
                 }
             )
         elif isinstance(sub, exp.Anonymous) and "segment" in sub.meta:
             sid = sub.meta["segment"]
             if sid not in names:
                 names.add(sid)
-                column = workspace.segments[sid].column
+                column = compiled.segments[sid].column
                 seen.append(
                     {"kind": "segment", "name": sid, "value": row.get_column(column).item()}
                 )

@@ -221,7 +221,7 @@ class CompiledSegment:
 
 
 @dataclass
-class Workspace:
+class CompiledDefinitions:
     """Every segment compiled for one run: dependency order, and the features they need."""
 
     as_of: datetime
@@ -1236,7 +1236,7 @@ def _levels(
 
 def compile_segments(
     segments: dict[str, Segment], people: TableContract, events: TableContract, as_of: datetime
-) -> tuple[Workspace, list[DefinitionError]]:
+) -> tuple[CompiledDefinitions, list[DefinitionError]]:
     """Compile every segment for the run whose as-of instant is `as_of`; collect all problems."""
     features: dict[str, Feature] = {}
     compiled: dict[str, CompiledSegment] = {}
@@ -1250,23 +1250,24 @@ def compile_segments(
     levels, cycles = _levels(compiled, segments)
     problems.extend(cycles)
     used = {f for c in compiled.values() for f in c.features}
-    return Workspace(as_of, compiled, levels, {n: f for n, f in features.items() if n in used}), (
-        problems
-    )
+    return CompiledDefinitions(
+        as_of, compiled, levels, {n: f for n, f in features.items() if n in used}
+    ), (problems)
 
 
 def condition_expression(
-    node: exp.Expr, workspace: Workspace, people: TableContract, events: TableContract
+    node: exp.Expr, compiled: CompiledDefinitions, people: TableContract, events: TableContract
 ) -> pl.Expr:
     """A condition inside a compiled predicate (any boolean subtree) as a Polars expression
     over the columns `transforms.engines.membership.segment_columns` builds: what `segments why`
-    evaluates node by node. Event functions resolve to the workspace's features by name."""
+    evaluates node by node. Event functions resolve to the compiled definitions' features by
+    name."""
     scope = _Scope(
         columns={c.name: c.logical_type for c in people.columns},
-        as_of=workspace.as_of,
+        as_of=compiled.as_of,
         events=events,
-        segments=frozenset(workspace.segments),
-        features=dict(workspace.features),
+        segments=frozenset(compiled.segments),
+        features=dict(compiled.features),
     )
     return _boolean_operand(_compile(node, scope), node)
 

@@ -1,6 +1,6 @@
 """SQL from the same checked sqlglot trees the Polars compiler accepted.
 
-`run_query(workspace, people, events)` writes one query that computes every event feature in
+`run_query(compiled, people, events)` writes one query that computes every event feature in
 one pass (conditional aggregates, `FILTER (WHERE ...)`), joins them to the people snapshot,
 evaluates the segments level by level (`in_segment` reads earlier levels) and returns
 (segment_id, person_id) of every member. Only trees that passed `transforms.language.compiler` reach
@@ -22,7 +22,13 @@ from typing import Any
 from sqlglot import exp
 
 from transforms.engines.membership import earliest_needed
-from transforms.language.compiler import DIALECT, INT32, NEVER_CONVERTS, Feature, Workspace
+from transforms.language.compiler import (
+    DIALECT,
+    INT32,
+    NEVER_CONVERTS,
+    CompiledDefinitions,
+    Feature,
+)
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -348,7 +354,7 @@ def for_dialect(tree: exp.Expr, dialect: str) -> exp.Expr:
 
 
 def run_query(
-    workspace: Workspace,
+    compiled: CompiledDefinitions,
     people: str,
     events: str,
     manual: str | None = None,
@@ -356,8 +362,8 @@ def run_query(
 ) -> str:
     """The whole run's membership query. `people`, `events` and `manual` name relations (a
     table, a view or a file-reading expression) the engine can read."""
-    as_of = workspace.as_of
-    features = list(workspace.features.values())
+    as_of = compiled.as_of
+    features = list(compiled.features.values())
     visible = [exp.LTE(this=_ident("timestamp"), expression=instant(as_of))]
     names = sorted({f.event for f in features})
     if features and "*" not in names:
@@ -389,10 +395,10 @@ def run_query(
         )
     )
     ctes = [("__features", query), ("__level_0", people_features)]
-    for number, level in enumerate(workspace.order, start=1):
+    for number, level in enumerate(compiled.order, start=1):
         outputs: list[exp.Expr] = [exp.Star()]
         for sid in level:
-            segment = workspace.segments[sid]
+            segment = compiled.segments[sid]
             if segment.manual:
                 member = (
                     exp.column("person_id").isin(
@@ -413,8 +419,8 @@ def run_query(
                 )
             outputs.append(exp.alias_(member, segment.column, quoted=True))
         ctes.append((f"__level_{number}", exp.select(*outputs).from_(f"__level_{number - 1}")))
-    last = f"__level_{len(workspace.order)}"
-    columns = {sid: workspace.segments[sid].column for sid in sorted(workspace.segments)}
+    last = f"__level_{len(compiled.order)}"
+    columns = {sid: compiled.segments[sid].column for sid in sorted(compiled.segments)}
     body = MEMBER_ROWS.get(dialect, _member_rows_union)(last, columns)
     for name, cte in ctes:
         body = body.with_(name, as_=cte)

@@ -48,7 +48,7 @@ from transforms.language.definitions import (
 )
 from transforms.manual.inbox import MEMBERS, apply_uploads, collect_uploads, refusals
 from transforms.runs.diff import KEY, DiffContext, diff, segment_slices
-from transforms.runs.materialize import compile_workspace, evaluate
+from transforms.runs.materialize import compile_definitions, evaluate
 from transforms.storage import lake
 from transforms.storage.catalog import (
     Catalog,
@@ -105,7 +105,7 @@ class RunReport:
 
 
 def _check_snapshot(
-    people: int, previous: dict[str, Any] | None, settings: Settings, plan: Plan
+    people: int, previous: dict[str, Any] | None, settings: Settings, plan: Attempt
 ) -> None:
     day = plan.day
     if plan.accept_shrink:
@@ -152,7 +152,7 @@ def _counts(
 
 
 @dataclass(frozen=True)
-class Plan:
+class Attempt:
     """One attempt at a run: what `begin` saw, which every later step works from."""
 
     day: date
@@ -186,7 +186,7 @@ class Plan:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Plan:
+    def from_json(cls, data: dict[str, Any]) -> Attempt:
         return cls(
             date.fromisoformat(data["day"]),
             data["attempt"],
@@ -199,19 +199,19 @@ class Plan:
         )
 
 
-def _stage_json(root: Root, plan: Plan, name: str, data: dict[str, Any]) -> None:
+def _stage_json(root: Root, plan: Attempt, name: str, data: dict[str, Any]) -> None:
     root.write_bytes(f"{plan.folder}/{name}.json", json.dumps(data, indent=1).encode())
 
 
-def _staged_json(root: Root, plan: Plan, name: str) -> dict[str, Any]:
+def _staged_json(root: Root, plan: Attempt, name: str) -> dict[str, Any]:
     return json.loads(root.read_bytes(f"{plan.folder}/{name}.json"))
 
 
-def _staged_frame(root: Root, plan: Plan, name: str) -> pl.DataFrame:
+def _staged_frame(root: Root, plan: Attempt, name: str) -> pl.DataFrame:
     return root.read_parquet([f"{plan.folder}/{name}.parquet"])
 
 
-def _previous(root: Root, plan: Plan) -> tuple[date | None, dict[str, Any] | None]:
+def _previous(root: Root, plan: Attempt) -> tuple[date | None, dict[str, Any] | None]:
     previous_day = plan.catalog.previous(plan.day)
     return previous_day, read_manifest(root, plan.catalog, previous_day) if previous_day else None
 
@@ -235,7 +235,7 @@ def _pin_inputs(root: Root, settings: Settings, folder: str) -> dict[str, dict[s
     return hashes
 
 
-def pinned(settings: Settings, plan: Plan) -> Settings:
+def pinned(settings: Settings, plan: Attempt) -> Settings:
     """`settings` reading the definitions and contracts `begin` pinned for the attempt, so that
     a definition deployed between two of its steps changes nothing it computes or records."""
     if plan.inputs is None:
@@ -257,7 +257,7 @@ def pinned(settings: Settings, plan: Plan) -> Settings:
     return settings.model_copy(update={name: str(local / name) for name in PINNED})
 
 
-def _local_copy(plan: Plan) -> Path:
+def _local_copy(plan: Attempt) -> Path:
     """Where a process keeps the pinned inputs of an attempt on an object-store lake."""
     return Path(tempfile.gettempdir(), "segments-inputs", f"{plan.day}-{plan.attempt}")
 
@@ -271,11 +271,11 @@ def begin(
     full: bool = False,
     reingest: bool = False,
     allowed_later: tuple[date, ...] = (),
-) -> Plan:
+) -> Attempt:
     """Start an attempt at run `day`: check the definitions compile, read the catalog, refuse
     if later runs are committed (other than `allowed_later`, which the caller reruns next), pin
     the definitions and contracts, save the plan. Nothing is written before the checks pass."""
-    compile_workspace(settings, day)
+    compile_definitions(settings, day)
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
     later = [d for d in catalog.later(day) if d not in allowed_later]
@@ -288,12 +288,12 @@ def begin(
         )
     attempt = lake.new_attempt()
     inputs = _pin_inputs(root, settings, lake.staging("run", day, attempt))
-    plan = Plan(day, attempt, catalog, accept_shrink, engine, full, reingest, inputs)
+    plan = Attempt(day, attempt, catalog, accept_shrink, engine, full, reingest, inputs)
     _stage_json(root, plan, "plan", plan.to_json())
     return plan
 
 
-def load_plan(settings: Settings, day: date, attempt: str) -> Plan:
+def load_attempt(settings: Settings, day: date, attempt: str) -> Attempt:
     """The plan `begin` saved for attempt `attempt` of run `day`."""
     root = Root(settings.lake, settings.storage_options)
     key = f"{lake.staging('run', day, attempt)}/plan.json"
@@ -303,10 +303,10 @@ def load_plan(settings: Settings, day: date, attempt: str) -> Plan:
             " (its staging folder is removed then) or never started",
             hint="start the run again from its first step",
         )
-    return Plan.from_json(json.loads(root.read_bytes(key)))
+    return Attempt.from_json(json.loads(root.read_bytes(key)))
 
 
-def discard(settings: Settings, plan: Plan) -> None:
+def discard(settings: Settings, plan: Attempt) -> None:
     """Remove what a failed attempt wrote to the lake: its staging folder and its files in the
     run's partitions. Its inbox claims stay: the next attempt takes them over. An attempt that
     committed (and failed after) keeps everything."""
@@ -318,7 +318,7 @@ def discard(settings: Settings, plan: Plan) -> None:
     shutil.rmtree(_local_copy(plan), ignore_errors=True)
 
 
-def ingest_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+def ingest_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
     """Read and type the landing files of D when D has not been ingested yet, when they changed
     since it was (a late events file, a corrected export), or with `reingest`."""
     from transforms.ingest.step import stage
@@ -336,7 +336,7 @@ def ingest_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     return {"ingested": True, "why": why, "rows_read": {t: r.rows_read for t, r in reports.items()}}
 
 
-def _why_ingest(settings: Settings, plan: Plan) -> str | None:
+def _why_ingest(settings: Settings, plan: Attempt) -> str | None:
     """Why the run reads D's landing files, or None when D's ingest is current."""
     if lake.read_ingest_manifest(Root(settings.lake, settings.storage_options), plan.day) is None:
         return "not ingested yet"
@@ -348,7 +348,7 @@ def _why_ingest(settings: Settings, plan: Plan) -> str | None:
     return None
 
 
-def validate_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+def validate_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
     """Validate what `ingest_step` read against the data contracts and publish it (refused rows
     to quarantine)."""
     from transforms.ingest.step import publish
@@ -369,7 +369,7 @@ def validate_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     }
 
 
-def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+def manual_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
     """Apply the inbox's uploads to the manual segments (each file exactly once, in order)."""
     settings = pinned(settings, plan)
     started = time.perf_counter()
@@ -417,13 +417,13 @@ def manual_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     return {"applied": len(result.applied), "rejected": len(result.rejected)}
 
 
-def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+def materialize_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
     """Compute every segment's members; the shrink guard rail stops the run here. With the
     Polars engine the event features are folded from the previous run's (`feature_state`)."""
     settings = pinned(settings, plan)
     root = Root(settings.lake, settings.storage_options)
     previous_day, previous = _previous(root, plan)
-    workspace = compile_workspace(settings, plan.day)
+    compiled = compile_definitions(settings, plan.day)
     started = time.perf_counter()
     folded = None
     if plan.engine == "polars":
@@ -431,7 +431,7 @@ def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
             root,
             plan.day,
             plan.attempt,
-            workspace,
+            compiled,
             (previous_day, previous) if previous else None,
             plan.full,
         )
@@ -441,7 +441,7 @@ def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         plan.day,
         manual_members=_staged_frame(root, plan, "manual_members"),
         engine=plan.engine,
-        workspace=workspace,
+        compiled=compiled,
         features=folded.features if folded else None,
     )
     _check_snapshot(evaluation.people, previous, settings, plan)
@@ -453,7 +453,7 @@ def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
         "materialize_step",
         {
             "people": evaluation.people,
-            "segments": sorted(evaluation.workspace.segments),
+            "segments": sorted(evaluation.compiled.segments),
             "features": folded.how if folded else "recomputed",
             "feature_state": folded.record if folded else None,
             "files": folded.files if folded else {},
@@ -467,7 +467,7 @@ def materialize_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     }
 
 
-def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+def diff_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
     """Enter/exit records against the previous run; writes the attempt's data files."""
     settings = pinned(settings, plan)
     started = time.perf_counter()
@@ -505,7 +505,7 @@ def diff_step(settings: Settings, plan: Plan) -> dict[str, Any]:
     return {"memberships": membership.height, "changes": changes.height}
 
 
-def commit_step(settings: Settings, plan: Plan) -> dict[str, Any]:
+def commit_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
     """Publish the run: manifest, then the catalog swap. Returns the manifest."""
     settings = pinned(settings, plan)
     root = Root(settings.lake, settings.storage_options)
