@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 from airflow.sdk import Asset, CronTriggerTimetable, Param, dag, get_current_context, task
 
+from transforms.engines.registry import DEFAULT_ENGINE, ENGINES
+
 MEMBERSHIP = Asset(name="segments.membership")
 CHANGES = Asset(name="segments.changes")
 
@@ -47,7 +49,7 @@ CHANGES = Asset(name="segments.changes")
             description="Allow rerunning D while later runs are committed (rerun those next,"
             " in order).",
         ),
-        "engine": Param("polars", enum=["polars", "duckdb", "spark"], description="The engine."),
+        "engine": Param(DEFAULT_ENGINE, enum=list(ENGINES), description="The engine."),
         "full": Param(
             False,
             type="boolean",

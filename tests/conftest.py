@@ -51,7 +51,7 @@ def spark() -> Iterator[Any]:
     Java runtime can be found."""
     if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
         pytest.skip("the spark tests need Java 17: no `java` on the PATH and no JAVA_HOME")
-    from transforms.engines.sql_engines import spark_session
+    from transforms.engines.spark import spark_session
 
     session = spark_session(
         load_settings(None, spark_master="local[2]", spark_conf=SPARK_TEST_CONF)

@@ -19,6 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from transforms.config import Settings, load_settings
+from transforms.engines.registry import DEFAULT_ENGINE
 from transforms.errors import ConcurrentRunError, ConfigError, SegmentsError
 
 log = logging.getLogger("segments.scheduling")
@@ -88,7 +89,7 @@ def start_run(context: Any) -> dict[str, Any]:
             config,
             day,
             accept_shrink=params.get("accept_shrink", False),
-            engine=params.get("engine", "polars"),
+            engine=params.get("engine", DEFAULT_ENGINE),
             full=params.get("full", False),
             reingest=params.get("reingest", False),
             allowed_later=tuple(later) if params.get("rebuild_later") else (),

@@ -19,8 +19,9 @@ from tests.support.workspace import (
     with_definitions,
 )
 from transforms.cli.app import app
+from transforms.engines.registry import load_engine
 from transforms.errors import DefinitionErrors, MissingInputError
-from transforms.runs.materialize import evaluate
+from transforms.runs.materialize import EvaluationOptions, evaluate
 from transforms.runs.steps import run
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.roots import Root
@@ -111,6 +112,31 @@ def test_a_run_writes_one_membership_file_and_reruns_replace_it(workspace):
     assert len([k for k in lake_files(workspace) if k.startswith("membership/")]) == 2
     run(workspace.model_copy(update={"keep_superseded_files_for": timedelta(0)}), D1)
     assert len([k for k in lake_files(workspace) if k.startswith("membership/")]) == 2
+
+
+def test_every_engine_gives_the_same_members_and_only_a_folding_one_takes_features(workspace):
+    land(workspace, "people", "p.csv", people("a", "b", "c"), D1)
+    land(
+        workspace,
+        "events",
+        "e.csv",
+        EVENTS_HEADER
+        + "e1,a,purchase,2026-03-30T10:00:00Z,,,\n"
+        + "e2,a,purchase,2026-03-30T11:00:00Z,,,\n"
+        + "e3,b,purchase,2026-03-30T12:00:00Z,,,\n",
+        D1,
+    )
+    run(workspace, D1)
+    manual = pl.DataFrame({"segment_id": ["vip"], "person_id": ["c"]})
+    options = EvaluationOptions(only={"two_purchases", "vip"}, manual_members=manual)
+    polars = evaluate(workspace, D1, options=options)
+    assert polars.sizes() == {"two_purchases": 1, "vip": 1}
+    duckdb = evaluate(workspace, D1, load_engine("duckdb"), options)
+    assert duckdb.members.sort("segment_id", "person_id").equals(polars.members)
+    assert duckdb.snapshot.equals(polars.snapshot)
+    features = pl.LazyFrame(schema={"person_id": pl.String})
+    with pytest.raises(ValueError, match="the duckdb engine computes the event features itself"):
+        evaluate(workspace, D1, "duckdb", EvaluationOptions(features=features))
 
 
 def test_preview_before_ingest_says_what_to_run(workspace):

@@ -19,7 +19,7 @@ from transforms.config import Settings
 from transforms.errors import MissingInputError
 from transforms.language.compiler import CompiledDefinitions
 from transforms.language.definitions import definition_changes, definition_hashes, load_segments
-from transforms.runs.materialize import compile_definitions, evaluate
+from transforms.runs.materialize import EvaluationOptions, compile_definitions, evaluate
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.roots import Root
 
@@ -71,9 +71,11 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
         evaluation = evaluate(
             settings,
             day,
-            only=set(touched),
-            manual_members=committed.filter(pl.col("segment_id").is_in(manual_ids)),
-            compiled=compiled,
+            options=EvaluationOptions(
+                only=set(touched),
+                manual_members=committed.filter(pl.col("segment_id").is_in(manual_ids)),
+                compiled=compiled,
+            ),
         )
         after = evaluation.members.filter(pl.col("segment_id").is_in(touched))
     plans = []

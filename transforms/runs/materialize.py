@@ -16,12 +16,10 @@ import polars as pl
 
 from transforms.config import Settings
 from transforms.contracts.odcs import load_contract
-from transforms.engines.membership import event_features, in_order, segment_members
-from transforms.engines.person_order import marked_if_in_person_order, person_ranges
-from transforms.errors import ConfigError, DefinitionErrors
+from transforms.engines.registry import DEFAULT_ENGINE, Engine, Inputs, load_engine
+from transforms.errors import DefinitionErrors
 from transforms.language.compiler import CompiledDefinitions, as_of_instant, compile_segments
 from transforms.language.definitions import load_segments
-from transforms.storage import lake
 from transforms.storage.roots import Root
 
 
@@ -55,83 +53,58 @@ class Evaluation:
         return {sid: counts.get(sid, 0) for sid in sorted(self.compiled.segments)}
 
 
+@dataclass(frozen=True)
+class EvaluationOptions:
+    """What `evaluate` computes, and what the caller already has."""
+
+    only: set[str] | None = None
+    """These segments and what they depend on; None: every segment."""
+    manual_members: pl.DataFrame | None = None
+    """(segment_id, person_id) of the members of manual segments."""
+    compiled: CompiledDefinitions | None = None
+    """The compiled definitions, when the caller already has them."""
+    features: pl.LazyFrame | None = None
+    """The event features of every person (`transforms.engines.feature_state`), for an engine
+    that folds them (`Engine.folds_features`); recomputed from the events when not given."""
+
+
 def evaluate(
     settings: Settings,
     day: date,
-    only: set[str] | None = None,
-    manual_members: pl.DataFrame | None = None,
-    engine: str = "polars",
-    compiled: CompiledDefinitions | None = None,
-    features: pl.LazyFrame | None = None,
+    engine: Engine | str = DEFAULT_ENGINE,
+    options: EvaluationOptions = EvaluationOptions(),
 ) -> Evaluation:
-    """Members of every segment (or of `only` and what they depend on) for `day`, unwritten.
-
-    `manual_members` holds (segment_id, person_id) of manual segments; `engine` is polars
-    (the default), duckdb or spark, which run the SQL of `transforms.language.sql`; `compiled`
-    is the compiled definitions when the caller already has them; `features` the event features of
-    every person (`transforms.engines.feature_state`), recomputed from the events when not given."""
+    """Members of every segment (or of `options.only` and what they depend on) for `day`,
+    computed by `engine` (or the engine of that name, `transforms.engines.registry`),
+    unwritten."""
     started = time.perf_counter()
-    compiled = compiled or compile_definitions(settings, day)
-    if only is not None:
-        compiled = restrict(compiled, only)
-    lake_root = Root(settings.lake, settings.storage_options)
-    if engine != "polars":
-        compiled_at = time.perf_counter()
-        members, snapshot = _sql_engine_members(
-            engine, settings, lake_root, day, compiled, manual_members
-        )
-        seconds = {
-            "compile": round(compiled_at - started, 3),
-            "evaluate": round(time.perf_counter() - compiled_at, 3),
-        }
-        return Evaluation(compiled, members, snapshot, seconds)
-    people = marked_if_in_person_order(lake.scan_people(lake_root, day))
+    engine = load_engine(engine) if isinstance(engine, str) else engine
+    compiled = options.compiled or compile_definitions(settings, day)
+    if options.only is not None:
+        compiled = restrict(compiled, options.only)
+    engine.check(settings)
+    inputs = Inputs(
+        settings,
+        Root(settings.lake, settings.storage_options),
+        day,
+        compiled,
+        options.manual_members,
+    )
     compiled_at = time.perf_counter()
-    manual = manual_members.lazy() if manual_members is not None else None
-    if features is not None:
-        members_plan = segment_members(people, features, compiled, manual)
-        members, snapshot = pl.collect_all(
-            [members_plan, people.select("person_id")], engine="streaming"
-        )
-    else:  # features from the events: one range of people at a time, as a recompute does
-        snapshot = people.select("person_id").collect()
-        events = lake.scan_events(lake_root, day)
-        members = pl.concat(
-            segment_members(
-                people.filter(in_range),
-                event_features(events.filter(in_range), compiled),
-                compiled,
-                manual,
-                first_row,
-            ).collect(engine="streaming")
-            for in_range, first_row in person_ranges(snapshot["person_id"])
-        )
-    members = in_order(members)
-    done = time.perf_counter()
+    if options.features is None:
+        members, snapshot = engine.members(inputs)
+    elif engine.folds_features:
+        members, snapshot = engine.members(inputs, options.features)
+    else:
+        raise ValueError(f"the {engine.name} engine computes the event features itself")
     return Evaluation(
         compiled,
         members,
         snapshot,
-        {"compile": round(compiled_at - started, 3), "evaluate": round(done - compiled_at, 3)},
-    )
-
-
-def _sql_engine_members(
-    engine: str,
-    settings: Settings,
-    root: Root,
-    day: date,
-    compiled: CompiledDefinitions,
-    manual: pl.DataFrame | None,
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    from transforms.engines import sql_engines as engines
-
-    if engine == "duckdb":
-        return engines.duckdb_members(root, day, compiled, manual)
-    if engine == "spark":
-        return engines.spark_members(settings, root, day, compiled, manual)
-    raise ConfigError(
-        f"unknown engine '{engine}'", hint=f"choose one of {', '.join(engines.ENGINES)}"
+        {
+            "compile": round(compiled_at - started, 3),
+            "evaluate": round(time.perf_counter() - compiled_at, 3),
+        },
     )
 
 

@@ -37,6 +37,7 @@ import polars as pl
 from transforms.config import Settings
 from transforms.contracts.odcs import CONTRACT_SUFFIX
 from transforms.engines.feature_state import KEPT_RUNS, remove_unneeded_state, run_features
+from transforms.engines.registry import DEFAULT_ENGINE, load_engine
 from transforms.errors import MissingInputError, RunOrderError, SnapshotShrinkError
 from transforms.ingest.step import IngestReport, landing_changes
 from transforms.insights.report import write_report
@@ -48,7 +49,7 @@ from transforms.language.definitions import (
 )
 from transforms.manual.inbox import MEMBERS, apply_uploads, collect_uploads, refusals
 from transforms.runs.diff import KEY, DiffContext, diff, segment_slices
-from transforms.runs.materialize import compile_definitions, evaluate
+from transforms.runs.materialize import EvaluationOptions, compile_definitions, evaluate
 from transforms.storage import lake
 from transforms.storage.catalog import (
     Catalog,
@@ -159,7 +160,7 @@ class Attempt:
     attempt: str
     catalog: Catalog
     accept_shrink: bool = False
-    engine: str = "polars"
+    engine: str = DEFAULT_ENGINE
     full: bool = False
     """Recompute the event features from the events instead of folding the previous run's
     state (`transforms.engines.feature_state`)."""
@@ -267,7 +268,7 @@ def begin(
     day: date,
     *,
     accept_shrink: bool = False,
-    engine: str = "polars",
+    engine: str = DEFAULT_ENGINE,
     full: bool = False,
     reingest: bool = False,
     allowed_later: tuple[date, ...] = (),
@@ -418,15 +419,17 @@ def manual_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
 
 
 def materialize_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
-    """Compute every segment's members; the shrink guard rail stops the run here. With the
-    Polars engine the event features are folded from the previous run's (`feature_state`)."""
+    """Compute every segment's members; the shrink guard rail stops the run here. With an
+    engine that folds them (`Engine.folds_features`), the event features are folded from the
+    previous run's (`feature_state`)."""
     settings = pinned(settings, plan)
     root = Root(settings.lake, settings.storage_options)
     previous_day, previous = _previous(root, plan)
     compiled = compile_definitions(settings, plan.day)
+    engine = load_engine(plan.engine)
     started = time.perf_counter()
     folded = None
-    if plan.engine == "polars":
+    if engine.folds_features:
         folded = run_features(
             root,
             plan.day,
@@ -439,10 +442,12 @@ def materialize_step(settings: Settings, plan: Attempt) -> dict[str, Any]:
     evaluation = evaluate(
         settings,
         plan.day,
-        manual_members=_staged_frame(root, plan, "manual_members"),
-        engine=plan.engine,
-        compiled=compiled,
-        features=folded.features if folded else None,
+        engine,
+        EvaluationOptions(
+            manual_members=_staged_frame(root, plan, "manual_members"),
+            compiled=compiled,
+            features=folded.features if folded else None,
+        ),
     )
     _check_snapshot(evaluation.people, previous, settings, plan)
     root.write_parquet(evaluation.members, f"{plan.folder}/members.parquet", statistics=False)
@@ -631,7 +636,7 @@ def run(
     *,
     accept_shrink: bool = False,
     rebuild_later: bool = False,
-    engine: str = "polars",
+    engine: str = DEFAULT_ENGINE,
     full: bool = False,
     reingest: bool = False,
     progress: Callable[[str], None] | None = None,

@@ -1,0 +1,55 @@
+"""The Polars engine, in process: the segments' Polars expressions over the lake's files.
+
+It takes the event features a run folded from the previous run's kept state
+(`transforms.engines.feature_state`); without them (a preview, a plan) it computes them from
+the events, one range of people at a time (`transforms.engines.person_order.person_ranges`).
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from transforms.config import Settings
+from transforms.engines.membership import event_features, in_order, segment_members
+from transforms.engines.person_order import marked_if_in_person_order, person_ranges
+from transforms.engines.registry import Inputs
+from transforms.storage import lake
+
+
+class PolarsEngine:
+    name = "polars"
+    folds_features = True
+
+    def check(self, settings: Settings) -> None:
+        """Polars reads any lake: nothing to check."""
+
+    def members(
+        self, inputs: Inputs, features: pl.LazyFrame | None = None
+    ) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """`features`: the event features of every person, computed from the events when not
+        given."""
+        people = marked_if_in_person_order(lake.scan_people(inputs.lake, inputs.day))
+        compiled = inputs.compiled
+        manual = inputs.manual.lazy() if inputs.manual is not None else None
+        if features is not None:
+            members_plan = segment_members(people, features, compiled, manual)
+            members, snapshot = pl.collect_all(
+                [members_plan, people.select("person_id")], engine="streaming"
+            )
+        else:  # features from the events: one range of people at a time, as a recompute does
+            snapshot = people.select("person_id").collect()
+            events = lake.scan_events(inputs.lake, inputs.day)
+            members = pl.concat(
+                segment_members(
+                    people.filter(in_range),
+                    event_features(events.filter(in_range), compiled),
+                    compiled,
+                    manual,
+                    first_row,
+                ).collect(engine="streaming")
+                for in_range, first_row in person_ranges(snapshot["person_id"])
+            )
+        return in_order(members), snapshot
+
+
+ENGINE = PolarsEngine()

@@ -1,0 +1,73 @@
+"""The engines that compute membership, by name: what each one is and where it lives.
+
+An engine (`Engine`) computes, for a run date, the members of every segment and the person ids
+of the date's people snapshot; the diff and the commit are the same whatever the engine. Every
+list of engine names (the CLI's `--engine`, the DAG's `engine` param, config checks) is
+`ENGINES`; `load_engine` turns a name into its engine. Importing this module imports no engine:
+each one's module (and its polars, duckdb or pyspark) is imported when it is loaded, so the
+Airflow DAG file can read the names while it parses.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from datetime import date
+from typing import TYPE_CHECKING, Protocol
+
+from transforms.errors import ConfigError
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from transforms.config import Settings
+    from transforms.language.compiler import CompiledDefinitions
+    from transforms.storage.roots import Root
+
+MODULES = {
+    "polars": "transforms.engines.polars",
+    "duckdb": "transforms.engines.duckdb",
+    "spark": "transforms.engines.spark",
+}
+"""Each engine's name and the module whose `ENGINE` it is."""
+ENGINES = tuple(MODULES)
+DEFAULT_ENGINE = "polars"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """What an engine computes a run date's members from."""
+
+    settings: Settings
+    lake: Root
+    day: date
+    compiled: CompiledDefinitions
+    manual: pl.DataFrame | None = None
+    """(segment_id, person_id) of the members of manual segments."""
+
+
+class Engine(Protocol):
+    """Computes the members of every segment for a run date."""
+
+    name: str
+    folds_features: bool
+    """Whether a run folds the event features from the previous run's kept state
+    (`transforms.engines.feature_state`) and hands them to `members` as `features`; an engine
+    that does not computes them from the events and takes none."""
+
+    def check(self, settings: Settings) -> None:
+        """Raise ConfigError, saying what to configure, when `settings` lack what the engine
+        needs (a lake it can read, a runtime)."""
+        ...
+
+    def members(self, inputs: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """(segment_id, person_id) of every member of every segment of `inputs.compiled`, and
+        the person_id of everyone in the people snapshot of `inputs.day`."""
+        ...
+
+
+def load_engine(name: str) -> Engine:
+    """The engine called `name` (one of `ENGINES`), its module imported."""
+    if name not in MODULES:
+        raise ConfigError(f"unknown engine '{name}'", hint=f"choose one of {', '.join(ENGINES)}")
+    return importlib.import_module(MODULES[name]).ENGINE
