@@ -2,8 +2,8 @@
 
 An engine (`Engine`) computes, for a run date, the members of every segment and the person ids
 of the date's people snapshot; the diff and the commit are the same whatever the engine. Every
-list of engine names (the CLI's `--engine`, the DAG's `engine` param, config checks) is
-`ENGINES`; `load_engine` turns a name into its engine. Importing this module imports no engine:
+list of engine names (the CLI's `--engine`, the DAG's `engine` param) is `ENGINES`;
+`load_engine` turns a name into its engine. Importing this module imports no engine:
 each one's module (and its polars, duckdb or pyspark) is imported when it is loaded, so the
 Airflow DAG file can read the names while it parses.
 """
