@@ -14,6 +14,7 @@ from transforms.cli import render
 from transforms.cli.context import CliContext, parse_day, uses
 from transforms.cli.options import DateOpt, EngineOpt, SegmentArg
 from transforms.cli.pipeline import engine_name
+from transforms.engines.registry import DEFAULT_ENGINE
 
 VALIDATION_DAY = date(2000, 1, 1)  # any date: validation does not depend on the run date
 
@@ -130,12 +131,12 @@ def preview(
     segment: SegmentArg,
     date_: DateOpt,
     sample: Annotated[int, typer.Option(help="How many members to show.")] = 10,
-    engine: EngineOpt = "polars",
+    engine: EngineOpt = DEFAULT_ENGINE,
 ) -> None:
     """Size and a sample of a segment's members on a date, computed without writing anything."""
     import polars as pl
 
-    from transforms.runs.materialize import evaluate
+    from transforms.runs.materialize import EvaluationOptions, evaluate
 
     day, engine = parse_day(date_), engine_name(engine)
     compiled = context.compiled(day)
@@ -143,7 +144,7 @@ def preview(
         raise context.unknown_segment(segment, compiled.segments)
     with render.console.status(f"evaluating {segment} for {date_}"):
         evaluation = evaluate(
-            context.settings, day, only={segment}, engine=engine, compiled=compiled
+            context.settings, day, engine, EvaluationOptions(only={segment}, compiled=compiled)
         )
     members = evaluation.members.filter(pl.col("segment_id") == segment)
     render.console.print(

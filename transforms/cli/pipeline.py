@@ -11,13 +11,12 @@ import typer
 from transforms.cli import render
 from transforms.cli.context import CliContext, parse_day, uses
 from transforms.cli.options import DateOpt, EngineOpt, JsonOpt, SegmentArg
+from transforms.engines.registry import DEFAULT_ENGINE, ENGINES
 from transforms.errors import SegmentsError
 
 
 def engine_name(name: str) -> str:
     """`--engine`, checked against the engines there are."""
-    from transforms.engines.sql_engines import ENGINES
-
     if name not in ENGINES:
         raise typer.BadParameter(f"choose one of {', '.join(ENGINES)}", param_hint="--engine")
     return name
@@ -60,7 +59,7 @@ def run(
         ),
     ] = False,
     as_json: JsonOpt = False,
-    engine: EngineOpt = "polars",
+    engine: EngineOpt = DEFAULT_ENGINE,
 ) -> None:
     """Run date D: ingest it if needed, compute every segment, diff, and commit the run."""
     from transforms.runs.steps import run as run_date
