@@ -15,17 +15,18 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.contracts.odcs import POLARS_TYPES, Column, TableContract
+from transforms.contracts.text import FALSE_TEXT, ISO_DATE, TRUE_TEXT
 
-TRUE_TEXT = ("true", "t", "1", "yes", "y")
-FALSE_TEXT = ("false", "f", "0", "no", "n")
 CAST_FAILURES = "_cast_failures"
 UTC_TIMESTAMP = POLARS_TYPES["timestamp"]
 
 
 def iso_timestamp(text: pl.Expr) -> pl.Expr:
+    """Text in the forms of `transforms.contracts.text.ISO_TIMESTAMP` as a UTC timestamp; NULL
+    when it does not convert."""
     normalised = (
-        text.str.replace(r"^(\d{4}-\d{2}-\d{2})$", "${1}T00:00:00")
-        .str.replace(r"^(\d{4}-\d{2}-\d{2}) ", "${1}T")
+        text.str.replace(rf"^({ISO_DATE})$", "${1}T00:00:00")
+        .str.replace(rf"^({ISO_DATE}) ", "${1}T")
         .str.replace(r"[zZ]$", "+00:00")
     )
     with_offset = (
