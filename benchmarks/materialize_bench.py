@@ -51,7 +51,7 @@ from benchmarks.workspace import (
     write_landing,
 )
 from transforms.cli.demo import FIRST_DAY, SECOND_DAY
-from transforms.language.compiler import as_of_instant
+from transforms.language.semantics import as_of_instant
 
 SCALES = {
     "XS": Scale(100_000, 1_000_000),

@@ -23,7 +23,7 @@ from tests.support.workspace import (
     workspace_settings,
 )
 from transforms.engines import person_order
-from transforms.language.compiler import as_of_instant
+from transforms.language.semantics import as_of_instant
 from transforms.runs.materialize import evaluate
 from transforms.runs.steps import run
 from transforms.storage.catalog import read_catalog, read_manifest, read_table

@@ -26,7 +26,8 @@ from transforms.config import load_settings
 from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_members
 from transforms.errors import ConfigError
-from transforms.language.compiler import CompiledDefinitions, compile_segments
+from transforms.language.compiler import compile_segments
+from transforms.language.polars import CompiledDefinitions
 from transforms.language.sql import run_query
 from transforms.runs.materialize import compile_definitions, evaluate
 from transforms.runs.steps import run

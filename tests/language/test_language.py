@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from sqlglot import exp
 
 from tests.support.language_fixture import AS_OF, write_fixture
 from transforms.contracts.odcs import load_contract
@@ -367,3 +368,67 @@ def test_generated_sql_follows_in_segment_chains(fixture_files, contracts):
     assert sql_members(fixture_files, contracts, segments) == polars_members(
         fixture_files, contracts, segments
     )
+
+
+def test_sql_is_generated_from_the_checked_tree_alone(fixture_files, contracts, monkeypatch):
+    """The SQL back end reads what the check pass recorded, not the Polars back end's work: with
+    the Polars back end unusable, the query is the same text and gives the same members."""
+    from transforms.language import polars as polars_back_end
+    from transforms.language.checked import CheckedDefinitions, check_segments
+    from transforms.language.sql import run_query
+
+    predicates = [
+        "CAST(lifetime_value AS BIGINT) = 1200 OR TRY_CAST(first_name AS BIGINT) IS NULL",
+        "in_segment('buyers') AND days_since(created_at) < 30",
+        "event_sum('purchase', amount, within => '7 days', where => amount >= 0) = 150",
+        "trial_ends_on >= '2026-03-31' OR CAST(email_opt_in AS VARCHAR) = 'true'",
+    ]
+    segments = [
+        segment("buyers", "event_count('purchase') >= 1"),
+        segment("blocked", None, "manual"),
+    ]
+    segments += [segment(f"s{i}", p) for i, p in enumerate(predicates)]
+    people_path, events_path = fixture_files
+    people, events = f"read_parquet('{people_path}')", f"read_parquet('{events_path}')"
+    compiled, _ = compile_segments({s.id: s for s in segments}, *contracts, AS_OF)
+
+    def unusable(*args, **kwargs):
+        raise AssertionError("the SQL back end used the Polars back end")
+
+    monkeypatch.setattr(polars_back_end, "compile_node", unusable)
+    monkeypatch.setattr(polars_back_end, "feature", unusable)
+    checked, problems = check_segments({s.id: s for s in segments}, *contracts, AS_OF)
+    assert problems == [] and type(checked) is CheckedDefinitions
+    for dialect in ("duckdb", "spark", "snowflake", "bigquery"):
+        assert run_query(checked, people, events, dialect=dialect) == run_query(
+            compiled, people, events, dialect=dialect
+        )
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    rows = con.sql(run_query(checked, people, events)).fetchall()
+    monkeypatch.undo()
+    for s in segments:
+        expected = polars_members(fixture_files, contracts, segments, s.id)
+        assert {person for sid, person in rows if sid == s.id} == expected, s.id
+
+
+def test_the_check_pass_annotates_every_node_with_its_type(contracts):
+    """Types, constants, features and segments are recorded on the tree by the check pass."""
+    from transforms.language.checked import check_segments
+    from transforms.language.types import Annotation, annotation, feature_of, segment_of
+
+    segments = {
+        "a": segment("a", "trial_ends_on + INTERVAL 1 DAY > as_of() AND -2.5 < age"),
+        "b": segment("b", "in_segment('a') OR performed('login', within => '14 days')"),
+    }
+    checked, problems = check_segments(segments, *contracts, AS_OF)
+    assert problems == []
+    a = checked.segments["a"].predicate
+    assert {annotation(n).type for n in a.find_all(exp.Add)} == {"timestamp"}
+    assert annotation(a.find(exp.Neg)) == Annotation("number", -2.5, constant=True)
+    assert annotation(a.find(exp.Anonymous)).value == AS_OF
+    b = checked.segments["b"].predicate
+    calls = {node.name.lower(): node for node in b.find_all(exp.Anonymous)}
+    assert segment_of(calls["in_segment"]) == "a"
+    assert feature_of(calls["performed"]) in checked.features
+    assert checked.order == [["a"], ["b"]]

@@ -50,7 +50,7 @@ from transforms.engines.membership import (
     visible_events,
 )
 from transforms.engines.person_order import in_person_order, person_ranges, positions
-from transforms.language.compiler import CompiledDefinitions, Feature
+from transforms.language.polars import CompiledDefinitions, Feature
 from transforms.storage import lake
 from transforms.storage.roots import Root
 

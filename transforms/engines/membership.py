@@ -14,7 +14,8 @@ from datetime import datetime
 
 import polars as pl
 
-from transforms.language.compiler import TIMESTAMP, CompiledDefinitions, Feature
+from transforms.language.polars import TIMESTAMP, CompiledDefinitions, Feature
+from transforms.language.semantics import earliest_needed
 
 TEST_PREFIX = "__test_"
 """Columns of per-event tests, shared by the features that use them."""
@@ -95,21 +96,6 @@ def finish(state: pl.LazyFrame, features: list[Feature]) -> pl.LazyFrame:
         return pl.when(count > 0).then(pl.col(f"{f.name}{SUM_SUFFIX}") / count).alias(f.name)
 
     return state.select("person_id", *(feature(f) for f in features))
-
-
-def earliest_needed(features: list[Feature], as_of: datetime) -> datetime | None:
-    """The oldest event timestamp any feature can count, or None if some feature needs all."""
-    starts = []
-    for feature in features:
-        bounds = [
-            b
-            for b in (feature.since, as_of - feature.within if feature.within else None)
-            if b is not None
-        ]
-        if not bounds:
-            return None
-        starts.append(max(bounds))
-    return min(starts) if starts else None
 
 
 def counted_names(features: list[Feature]) -> pl.Expr:

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from transforms.config import Settings
-    from transforms.language.compiler import CompiledDefinitions
+    from transforms.language.polars import CompiledDefinitions
     from transforms.storage.roots import Root
 
 MODULES = {

@@ -17,7 +17,7 @@ import polars as pl
 
 from transforms.config import Settings
 from transforms.errors import MissingInputError
-from transforms.language.compiler import CompiledDefinitions
+from transforms.language.polars import CompiledDefinitions
 from transforms.language.definitions import definition_changes, definition_hashes, load_segments
 from transforms.runs.materialize import EvaluationOptions, compile_definitions, evaluate
 from transforms.storage.catalog import read_catalog, read_manifest, read_table

@@ -25,7 +25,9 @@ from transforms.config import Settings
 from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_columns
 from transforms.errors import MissingInputError, SegmentsError
-from transforms.language.compiler import DIALECT, CompiledDefinitions, condition_expression
+from transforms.language.compiler import condition_expression
+from transforms.language.polars import CompiledDefinitions
+from transforms.language.semantics import DIALECT
 from transforms.runs.materialize import compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table

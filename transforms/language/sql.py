@@ -1,34 +1,39 @@
-"""SQL from the same checked sqlglot trees the Polars compiler accepted.
+"""The SQL back end: the checked trees of a run as one SQL query.
 
-`run_query(compiled, people, events)` writes one query that computes every event feature in
+`run_query(checked, people, events)` writes one query that computes every event feature in
 one pass (conditional aggregates, `FILTER (WHERE ...)`), joins them to the people snapshot,
 evaluates the segments level by level (`in_segment` reads earlier levels) and returns
-(segment_id, person_id) of every member. Only trees that passed `transforms.language.compiler` reach
-this module, so a predicate contributes nothing the handler table did not allow; it is combined
-with the rest of the query as a tree, never pasted as text.
+(segment_id, person_id) of every member. It needs only what the check pass returns
+(`transforms.language.checked`): the Polars back end does not have to run first. Only checked
+trees reach this module, so a predicate contributes nothing the allowlist did not allow; it is
+combined with the rest of the query as a tree, never pasted as text.
 
 The project defines what each construct means and writes it out where engines differ:
 `as_of()` is a literal instant; `x / y` is `x / NULLIF(y, 0)`; CAST follows the TRY_CAST rules
 of docs/segment_language.md; window bounds are literal instants computed here, not date
-arithmetic left to the transpiler. Tested on DuckDB (with `SET TimeZone = 'UTC'`).
+arithmetic left to the transpiler. Tested on DuckDB (with `SET TimeZone = 'UTC'`); other
+dialects get `transforms.language.dialects`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
 from sqlglot import exp
 
-from transforms.engines.membership import earliest_needed
-from transforms.language.compiler import (
+from transforms.contracts.text import FALSE_TEXT, ISO_DATE, ISO_TIMESTAMP, TRUE_TEXT
+from transforms.language.checked import CheckedDefinitions
+from transforms.language.dialects import ROUNDS_HALF_TO_EVEN, for_dialect, rewrite
+from transforms.language.semantics import (
     DIALECT,
     INT32,
     NEVER_CONVERTS,
-    CompiledDefinitions,
-    Feature,
+    SEGMENT_PREFIX,
+    EventAggregate,
+    earliest_needed,
 )
+from transforms.language.types import annotation, feature_of, segment_of
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -38,13 +43,8 @@ SQL_TYPES = {
     "date": "DATE",
     "timestamp": "TIMESTAMPTZ",
 }
-TRUE_TEXT = ("true", "t", "1", "yes", "y")
 # the text forms CAST turns into dates and timestamps (docs/segment_language.md)
-ISO_TEXT = {
-    "date": r"\d{4}-\d{2}-\d{2}",
-    "timestamp": r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}:\d{2}(\.\d{1,6})?([zZ]|[+-]\d{2}:?\d{2})?)?",
-}
-FALSE_TEXT = ("false", "f", "0", "no", "n")
+ISO_TEXT = {"date": ISO_DATE, "timestamp": ISO_TIMESTAMP}
 
 
 def instant(value: datetime) -> exp.Expr:
@@ -67,7 +67,8 @@ def _trimmed(node: exp.Expr) -> exp.Expr:
 
 
 def _cast(node: exp.Cast, inner: exp.Expr) -> exp.Expr:
-    source, target = node.meta["cast"]
+    checked = annotation(node)
+    source, target = checked.source, checked.type
     if source == target:
         return inner
     if source == "null" or (source, target) in NEVER_CONVERTS:
@@ -99,7 +100,7 @@ def _cast(node: exp.Cast, inner: exp.Expr) -> exp.Expr:
         result = exp.cast(inner, exp.DataType.build("TIMESTAMPTZ"))
     elif target == "integer" and source == "number":
         result = _try_cast(inner, target)
-        result.meta["rounds_half_to_even"] = True  # DuckDB's cast does; Spark's truncates
+        result.meta[ROUNDS_HALF_TO_EVEN] = True  # DuckDB's cast does; Spark's truncates
     else:
         result = _try_cast(inner, target)
     if node.to.this == exp.DataType.Type.INT:
@@ -115,16 +116,6 @@ def _timestamp_text(text: str) -> str:
     return text if ("+" in text[10:] or text.count("-") > 2) else text + "+00"
 
 
-def _rewrite(node: exp.Expr, replace: Callable[[exp.Expr], exp.Expr]) -> exp.Expr:
-    """Post-order: children first, then the node itself."""
-    for key, value in list(node.args.items()):
-        if isinstance(value, exp.Expr):
-            node.set(key, _rewrite(value, replace))
-        elif isinstance(value, list):
-            node.set(key, [_rewrite(v, replace) if isinstance(v, exp.Expr) else v for v in value])
-    return replace(node)
-
-
 def _seconds_between(later: exp.Expr, earlier: exp.Expr) -> exp.Expr:
     """Seconds from `earlier` to `later` (two instants), as DuckDB writes it."""
     return exp.Anonymous(
@@ -135,15 +126,16 @@ def _seconds_between(later: exp.Expr, earlier: exp.Expr) -> exp.Expr:
 def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
     if isinstance(node, exp.Anonymous):
         name = node.name.lower()
-        if "feature" in node.meta:
-            column = _ident(node.meta["feature"])
+        feature, segment = feature_of(node), segment_of(node)
+        if feature is not None:
+            column = _ident(feature)
             return (
                 exp.GTE(this=column, expression=exp.Literal.number(1))
                 if (name == "performed")
                 else column
             )
-        if "segment" in node.meta:
-            return _ident(f"__seg_{node.meta['segment']}")
+        if segment is not None:
+            return _ident(SEGMENT_PREFIX + segment)
         if name in ("as_of", "now"):
             return instant(as_of)
         if name == "days_since":
@@ -162,7 +154,7 @@ def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
         for key in ("this", "expression"):  # an untyped NULL has no overload to bind to
             if isinstance(node.args.get(key), exp.Null):
                 node.set(key, exp.cast(exp.null(), exp.DataType.build("TIMESTAMPTZ")))
-    if isinstance(node, (exp.Cast, exp.TryCast)) and "cast" in node.meta:
+    if isinstance(node, (exp.Cast, exp.TryCast)):
         return _cast(node, node.this)
     if isinstance(node, exp.Div):
         left = exp.cast(node.this, exp.DataType.build("DOUBLE"))
@@ -176,16 +168,16 @@ def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
 def predicate(tree: exp.Expr, as_of: datetime) -> exp.Expr:
     """A checked predicate tree as SQL, against people columns, feature columns and the
     `__seg_<id>` columns of earlier segments."""
-    return _rewrite(tree.copy(), lambda node: _replace(node, as_of))
+    return rewrite(tree.copy(), lambda node: _replace(node, as_of))
 
 
-def _condition(feature: Feature, as_of: datetime) -> exp.Expr:
+def _condition(feature: EventAggregate, as_of: datetime) -> exp.Expr:
     timestamp = _ident("timestamp")
     parts: list[exp.Expr] = []
     if feature.event != "*":
         parts.append(exp.EQ(this=_ident("name"), expression=exp.Literal.string(feature.event)))
-    if feature.within is not None:
-        parts.append(exp.GT(this=timestamp.copy(), expression=instant(as_of - feature.within)))
+    if feature.window_start is not None:
+        parts.append(exp.GT(this=timestamp.copy(), expression=instant(feature.window_start)))
     if feature.since is not None:
         parts.append(exp.GTE(this=timestamp.copy(), expression=instant(feature.since)))
     if feature.until is not None:
@@ -195,7 +187,7 @@ def _condition(feature: Feature, as_of: datetime) -> exp.Expr:
     return exp.and_(*parts) if parts else exp.true()
 
 
-def _aggregate(feature: Feature, as_of: datetime) -> exp.Expr:
+def _aggregate(feature: EventAggregate, as_of: datetime) -> exp.Expr:
     if feature.aggregate == "count":
         value: exp.Expr = exp.Count(this=exp.Star())
     elif feature.aggregate in ("first", "last"):
@@ -254,114 +246,16 @@ MEMBER_ROWS: dict[str, Callable[[str, dict[str, str]], exp.Query]] = {
 }
 
 
-# --- dialect rewrites: where an engine reads the same SQL tree with other semantics ----------
-
-
-def _unix_micros(instant_: exp.Expr) -> exp.Expr:
-    return exp.Anonymous(this="unix_micros", expressions=[instant_])
-
-
-def _spark_seconds_between(later: exp.Expr, earlier: exp.Expr) -> exp.Expr:
-    micros = exp.Sub(this=_unix_micros(later), expression=_unix_micros(earlier))
-    return exp.Div(this=exp.paren(micros), expression=exp.Literal.number(1_000_000))
-
-
-def _spark_function(node: exp.Anonymous) -> exp.Expr:
-    """`epoch(a - b)`: Spark has no epoch() of an interval; the difference of the instants."""
-    if node.name.lower() != "epoch":
-        return node
-    elapsed = node.expressions[0].unnest()
-    return _spark_seconds_between(elapsed.this, elapsed.expression)
-
-
-DIFF_UNIT_SECONDS = {"DAY": 86400, "HOUR": 3600, "MINUTE": 60, "SECOND": 1}
-
-
-def _spark_date_diff(node: exp.DateDiff) -> exp.Expr:
-    """date_diff counts unit boundaries crossed (DuckDB, Polars); Spark's DATEDIFF with a unit
-    counts whole units elapsed. Written out from truncated instants instead."""
-    unit = node.unit.name.upper() if node.unit else "DAY"
-    end, start = (
-        exp.cast(n, exp.DataType.build("TIMESTAMP")) for n in (node.this, node.expression)
-    )
-    if unit == "YEAR":
-        return exp.Sub(this=exp.Year(this=end), expression=exp.Year(this=start))
-    if unit == "MONTH":
-        months = [
-            exp.Add(
-                this=exp.Mul(this=exp.Year(this=x), expression=exp.Literal.number(12)),
-                expression=exp.Month(this=x.copy()),
-            )
-            for x in (end, start)
-        ]
-        return exp.Sub(this=exp.paren(months[0]), expression=exp.paren(months[1]))
-    end, start = (exp.TimestampTrunc(this=x, unit=exp.var(unit)) for x in (end, start))
-    seconds = _spark_seconds_between(end, start)
-    days = exp.Floor(
-        this=exp.Div(this=seconds, expression=exp.Literal.number(DIFF_UNIT_SECONDS[unit]))
-    )
-    return exp.cast(days, exp.DataType.build("BIGINT"))
-
-
-def _spark_full_match(node: exp.RegexpFullMatch) -> exp.Expr:
-    anchored = exp.Literal.string(f"^(?:{node.expression.this})$")
-    return exp.RegexpLike(this=node.this, expression=anchored)
-
-
-def _spark_try_cast(node: exp.TryCast) -> exp.Expr:
-    """Spark casts a DOUBLE to an integer by truncating; the language rounds half to even."""
-    if node.meta.get("rounds_half_to_even"):
-        node.set("this", exp.Anonymous(this="bround", expressions=[node.this]))
-    return node
-
-
-def _spark_like(node: exp.Like | exp.ILike) -> exp.Expr:
-    """A backslash in a Spark LIKE pattern escapes the next character; in the language it is
-    just a backslash."""
-    pattern = node.expression
-    if isinstance(pattern, exp.Literal) and "\\" in pattern.this:
-        node.set("expression", exp.Literal.string(pattern.this.replace("\\", "\\\\")))
-    return node
-
-
-SPARK_REWRITES: dict[type[exp.Expr], Callable[[Any], exp.Expr]] = {
-    exp.Anonymous: _spark_function,
-    exp.DateDiff: _spark_date_diff,
-    exp.RegexpFullMatch: _spark_full_match,
-    exp.TryCast: _spark_try_cast,
-    exp.Like: _spark_like,
-    exp.ILike: _spark_like,
-}
-# Spark's grammar does not chain predicates: `x LIKE 'a%' IS NULL` is a syntax error
-SPARK_PREDICATES = (exp.Like, exp.ILike, exp.RegexpLike, exp.In, exp.Between, exp.Is)
-
-
-def _for_spark(node: exp.Expr) -> exp.Expr:
-    in_parens = isinstance(node.parent, exp.Paren)
-    rewrite = SPARK_REWRITES.get(type(node))
-    node = rewrite(node) if rewrite else node
-    return exp.paren(node) if isinstance(node, SPARK_PREDICATES) and not in_parens else node
-
-
-DIALECT_REWRITES: dict[str, Callable[[exp.Expr], exp.Expr]] = {"spark": _for_spark}
-
-
-def for_dialect(tree: exp.Expr, dialect: str) -> exp.Expr:
-    """`tree` (written with DuckDB's semantics) rewritten where `dialect` means something else
-    by the same SQL. Dialects without an entry are left to sqlglot's transpiler."""
-    rewrite = DIALECT_REWRITES.get(dialect)
-    return _rewrite(tree, rewrite) if rewrite else tree
-
-
 def run_query(
-    compiled: CompiledDefinitions,
+    compiled: CheckedDefinitions,
     people: str,
     events: str,
     manual: str | None = None,
     dialect: str = DIALECT,
 ) -> str:
     """The whole run's membership query. `people`, `events` and `manual` name relations (a
-    table, a view or a file-reading expression) the engine can read."""
+    table, a view or a file-reading expression) the engine can read. `compiled` needs only the
+    check pass (`transforms.language.checked.check_segments`); compiled definitions serve too."""
     as_of = compiled.as_of
     features = list(compiled.features.values())
     visible = [exp.LTE(this=_ident("timestamp"), expression=instant(as_of))]

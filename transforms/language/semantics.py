@@ -1,0 +1,175 @@
+"""What the segment language means, apart from any engine: its types, units, casts, time and
+event windows (docs/segment_language.md).
+
+The check pass (`transforms.language.check`) and every back end (`transforms.language.polars`,
+`transforms.language.sql`) read these rules from here, and the engines read the window rules
+(`earliest_needed`), so no rule is written twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+
+from sqlglot import exp
+
+DIALECT = "duckdb"
+"""The dialect predicates are parsed in and canonical text is written in."""
+NUMERIC = ("integer", "number")
+TEMPORAL = ("date", "timestamp")
+FEATURE_PREFIX, SEGMENT_PREFIX = "__f_", "__seg_"
+"""Column names of event features and of segment memberships next to the people columns."""
+INTERVAL_UNITS = {
+    "SECOND": timedelta(seconds=1),
+    "MINUTE": timedelta(minutes=1),
+    "HOUR": timedelta(hours=1),
+    "DAY": timedelta(days=1),
+    "WEEK": timedelta(weeks=1),
+}
+TRUNC_UNITS = {
+    "SECOND": "1s",
+    "MINUTE": "1m",
+    "HOUR": "1h",
+    "DAY": "1d",
+    "WEEK": "1w",
+    "MONTH": "1mo",
+    "QUARTER": "1q",
+    "YEAR": "1y",
+}
+"""date_trunc units, each with its length as Polars writes it."""
+DIFF_UNIT_SECONDS = {"DAY": 86400, "HOUR": 3600, "MINUTE": 60, "SECOND": 1}
+"""date_diff units of a fixed length; YEAR and MONTH count calendar boundaries."""
+CAST_TYPES = {
+    exp.DataType.Type.TEXT: "string",
+    exp.DataType.Type.VARCHAR: "string",
+    exp.DataType.Type.INT: "integer",
+    exp.DataType.Type.BIGINT: "integer",
+    exp.DataType.Type.DOUBLE: "number",
+    exp.DataType.Type.BOOLEAN: "boolean",
+    exp.DataType.Type.DATE: "date",
+    exp.DataType.Type.TIMESTAMP: "timestamp",
+    exp.DataType.Type.TIMESTAMPNTZ: "timestamp",
+    exp.DataType.Type.TIMESTAMPTZ: "timestamp",
+}
+INT32 = (-(2**31), 2**31 - 1)
+"""The range of CAST(... AS INTEGER): NULL outside it."""
+# casts that never convert a value (TRY_CAST gives NULL on every engine)
+NEVER_CONVERTS = {
+    ("date", "boolean"),
+    ("timestamp", "boolean"),
+    ("date", "integer"),
+    ("timestamp", "integer"),
+    ("date", "number"),
+    ("timestamp", "number"),
+    ("boolean", "date"),
+    ("boolean", "timestamp"),
+    ("integer", "date"),
+    ("integer", "timestamp"),
+    ("number", "date"),
+    ("number", "timestamp"),
+}
+AGGREGATES = {
+    "event_count": ("count", False),
+    "performed": ("count", False),
+    "first_event_at": ("first", False),
+    "last_event_at": ("last", False),
+    "event_sum": ("sum", True),
+    "event_min": ("min", True),
+    "event_max": ("max", True),
+    "event_avg": ("avg", True),
+}
+"""Event functions: the aggregate each computes, and whether it takes an event column."""
+KEYWORDS = ("within", "since", "until", "where")
+"""The named arguments of the event functions."""
+AS_OF_FUNCTIONS = ("as_of", "now", "days_since")
+
+
+def as_of_instant(day: date) -> datetime:
+    """The as-of instant of run date D: the end of D, 00:00 UTC of D+1."""
+    return datetime.combine(day + timedelta(days=1), time(), UTC)
+
+
+def reads_as_of(node: exp.Expr) -> bool:
+    """Whether an expression's value depends on the run's as-of instant."""
+    return any(
+        isinstance(n, (exp.CurrentTimestamp, exp.CurrentDate))
+        or (isinstance(n, exp.Anonymous) and n.name.lower() in AS_OF_FUNCTIONS)
+        for n in node.walk()
+    )
+
+
+def interval_text(delta: timedelta) -> str:
+    """An interval as the language writes it: '30 days', '12 hours'."""
+    seconds = int(delta.total_seconds())
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} seconds"
+
+
+@dataclass(frozen=True)
+class EventAggregate:
+    """One distinct event-function call: an aggregate of a person's events, shared by every
+    segment that makes the same call."""
+
+    name: str
+    aggregate: str  # count | sum | min | max | avg | first | last
+    event: str  # an event name, or '*' for any
+    column: str | None
+    within: timedelta | None
+    since: datetime | None
+    until: datetime | None
+    filter: exp.Expr | None
+    type: str
+    column_type: str | None = field(default=None, compare=False, repr=False)
+    """The type of the aggregated event column (integer or number), if any."""
+    window_start: datetime | None = field(default=None, compare=False, repr=False)
+    """The run's as-of instant minus `within`: events must be later than this."""
+
+    @property
+    def window_days(self) -> int | None:
+        """The window in whole days, or None without a window (or one of hours or minutes)."""
+        if self.within is None or self.within % timedelta(days=1):
+            return None
+        return self.within.days
+
+    @property
+    def foldable(self) -> bool:
+        """Whether per-day partial aggregates give this feature exactly: no window or one of
+        whole days, and a filter that does not read the as-of instant."""
+        whole_days = self.within is None or self.window_days is not None
+        return whole_days and (self.filter is None or not reads_as_of(self.filter))
+
+    @property
+    def default(self) -> int | None:
+        """Value for a person without matching events: 0 for counts and sums, else NULL."""
+        return 0 if self.aggregate in ("count", "sum") else None
+
+    def describe(self) -> str:
+        args = [repr(self.event)] + ([self.column] if self.column else [])
+        if self.within:
+            args.append(f"within => '{interval_text(self.within)}'")
+        if self.since:
+            args.append(f"since => TIMESTAMP '{self.since:%Y-%m-%d %H:%M:%S}'")
+        if self.until:
+            args.append(f"until => TIMESTAMP '{self.until:%Y-%m-%d %H:%M:%S}'")
+        if self.filter is not None:
+            args.append(f"where => {self.filter.sql(dialect=DIALECT)}")
+        return f"{self.aggregate}({', '.join(args)})"
+
+
+def earliest_needed(features: Iterable[EventAggregate], as_of: datetime) -> datetime | None:
+    """The oldest event timestamp any feature can count, or None if some feature needs all."""
+    starts = []
+    for feature in features:
+        bounds = [
+            b
+            for b in (feature.since, as_of - feature.within if feature.within else None)
+            if b is not None
+        ]
+        if not bounds:
+            return None
+        starts.append(max(bounds))
+    return min(starts) if starts else None

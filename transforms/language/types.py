@@ -1,0 +1,146 @@
+"""The types of a checked predicate: what the check pass records on every node, and the rules
+that bring two operands to one type.
+
+The check pass (`transforms.language.check`) stores an `Annotation` on each node it accepts;
+event-function calls also record the feature they read and `in_segment` calls the segment they
+read. Back ends read these annotations (`annotation`, `feature_of`, `segment_of`) and never
+anything another back end wrote. The rules here are pure functions of annotations: the check
+pass calls them to refuse a predicate, back ends to know what an operand becomes.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from sqlglot import exp
+
+from transforms.contracts.text import ISO_DATE, ISO_TIMESTAMP_CONSTANT
+from transforms.language.semantics import DIALECT, NUMERIC, TEMPORAL
+
+ANNOTATION, FEATURE, SEGMENT = "annotation", "feature", "segment"
+"""The node.meta keys the check pass owns."""
+
+
+class CheckError(Exception):
+    """A predicate problem at a node; becomes a DefinitionError with the file position."""
+
+    def __init__(self, message: str, node: exp.Expr | None, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message, self.node, self.hint = message, node, hint
+
+
+@dataclass(frozen=True)
+class Annotation:
+    """A checked node: its type, and its value when it is a constant."""
+
+    type: str
+    value: Any = None
+    constant: bool = False
+    source: str | None = None
+    """For a CAST: the type of the value it converts."""
+
+
+def constant(value: Any, type_: str) -> Annotation:
+    return Annotation(type_, value, constant=True)
+
+
+def annotation(node: exp.Expr) -> Annotation:
+    """What the check pass found a node to be."""
+    return node.meta[ANNOTATION]
+
+
+def feature_of(node: exp.Expr) -> str | None:
+    """The feature column an event-function call reads, if it is one."""
+    return node.meta.get(FEATURE)
+
+
+def segment_of(node: exp.Expr) -> str | None:
+    """The segment an `in_segment` call reads, if it is one."""
+    return node.meta.get(SEGMENT)
+
+
+def shown(node: Any) -> str:
+    return node.sql(dialect=DIALECT) if isinstance(node, exp.Expr) else str(node)
+
+
+def parse_time(text: str, type_: str, node: exp.Expr) -> date | datetime:
+    """A quoted date or timestamp constant (UTC), or a CheckError at `node`."""
+    pattern = ISO_DATE if type_ == "date" else ISO_TIMESTAMP_CONSTANT
+    if not re.fullmatch(pattern, text.strip()):
+        raise CheckError(
+            f"'{text}' is not a valid {type_}",
+            node,
+            "write dates as 'YYYY-MM-DD' and timestamps as 'YYYY-MM-DD HH:MM:SS' (UTC)",
+        )
+    try:
+        if type_ == "date":
+            return date.fromisoformat(text.strip())
+        value = datetime.fromisoformat(text.strip().replace(" ", "T", 1).replace("Z", "+00:00"))
+    except ValueError:
+        raise CheckError(f"'{text}' is not a valid {type_}", node) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def as_timestamp(typed: Annotation) -> Annotation:
+    """A date (or NULL) next to a timestamp: its midnight UTC."""
+    if typed.type == "null":
+        return Annotation("timestamp")
+    if typed.type != "date":
+        return typed
+    if typed.constant:
+        return constant(datetime.combine(typed.value, time(), UTC), "timestamp")
+    return Annotation("timestamp")
+
+
+def unify(
+    left: Annotation, right: Annotation, node: exp.Expr, verb: str = "compare"
+) -> tuple[Annotation, Annotation]:
+    """Bring two operands to a common type the way SQL engines do, or refuse."""
+    lt, rt = left.type, right.type
+    if lt == rt or "null" in (lt, rt) or (lt in NUMERIC and rt in NUMERIC):
+        return left, right
+    if lt in TEMPORAL and rt in TEMPORAL:
+        return as_timestamp(left), as_timestamp(right)
+    for a, b, swap in ((left, right, False), (right, left, True)):
+        if a.type == "string" and a.constant and b.type in TEMPORAL:
+            parsed = constant(parse_time(a.value, b.type, node), b.type)
+            return (b, parsed) if swap else (parsed, b)
+    raise CheckError(
+        f"cannot {verb} {shown(node.left if hasattr(node, 'left') else node)} ({lt})"
+        f" with {shown(node.right if hasattr(node, 'right') else node)} ({rt})",
+        node,
+        "CAST one side to the other's type",
+    )
+
+
+def common_type(values: list[Annotation], node: exp.Expr) -> Annotation:
+    """The one type of values combined (COALESCE, CASE): numbers widen, dates become
+    timestamps next to timestamps; NULL when every value is NULL."""
+    types = {v.type for v in values} - {"null"}
+    if not types:
+        return Annotation("null")
+    if types <= set(NUMERIC):
+        return Annotation("number" if "number" in types else "integer")
+    if types <= set(TEMPORAL) and len(types) == 2:
+        types = {"timestamp"}
+    if len(types) != 1:
+        raise CheckError(
+            f"values of different types ({', '.join(sorted(types))}) cannot be combined",
+            node,
+            "CAST them to one type",
+        )
+    (target,) = types
+    return Annotation(target)
+
+
+def as_condition(typed: Annotation, node: exp.Expr) -> None:
+    """Refuse a value used as a condition that is not a boolean (or NULL)."""
+    if typed.type not in ("boolean", "null"):
+        raise CheckError(
+            f"{node.sql(dialect=DIALECT)} is {typed.type}, not a condition",
+            node,
+            "compare it with something (e.g. = 'value', > 0, IS NOT NULL)",
+        )
