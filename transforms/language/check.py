@@ -72,6 +72,15 @@ class Scope:
 
 Checker = Callable[[exp.Expr, Scope], Annotation]
 
+# node classes the language treats alike (the back ends use the same groups)
+COMPARISONS = (exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE)
+ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div)
+LIKES = (exp.Like, exp.ILike)
+CASTS = (exp.Cast, exp.TryCast)
+TEXT_FUNCTIONS = (exp.Lower, exp.Upper, exp.Trim, exp.Length)
+TEXT_TESTS = {exp.StartsWith: "starts_with", exp.EndsWith: "ends_with", exp.Contains: "contains"}
+TRUNCATIONS = (exp.TimestampTrunc, exp.DateTrunc)
+
 
 def check(node: exp.Expr, scope: Scope) -> Annotation:
     """Check a node and everything under it; record and return what it is."""
@@ -341,11 +350,8 @@ def _string_function(node: exp.Func, scope: Scope) -> Annotation:
     return Annotation("string")
 
 
-STRING_TESTS = {exp.StartsWith: "starts_with", exp.EndsWith: "ends_with", exp.Contains: "contains"}
-
-
 def _string_test(node: exp.Func, scope: Scope) -> Annotation:
-    name = STRING_TESTS[type(node)]
+    name = TEXT_TESTS[type(node)]
     _string_arg(node.this, scope, name)
     _string_arg(node.expression, scope, name)
     return Annotation("boolean")
@@ -561,7 +567,7 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
     if within is not None and within <= timedelta(0):
         raise CheckError("within => needs a positive interval", options["within"])
     bounds = {
-        key: _time_bound(options[key], key, scope=event_scope)
+        key: _time_bound(options[key], key, event_scope)
         for key in ("since", "until")
         if key in options
     }
@@ -633,25 +639,22 @@ ALLOWED: dict[type[exp.Expr], Checker] = {
     exp.And: _connective,
     exp.Or: _connective,
     exp.Not: _not,
-    **dict.fromkeys((exp.EQ, exp.NEQ, exp.GT, exp.GTE, exp.LT, exp.LTE), _comparison),
+    **dict.fromkeys(COMPARISONS, _comparison),
     exp.Between: _between,
     exp.In: _in,
     exp.Is: _is,
-    exp.Like: _like,
-    exp.ILike: _like,
-    **dict.fromkeys((exp.Add, exp.Sub, exp.Mul, exp.Div), _arithmetic),
+    **dict.fromkeys(LIKES, _like),
+    **dict.fromkeys(ARITHMETIC, _arithmetic),
     exp.Neg: _neg,
     exp.DPipe: _concat,
     exp.Case: _case,
     exp.Coalesce: _coalesce,
-    exp.Cast: _cast,
-    exp.TryCast: _cast,
-    **dict.fromkeys((exp.Lower, exp.Upper, exp.Trim, exp.Length), _string_function),
-    **dict.fromkeys(tuple(STRING_TESTS), _string_test),
+    **dict.fromkeys(CASTS, _cast),
+    **dict.fromkeys(TEXT_FUNCTIONS, _string_function),
+    **dict.fromkeys(TEXT_TESTS, _string_test),
     exp.Abs: _abs,
     exp.Round: _round,
-    exp.TimestampTrunc: _date_trunc,
-    exp.DateTrunc: _date_trunc,
+    **dict.fromkeys(TRUNCATIONS, _date_trunc),
     exp.DateDiff: _date_diff,
     exp.CurrentTimestamp: _as_of,
     exp.CurrentDate: _as_of,

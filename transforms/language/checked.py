@@ -171,5 +171,5 @@ def check_segments(
     order, cycles = levels({sid: c.references for sid, c in checked.items()}, segments)
     problems.extend(cycles)
     used = {f for c in checked.values() for f in c.features}
-    features = {n: f for n, f in features.items() if n in used}
-    return CheckedDefinitions(as_of, checked, order, features), problems
+    needed = {n: f for n, f in features.items() if n in used}
+    return CheckedDefinitions(as_of, checked, order, needed), problems

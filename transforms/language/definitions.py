@@ -2,7 +2,7 @@
 
 The segment id is the file's stem (`^[a-z][a-z0-9_]{0,62}$`). Problems are collected across all
 files (bad ids, unknown keys, missing or forbidden `where`, duplicate ids, YAML errors) before
-anything is reported; the predicate itself is checked by `transforms.language.compiler`.
+anything is reported; the predicate itself is checked by `transforms.language.check`.
 """
 
 from __future__ import annotations

@@ -22,6 +22,14 @@ from sqlglot import exp
 from transforms.contracts.coerce import iso_timestamp
 from transforms.contracts.odcs import POLARS_TYPES
 from transforms.contracts.text import FALSE_TEXT, ISO_DATE, TRUE_TEXT
+from transforms.language.check import (
+    ARITHMETIC,
+    CASTS,
+    LIKES,
+    TEXT_FUNCTIONS,
+    TEXT_TESTS,
+    TRUNCATIONS,
+)
 from transforms.language.checked import CheckedDefinitions, CheckedSegment
 from transforms.language.semantics import (
     DIALECT,
@@ -222,7 +230,7 @@ def _like(node: exp.Like | exp.ILike, ann: Annotation, as_of: datetime) -> Typed
     return Typed(~matched if node.args.get("negate") else matched, ann)
 
 
-ARITHMETIC: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {
+OPERATORS: dict[type[exp.Expr], Callable[[Any, Any], Any]] = {
     exp.Add: operator.add,
     exp.Sub: operator.sub,
     exp.Mul: operator.mul,
@@ -238,13 +246,13 @@ def _arithmetic(node: exp.Binary, ann: Annotation, as_of: datetime) -> Typed:
         if isinstance(node, exp.Div):
             divisor = right.expr.cast(pl.Float64)
             return Typed(pl.when(divisor != 0).then(left.expr.cast(pl.Float64) / divisor), ann)
-        return Typed(ARITHMETIC[type(node)](left.expr, right.expr), ann)
+        return Typed(OPERATORS[type(node)](left.expr, right.expr), ann)
     if lt == rt == "date":  # date - date: whole days
         return Typed((left.expr - right.expr).dt.total_days(), ann)
     if lt == "interval":  # interval + date or timestamp
         return Typed(_as_timestamp(right).expr + left.expr, ann)
     if rt == "interval":  # date or timestamp +/- interval
-        return Typed(ARITHMETIC[type(node)](_as_timestamp(left).expr, right.expr), ann)
+        return Typed(OPERATORS[type(node)](_as_timestamp(left).expr, right.expr), ann)
     return Typed(_as_timestamp(left).expr - _as_timestamp(right).expr, ann)
 
 
@@ -440,29 +448,27 @@ GENERATORS: dict[type[exp.Expr], Generator] = {
     exp.And: _and,
     exp.Or: _or,
     exp.Not: _not,
-    **dict.fromkeys(tuple(COMPARE), _comparison),
+    **dict.fromkeys(COMPARE, _comparison),
     exp.Between: _between,
     exp.In: _in,
     exp.Is: _is,
-    exp.Like: _like,
-    exp.ILike: _like,
-    **dict.fromkeys((exp.Add, exp.Sub, exp.Mul, exp.Div), _arithmetic),
+    **dict.fromkeys(LIKES, _like),
+    **dict.fromkeys(ARITHMETIC, _arithmetic),
     exp.Neg: _neg,
     exp.DPipe: _concat,
     exp.Case: _case,
     exp.Coalesce: _coalesce,
-    exp.Cast: _cast,
-    exp.TryCast: _cast,
-    **dict.fromkeys((exp.Lower, exp.Upper, exp.Trim, exp.Length), _string_function),
-    **dict.fromkeys((exp.StartsWith, exp.EndsWith, exp.Contains), _string_test),
+    **dict.fromkeys(CASTS, _cast),
+    **dict.fromkeys(TEXT_FUNCTIONS, _string_function),
+    **dict.fromkeys(TEXT_TESTS, _string_test),
     exp.Abs: _abs,
     exp.Round: _round,
-    exp.TimestampTrunc: _date_trunc,
-    exp.DateTrunc: _date_trunc,
+    **dict.fromkeys(TRUNCATIONS, _date_trunc),
     exp.DateDiff: _date_diff,
     exp.Anonymous: _function,
 }
-"""Polars for every node class that is not a constant once checked."""
+"""Polars for every allowed node class that is not a constant once checked (literals,
+intervals, as_of() and the constants the check pass folds are `_const`)."""
 
 
 # --- event features -----------------------------------------------------------------------
