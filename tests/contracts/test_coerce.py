@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
 
-from transforms.contracts.coerce import CAST_FAILURES, coerce
+from transforms.contracts.coerce import CAST_FAILURES, coerce, iso_timestamp
 from transforms.contracts.odcs import Column, TableContract
+from transforms.contracts.text import ISO_TIMESTAMP
 
 
 def typed(logical_type: str, values: list, dtype: pl.DataType = pl.String):
@@ -90,3 +92,24 @@ def test_typed_sources_are_converted_too():
     assert out["v"].to_list() == [utc(2026, 1, 31, 10)]
     assert typed("integer", [3.0, 3.5], pl.Float64) == ([3, None], [False, True])
     assert typed("string", [123], pl.Int64) == (["123"], [False])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2026-01-31T10:00:00Z",
+        "2026-01-31 10:00:00.123456+02:00",
+        "2026-01-31T04:30:00-0530",
+        "2026-01-31",
+        "2026-01-31T10:00",
+        "2026-01-31T10:00:00+02",
+        "2026-1-31",
+        "31/01/2026",
+        "2026-01-31X10:00:00",
+    ],
+)
+def test_the_iso_timestamp_form_is_what_coerce_reads(text):
+    """`ISO_TIMESTAMP` (the check the generated SQL makes before a cast) accepts exactly the
+    forms `iso_timestamp` converts, on well-formed dates."""
+    converted = pl.select(iso_timestamp(pl.lit(text))).item() is not None
+    assert bool(re.fullmatch(ISO_TIMESTAMP, text)) == converted
