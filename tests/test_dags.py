@@ -27,6 +27,7 @@ from transforms.cli.demo import FIRST_DAY, write_demo_workspace
 from transforms.config import load_settings
 from transforms.runs.steps import run
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
+from transforms.storage.records import RunManifest
 from transforms.storage.roots import Root
 
 pytestmark = pytest.mark.airflow
@@ -130,16 +131,16 @@ def committed(config: Path) -> dict[str, tuple[dict, pl.DataFrame, pl.DataFrame]
     return result
 
 
-def comparable(manifest: dict) -> dict:
+def comparable(manifest: RunManifest) -> dict:
     """What must not depend on who ran it: no attempt names, file names or timings."""
     return {
-        "previous_run_date": manifest["previous_run_date"],
-        "definitions_hash": manifest["definitions_hash"],
-        "people": manifest["people"],
-        "rows": manifest["rows"],
-        "segments": manifest["segments"],
-        "applied": [(a["file"], a["applied"]) for a in manifest["manual"]["applied"]],
-        "rejected": manifest["manual"]["rejected"],
+        "previous_run_date": manifest.previous_run_date,
+        "definitions_hash": manifest.definitions_hash,
+        "people": manifest.people,
+        "rows": manifest.rows,
+        "segments": manifest.segments,
+        "applied": [(a.file, a.applied) for a in manifest.manual.applied],
+        "rejected": manifest.manual.rejected,
     }
 
 

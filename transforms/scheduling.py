@@ -21,6 +21,7 @@ from typing import Any
 from transforms.config import Settings, load_settings
 from transforms.engines.registry import DEFAULT_ENGINE
 from transforms.errors import ConcurrentRunError, ConfigError, SegmentsError
+from transforms.storage.records import Part
 
 log = logging.getLogger("segments.scheduling")
 CONFIG_VARIABLE = "segments_config"
@@ -76,7 +77,8 @@ def _params_date(context: Any) -> date:
 
 def start_run(context: Any) -> dict[str, Any]:
     """The refresh's first task: plan an attempt at run D, then read D's landing files."""
-    from transforms.runs.steps import begin, ingest_step
+    from transforms.runs.attempt import begin
+    from transforms.runs.steps import ingest_step
     from transforms.storage.catalog import read_catalog
     from transforms.storage.roots import Root
 
@@ -100,8 +102,17 @@ def start_run(context: Any) -> dict[str, Any]:
             plan.attempt,
             "the date param" if params.get("date") else "the run's due time",
         )
-        counts = ingest_step(config, plan)
-    return {"date": day.isoformat(), "attempt": plan.attempt, **counts}
+        result = ingest_step(config, plan)
+    return {"date": day.isoformat(), "attempt": plan.attempt, **result.summary()}
+
+
+class Handle(Part):
+    """What a task of the refresh hands the next (its return value, through XCom): the run's
+    date, the attempt's name until the commit, and the step's counts (`summary()` of its
+    result), which the tasks after it do not read."""
+
+    date: date
+    attempt: str | None = None
 
 
 RESTART = (
@@ -111,30 +122,34 @@ RESTART = (
 
 
 def run_step(name: str, handle: dict[str, Any]) -> dict[str, Any]:
-    """A later task of the refresh: step `name` of the attempt `start_run` planned."""
-    from transforms.runs import steps as runs
-    from transforms.storage.catalog import manifest_path
+    """A later task of the refresh: step `name` of the attempt `start_run` planned (`handle`:
+    what the task before returned)."""
+    from transforms.runs.attempt import load_attempt
+    from transforms.runs.steps import STEPS, commit_step
+    from transforms.storage import lake
     from transforms.storage.roots import Root
 
-    step = {s.__name__.removesuffix("_step"): s for s in runs.STEPS}[name]
+    step = {s.__name__.removesuffix("_step"): s for s in STEPS}[name]
+    given = Handle.model_validate(handle)
     with task_boundary(RESTART if name == "commit" else None):
         config = settings()
-        plan = runs.load_attempt(config, date.fromisoformat(handle["date"]), handle["attempt"])
+        plan = load_attempt(config, given.date, given.attempt)
+        if step is commit_step:
+            manifest = commit_step(config, plan)
+            url = Root(config.lake, config.storage_options).url_of(
+                lake.manifest_path(plan.day, plan.attempt)
+            )
+            return {"date": manifest.run_date, "manifest": url, "rows": manifest.rows}
         result = step(config, plan)
-    if name == "commit":
-        manifest = Root(config.lake, config.storage_options).url_of(
-            manifest_path(plan.day, plan.attempt)
-        )
-        return {"date": handle["date"], "manifest": manifest, "rows": result["rows"]}
-    return {"date": handle["date"], "attempt": handle["attempt"], **result}
+    return {"date": plan.day.isoformat(), "attempt": plan.attempt, **result.summary()}
 
 
 def report_run(handle: dict[str, Any]) -> dict[str, Any]:
     """The refresh's last task: log what the committed run did, per segment."""
-    from transforms.runs.steps import report
+    from transforms.runs.report import report
 
     with task_boundary():
-        result = report(settings(), date.fromisoformat(handle["date"]))
+        result = report(settings(), Handle.model_validate(handle).date)
     sizes = result.segments.values()
     return {
         "date": result.date,
@@ -154,24 +169,24 @@ def check_inbox(context: Any) -> dict[str, Any]:
     due = context.get("logical_date") or context["dag_run"].run_after
     with task_boundary():
         result = check_uploads(settings(), due.astimezone(UTC).date())
-    for refused in result["rejected"]:
-        log.warning("refused %s: %s", refused["file"], "; ".join(refused["problems"]))
-    for upload in result["checked"]:
-        if upload["action"] == "clear":
-            log.info("%s: clears the segment at the next refresh", upload["file"])
+    for refused in result.rejected:
+        log.warning("refused %s: %s", refused.file, "; ".join(refused.problems))
+    for upload in result.checked:
+        if upload.action == "clear":
+            log.info("%s: clears the segment at the next refresh", upload.file)
             continue
-        matched = "?" if result["snapshot"] is None else upload["applied"]
+        matched = "?" if result.snapshot is None else upload.applied
         log.info(
             "%s: %d rows, %s match people, %d unknown, %d ambiguous emails (snapshot %s)",
-            upload["file"],
-            upload["rows"],
+            upload.file,
+            upload.rows,
             matched,
-            upload["unknown_count"],
-            upload["ambiguous_count"],
-            result["snapshot"] or "none yet",
+            upload.unknown_count,
+            upload.ambiguous_count,
+            result.snapshot or "none yet",
         )
     return {
-        "checked": len(result["checked"]),
-        "rejected": len(result["rejected"]),
-        "snapshot": result["snapshot"],
+        "checked": len(result.checked),
+        "rejected": len(result.rejected),
+        "snapshot": result.snapshot,
     }

@@ -110,7 +110,7 @@ def assert_same_run(folded, full, day: date) -> dict:
     """Folded and full runs of `day` committed the same tables and totals; the folded manifest."""
     manifest, tables, totals = committed(folded, day)
     full_manifest, full_tables, full_totals = committed(full, day)
-    assert full_manifest["features"].startswith("recomputed")
+    assert full_manifest.features.startswith("recomputed")
     for table, frame in tables.items():
         assert frame.equals(full_tables[table]), (day, table)
     assert totals.equals(full_totals), day
@@ -120,8 +120,8 @@ def assert_same_run(folded, full, day: date) -> dict:
 
 def assert_in_person_order(settings, manifest: dict) -> None:
     """The state files a run writes are sorted by person: what makes folding and joining fast."""
-    state, own = manifest["feature_state"], f"feature_partials/run_date={manifest['run_date']}/"
-    for key in state["totals"] + [row[2] for row in state["partials"] if row[2].startswith(own)]:
+    state, own = manifest.feature_state, f"feature_partials/run_date={manifest.run_date}/"
+    for key in state.totals + [row[2] for row in state.partials if row[2].startswith(own)]:
         assert pl.read_parquet(Path(settings.lake, key))["person_id"].is_sorted(), key
 
 
@@ -132,10 +132,10 @@ def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
         run(folded, day)
         run(full, day, full=True)
         manifest = assert_same_run(folded, full, day)
-        assert manifest["features"] == ("recomputed (no previous run)" if index == 0 else "folded")
+        assert manifest.features == ("recomputed (no previous run)" if index == 0 else "folded")
     root = Root(folded.lake)
     final = read_manifest(root, read_catalog(root), DAYS[-1])
-    assert set(final["feature_state"]["events"]) == {d.isoformat() for d in DAYS}
+    assert set(final.feature_state.events) == set(DAYS)
     for sid in DEFINITIONS:  # every kind of feature decided somebody's membership somewhere
         assert any(members(folded, d).filter(pl.col("segment_id") == sid).height for d in DAYS), sid
 
@@ -164,8 +164,8 @@ def test_a_run_after_one_without_state_or_with_missing_files_recomputes(tmp_path
     run(folded, DAYS[0], engine="duckdb")  # the SQL engines keep no state
     run(folded, DAYS[1])
     manifest = read_manifest(Root(folded.lake), read_catalog(Root(folded.lake)), DAYS[1])
-    assert manifest["features"] == f"recomputed (run {DAYS[0]} kept no feature state)"
-    Path(folded.lake, manifest["feature_state"]["partials"][0][2]).unlink()
+    assert manifest.features == f"recomputed (run {DAYS[0]} kept no feature state)"
+    Path(folded.lake, manifest.feature_state.partials[0][2]).unlink()
     run(folded, DAYS[2])
     for day in DAYS[:3]:
         run(full, day, full=True)
@@ -232,7 +232,7 @@ def test_state_files_in_any_order_fold_to_the_same_features(tmp_path):
     folded, full = workspace(tmp_path / "folded", 6), workspace(tmp_path / "full", 6)
     run(folded, DAYS[0])
     state = read_manifest(Root(folded.lake), read_catalog(Root(folded.lake)), DAYS[0])
-    for key in state["feature_state"]["totals"] + [state["feature_state"]["partials"][0][2]]:
+    for key in state.feature_state.totals + [state.feature_state.partials[0][2]]:
         path = Path(folded.lake, key)
         pl.read_parquet(path).sort("person_id", descending=True).write_parquet(path)
     run(folded, DAYS[1])
@@ -269,9 +269,9 @@ def test_partials_outside_every_window_are_forgotten(tmp_path):
         run(settings["folded"], day)
         run(settings["full"], day, full=True)
         manifest = assert_same_run(settings["folded"], settings["full"], day)
-        buckets = {date.fromisoformat(row[1]) for row in manifest["feature_state"]["partials"]}
+        buckets = {bucket for _, bucket, _ in manifest.feature_state.partials}
         assert min(buckets) > day - timedelta(days=4)  # the longest window is 4 days
-    assert manifest["features"] == "folded"
+    assert manifest.features == "folded"
 
 
 def state_files(settings) -> set[str]:
@@ -297,10 +297,10 @@ def test_only_the_latest_runs_keep_their_state_and_runs_go_on_folding(tmp_path):
     listed = {
         key
         for manifest in latest
-        for key in manifest["feature_state"]["totals"]
-        + [row[2] for row in manifest["feature_state"]["partials"]]
+        for key in manifest.feature_state.totals
+        + [row[2] for row in manifest.feature_state.partials]
     }
-    written = {key for m in latest for table in STATE_TABLES for key in m["files"][table]}
+    written = {key for m in latest for table in STATE_TABLES for key in m.files[table]}
     # what the latest two runs fold from or wrote is there, and nothing else: the totals of
     # earlier runs and the partials that left every window are gone, with their folders
     assert state_files(folded) == listed | written

@@ -24,9 +24,10 @@ from tests.support.workspace import (
     s3_settings,
 )
 from transforms.errors import InputFileError, MissingInputError
-from transforms.ingest.step import IngestReport, ingest, landing_changes, publish, stage
+from transforms.ingest.step import ingest, landing_changes, publish, stage
 from transforms.storage import lake
 from transforms.storage.lake import read_ingest_manifest, scan_events
+from transforms.storage.records import IngestReport
 from transforms.storage.roots import Root
 
 PEOPLE_ROWS = (
@@ -245,9 +246,9 @@ def test_validation_json_and_manifest_are_kept(settings):
     land_basic(settings)
     report = ingest(settings, DAY)
     manifest = read_ingest_manifest(Root(settings.lake, settings.storage_options), DAY)
-    assert manifest["attempt"] == report.attempt
-    assert manifest["tables"]["people"]["rows_written"] == 2
-    (key,) = manifest["outputs"]["validation/people"]
+    assert manifest.attempt == report.attempt
+    assert manifest.tables["people"].rows_written == 2
+    (key,) = manifest.outputs["validation/people"]
     results = json.loads(lake_files(settings)[key])
     assert results[0]["success"] is True
     assert {"results", "statistics", "suite_name"} <= set(results[0])
@@ -276,6 +277,10 @@ def _recorded(path):
     return {"size": stat.st_size, "modified": modified, "etag": None}
 
 
+def _fingerprints(report):
+    return [f.model_dump() for f in report.fingerprints]
+
+
 def test_the_manifest_records_a_fingerprint_of_each_landing_file_read(settings):
     people = land(settings, "people", "people.csv", PEOPLE_HEADER + PEOPLE_ROWS)
     first = land(settings, "events", "a.csv", EVENTS_HEADER + EVENTS_ROWS)
@@ -284,15 +289,15 @@ def test_the_manifest_records_a_fingerprint_of_each_landing_file_read(settings):
     land(settings, "events", ".b.jsonl.gz.tmp", "an upload in progress, not read")
     report = ingest(settings, DAY)
     manifest = read_ingest_manifest(Root(settings.lake), DAY)
-    tables = manifest["tables"]
-    assert tables["people"]["fingerprints"] == [
+    tables = manifest.tables
+    assert _fingerprints(tables["people"]) == [
         {"key": "people/2026-03-30/people.csv", **_recorded(people)}
     ]
-    assert tables["events"]["fingerprints"] == [
+    assert _fingerprints(tables["events"]) == [
         {"key": "events/2026-03-30/a.csv", **_recorded(first)},
         {"key": "events/2026-03-30/b.jsonl.gz", **_recorded(second)},
     ]
-    assert IngestReport.from_json(manifest) == report
+    assert manifest == report
 
 
 def test_an_untouched_landing_has_no_changes(settings):
@@ -358,7 +363,7 @@ def test_a_manifest_written_before_fingerprints_reads_and_reports_no_changes(set
     for table in manifest["tables"].values():
         del table["fingerprints"], table["checked_attempts"]
     path.write_text(json.dumps(manifest))
-    report = IngestReport.from_json(manifest)
+    report = IngestReport.model_validate(manifest)
     assert report.tables["people"].fingerprints is None
     assert report.tables["events"].rows_written == 2
     land(settings, "events", "late.csv", EVENTS_HEADER + "e8,00124,login,2026-03-30T22:00:00Z,,,\n")
@@ -379,11 +384,11 @@ def test_reingest_after_a_late_file_counts_new_events_and_drops_resent_ones(sett
     events = ingest(settings, DAY).tables["events"]
     assert (events.rows_read, events.rows_written, events.duplicates_dropped) == (5, 3, 2)
     assert events.checked_against == [day0.isoformat()]
-    assert [f["key"] for f in events.fingerprints] == [
+    assert [f.key for f in events.fingerprints] == [
         "events/2026-03-30/events.csv",
         "events/2026-03-30/late.csv",
     ]
-    attempt = read_ingest_manifest(Root(settings.lake), DAY)["attempt"]
+    attempt = read_ingest_manifest(Root(settings.lake), DAY).attempt
     kept = [k for k in lake_files(settings) if k.startswith(lake.partition("events", DAY))]
     assert kept == [f"{lake.partition('events', DAY)}/part-{attempt}.parquet"]
     assert _event_ids_seen(settings, DAY) == ["e0", "e1", "e2", "e3"]
@@ -447,15 +452,15 @@ def test_on_s3_fingerprints_carry_the_etag_which_tells_content_changes(s3, bucke
     assert bucket.put(events, (EVENTS_HEADER + EVENTS_ROWS).encode()) == 200
     ingest(settings, DAY)
     lake_root = Root(settings.lake, settings.storage_options)
-    (recorded,) = read_ingest_manifest(lake_root, DAY)["tables"]["events"]["fingerprints"]
-    assert recorded["key"] == f"events/{DAY}/events.csv"
-    assert recorded["etag"] == bucket.etag(events)
-    assert recorded["modified"].endswith("+00:00")
+    (recorded,) = read_ingest_manifest(lake_root, DAY).tables["events"].fingerprints
+    assert recorded.key == f"events/{DAY}/events.csv"
+    assert recorded.etag == bucket.etag(events)
+    assert recorded.modified.endswith("+00:00")
     assert bucket.put(events, (EVENTS_HEADER + EVENTS_ROWS).encode()) == 200  # the same bytes
     assert landing_changes(settings, DAY) == []
     assert bucket.put(events, (EVENTS_HEADER + EVENTS_ROWS.replace("e2,", "e9,")).encode()) == 200
     assert landing_changes(settings, DAY) == [
-        f"events/{DAY}/events.csv: changed (ETag {recorded['etag']} -> {bucket.etag(events)})"
+        f"events/{DAY}/events.csv: changed (ETag {recorded.etag} -> {bucket.etag(events)})"
     ]
 
 

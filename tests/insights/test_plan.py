@@ -101,7 +101,7 @@ def test_the_run_that_applies_edits_records_them_and_history_shows_them(ws):
     lake = Root(ws.lake)
     catalog = read_catalog(lake)
     manifest = read_manifest(lake, catalog, D3)
-    assert manifest["definitions_changed"] == {
+    assert manifest.definitions_changed.model_dump() == {
         "new": ["everyone"],
         "changed": ["buyers"],
         "deleted": ["free"],

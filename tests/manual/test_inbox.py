@@ -91,7 +91,7 @@ def test_add_remove_and_reasons_over_runs(ws):
     members, changes, manifest = state(ws, D1)
     assert {("vip", "a"), ("vip", "b"), ("vip_pro", "a")} <= members
     assert ("vip", "a", "entered", "new_segment") in changes  # first run
-    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-03-30/0001/vip/first.csv"]
+    assert unclaimed(manifest.manual.files) == ["_processed/2026-03-30/0001/vip/first.csv"]
     assert not (Path(ws.inbox) / "vip/first.csv").exists()
 
     drop(ws, "vip/remove/out.csv", "person_id\nb\n")
@@ -105,7 +105,7 @@ def test_add_remove_and_reasons_over_runs(ws):
     run(ws, D3)  # nothing new: members persist, nothing re-applied
     members, changes, manifest = state(ws, D3)
     assert {m for m in members if m[0] == "vip"} == {("vip", "a"), ("vip", "e")}
-    assert changes == set() and manifest["manual"]["files"] == []
+    assert changes == set() and manifest.manual.files == []
 
 
 def test_clear_then_add_in_one_run(ws):
@@ -117,7 +117,7 @@ def test_clear_then_add_in_one_run(ws):
     members, changes, manifest = state(ws, D2)
     assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
     assert {c for c in changes if c[0] == "vip"} == {("vip", "b", "exited", "cleared")}
-    assert [f.rsplit("/", 1)[-1] for f in manifest["manual"]["files"]] == ["clear", "again.csv"]
+    assert [f.rsplit("/", 1)[-1] for f in manifest.manual.files] == ["clear", "again.csv"]
 
 
 def test_action_column_overrides_the_folder(ws):
@@ -143,14 +143,14 @@ def test_emails_unknown_ids_and_ambiguity_are_reported(ws):
     run(ws, D1)
     members, _, manifest = state(ws, D1)
     assert ("beta", "a") in members and ("beta", "c") not in members
-    reports = {r["file"]: r for r in manifest["manual"]["applied"]}
+    reports = {r.file: r for r in manifest.manual.applied}
     beta = reports["beta/by-email.csv"]
-    assert (beta["rows"], beta["applied"]) == (3, 1)
-    assert beta["ambiguous_emails"] == ["shared@example.com"]
-    assert beta["unknown"] == ["nobody@example.com"]
+    assert (beta.rows, beta.applied) == (3, 1)
+    assert beta.ambiguous_emails == ["shared@example.com"]
+    assert beta.unknown == ["nobody@example.com"]
     vip = reports["vip/ids.csv"]
-    assert vip["unknown"] == ["ghost"]
-    assert "email ignored" in vip["notes"][0]
+    assert vip.unknown == ["ghost"]
+    assert "email ignored" in vip.notes[0]
 
 
 @pytest.mark.parametrize(
@@ -172,9 +172,9 @@ def test_files_that_cannot_be_applied_go_to_rejected(ws, relative, content, prob
     run(ws, D1)
     members, _, manifest = state(ws, D1)
     assert ("vip", "e") in members  # the good file is applied all the same
-    (refused,) = manifest["manual"]["rejected"]
-    assert any(problem in p for p in refused["problems"])
-    rejected = Path(ws.inbox) / refused["moved_to"]
+    (refused,) = manifest.manual.rejected
+    assert any(problem in p for p in refused.problems)
+    rejected = Path(ws.inbox) / refused.moved_to
     assert rejected.exists()
     report = rejected.with_name(rejected.name + ".error.txt").read_text()
     assert problem in report
@@ -194,7 +194,7 @@ def test_a_rerun_reapplies_exactly_the_files_of_its_date(ws):
     run(ws, D1)  # rerun: same files, same rows
     members, _, manifest = state(ws, D1)
     assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
-    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-03-30/0001/vip/first.csv"]
+    assert unclaimed(manifest.manual.files) == ["_processed/2026-03-30/0001/vip/first.csv"]
     assert (Path(ws.inbox) / "vip/later.csv").exists()
     run(ws, D2)
     members, _, _ = state(ws, D2)
@@ -222,12 +222,12 @@ def test_files_of_a_failed_run_are_applied_exactly_once_later(ws, monkeypatch):
     # its file is left alone, and applied by the first run after the next commit
     run(ws, D2)
     members, _, manifest = state(ws, D2)
-    assert ("vip", "a") not in members and manifest["manual"]["files"] == []
+    assert ("vip", "a") not in members and manifest.manual.files == []
     assert held.exists()
     run(ws, D3)
     members, _, manifest = state(ws, D3)
     assert ("vip", "a") in members
-    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-04-01/0001/vip/first.csv"]
+    assert unclaimed(manifest.manual.files) == ["_processed/2026-04-01/0001/vip/first.csv"]
     assert not held.exists()
 
 
@@ -240,12 +240,12 @@ def test_a_retry_of_the_date_takes_over_the_uploads_a_crashed_attempt_claimed(ws
     run(ws, D1)  # the retry applies them in the run of the date they were claimed for
     members, _, manifest = state(ws, D1)
     assert {("vip", "a"), ("vip", "b"), ("beta", "c")} <= members
-    assert manifest["manual"]["files"] == [
+    assert manifest.manual.files == [
         str(path.relative_to(ws.inbox)) for path in held
     ]  # taken over where they are, in their claim order
     run(ws, D2)
     _, changes, manifest = state(ws, D2)
-    assert manifest["manual"]["files"] == [] and changes == set()  # applied once
+    assert manifest.manual.files == [] and changes == set()  # applied once
 
 
 def test_a_claim_whose_move_was_cut_short_is_applied_once(ws):
@@ -259,7 +259,7 @@ def test_a_claim_whose_move_was_cut_short_is_applied_once(ws):
     run(ws, D1)
     members, _, manifest = state(ws, D1)
     assert {m for m in members if m[0] == "vip"} == {("vip", "a")}
-    assert unclaimed(manifest["manual"]["files"]) == [
+    assert unclaimed(manifest.manual.files) == [
         "_processed/2026-03-30/0001/vip/first.csv",
         "_processed/2026-03-30/0002/vip/remove/out.csv",
     ]
@@ -282,18 +282,18 @@ def test_claim_order_survives_a_chain_of_crashed_attempts(ws, monkeypatch):
         ("vip", "b", "exited", "cleared"),
         ("vip", "d", "entered", "added"),
     }
-    assert [f.rsplit("/", 1)[-1] for f in manifest["manual"]["files"]] == [
+    assert [f.rsplit("/", 1)[-1] for f in manifest.manual.files] == [
         "clear",
         "again.csv",
         "last.csv",
     ]
-    assert [re.sub(r"^_processed/[^/]+/[^/]+/", "", k) for k in manifest["manual"]["files"]] == [
+    assert [re.sub(r"^_processed/[^/]+/[^/]+/", "", k) for k in manifest.manual.files] == [
         "0001/vip/clear",
         "0002/vip/again.csv",
         "0003/vip/last.csv",
     ]
-    (refused,) = manifest["manual"]["rejected"]  # filed by the second, crashed attempt
-    assert refused["file"] == "vip/bad.csv" and "no identifier column" in refused["problems"][0]
+    (refused,) = manifest.manual.rejected  # filed by the second, crashed attempt
+    assert refused.file == "vip/bad.csv" and "no identifier column" in refused.problems[0]
 
 
 def test_an_upload_claimed_by_a_run_in_flight_is_not_taken_by_another(ws, monkeypatch):
@@ -333,12 +333,12 @@ def test_an_upload_claimed_by_a_run_in_flight_is_not_taken_by_another(ws, monkey
             first.join()
     assert isinstance(outcome[0], ConcurrentRunError)  # D1's swap fails: D2 committed first
     _, _, manifest = state(ws, D2)
-    assert manifest["manual"]["files"] == []  # D2 neither applied nor moved D1's upload
+    assert manifest.manual.files == []  # D2 neither applied nor moved D1's upload
     assert claimed(ws, "_processed/2026-03-30/*/0001/vip/add.csv")
     run(ws, D3)  # D1's attempt is dead now: its upload is applied, once
     members, _, manifest = state(ws, D3)
     assert ("vip", "a") in members
-    assert unclaimed(manifest["manual"]["files"]) == ["_processed/2026-04-01/0001/vip/add.csv"]
+    assert unclaimed(manifest.manual.files) == ["_processed/2026-04-01/0001/vip/add.csv"]
 
 
 def test_people_leaving_the_snapshot_leave_manual_segments(ws):
@@ -395,8 +395,8 @@ def test_carried_uploads_for_segments_that_no_longer_exist_are_refused(ws, monke
     run(ws, D2)  # commits, so the crashed attempt can no longer commit
     run(ws, D3)
     _, _, manifest = state(ws, D3)
-    (refused,) = manifest["manual"]["rejected"]
-    assert refused["file"] == "beta/list.csv" and "no segment 'beta'" in refused["problems"][0]
+    (refused,) = manifest.manual.rejected
+    assert refused.file == "beta/list.csv" and "no segment 'beta'" in refused.problems[0]
 
 
 def test_bad_definitions_stop_a_run_before_it_touches_the_inbox(ws):
@@ -413,9 +413,9 @@ def test_a_failed_rerun_leaves_the_committed_uploads_where_they_are(ws, monkeypa
     drop(ws, "vip/add.csv", "person_id\na\n")  # claimed as 0002
     run(ws, D1)
     _, _, first = state(ws, D1)
-    (listed,) = first["manual"]["files"]
+    (listed,) = first.manual.files
     crash_before_commit(ws, D1, monkeypatch)  # a rerun that fails
     assert (Path(ws.inbox) / listed).exists()
     run(ws, D1)  # and a rerun that succeeds re-applies the same file
     members, _, again = state(ws, D1)
-    assert again["manual"]["files"] == [listed] and ("vip", "a") in members
+    assert again.manual.files == [listed] and ("vip", "a") in members

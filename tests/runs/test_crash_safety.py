@@ -267,9 +267,10 @@ def committed_state(ws: CompiledDefinitions) -> dict[str, Any]:
         manifest = read_manifest(lake, catalog, day)
         for table in ("membership", "changes"):
             state[f"{day} {table} rows"] = sorted_rows(read_table(lake, manifest, table))
+        record = manifest.model_dump(mode="json")
         for key in ("previous_run_date", "people", "rows", "segments", "features", "files"):
-            state[f"{day} manifest {key}"] = normalized(manifest[key])
-        manual = normalized(manifest["manual"])
+            state[f"{day} manifest {key}"] = normalized(record[key])
+        manual = normalized(record["manual"])
         state[f"{day} manifest manual.files"] = manual["files"]
         state[f"{day} manifest manual.applied"] = [
             (r["file"], r["action"], f"rows {r['rows']}", f"applied {r['applied']}")

@@ -68,7 +68,7 @@ def test_runs_with_uploads_on_s3(s3_ws, bucket: Bucket, prefix: str):
     first, changes, manifest = committed(s3_ws, D1)
     assert pairs(first) == {("vip", "a"), ("vip", "b"), ("buyers", "a")}
     assert pairs(changes) == pairs(first)
-    rejected = {r["file"]: r for r in manifest["manual"]["rejected"]}
+    rejected = {r.file: r for r in manifest.manual.rejected}
     assert set(rejected) == {"vip/b-broken.csv", "buyers/x.csv"}
     keys = bucket.keys(f"{prefix}/inbox")
     assert any(
@@ -104,21 +104,21 @@ def test_runs_with_uploads_on_s3(s3_ws, bucket: Bucket, prefix: str):
         }
 
     for table in ("membership", "changes"):
-        assert files_of(table) == set(manifest["files"][table]) | set(replaced["files"][table])
+        assert files_of(table) == set(manifest.files[table]) | set(replaced.files[table])
     catalog = json.loads(bucket.get(f"{prefix}/lake/runs/latest.json"))
     assert catalog["latest"] == "2026-03-31"
     assert list(catalog["superseded"]) == [
-        f"runs/run_date=2026-03-31/manifest-{replaced['attempt']}.json"
+        f"runs/run_date=2026-03-31/manifest-{replaced.attempt}.json"
     ]
     # once keep_superseded_files_for has passed, the next commit removes them (and keeps
     # the files of the run it replaces itself)
     run(s3_ws.model_copy(update={"keep_superseded_files_for": timedelta(0)}), D2)
     _, _, latest = committed(s3_ws, D2)
     for table in ("membership", "changes"):
-        assert files_of(table) == set(latest["files"][table]) | set(manifest["files"][table])
+        assert files_of(table) == set(latest.files[table]) | set(manifest.files[table])
     catalog = json.loads(bucket.get(f"{prefix}/lake/runs/latest.json"))
     assert list(catalog["superseded"]) == [
-        f"runs/run_date=2026-03-31/manifest-{manifest['attempt']}.json"
+        f"runs/run_date=2026-03-31/manifest-{manifest.attempt}.json"
     ]
 
 
@@ -129,7 +129,7 @@ def test_an_inbox_key_with_dot_dot_is_refused_inside_the_inbox(s3_ws, bucket: Bu
     assert outside <= {"escape.csv"}  # only what the server itself may have stored on put
     if status == 200 and "inbox/vip/../../escape.csv" in bucket.keys(prefix):
         _, _, manifest = committed(s3_ws, D1)
-        assert manifest["manual"]["rejected"][0]["moved_to"].startswith("_rejected/")
+        assert manifest.manual.rejected[0].moved_to.startswith("_rejected/")
 
 
 def test_two_runs_at_once_on_s3_cannot_both_commit(s3_ws, monkeypatch):
@@ -141,7 +141,7 @@ def test_two_runs_at_once_on_s3_cannot_both_commit(s3_ws, monkeypatch):
     _, _, manifest = committed(s3_ws, D2)
     root = Root(s3_ws.lake, s3_ws.storage_options)
     for table in ("membership", "changes"):
-        assert all(root.exists(k) for k in manifest["files"][table])
+        assert all(root.exists(k) for k in manifest.files[table])
 
 
 def test_the_duckdb_engine_reads_an_s3_lake(s3_ws, bucket: Bucket, prefix: str):
@@ -150,6 +150,6 @@ def test_the_duckdb_engine_reads_an_s3_lake(s3_ws, bucket: Bucket, prefix: str):
     polars_members, polars_changes, _ = committed(s3_ws, D1)
     run(s3_ws, D1, engine="duckdb")  # a rerun: same uploads, the other engine
     duckdb_members, duckdb_changes, manifest = committed(s3_ws, D1)
-    assert manifest["engine"] == "duckdb"
+    assert manifest.engine == "duckdb"
     assert pairs(duckdb_members) == pairs(polars_members) == {("vip", "c"), ("buyers", "a")}
     assert pairs(duckdb_changes) == pairs(polars_changes)

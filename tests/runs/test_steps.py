@@ -107,7 +107,7 @@ def test_changes_are_the_set_differences_over_several_dates(lake_settings):
         assert exited == before - pairs(membership)
         expected_previous = None if previous is None else (day - timedelta(days=1))
         assert set(changes["previous_run_date"].to_list()) <= {expected_previous}
-        assert manifest["rows"] == {"membership": membership.height, "changes": changes.height}
+        assert manifest.rows == {"membership": membership.height, "changes": changes.height}
         previous = membership
 
 
@@ -159,7 +159,7 @@ def test_a_changed_definition_is_the_reason(lake_settings):
     _, changes, manifest = committed(lake_settings, D2)
     reasons = set(changes.filter(pl.col("segment_id") == "pro")["reason"])
     assert reasons == {"definition_changed"}
-    assert manifest["definitions"]["pro"] != committed(lake_settings, D1)[2]["definitions"]["pro"]
+    assert manifest.definitions["pro"] != committed(lake_settings, D1)[2].definitions["pro"]
 
 
 def test_a_rerun_reproduces_the_rows_and_keeps_the_replaced_files_for_a_while(lake_settings):
@@ -170,17 +170,17 @@ def test_a_rerun_reproduces_the_rows_and_keeps_the_replaced_files_for_a_while(la
     run(lake_settings, D2)
     membership, changes, again = committed(lake_settings, D2)
     assert membership.equals(first_membership) and changes.equals(first_changes)
-    assert again["attempt"] != first["attempt"]
+    assert again.attempt != first.attempt
     # a reader holding the first manifest can still read every file it lists
     root = Root(lake_settings.lake)
-    replaced = f"runs/run_date=2026-03-31/manifest-{first['attempt']}.json"
+    replaced = f"runs/run_date=2026-03-31/manifest-{first.attempt}.json"
     assert root.exists(replaced) and all(
-        root.exists(k) for keys in first["files"].values() for k in keys
+        root.exists(k) for keys in first.files.values() for k in keys
     )
     assert replaced in read_catalog(root).superseded
     # once keep_superseded_files_for has passed, the next commit removes them
     run(lake_settings.model_copy(update={"keep_superseded_files_for": timedelta(0)}), D3)
-    assert_only_files_of(lake_settings, again["attempt"])
+    assert_only_files_of(lake_settings, again.attempt)
     assert read_catalog(root).superseded == {}
 
 
@@ -295,14 +295,14 @@ def test_a_crash_at_any_step_leaves_the_last_committed_run_intact(lake_settings,
     assert catalog.latest == (D2 if point == "after-catalog" else D1)
     report = run(lake_settings, D2)  # the retry converges
     membership, changes, manifest = committed(lake_settings, D2)
-    assert manifest["attempt"] in report.manifest
+    assert manifest.attempt in report.manifest
     # after-catalog: the crashed attempt committed, so the retry is a rerun that keeps the
     # files it replaced for a while (readers may be reading them)
     kept = [
         lake_module.attempt_of(key) for key in read_catalog(Root(lake_settings.lake)).superseded
     ]
     assert len(kept) == (1 if point == "after-catalog" else 0)
-    assert_only_files_of(lake_settings, manifest["attempt"], *kept)
+    assert_only_files_of(lake_settings, manifest.attempt, *kept)
     lake = Path(lake_settings.lake)
     assert json.loads((lake / "runs/latest.json").read_text())["latest"] == "2026-03-31"
 
@@ -332,7 +332,7 @@ def test_files_lists_exactly_the_committed_files(lake_settings):
     assert latest.exit_code == 0, latest.output
     _, _, manifest = committed(lake_settings, D2)
     assert latest.stdout.split() == [
-        f"{lake_settings.lake}/{k}" for k in manifest["files"]["membership"]
+        f"{lake_settings.lake}/{k}" for k in manifest.files["membership"]
     ]
     first = runner.invoke(
         app, ["files", "changes", "--date", "2026-03-30", "--lake", lake_settings.lake]
@@ -359,12 +359,12 @@ def test_an_attempt_computes_with_the_definitions_it_began_with(lake_settings):
         step(lake_settings, plan)
     membership, _, manifest = committed(lake_settings, D1)
     assert {p for s, p in pairs(membership) if s == "pro"} == {"a", "c"}
-    assert manifest["inputs"]["definitions"]["pro.yaml"] == pinned_hash
-    assert set(manifest["inputs"]["contracts"]) >= {"people.odcs.yaml", "events.odcs.yaml"}
+    assert manifest.inputs["definitions"]["pro.yaml"] == pinned_hash
+    assert set(manifest.inputs["contracts"]) >= {"people.odcs.yaml", "events.odcs.yaml"}
     run(lake_settings, D2)
     membership, changes, manifest = committed(lake_settings, D2)
     assert {p for s, p in pairs(membership) if s == "pro"} == {"a"} | set(FILLER)
-    assert manifest["definitions_changed"]["changed"] == ["pro"]
+    assert manifest.definitions_changed.changed == ["pro"]
     assert {r for r in changes.filter(pl.col("segment_id") == "pro")["reason"]} == {
         "definition_changed"
     }
@@ -444,7 +444,7 @@ def test_a_late_events_file_is_read_by_the_next_run_of_its_date(lake_settings):
     assert "events/2026-03-30/late.csv: new since the ingest" in report.ingest_reason
     membership, changes, manifest = committed(lake_settings, D1)
     assert {p for s, p in pairs(membership) if s == "buyers"} == {"a", "b", "c"}
-    assert manifest["ingest_reason"] == report.ingest_reason
+    assert manifest.ingest_reason == report.ingest_reason
     report = run(lake_settings, D1)  # nothing changed since: nothing read again
     assert report.ingested is None and report.ingest_reason is None
     report = run(lake_settings, D1, reingest=True)
@@ -486,6 +486,6 @@ def test_a_file_landing_after_the_ingest_step_is_named_by_the_commit(lake_settin
     for step in runs.STEPS[1:]:
         step(lake_settings, plan)
     _, _, manifest = committed(lake_settings, D1)
-    assert manifest["landing_unread"] == ["events/2026-03-30/late.csv: new since the ingest"]
+    assert manifest.landing_unread == ["events/2026-03-30/late.csv: new since the ingest"]
     report = run(lake_settings, D1)
     assert report.landing_unread == [] and "late.csv" in report.ingest_reason

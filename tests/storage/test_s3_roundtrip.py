@@ -24,6 +24,7 @@ from transforms.errors import StorageAccessError, StorageError
 from transforms.ingest.step import ingest
 from transforms.runs.steps import run
 from transforms.storage.lake import read_ingest_manifest
+from transforms.storage.records import IngestReport
 from transforms.storage.roots import Root
 
 pytestmark = pytest.mark.s3
@@ -171,9 +172,9 @@ def test_ingest_from_s3_landing_to_s3_lake(s3: S3Server, bucket: Bucket, prefix:
 
     manifest = json.loads(bucket.get(f"{prefix}/lake/{manifest_key}"))
     assert (
-        manifest
+        IngestReport.model_validate(manifest)
         == read_ingest_manifest(Root(settings.lake, settings.storage_options), DAY)
-        == report.to_json()
+        == report
     )
     people, events = manifest["tables"]["people"], manifest["tables"]["events"]
     assert (people["rows_read"], people["rows_written"], people["quarantined"]) == (3, 2, 1)

@@ -32,10 +32,8 @@ features (tests compare them over many days).
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
 import polars as pl
 
@@ -52,6 +50,7 @@ from transforms.engines.membership import (
 from transforms.engines.person_order import in_person_order, person_ranges, positions
 from transforms.language.polars import CompiledDefinitions, Feature
 from transforms.storage import lake
+from transforms.storage.records import FeatureState, RunManifest
 from transforms.storage.roots import Root
 
 log = logging.getLogger("segments.feature_state")
@@ -74,12 +73,9 @@ class Partial:
     bucket: date
     key: str
 
-    def to_json(self) -> list[str]:
-        return [self.ingest_date.isoformat(), self.bucket.isoformat(), self.key]
-
-    @classmethod
-    def from_json(cls, row: list[str]) -> Partial:
-        return cls(date.fromisoformat(row[0]), date.fromisoformat(row[1]), row[2])
+    def as_row(self) -> tuple[date, date, str]:
+        """As `FeatureState.partials` lists it."""
+        return self.ingest_date, self.bucket, self.key
 
 
 @dataclass
@@ -90,7 +86,7 @@ class RunFeatures:
     """One row per person with events, a column per feature of the compiled definitions."""
     how: str
     """"folded" from the previous run's state, or why it was recomputed from the events."""
-    record: dict[str, Any] | None = None
+    record: FeatureState | None = None
     """What the run's manifest records under `feature_state`; None when it keeps no state."""
     files: dict[str, list[str]] = field(default_factory=dict)
     """Keys of the state files this attempt wrote, per table."""
@@ -101,7 +97,7 @@ def run_features(
     day: date,
     attempt: str,
     compiled: CompiledDefinitions,
-    previous: tuple[date, dict[str, Any]] | None,
+    previous: tuple[date, RunManifest] | None,
     full: bool = False,
 ) -> RunFeatures:
     """The features of run `day`, folded from the previous run's state `(date, manifest)` when
@@ -109,7 +105,7 @@ def run_features(
     foldable = [f for f in compiled.features.values() if f.foldable]
     others = [f for f in compiled.features.values() if not f.foldable]
     days = [d for d in lake.ingested_days(root) if d <= day]
-    events = {d: lake.read_ingest_manifest(root, d)["outputs"]["events"] for d in days}
+    events = {d: lake.read_ingest_manifest(root, d).outputs["events"] for d in days}
     if not foldable or not lake.checked_against_earlier(root, days):
         why = "no foldable features" if not foldable else "dates ingested out of order"
         features = event_features(lake.scan_events(root, day), compiled)
@@ -117,8 +113,8 @@ def run_features(
     problem = "--full" if full else _untrusted(root, previous, foldable, events)
     if problem is None:
         previous_day, manifest = previous
-        kept = manifest["feature_state"]
-        known = [Partial.from_json(row) for row in kept["partials"]]
+        kept = manifest.feature_state
+        known = [Partial(*row) for row in kept.partials]
         new = [
             p
             for d in days
@@ -126,7 +122,7 @@ def run_features(
             for p in _write_partials(root, day, attempt, d, events[d], foldable)
         ]
         partials = known + new
-        totals = _fold(root, kept["totals"], day, previous_day, partials, foldable)
+        totals = _fold(root, kept.totals, day, previous_day, partials, foldable)
         how = "folded"
     else:
         partials = [
@@ -137,7 +133,7 @@ def run_features(
         how = f"recomputed ({problem})"
     own = f"{lake.partition(PARTIALS, day)}/"
     files = {
-        TOTALS: [f"{lake.partition(TOTALS, day)}/part-{attempt}.parquet"],
+        TOTALS: [lake.data_file(TOTALS, day, attempt)],
         PARTIALS: [p.key for p in partials if p.key.startswith(own)],
     }
     root.write_parquet(totals, files[TOTALS][0], statistics=False)
@@ -149,38 +145,38 @@ def run_features(
     if others:
         recomputed = event_features(lake.scan_events(root, day), compiled, others)
         features = features.join(recomputed, on="person_id", how="full", coalesce=True)
-    record = {
-        "format": FORMAT,
-        "features": sorted(f.name for f in foldable),
-        "totals": files[TOTALS],
-        "partials": [p.to_json() for p in _still_needed(partials, foldable, day)],
-        "events": {d.isoformat(): keys for d, keys in events.items()},
-    }
+    record = FeatureState(
+        format=FORMAT,
+        features=sorted(f.name for f in foldable),
+        totals=files[TOTALS],
+        partials=[p.as_row() for p in _still_needed(partials, foldable, day)],
+        events=events,
+    )
     return RunFeatures(features, how, record, files)
 
 
 KEPT_RUNS = 2
 """Committed runs whose state is kept: the next run folds the latest's, a rerun of the latest
 date the one before it."""
-_RUN_DATE = re.compile(r"^([^/]+/run_date=(\d{4}-\d{2}-\d{2}))/")
 
 
-def remove_unneeded_state(root: Root, kept: list[dict[str, Any]]) -> int:
+def remove_unneeded_state(root: Root, kept: list[RunManifest]) -> int:
     """Delete the state files no run will fold any more, given the manifests of the runs whose
     state is kept: files written by earlier runs that none of them still lists. Returns how many.
     A rerun of an older date then recomputes its features, as it does whenever its previous
     run's state is missing."""
     if not kept:
         return 0
-    oldest = min(manifest["run_date"] for manifest in kept)
+    oldest = min(manifest.run_date for manifest in kept)
     listed = set()
     for manifest in kept:
-        record = manifest.get("feature_state") or {}
-        listed.update(record.get("totals", []), (row[2] for row in record.get("partials", [])))
+        if manifest.feature_state is not None:
+            record = manifest.feature_state
+            listed.update(record.totals, (key for *_, key in record.partials))
     unneeded: dict[str, list[str]] = {}  # per run partition
     for table in lake.STATE_TABLES:
         for info in root.list_files(table, recursive=True):
-            written_by = _RUN_DATE.search(info.key)
+            written_by = lake.STATE_WRITTEN_BY.search(info.key)
             if written_by and written_by[2] < oldest and info.key not in listed:
                 unneeded.setdefault(written_by[1], []).append(info.key)
     for folder, keys in unneeded.items():
@@ -202,7 +198,7 @@ def _still_needed(partials: list[Partial], features: list[Feature], day: date) -
 
 def _untrusted(
     root: Root,
-    previous: tuple[date, dict[str, Any]] | None,
+    previous: tuple[date, RunManifest] | None,
     foldable: list[Feature],
     events: dict[date, list[str]],
 ) -> str | None:
@@ -210,18 +206,18 @@ def _untrusted(
     if previous is None:
         return "no previous run"
     previous_day, manifest = previous
-    record = manifest.get("feature_state")
+    record = manifest.feature_state
     if record is None:
         return f"run {previous_day} kept no feature state"
-    if record.get("format") != FORMAT:
+    if record.format != FORMAT:
         return f"run {previous_day}'s feature state has an earlier format"
-    missing = sorted({f.name for f in foldable} - set(record["features"]))
+    missing = sorted({f.name for f in foldable} - set(record.features))
     if missing:
         return f"{len(missing)} feature(s) new since run {previous_day}"
-    earlier = {d.isoformat(): keys for d, keys in events.items() if d <= previous_day}
-    if earlier != record["events"]:
+    earlier = {d: keys for d, keys in events.items() if d <= previous_day}
+    if earlier != record.events:
         return f"events ingested on or before {previous_day} changed since that run"
-    keys = record["totals"] + [row[2] for row in record["partials"]]
+    keys = record.totals + [key for *_, key in record.partials]
     if not all(root.exists(key) for key in keys):
         return f"files of run {previous_day}'s feature state are missing"
     return None
@@ -242,10 +238,7 @@ def _write_partials(
             {f.name: f.event_tests for f in features},
         ).collect(engine="streaming")
         for (day_bucket,), part in sorted(frame.partition_by(BUCKET, as_dict=True).items()):
-            target = (
-                f"{lake.partition(PARTIALS, day)}/ingest_date={ingested.isoformat()}"
-                f"/bucket={day_bucket.isoformat()}/part-{attempt}-{index}.parquet"
-            )
+            target = lake.partial_file(day, ingested, day_bucket, attempt, index)
             root.write_parquet(part.drop(BUCKET).sort("person_id"), target, statistics=False)
             written.append(Partial(ingested, day_bucket, target))
     return written

@@ -30,7 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
@@ -50,6 +50,9 @@ from transforms.ingest.landing import (
 )
 from transforms.storage import lake
 from transforms.storage.catalog import remove_older_attempts, superseded
+from transforms.storage.publish import publish as publish_record
+from transforms.storage.publish import version_of
+from transforms.storage.records import Fingerprint, IngestReport, TableReport
 from transforms.storage.roots import Root
 
 log = logging.getLogger("segments.ingest")
@@ -57,53 +60,6 @@ TABLES = ("people", "events")
 RULES, REASON = "_rules", "_reason"
 KEEP = "__keep"
 """Staged beside each typed row: False if it was already refused (bad value, re-sent event)."""
-
-
-@dataclass
-class TableReport:
-    """What ingesting one table of one date did."""
-
-    table: str
-    files: list[str] = field(default_factory=list)
-    rows_read: int = 0
-    rows_written: int = 0
-    quarantined: int = 0
-    duplicates_dropped: int = 0
-    """Re-sent events dropped: an event_id seen earlier in the day's files, or ingested on an
-    earlier date."""
-    checked_against: list[str] = field(default_factory=list)
-    """Events only: the earlier ingest dates whose events were checked for re-sent ones."""
-    checked_attempts: dict[str, str] | None = None
-    """Events only: the ingest attempt of each date of `checked_against` whose events were
-    checked (None in manifests written before it was recorded)."""
-    fingerprints: list[dict[str, Any]] | None = None
-    """The landing files read, each as `transforms.ingest.landing.fingerprint` records it: key
-    (relative to the landing root), size, modified (ISO, UTC) and etag (None where the store
-    gives none). None in manifests written before fingerprints were recorded."""
-    broken_rules: dict[str, int] = field(default_factory=dict)
-    ignored_columns: dict[str, list[str]] = field(default_factory=dict)
-    missing_columns: dict[str, list[str]] = field(default_factory=dict)
-    validation_success: bool = True
-    seconds: dict[str, float] = field(default_factory=dict)
-    """Wall time per step: read, validate, split, write."""
-    validation_seconds: dict[str, float] = field(default_factory=dict)
-    """The validate step split: converting to pandas, and inside Great Expectations."""
-
-
-@dataclass
-class IngestReport:
-    date: str
-    attempt: str
-    tables: dict[str, TableReport]
-    outputs: dict[str, list[str]]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> IngestReport:
-        tables = {t: TableReport(**r) for t, r in data["tables"].items()}
-        return cls(data["date"], data["attempt"], tables, data["outputs"])
 
 
 @dataclass
@@ -129,7 +85,7 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
             hint="landing files must end in .csv, .jsonl, .ndjson or .parquet (optionally .gz);"
             " move other files out of the landing folder",
         )
-    report.fingerprints = [fingerprint(info) for info in files]
+    report.fingerprints = [Fingerprint(**fingerprint(info)) for info in files]
     typed, raw = [], []
     for info in files:
         landed = read_landed_file(landing, info, contract)
@@ -238,14 +194,29 @@ def _stage_table(
     lake_root.write_parquet(typed.with_columns(keep.alias(KEEP)), f"{folder}/{table}.typed.parquet")
     lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet")
     _timed(report, "read", started)
-    lake_root.write_bytes(f"{folder}/{table}.report.json", json.dumps(asdict(report)).encode())
+    lake_root.write_bytes(_staged_report(folder, table), report.to_bytes())
     return report
 
 
-def _validate_table(settings: Settings, lake_root: Root, table: str, folder: str) -> _Prepared:
+def _staged_report(folder: str, table: str) -> str:
+    return f"{folder}/{table}.report.json"
+
+
+def staged_reports(lake_root: Root, folder: str) -> dict[str, TableReport] | None:
+    """The report of each table `stage` left in `folder` of the lake, or None if it left
+    none (nothing staged, or `publish` published it since)."""
+    keys = {table: _staged_report(folder, table) for table in TABLES}
+    if not all(lake_root.exists(key) for key in keys.values()):
+        return None
+    return {table: TableReport.from_bytes(lake_root.read_bytes(key)) for table, key in keys.items()}
+
+
+def _validate_table(
+    settings: Settings, lake_root: Root, report: TableReport, folder: str
+) -> _Prepared:
     """Validate a staged table with its Great Expectations suite; split valid from refused."""
+    table = report.table
     contract = load_contract(settings.contracts, table)
-    report = TableReport(**json.loads(lake_root.read_bytes(f"{folder}/{table}.report.json")))
     # the raw text is read back only for the rows refused, at the end
     typed = (
         lake_root.scan_parquet(f"{folder}/{table}.typed.parquet")
@@ -329,29 +300,39 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
     """Steps 4-6: validate what `stage` left in `folder`, then publish it as attempt `attempt`."""
     lake_root = Root(settings.lake, settings.storage_options)
     manifest_key = lake.ingest_manifest(day)
-    current = lake_root.read_versioned(manifest_key)
+    current = version_of(lake_root, manifest_key)
+    reports = staged_reports(lake_root, folder)
+    if reports is None:
+        raise MissingInputError(
+            f"nothing staged to publish in {lake_root.url_of(folder)}",
+            hint=f"run `segments ingest --date {day}`",
+        )
     prepared = {}
-    for table in TABLES:
+    for table, staged in reports.items():
         log.info("ingest %s %s: validating", table, day)
-        prepared[table] = _validate_table(settings, lake_root, table, folder)
+        prepared[table] = _validate_table(settings, lake_root, staged, folder)
 
     outputs: dict[str, list[str]] = {}
     own = [
-        f"{folder}/part-{attempt}.parquet"
+        key
         for t in TABLES
-        for folder in (lake.partition(t, day), lake.quarantine_partition(t, day))
-    ] + [f"{lake.ingest_folder(day)}/{attempt}/{t}.validation.json" for t in TABLES]
+        for key in (
+            lake.data_file(t, day, attempt),
+            lake.quarantine_file(t, day, attempt),
+            lake.validation_file(day, attempt, t),
+        )
+    ]
     with superseded(lake_root, day, own):
         for table, ready in prepared.items():
             started = time.perf_counter()
-            data_key = f"{lake.partition(table, day)}/part-{attempt}.parquet"
+            data_key = lake.data_file(table, day, attempt)
             lake_root.write_parquet(ready.valid, data_key)
             outputs[table] = [data_key]
             if ready.quarantine.height:
-                q_key = f"{lake.quarantine_partition(table, day)}/part-{attempt}.parquet"
+                q_key = lake.quarantine_file(table, day, attempt)
                 lake_root.write_parquet(ready.quarantine, q_key)
                 outputs[f"quarantine/{table}"] = [q_key]
-            v_key = f"{lake.ingest_folder(day)}/{attempt}/{table}.validation.json"
+            v_key = lake.validation_file(day, attempt, table)
             lake_root.write_bytes(v_key, json.dumps(ready.validation, indent=1).encode())
             outputs[f"validation/{table}"] = [v_key]
             _timed(ready.report, "write", started)
@@ -362,13 +343,7 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
         tables={t: p.report for t, p in prepared.items()},
         outputs=outputs,
     )
-    body = json.dumps(report.to_json(), indent=1).encode()
-    published = (
-        lake_root.put_if_absent(manifest_key, body)
-        if current is None
-        else lake_root.put_if_match(manifest_key, body, current[1])
-    )
-    if not published:
+    if not publish_record(lake_root, manifest_key, report, current):
         lake_root.delete([key for keys in outputs.values() for key in keys])
         raise ConcurrentRunError(
             f"another ingest of {day} published to {lake_root.url} meanwhile",
@@ -407,8 +382,8 @@ def landing_changes(settings: Settings, day: date) -> list[str]:
     landing = Root(settings.landing, settings.storage_options)
     changes = []
     for table in TABLES:
-        recorded = manifest["tables"][table].get("fingerprints")
+        recorded = manifest.tables[table].fingerprints
         if recorded is not None:
             known, unknown = landing_files(landing, table, day)
-            changes += fingerprint_changes(recorded, known + unknown)
+            changes += fingerprint_changes([f.model_dump() for f in recorded], known + unknown)
     return changes

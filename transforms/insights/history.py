@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
 
 from transforms.storage.catalog import read_catalog, read_manifest
+from transforms.storage.records import RunManifest
 from transforms.storage.roots import Root
 
 
@@ -23,9 +23,7 @@ class SegmentRun:
     """The content hash of the definition the run used (None: not defined in that run)."""
 
 
-def manifests(
-    lake: Root, until: date | None = None, last: int | None = None
-) -> list[dict[str, Any]]:
+def manifests(lake: Root, until: date | None = None, last: int | None = None) -> list[RunManifest]:
     """The manifests of the committed runs, oldest first: of runs up to `until` if given, and
     only the `last` ones of those if given (the others are not read)."""
     catalog = read_catalog(lake)
@@ -38,16 +36,16 @@ def segment_history(lake: Root, segment_id: str) -> list[SegmentRun]:
     (the run that deleted it is the last: it records the exits)."""
     rows = []
     for manifest in manifests(lake):
-        counts = manifest["segments"].get(segment_id)
+        counts = manifest.segments.get(segment_id)
         if counts is None:
             continue
         rows.append(
             SegmentRun(
-                manifest["run_date"],
-                counts["size"],
-                counts["entered"],
-                counts["exited"],
-                manifest["definitions"].get(segment_id),
+                manifest.run_date,
+                counts.size,
+                counts.entered,
+                counts.exited,
+                manifest.definitions.get(segment_id),
             )
         )
     return rows

@@ -17,8 +17,8 @@ import polars as pl
 
 from transforms.config import Settings
 from transforms.errors import MissingInputError
-from transforms.language.polars import CompiledDefinitions
 from transforms.language.definitions import definition_changes, definition_hashes, load_segments
+from transforms.language.polars import CompiledDefinitions
 from transforms.runs.materialize import EvaluationOptions, compile_definitions, evaluate
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.roots import Root
@@ -60,7 +60,7 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
             hint="run `segments run --date D` first; every segment is new until then",
         )
     segments, _ = load_segments(settings.definitions)
-    changed = definition_changes(manifest["definitions"], definition_hashes(segments))
+    changed = definition_changes(manifest.definitions, definition_hashes(segments))
     committed = read_table(lake, manifest, "membership").select("segment_id", "person_id")
     compiled = compile_definitions(settings, day)
     changed["affected"] = _dependents(compiled, changed["new"] + changed["changed"])

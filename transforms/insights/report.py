@@ -10,13 +10,17 @@ timings.
 
 from __future__ import annotations
 
-import json
 from datetime import date
 from html import escape
-from typing import Any
 
 from transforms.insights.history import manifests
-from transforms.storage.catalog import manifest_folder
+from transforms.storage import lake as keys
+from transforms.storage.records import (
+    IngestReport,
+    ManualUploads,
+    RunManifest,
+    SegmentCounts,
+)
 from transforms.storage.roots import Root
 
 RUNS_SHOWN = 14
@@ -36,35 +40,31 @@ svg text { font: 11px system-ui, sans-serif; fill: #5b6570; }
 ENTER, EXIT, LINE = "#12b76a", "#f04438", "#2e90fa"
 
 
-def report_path(day: date, attempt: str) -> str:
-    return f"{manifest_folder(day)}/report-{attempt}.html"
-
-
 def write_report(lake: Root, day: date) -> str:
     """Render the report of the committed run of `day`; returns its key in the lake."""
     runs = manifests(lake, until=day, last=RUNS_SHOWN)
     manifest = runs[-1]
     ingest = None
-    if manifest.get("ingest") and lake.exists(manifest["ingest"]):
-        ingest = json.loads(lake.read_bytes(manifest["ingest"]))
-    key = report_path(day, manifest["attempt"])
+    if manifest.ingest and lake.exists(manifest.ingest):
+        ingest = IngestReport.from_bytes(lake.read_bytes(manifest.ingest))
+    key = keys.report_path(day, manifest.attempt)
     lake.write_bytes(key, render(runs, ingest).encode())
     return key
 
 
-def render(runs: list[dict[str, Any]], ingest: dict[str, Any] | None) -> str:
+def render(runs: list[RunManifest], ingest: IngestReport | None) -> str:
     """The report of the last of `runs` (oldest first), with `ingest`, its date's ingest
     manifest (None if there is none)."""
     manifest = runs[-1]
-    day = manifest["run_date"]
-    since = manifest["previous_run_date"] or "nothing (first run)"
-    segments = manifest["segments"]
-    entered = sum(c["entered"] for c in segments.values())
-    exited = sum(c["exited"] for c in segments.values())
+    day = manifest.run_date
+    since = manifest.previous_run_date or "nothing (first run)"
+    segments = manifest.segments
+    entered = sum(c.entered for c in segments.values())
+    exited = sum(c.exited for c in segments.values())
     cards = [
-        ("people", f"{manifest['people']:,}", ""),
+        ("people", f"{manifest.people:,}", ""),
         ("segments", f"{len(segments):,}", ""),
-        ("memberships", f"{manifest['rows']['membership']:,}", ""),
+        ("memberships", f"{manifest.rows['membership']:,}", ""),
         ("entered", f"{entered:,}", "good"),
         ("exited", f"{exited:,}", "bad"),
     ]
@@ -72,8 +72,8 @@ def render(runs: list[dict[str, Any]], ingest: dict[str, Any] | None) -> str:
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>segments run {escape(day)}</title><style>{STYLE}</style></head><body>",
         f"<h1>Run {escape(day)}</h1>",
-        f"<p class='sub'>compared with {escape(since)} · engine {escape(manifest['engine'])}"
-        f" · definitions {escape(manifest['definitions_hash'])}</p>",
+        f"<p class='sub'>compared with {escape(since)} · engine {escape(manifest.engine)}"
+        f" · definitions {escape(manifest.definitions_hash)}</p>",
         "<div class='cards'>"
         + "".join(
             f"<div class='card'><span class='sub'>{label}</span><b class='{cls}'>{value}</b></div>"
@@ -85,25 +85,25 @@ def render(runs: list[dict[str, Any]], ingest: dict[str, Any] | None) -> str:
         "<h2>Entered and exited in this run</h2>",
         _moves_chart(segments),
         "<h2>Inputs</h2>",
-        _inputs(ingest, manifest["manual"]),
+        _inputs(ingest, manifest.manual),
         "<h2>Step timings</h2>",
-        _timings_chart(manifest["seconds"]),
+        _timings_chart(manifest.seconds),
         "</body></html>",
     ]
     return "\n".join(parts)
 
 
-def _segments_table(runs: list[dict[str, Any]]) -> str:
+def _segments_table(runs: list[RunManifest]) -> str:
     latest = runs[-1]
-    dates = [r["run_date"] for r in runs]
+    dates = [r.run_date for r in runs]
     rows = []
-    for sid, counts in sorted(latest["segments"].items()):
-        sizes = [r["segments"].get(sid, {}).get("size") for r in runs]
+    for sid, counts in sorted(latest.segments.items()):
+        sizes = [r.segments[sid].size if sid in r.segments else None for r in runs]
         rows.append(
             f"<tr><td>{escape(sid)}</td><td>{_sparkline(sid, sizes, dates)}</td>"
-            f"<td class='n'>{counts['size']:,}</td>"
-            f"<td class='n good'>+{counts['entered']:,}</td>"
-            f"<td class='n bad'>&minus;{counts['exited']:,}</td></tr>"
+            f"<td class='n'>{counts.size:,}</td>"
+            f"<td class='n good'>+{counts.entered:,}</td>"
+            f"<td class='n bad'>&minus;{counts.exited:,}</td></tr>"
         )
     head = (
         f"<tr><th>segment</th><th>size over the last {len(runs)} run(s)</th>"
@@ -162,15 +162,15 @@ def _bars(rows: list[tuple[str, list[tuple[float, str, str]], str]]) -> str:
     )
 
 
-def _moves_chart(segments: dict[str, dict[str, int]]) -> str:
+def _moves_chart(segments: dict[str, SegmentCounts]) -> str:
     rows = [
         (
             sid,
             [
-                (c["entered"], ENTER, f"{c['entered']:,} entered"),
-                (c["exited"], EXIT, f"{c['exited']:,} exited"),
+                (c.entered, ENTER, f"{c.entered:,} entered"),
+                (c.exited, EXIT, f"{c.exited:,} exited"),
             ],
-            f"+{c['entered']:,} / \u2212{c['exited']:,}",
+            f"+{c.entered:,} / \u2212{c.exited:,}",
         )
         for sid, c in sorted(segments.items())
     ]
@@ -185,19 +185,19 @@ def _timings_chart(seconds: dict[str, float]) -> str:
     return _bars(rows)
 
 
-def _inputs(ingest: dict[str, Any] | None, manual: dict[str, Any]) -> str:
+def _inputs(ingest: IngestReport | None, manual: ManualUploads) -> str:
     parts = []
     if ingest is None:
         parts.append("<p class='sub'>no ingest manifest for this date</p>")
     else:
         rows = "".join(
-            f"<tr><td>{escape(table)}</td><td class='n'>{t['rows_read']:,}</td>"
-            f"<td class='n'>{t['rows_written']:,}</td>"
-            f"<td class='n bad'>{t['quarantined']:,}</td>"
-            f"<td class='n'>{t['duplicates_dropped']:,}</td>"
-            f"<td>{escape(', '.join(f'{r} ({n})' for r, n in t['broken_rules'].items()))}</td>"
+            f"<tr><td>{escape(table)}</td><td class='n'>{t.rows_read:,}</td>"
+            f"<td class='n'>{t.rows_written:,}</td>"
+            f"<td class='n bad'>{t.quarantined:,}</td>"
+            f"<td class='n'>{t.duplicates_dropped:,}</td>"
+            f"<td>{escape(', '.join(f'{r} ({n})' for r, n in t.broken_rules.items()))}</td>"
             "</tr>"
-            for table, t in ingest["tables"].items()
+            for table, t in ingest.tables.items()
         )
         parts.append(
             "<table><tr><th>table</th><th class='n'>rows read</th><th class='n'>written</th>"
@@ -205,14 +205,14 @@ def _inputs(ingest: dict[str, Any] | None, manual: dict[str, Any]) -> str:
             f"<th>rules broken</th></tr>{rows}</table>"
         )
     uploads = "".join(
-        f"<tr><td>{escape(u['file'])}</td><td>{escape(u['action'])}</td>"
-        f"<td class='n'>{u['rows']:,}</td><td class='n'>{u['applied']:,}</td>"
-        f"<td class='n'>{u['unknown_count'] + u['ambiguous_count']:,}</td><td></td></tr>"
-        for u in manual["applied"]
+        f"<tr><td>{escape(u.file)}</td><td>{escape(u.action)}</td>"
+        f"<td class='n'>{u.rows:,}</td><td class='n'>{u.applied:,}</td>"
+        f"<td class='n'>{u.unknown_count + u.ambiguous_count:,}</td><td></td></tr>"
+        for u in manual.applied
     ) + "".join(
-        f"<tr class='bad'><td>{escape(r['file'])}</td><td>refused</td><td></td><td></td><td></td>"
-        f"<td>{escape('; '.join(r['problems']))}</td></tr>"
-        for r in manual["rejected"]
+        f"<tr class='bad'><td>{escape(r.file)}</td><td>refused</td><td></td><td></td><td></td>"
+        f"<td>{escape('; '.join(r.problems))}</td></tr>"
+        for r in manual.rejected
     )
     parts.append(
         "<h3>Manual uploads</h3>"

@@ -31,6 +31,7 @@ from transforms.language.semantics import DIALECT
 from transforms.runs.materialize import compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table
+from transforms.storage.records import Catalog, RunManifest
 from transforms.storage.roots import Root
 
 
@@ -131,7 +132,7 @@ def _evaluated_row(
     compiled: CompiledDefinitions,
     day: date,
     person_id: str,
-    manifest: dict[str, Any] | None,
+    manifest: RunManifest | None,
 ) -> pl.DataFrame:
     """The person's attributes, event features and segment columns, as the run computes them
     (manual segments as the committed run of D has them)."""
@@ -238,25 +239,23 @@ def _plain(value: Any) -> Any:
 
 
 def _uploads_naming(
-    settings: Settings, root: Root, catalog: Any, person_id: str, segment_id: str, day: date
+    settings: Settings, root: Root, catalog: Catalog, person_id: str, segment_id: str, day: date
 ) -> list[dict[str, Any]]:
     """Every applied upload of `segment_id`, in committed runs up to `day`, whose rows the run
     applied to the person: each file parsed and resolved against that run's snapshot by the
     inbox's own rules (an email shared by several people names nobody)."""
-    from transforms.manual.inbox import ACTIONS, UploadReport, _parse, _resolve
+    from transforms.manual.inbox import ACTIONS, _parse, _resolve
 
     inbox = Root(settings.inbox, settings.storage_options)
     found = []
     for run_day in (d for d in catalog.dates if d <= day):
         manifest = read_manifest(root, catalog, run_day)
-        applied = manifest["manual"]["applied"]
-        files = manifest["manual"]["files"]
         people = None
-        for report, key in zip(applied, files, strict=True):
-            if report["segment_id"] != segment_id:
+        for report, key in zip(manifest.manual.applied, manifest.manual.files, strict=True):
+            if report.segment_id != segment_id:
                 continue
-            entry = {"run_date": run_day.isoformat(), "file": report["file"]}
-            if report["action"] == "clear":
+            entry = {"run_date": run_day.isoformat(), "file": report.file}
+            if report.action == "clear":
                 found.append({**entry, "action": "cleared"})
                 continue
             try:
@@ -268,8 +267,8 @@ def _uploads_naming(
                 ) from None
             if people is None:
                 people = lake.scan_people(root, run_day).select("person_id", "email").collect()
-            rows, _, kind = _parse(data, report["action"])
-            scratch = UploadReport(report["file"], segment_id, report["action"])
+            rows, _, kind = _parse(data, report.action)
+            scratch = report.model_copy(deep=True)  # `_resolve` notes the unknown ids in it
             for pid, action, line in _resolve(rows, kind, people, scratch):
                 if pid == person_id:
                     found.append({**entry, "line": line, "action": ACTIONS[action]})

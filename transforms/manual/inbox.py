@@ -34,15 +34,15 @@ import csv
 import io
 import re
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any
 
 import polars as pl
 
 from transforms.config import Settings
 from transforms.errors import ConcurrentRunError, MissingInputError, SegmentsError
 from transforms.language.definitions import SEGMENT_ID, Segment
+from transforms.storage.records import ManualUploads, Part, Refusal, UploadReport
 from transforms.storage.roots import FileInfo, Root
 
 PROCESSED, REJECTED = "_processed", "_rejected"
@@ -72,20 +72,6 @@ class Upload:
 
 
 @dataclass
-class UploadReport:
-    file: str
-    segment_id: str
-    action: str
-    rows: int = 0
-    applied: int = 0
-    unknown: list[str] = field(default_factory=list)
-    unknown_count: int = 0
-    ambiguous_emails: list[str] = field(default_factory=list)
-    ambiguous_count: int = 0
-    notes: list[str] = field(default_factory=list)
-
-
-@dataclass
 class ManualResult:
     members: pl.DataFrame
     """(segment_id, person_id) of every manual segment after the run's uploads."""
@@ -94,15 +80,22 @@ class ManualResult:
     applied: list[UploadReport]
     files: list[str]
     """Keys under `_processed/<D>/` of the files applied, in order."""
-    rejected: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[Refusal] = field(default_factory=list)
     """The refusals filed for the run's date (`refusals`)."""
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "applied": [asdict(r) for r in self.applied],
-            "rejected": self.rejected,
-            "files": self.files,
-        }
+    def uploads(self) -> ManualUploads:
+        """What the run's manifest records of its uploads."""
+        return ManualUploads(applied=self.applied, rejected=self.rejected, files=self.files)
+
+
+class InboxCheck(Part):
+    """What a look at the inbox found (`check_uploads`)."""
+
+    snapshot: str | None
+    """The people snapshot the uploads were matched against (None: nothing ingested yet)."""
+    checked: list[UploadReport]
+    """The uploads left for the next run, dry-run (a clear has its file and action only)."""
+    rejected: list[Refusal]
 
 
 def _classify(relative: str) -> tuple[str, str] | str:
@@ -271,14 +264,14 @@ def _taken(key: str) -> ConcurrentRunError:
 
 def _reject(
     inbox: Root, day: date, key: str, problems: list[str], original: str | None = None
-) -> dict[str, Any]:
+) -> Refusal:
     """Move a file to `_rejected/<D>/` beside an `.error.txt` that lists its problems."""
     shown = original or key
     target = f"{REJECTED}/{day.isoformat()}/{_safe_name(shown)}"
     report = f"{shown}{ERROR_HEADING}\n" + "".join(f"  {p}\n" for p in problems)
     inbox.write_bytes(f"{target}{ERROR_SUFFIX}", report.encode())
     inbox.move(key, target)
-    return {"file": shown, "moved_to": target, "problems": problems}
+    return Refusal(file=shown, moved_to=target, problems=problems)
 
 
 def _refusal(kind: tuple[str, str] | str, segments: dict[str, Segment]) -> str | None:
@@ -357,7 +350,7 @@ def _upload(key: str) -> Upload:
     return Upload(key, segment_id, action, original)
 
 
-def refusals(inbox: Root, day: date) -> list[dict[str, Any]]:
+def refusals(inbox: Root, day: date) -> list[Refusal]:
     """Every upload refused under `_rejected/<D>/`, read back from its `.error.txt` (so a retry
     reports the refusals of the attempts before it too), by key."""
     found = []
@@ -366,11 +359,11 @@ def refusals(inbox: Root, day: date) -> list[dict[str, Any]]:
             continue
         first, *lines = inbox.read_bytes(info.key).decode("utf-8").splitlines()
         found.append(
-            {
-                "file": first.removesuffix(ERROR_HEADING),
-                "moved_to": info.key.removesuffix(ERROR_SUFFIX),
-                "problems": [line.strip() for line in lines if line.strip()],
-            }
+            Refusal(
+                file=first.removesuffix(ERROR_HEADING),
+                moved_to=info.key.removesuffix(ERROR_SUFFIX),
+                problems=[line.strip() for line in lines if line.strip()],
+            )
         )
     return found
 
@@ -392,7 +385,9 @@ def apply_uploads(
     last: dict[tuple[str, str], str] = {}
     applied, files = [], []
     for upload in uploads:
-        report = UploadReport(upload.original, upload.segment_id, upload.action)
+        report = UploadReport(
+            file=upload.original, segment_id=upload.segment_id, action=upload.action
+        )
         members = state.setdefault(upload.segment_id, set())
         if upload.action == "clear":
             for pid in members:
@@ -469,7 +464,7 @@ def drop_upload(
     return key
 
 
-def check_uploads(settings: Settings, day: date) -> dict[str, Any]:
+def check_uploads(settings: Settings, day: date) -> InboxCheck:
     """Look at the inbox's new uploads without applying them (what the inbox DAG does).
 
     A file that can never be applied (wrong place, unknown or data-driven segment, not a
@@ -494,11 +489,12 @@ def check_uploads(settings: Settings, day: date) -> dict[str, Any]:
     for info in new:
         kind = _classify(info.key)
         problems = [problem] if (problem := _refusal(kind, segments)) else []
-        report = None
-        if not problems and kind[1] != "clear":  # type: ignore[index]
-            report = UploadReport(info.key, *kind)  # type: ignore[misc]
+        if not problems:
+            segment_id, action = kind  # type: ignore[misc]
+            report = UploadReport(file=info.key, segment_id=segment_id, action=action)
+        if not problems and action != "clear":
             try:
-                rows, report.notes, id_kind = _parse(inbox.read_bytes(info.key), kind[1])
+                rows, report.notes, id_kind = _parse(inbox.read_bytes(info.key), action)
             except UploadError as exc:
                 problems = exc.problems
             except FileNotFoundError:
@@ -513,9 +509,7 @@ def check_uploads(settings: Settings, day: date) -> dict[str, Any]:
             except FileNotFoundError:
                 continue
         else:
-            checked.append(asdict(report) if report else {"file": info.key, "action": "clear"})
-    return {
-        "snapshot": ingested[-1].isoformat() if ingested else None,
-        "checked": checked,
-        "rejected": rejected,
-    }
+            checked.append(report)
+    return InboxCheck(
+        snapshot=ingested[-1].isoformat() if ingested else None, checked=checked, rejected=rejected
+    )

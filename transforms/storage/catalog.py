@@ -27,88 +27,46 @@ attempt cleans up after the crashed one. Readers go through the catalog and mani
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
 
 import polars as pl
 
 from transforms.errors import ConcurrentRunError, MissingInputError
 from transforms.storage import lake
+from transforms.storage.publish import publish
+from transforms.storage.records import Catalog, CatalogFile, RunManifest
 from transforms.storage.roots import Root
 
 log = logging.getLogger("segments.commit")
-CATALOG = "runs/latest.json"
 TABLES = ("membership", "changes")
 
 
-@dataclass(frozen=True)
-class Catalog:
-    """The committed runs, as the catalog said when it was read."""
-
-    runs: dict[str, str] = field(default_factory=dict)
-    """Run date (ISO) -> key of its committed manifest."""
-    version: str | None = None
-    """The catalog object's version tag, for the compare-and-swap; None if it does not exist."""
-    committed_by: str | None = None
-    """The attempt that made the latest commit; attempts that started before it cannot commit."""
-    superseded: dict[str, str] = field(default_factory=dict)
-    """Manifest key of a run replaced by a rerun -> when it was replaced (ISO, UTC); its files
-    are kept for readers until `keep_superseded_files_for` has passed."""
-
-    @property
-    def dates(self) -> list[date]:
-        return sorted(date.fromisoformat(d) for d in self.runs)
-
-    @property
-    def latest(self) -> date | None:
-        return self.dates[-1] if self.runs else None
-
-    def previous(self, day: date) -> date | None:
-        """The latest committed run with a date before `day`."""
-        earlier = [d for d in self.dates if d < day]
-        return earlier[-1] if earlier else None
-
-    def later(self, day: date) -> list[date]:
-        return [d for d in self.dates if d > day]
-
-
 def read_catalog(root: Root) -> Catalog:
-    found = root.read_versioned(CATALOG)
+    found = root.read_versioned(lake.CATALOG)
     if found is None:
         return Catalog()
     data, version = found
-    body = json.loads(data)
-    return Catalog(body["runs"], version, body.get("committed_by"), body.get("superseded", {}))
+    return CatalogFile.from_bytes(data).catalog(version)
 
 
-def read_manifest(root: Root, catalog: Catalog, day: date) -> dict[str, Any] | None:
+def read_manifest(root: Root, catalog: Catalog, day: date) -> RunManifest | None:
     """The committed manifest of run `day`, or None if `day` has no committed run."""
     key = catalog.runs.get(day.isoformat())
-    return json.loads(root.read_bytes(key)) if key else None
+    return RunManifest.from_bytes(root.read_bytes(key)) if key else None
 
 
-def read_table(root: Root, manifest: dict[str, Any], table: str) -> pl.DataFrame:
+def read_table(root: Root, manifest: RunManifest, table: str) -> pl.DataFrame:
     """A committed table of a run, read from exactly the files its manifest lists."""
-    return root.read_parquet(manifest["files"][table])
+    return root.read_parquet(manifest.files[table])
 
 
-def scan_table(root: Root, manifest: dict[str, Any], table: str) -> pl.LazyFrame:
+def scan_table(root: Root, manifest: RunManifest, table: str) -> pl.LazyFrame:
     """A committed table of a run as a lazy scan of exactly its manifest's files, for reading
     a filtered part of it."""
-    return pl.concat([root.scan_parquet(key) for key in manifest["files"][table]])
-
-
-def manifest_folder(day: date) -> str:
-    return f"runs/run_date={day.isoformat()}"
-
-
-def manifest_path(day: date, attempt: str) -> str:
-    return f"{manifest_folder(day)}/manifest-{attempt}.json"
+    return pl.concat([root.scan_parquet(key) for key in manifest.files[table]])
 
 
 @contextmanager
@@ -130,7 +88,7 @@ def write_tables(
 ) -> dict[str, list[str]]:
     """Step 1: the data files of attempt `attempt` of run `day`; nobody reads them until a
     manifest lists them. Returns the keys written per table."""
-    keys = {table: [f"{lake.partition(table, day)}/part-{attempt}.parquet"] for table in tables}
+    keys = {table: [lake.data_file(table, day, attempt)] for table in tables}
     with superseded(root, day, [k for ks in keys.values() for k in ks]):
         for table, frame in tables.items():
             root.write_parquet(frame, keys[table][0])
@@ -139,30 +97,22 @@ def write_tables(
 
 def commit(
     root: Root,
-    day: date,
     catalog: Catalog,
-    attempt: str,
-    files: dict[str, list[str]],
-    manifest: dict[str, Any],
+    manifest: RunManifest,
     keep_superseded_for: timedelta = timedelta(hours=24),
-) -> dict[str, Any]:
-    """Steps 2-4: publish the `files` of run `day` (from `write_tables`) with a manifest, swap the
-    catalog, clean up. Returns the manifest.
+) -> None:
+    """Steps 2-4: publish the `manifest` of a run, whose files (from `write_tables`) it lists,
+    swap the catalog, clean up.
 
-    `catalog` and `attempt` come from the start of the run (`read_catalog`, `new_attempt`):
-    if another run committed since, the swap fails and this attempt is rolled back. The run
-    this one replaces (a rerun of `day`) is superseded: kept for `keep_superseded_for`.
+    `catalog` and the manifest's attempt come from the start of the run (`read_catalog`,
+    `new_attempt`): if another run committed since, the swap fails and this attempt is rolled
+    back. The run this one replaces (a rerun of its date) is superseded: kept for
+    `keep_superseded_for`.
     """
-    manifest = {
-        **manifest,
-        "run_date": day.isoformat(),
-        "attempt": attempt,
-        "files": files,
-        "status": "committed",
-    }
-    manifest_key = manifest_path(day, attempt)
-    written = [k for keys in files.values() for k in keys]
-    if not root.put_if_absent(manifest_key, json.dumps(manifest, indent=1).encode()):
+    day, attempt = date.fromisoformat(manifest.run_date), manifest.attempt
+    manifest_key = lake.manifest_path(day, attempt)
+    written = [k for keys in manifest.files.values() for k in keys]
+    if not publish(root, manifest_key, manifest, None):
         root.delete(written)
         raise ConcurrentRunError(f"manifest {manifest_key} already exists")
     now = datetime.now(UTC)
@@ -171,16 +121,13 @@ def commit(
     if replaced is not None:
         superseded[replaced] = now.isoformat(timespec="seconds")
     runs = {**catalog.runs, day.isoformat(): manifest_key}
-    body = {"latest": max(runs), "runs": dict(sorted(runs.items())), "committed_by": attempt}
-    if superseded:
-        body["superseded"] = dict(sorted(superseded.items()))
-    data = json.dumps(body, indent=1).encode()
-    swapped = (
-        root.put_if_absent(CATALOG, data)
-        if catalog.version is None
-        else root.put_if_match(CATALOG, data, catalog.version)
+    body = CatalogFile(
+        latest=max(runs),
+        runs=dict(sorted(runs.items())),
+        committed_by=attempt,
+        superseded=dict(sorted(superseded.items())) or None,
     )
-    if not swapped:
+    if not publish(root, lake.CATALOG, body, catalog.version):
         root.delete([*written, manifest_key])
         raise ConcurrentRunError(
             f"another run committed to {root.url} while run {day} was computing",
@@ -188,7 +135,6 @@ def commit(
         )
     clean_up(root, day, attempt, kept={lake.attempt_of(key) for key in superseded})
     log.info("committed run %s (attempt %s)", day, attempt)
-    return manifest
 
 
 def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) -> dict[str, str]:
@@ -207,7 +153,8 @@ def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) ->
 
 def run_folders(day: date) -> list[str]:
     """Where the attempts of run `day` write: its tables, feature state and manifests."""
-    return [lake.partition(t, day) for t in (*TABLES, *lake.STATE_TABLES)] + [manifest_folder(day)]
+    folders = [lake.partition(t, day) for t in (*TABLES, *lake.STATE_TABLES)]
+    return [*folders, lake.manifest_folder(day)]
 
 
 def attempt_files(root: Root, day: date, attempt: str | None) -> list[str]:
@@ -258,4 +205,4 @@ def committed_files(root: Root, table: str, day: date | None = None) -> tuple[da
             f"no committed run {'of ' + day.isoformat() if day else 'yet'} in {root.url}",
             hint="run `segments run --date D` first",
         )
-    return day, [root.url_of(key) for key in manifest["files"][table]]
+    return day, [root.url_of(key) for key in manifest.files[table]]

@@ -1,22 +1,23 @@
 """The lake's tables and folders (docs/tables.md) and how the pipeline reads them back.
 
 Every module that reads or writes the lake builds its keys here, so the layout can be read off
-this file: Hive partitions `<table>/<column>=<D>/`, quarantine beside them, the ingest step's
-manifests under `ingest/`. Readers go through the manifests, never through a folder listing,
-so files of an unfinished attempt are never read.
+this file: Hive partitions `<table>/<column>=<D>/` with one `part-<attempt>` file per attempt,
+quarantine beside them, the ingest step's manifests under `ingest/`, the runs' manifests,
+reports and catalog under `runs/`, the feature state's partials by ingest date and bucket.
+Readers go through the manifests, never through a folder listing, so files of an unfinished
+attempt are never read.
 """
 
 from __future__ import annotations
 
-import json
 import re
 import uuid
 from datetime import UTC, date, datetime
-from typing import Any
 
 import polars as pl
 
 from transforms.errors import MissingInputError
+from transforms.storage.records import IngestReport
 from transforms.storage.roots import Root
 
 ATTEMPT = re.compile(r"\d{8}T\d{12}-[0-9a-f]{6}")
@@ -58,6 +59,44 @@ def quarantine_partition(table: str, day: date) -> str:
     return f"quarantine/{partition(table, day)}"
 
 
+def data_file(table: str, day: date, attempt: str) -> str:
+    """The file attempt `attempt` writes in the partition of `table` for `day`."""
+    return f"{partition(table, day)}/part-{attempt}.parquet"
+
+
+def quarantine_file(table: str, day: date, attempt: str) -> str:
+    return f"{quarantine_partition(table, day)}/part-{attempt}.parquet"
+
+
+def partial_file(day: date, ingested: date, bucket: date, attempt: str, index: int) -> str:
+    """A feature partial of run `day`: the events of ingest date `ingested` (its `index`th
+    events file) in `bucket`."""
+    return (
+        f"{partition(STATE_TABLES[1], day)}/ingest_date={ingested.isoformat()}"
+        f"/bucket={bucket.isoformat()}/part-{attempt}-{index}.parquet"
+    )
+
+
+STATE_WRITTEN_BY = re.compile(r"^([^/]+/run_date=(\d{4}-\d{2}-\d{2}))/")
+"""A feature state key's (run partition, run date)."""
+
+CATALOG = "runs/latest.json"
+"""The catalog of committed runs (`transforms.storage.catalog`)."""
+
+
+def manifest_folder(day: date) -> str:
+    return f"runs/run_date={day.isoformat()}"
+
+
+def manifest_path(day: date, attempt: str) -> str:
+    return f"{manifest_folder(day)}/manifest-{attempt}.json"
+
+
+def report_path(day: date, attempt: str) -> str:
+    """The HTML report of a committed run, next to its manifest."""
+    return f"{manifest_folder(day)}/report-{attempt}.html"
+
+
 def ingest_folder(day: date) -> str:
     return f"ingest/ingest_date={day.isoformat()}"
 
@@ -65,6 +104,11 @@ def ingest_folder(day: date) -> str:
 def ingest_manifest(day: date) -> str:
     """Written last by a successful ingest of D: the files it published and its counts."""
     return f"{ingest_folder(day)}/manifest.json"
+
+
+def validation_file(day: date, attempt: str, table: str) -> str:
+    """Great Expectations' validation result of `table` by ingest attempt `attempt`."""
+    return f"{ingest_folder(day)}/{attempt}/{table}.validation.json"
 
 
 def staging(step: str, day: date, attempt: str | None = None) -> str:
@@ -76,10 +120,10 @@ def staging(step: str, day: date, attempt: str | None = None) -> str:
     return f"{folder}/{attempt}" if attempt else folder
 
 
-def read_ingest_manifest(lake: Root, day: date) -> dict[str, Any] | None:
+def read_ingest_manifest(lake: Root, day: date) -> IngestReport | None:
     """The manifest of the last successful ingest of `day`, or None."""
     key = ingest_manifest(day)
-    return json.loads(lake.read_bytes(key)) if lake.exists(key) else None
+    return IngestReport.from_bytes(lake.read_bytes(key)) if lake.exists(key) else None
 
 
 def ingested_days(lake: Root) -> list[date]:
@@ -100,7 +144,7 @@ def people_files(lake: Root, day: date) -> list[str]:
             f"no ingested people snapshot for {day} in {lake.url}",
             hint=f"run `segments ingest --date {day}` (or `segments run`, which ingests first)",
         )
-    return manifest["outputs"]["people"]
+    return manifest.outputs["people"]
 
 
 def event_files(lake: Root, day: date) -> list[list[str]]:
@@ -111,7 +155,7 @@ def event_files(lake: Root, day: date) -> list[list[str]]:
             f"nothing ingested on or before {day} in {lake.url}",
             hint=f"run `segments ingest --date {day}` first",
         )
-    return [read_ingest_manifest(lake, d)["outputs"]["events"] for d in days]
+    return [read_ingest_manifest(lake, d).outputs["events"] for d in days]
 
 
 def _scan(lake: Root, keys: list[str]) -> pl.LazyFrame:
@@ -130,8 +174,8 @@ def resent_events(lake: Root, day: date, event_ids: pl.Series) -> tuple[dict[dat
     Reads only the event_id column of the earlier dates and looks each up among `event_ids`
     (a day's events, small next to the history)."""
     manifests = {d: read_ingest_manifest(lake, d) for d in ingested_days(lake) if d < day}
-    attempts = {d: manifest["attempt"] for d, manifest in manifests.items()}
-    keys = [key for manifest in manifests.values() for key in manifest["outputs"]["events"]]
+    attempts = {d: manifest.attempt for d, manifest in manifests.items()}
+    keys = [key for manifest in manifests.values() for key in manifest.outputs["events"]]
     if not keys:
         return attempts, pl.Series("event_id", [], dtype=pl.String)
     earlier = _scan(lake, keys).select("event_id")
@@ -150,15 +194,15 @@ def checked_against_earlier(lake: Root, days: list[date]) -> bool:
     before: dict[str, str] = {}  # the dates of `days` already seen: their ingest's attempt
     for day in days:
         manifest = read_ingest_manifest(lake, day)
-        report = manifest["tables"]["events"]
-        if before and manifest["attempt"] <= max(before.values()):
+        report = manifest.tables["events"]
+        if before and manifest.attempt <= max(before.values()):
             return False
-        if not set(before) <= set(report.get("checked_against", [])):
+        if not set(before) <= set(report.checked_against):
             return False
-        checked = report.get("checked_attempts")
+        checked = report.checked_attempts
         if checked is not None and any(checked.get(d) != a for d, a in before.items()):
             return False
-        before[day.isoformat()] = manifest["attempt"]
+        before[day.isoformat()] = manifest.attempt
     return True
 
 

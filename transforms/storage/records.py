@@ -162,15 +162,18 @@ class IngestReport(Record):
     `validation/<table>`."""
 
     def to_json(self) -> dict[str, object]:
-        return self.model_dump(mode="json")
+        """As `segments ingest --json` prints it."""
+        versions = {"format_version": True, "tables": {"__all__": {"format_version"}}}
+        return self.model_dump(mode="json", exclude=versions)
 
 
 # --- event feature state ----------------------------------------------------------------------
 class FeatureState(Record):
     """The feature state a run keeps for the next one (`transforms.engines.feature_state`)."""
 
-    format: int
-    """The format of the state's files; a run folds only state of its own format."""
+    format: int = 1
+    """The format of the state's files (1 where it was not recorded); a run folds only state
+    of its own format."""
     features: list[str]
     """The foldable features the state holds."""
     totals: list[str]
