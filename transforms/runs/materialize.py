@@ -19,9 +19,9 @@ from transforms.contracts.odcs import load_contract
 from transforms.engines.registry import DEFAULT_ENGINE, Engine, Inputs, load_engine
 from transforms.errors import DefinitionErrors
 from transforms.language.compiler import compile_segments
+from transforms.language.definitions import load_segments
 from transforms.language.polars import CompiledDefinitions
 from transforms.language.semantics import as_of_instant
-from transforms.language.definitions import load_segments
 from transforms.storage.roots import Root
 
 
