@@ -103,7 +103,7 @@ def test_a_run_writes_one_membership_file_and_reruns_replace_it(workspace):
     run(workspace, D1)  # again: replaces, does not add
     root = Root(workspace.lake)
     manifest = read_manifest(root, read_catalog(root), D1)
-    assert len(manifest["files"]["membership"]) == 1
+    assert len(manifest.files["membership"]) == 1
     table = read_table(root, manifest, "membership")
     assert table.rows() == [("buyers", "a", D1)]
     assert table.columns == ["segment_id", "person_id", "member_since"]
