@@ -13,6 +13,7 @@ from pathlib import Path
 
 from transforms.config import Settings
 from transforms.contracts.odcs import CONTRACT_SUFFIX
+from transforms.engines.registry import DEFAULT_ENGINE
 from transforms.errors import MissingInputError, RunOrderError
 from transforms.language.definitions import SUFFIXES
 from transforms.runs.materialize import compile_definitions
@@ -73,7 +74,7 @@ def begin(
     day: date,
     *,
     accept_shrink: bool = False,
-    engine: str = "polars",
+    engine: str = DEFAULT_ENGINE,
     full: bool = False,
     reingest: bool = False,
     allowed_later: tuple[date, ...] = (),
