@@ -432,3 +432,14 @@ def test_the_check_pass_annotates_every_node_with_its_type(contracts):
     assert segment_of(calls["in_segment"]) == "a"
     assert feature_of(calls["performed"]) in checked.features
     assert checked.order == [["a"], ["b"]]
+
+
+def test_the_back_ends_know_only_node_classes_the_allowlist_allows():
+    """The Polars back end has a form for every allowed node that is not a constant once
+    checked, and for nothing else: the check pass's table stays the one boundary."""
+    from transforms.language.check import ALLOWED
+    from transforms.language.polars import GENERATORS
+
+    constants = {exp.Literal, exp.Boolean, exp.Null, exp.Interval}
+    constants |= {exp.CurrentTimestamp, exp.CurrentDate}
+    assert set(GENERATORS) == set(ALLOWED) - constants
