@@ -146,10 +146,12 @@ def run_step(name: str, handle: dict[str, Any]) -> dict[str, Any]:
 
 def report_run(handle: dict[str, Any]) -> dict[str, Any]:
     """The refresh's last task: log what the committed run did, per segment."""
+    from transforms.insights.report import html_report
     from transforms.runs.report import report
 
     with task_boundary():
-        result = report(settings(), Handle.model_validate(handle).date)
+        config = settings()
+        result = html_report(config, report(config, Handle.model_validate(handle).date))
     sizes = result.segments.values()
     return {
         "date": result.date,

@@ -153,7 +153,7 @@ def test_gaps_between_runs_and_definition_changes(tmp_path):
                 )
         run(folded, day)
         run(full, day, full=True)
-        hows[day] = assert_same_run(folded, full, day)["features"]
+        hows[day] = assert_same_run(folded, full, day).features
     assert hows[DAYS[1]] == "folded"
     assert hows[DAYS[4]] == f"recomputed (1 feature(s) new since run {DAYS[1]})"
     assert hows[DAYS[5]] == "folded"
@@ -169,7 +169,7 @@ def test_a_run_after_one_without_state_or_with_missing_files_recomputes(tmp_path
     run(folded, DAYS[2])
     for day in DAYS[:3]:
         run(full, day, full=True)
-    assert assert_same_run(folded, full, DAYS[2])["features"] == (
+    assert assert_same_run(folded, full, DAYS[2]).features == (
         f"recomputed (files of run {DAYS[1]}'s feature state are missing)"
     )
 
@@ -222,7 +222,7 @@ def test_state_of_an_earlier_format_is_recomputed(tmp_path):
     manifest_path.write_text(json.dumps(manifest))
     run(settings, DAYS[1])
     assert (
-        read_manifest(Root(settings.lake), read_catalog(Root(settings.lake)), DAYS[1])["features"]
+        read_manifest(Root(settings.lake), read_catalog(Root(settings.lake)), DAYS[1]).features
         == f"recomputed (run {DAYS[0]}'s feature state has an earlier format)"
     )
 
@@ -238,7 +238,7 @@ def test_state_files_in_any_order_fold_to_the_same_features(tmp_path):
     run(folded, DAYS[1])
     for day in DAYS[:2]:
         run(full, day, full=True)
-    assert assert_same_run(folded, full, DAYS[1])["features"] == "folded"
+    assert assert_same_run(folded, full, DAYS[1]).features == "folded"
 
 
 def test_buckets_are_the_days_of_every_window():
@@ -308,9 +308,9 @@ def test_only_the_latest_runs_keep_their_state_and_runs_go_on_folding(tmp_path):
     assert not Path(folded.lake, "feature_totals", f"run_date={DAYS[0]}").exists()
 
     run(folded, DAYS[4])  # a rerun of the latest date folds the state of the one before
-    assert manifest_of(folded, DAYS[4])["features"] == "folded"
+    assert manifest_of(folded, DAYS[4]).features == "folded"
     run(folded, DAYS[1], rebuild_later=True)  # the state before it is gone: it recomputes,
-    hows = [manifest_of(folded, day)["features"] for day in DAYS[1:5]]  # the rest fold
+    hows = [manifest_of(folded, day).features for day in DAYS[1:5]]  # the rest fold
     assert (
         hows
         == [f"recomputed (files of run {DAYS[0]}'s feature state are missing)"] + ["folded"] * 3

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.workspace import EVENTS_HEADER, PEOPLE_HEADER, land, person_row, with_definitions
-from transforms.insights.report import ENTER, EXIT, LINE
+from transforms.insights.report import ENTER, EXIT, LINE, html_report
 from transforms.runs.steps import run
 
 D1 = date(2026, 3, 30)
@@ -48,7 +48,7 @@ def reports(settings, tmp_path: Path) -> list[Path]:
         bought = list(people)[: index + 1]
         events = "".join(f"{day}{p},{p},purchase,{day}T09:00:00Z,1,USD,\n" for p in bought)
         land(ws, "events", "e.csv", EVENTS_HEADER + events, day)
-        paths.append(Path(run(ws, day, accept_shrink=True).html))
+        paths.append(Path(html_report(ws, run(ws, day, accept_shrink=True)).html))
     return paths
 
 

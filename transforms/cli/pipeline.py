@@ -62,6 +62,7 @@ def run(
     engine: EngineOpt = DEFAULT_ENGINE,
 ) -> None:
     """Run date D: ingest it if needed, compute every segment, diff, and commit the run."""
+    from transforms.insights.report import html_report
     from transforms.runs.steps import run as run_date
 
     day = parse_day(date_)
@@ -78,6 +79,7 @@ def run(
             reingest=reingest,
             progress=lambda step: status.update(f"run {step}"),
         )
+        report = html_report(settings, report)
     if as_json:
         render.as_json(report.to_json())
         return
@@ -143,6 +145,7 @@ def manual(
 def demo(context: CliContext) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.cli.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
+    from transforms.insights.report import html_report
     from transforms.runs.steps import run as run_date
 
     settings = context.settings
@@ -167,6 +170,7 @@ def demo(context: CliContext) -> None:
             )
         with render.console.status(f"running {day}") as status:
             report = run_date(settings, day, progress=lambda step: status.update(f"running {step}"))
+            html_report(settings, report)
         if report.ingested is not None:
             render.ingest(report.ingested)
         render.segments(report, kinds)

@@ -14,11 +14,11 @@ from rich.tree import Tree
 from transforms.errors import SegmentsError
 
 if TYPE_CHECKING:
-    from transforms.ingest.step import IngestReport
     from transforms.insights.history import SegmentRun
     from transforms.insights.plan import Plan
     from transforms.insights.why import Explanation
-    from transforms.runs.steps import RunReport
+    from transforms.runs.report import RunReport
+    from transforms.storage.records import IngestReport, ManualUploads
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -128,24 +128,21 @@ def segments(report: RunReport, kinds: dict[str, str]) -> None:
     console.print(table)
 
 
-def manual(result: dict) -> None:
+def manual(uploads: ManualUploads) -> None:
     """The uploads a run applied and refused."""
-    for applied in result["applied"]:
+    for applied in uploads.applied:
         extra = ""
-        if applied["unknown_count"] or applied["ambiguous_count"]:
-            extra = (
-                f", {applied['unknown_count']} unknown,"
-                f" {applied['ambiguous_count']} ambiguous emails"
-            )
+        if applied.unknown_count or applied.ambiguous_count:
+            extra = f", {applied.unknown_count} unknown, {applied.ambiguous_count} ambiguous emails"
         console.print(
-            f"  upload {applied['file']}: {applied['action']} {applied['applied']} of"
-            f" {applied['rows']} rows{extra}",
+            f"  upload {applied.file}: {applied.action} {applied.applied} of"
+            f" {applied.rows} rows{extra}",
             highlight=False,
         )
-    for refused in result["rejected"]:
+    for refused in uploads.rejected:
         console.print(
-            f"  [yellow]refused[/] {refused['file']}: {'; '.join(refused['problems'])}"
-            f" (moved to {refused['moved_to']})",
+            f"  [yellow]refused[/] {refused.file}: {'; '.join(refused.problems)}"
+            f" (moved to {refused.moved_to})",
             highlight=False,
         )
 

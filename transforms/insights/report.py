@@ -10,10 +10,13 @@ timings.
 
 from __future__ import annotations
 
+import logging
 from datetime import date
 from html import escape
 
+from transforms.config import Settings
 from transforms.insights.history import manifests
+from transforms.runs.report import RunReport
 from transforms.storage import lake as keys
 from transforms.storage.records import (
     IngestReport,
@@ -23,6 +26,7 @@ from transforms.storage.records import (
 )
 from transforms.storage.roots import Root
 
+log = logging.getLogger("segments.run")
 RUNS_SHOWN = 14
 STYLE = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2rem auto; max-width: 1100px;
@@ -50,6 +54,15 @@ def write_report(lake: Root, day: date) -> str:
     key = keys.report_path(day, manifest.attempt)
     lake.write_bytes(key, render(runs, ingest).encode())
     return key
+
+
+def html_report(settings: Settings, result: RunReport) -> RunReport:
+    """`result`, what a committed run did, once its HTML report is written beside its manifest
+    (what `segments run` and the refresh DAG's report task do)."""
+    lake = Root(settings.lake, settings.storage_options)
+    url = lake.url_of(write_report(lake, date.fromisoformat(result.date)))
+    log.info("run %s: report %s", result.date, url)
+    return result.model_copy(update={"html": url})
 
 
 def render(runs: list[RunManifest], ingest: IngestReport | None) -> str:

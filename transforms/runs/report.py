@@ -1,4 +1,4 @@
-"""What a committed run did (`RunReport`), read from its manifest; writes its HTML report."""
+"""What a committed run did (`RunReport`), read from its manifest."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from pydantic import Field
 
 from transforms.config import Settings
 from transforms.errors import MissingInputError
-from transforms.insights.report import write_report
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest
 from transforms.storage.records import IngestReport, ManualUploads, Part, SegmentCounts
@@ -29,11 +28,11 @@ class RunReport(Part):
     """Key of the run's manifest in the lake."""
     ingested: IngestReport | None = None
     """The ingest report when this run ingested its date, else None."""
-    uploads: ManualUploads = Field(default_factory=ManualUploads, serialization_alias="manual")
+    manual: ManualUploads = Field(default_factory=ManualUploads)
     """The uploads applied and refused (as in the manifest)."""
     seconds: dict[str, float] = Field(default_factory=dict)
     html: str | None = None
-    """URL of the run's HTML report."""
+    """URL of the run's HTML report, once written (`transforms.insights.report.html_report`)."""
     features: str = "recomputed"
     """How the event features were computed: "folded" from the previous run's state, or why
     they were recomputed from the events."""
@@ -42,18 +41,15 @@ class RunReport(Part):
     landing_unread: list[str] = Field(default_factory=list)
     """Landing files of D that changed after this run read them: the next run of D reads them."""
 
-    @property
-    def manual(self) -> dict[str, object]:
-        """`uploads` as the manifest's JSON has it, for callers that read it by key."""
-        return self.uploads.model_dump(mode="json")
-
     def to_json(self) -> dict[str, object]:
-        data = self.model_dump(mode="json", by_alias=True, exclude={"ingested"})
-        return {**data, "ingested": self.ingested.to_json() if self.ingested else None}
+        """As `segments run --json` prints it."""
+        data = self.model_dump(mode="json")
+        data["ingested"] = self.ingested.to_json() if self.ingested else None
+        return data
 
 
 def report(settings: Settings, day: date) -> RunReport:
-    """What the committed run of `day` did, from its manifest; writes its HTML report."""
+    """What the committed run of `day` did, from its manifest."""
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
     manifest = read_manifest(root, catalog, day)
@@ -68,14 +64,12 @@ def report(settings: Settings, day: date) -> RunReport:
         segments=manifest.segments,
         manifest=catalog.runs[day.isoformat()],
         ingested=lake.read_ingest_manifest(root, day) if manifest.ingested_by_run else None,
-        uploads=manifest.manual,
+        manual=manifest.manual,
         seconds=manifest.seconds,
-        html=root.url_of(write_report(root, day)),
         features=manifest.features,
         ingest_reason=manifest.ingest_reason,
         landing_unread=manifest.landing_unread,
     )
-    log.info("run %s: report %s", day, result.html)
     for sid, counts in result.segments.items():
         log.info(
             "run %s %s: %d members, %d entered, %d exited",
