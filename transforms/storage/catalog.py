@@ -145,8 +145,7 @@ def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) ->
         if datetime.fromisoformat(since) > before:
             kept[key] = since
             continue
-        day = date.fromisoformat(key.split("run_date=", 1)[1][:10])
-        root.delete(attempt_files(root, day, lake.attempt_of(key)))
+        root.delete(attempt_files(root, lake.manifest_date(key), lake.attempt_of(key)))
         log.info("removed the files of %s, superseded at %s", key, since)
     return kept
 

@@ -92,6 +92,11 @@ def manifest_path(day: date, attempt: str) -> str:
     return f"{manifest_folder(day)}/manifest-{attempt}.json"
 
 
+def manifest_date(key: str) -> date:
+    """The run date of a manifest's key (`manifest_path`)."""
+    return date.fromisoformat(key.removeprefix("runs/run_date=")[:10])
+
+
 def report_path(day: date, attempt: str) -> str:
     """The HTML report of a committed run, next to its manifest."""
     return f"{manifest_folder(day)}/report-{attempt}.html"
