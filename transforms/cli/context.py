@@ -27,8 +27,8 @@ from transforms.storage.roots import Root
 if TYPE_CHECKING:
     from transforms.contracts.odcs import TableContract
     from transforms.errors import ContractError
-    from transforms.language.polars import CompiledDefinitions
     from transforms.language.definitions import Segment
+    from transforms.language.polars import CompiledDefinitions
 
 
 def parse_day(text: str, option: str = "--date") -> date:
