@@ -21,12 +21,12 @@ import json
 import zlib
 from dataclasses import dataclass
 from datetime import UTC, date
-from typing import Any
 
 import polars as pl
 
 from transforms.contracts.odcs import TableContract
 from transforms.errors import InputFileError
+from transforms.storage.records import Fingerprint
 from transforms.storage.roots import FileInfo, Root
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
@@ -58,15 +58,15 @@ def landing_files(root: Root, table: str, day: date) -> tuple[list[FileInfo], li
     return known, unknown
 
 
-def fingerprint(info: FileInfo) -> dict[str, Any]:
+def fingerprint(info: FileInfo) -> Fingerprint:
     """What ingest records of a landing file it read: `key` (relative to the landing root),
     `size` in bytes, `modified` (ISO 8601 in UTC, None when the store gives no time) and `etag`
     (the object store's, None on local folders)."""
     modified = info.modified.astimezone(UTC).isoformat() if info.modified else None
-    return {"key": info.key, "size": info.size, "modified": modified, "etag": info.etag}
+    return Fingerprint(key=info.key, size=info.size, modified=modified, etag=info.etag)
 
 
-def _difference(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
+def _difference(recorded: Fingerprint, current: Fingerprint) -> str | None:
     """How a file differs from its recorded fingerprint, in words (the size if it differs,
     else the ETag or the modified time); None if it is the same.
 
@@ -75,24 +75,23 @@ def _difference(recorded: dict[str, Any], current: dict[str, Any]) -> str | None
     Local folders keep sub-second times, so a rewrite within the same second is still seen,
     except on file systems that keep whole seconds: there a rewrite of the same size within
     one second is not."""
-    if recorded["size"] != current["size"]:
-        return f"size {recorded['size']:,} -> {current['size']:,}"
-    if recorded.get("etag") and current["etag"]:
-        same = recorded["etag"] == current["etag"]
-        return None if same else f"ETag {recorded['etag']} -> {current['etag']}"
-    times = recorded.get("modified"), current["modified"]
-    if all(times) and times[0] != times[1]:
-        return f"modified {recorded['modified']} -> {current['modified']}"
+    if recorded.size != current.size:
+        return f"size {recorded.size:,} -> {current.size:,}"
+    if recorded.etag and current.etag:
+        same = recorded.etag == current.etag
+        return None if same else f"ETag {recorded.etag} -> {current.etag}"
+    if recorded.modified and current.modified and recorded.modified != current.modified:
+        return f"modified {recorded.modified} -> {current.modified}"
     return None
 
 
-def fingerprint_changes(recorded: list[dict[str, Any]], current: list[FileInfo]) -> list[str]:
+def fingerprint_changes(recorded: list[Fingerprint], current: list[FileInfo]) -> list[str]:
     """The differences between the fingerprints an ingest recorded and the files landed now,
     one line per file in key order: new, changed (and how) or removed; [] if none.
 
     A new file of an unknown format is reported too: ingest refuses it, so reading the date
     again fails and says so, instead of leaving the file unread without a word."""
-    before = {f["key"]: f for f in recorded}
+    before = {f.key: f for f in recorded}
     now = {info.key: info for info in current}
     lines = []
     for key in sorted(before.keys() | now.keys()):

@@ -52,7 +52,7 @@ from transforms.storage import lake
 from transforms.storage.catalog import remove_older_attempts, superseded
 from transforms.storage.publish import publish as publish_record
 from transforms.storage.publish import version_of
-from transforms.storage.records import Fingerprint, IngestReport, TableReport
+from transforms.storage.records import IngestReport, TableReport
 from transforms.storage.roots import Root
 
 log = logging.getLogger("segments.ingest")
@@ -85,7 +85,7 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
             hint="landing files must end in .csv, .jsonl, .ndjson or .parquet (optionally .gz);"
             " move other files out of the landing folder",
         )
-    report.fingerprints = [Fingerprint(**fingerprint(info)) for info in files]
+    report.fingerprints = [fingerprint(info) for info in files]
     typed, raw = [], []
     for info in files:
         landed = read_landed_file(landing, info, contract)
@@ -385,5 +385,5 @@ def landing_changes(settings: Settings, day: date) -> list[str]:
         recorded = manifest.tables[table].fingerprints
         if recorded is not None:
             known, unknown = landing_files(landing, table, day)
-            changes += fingerprint_changes([f.model_dump() for f in recorded], known + unknown)
+            changes += fingerprint_changes(recorded, known + unknown)
     return changes

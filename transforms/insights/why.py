@@ -28,6 +28,7 @@ from transforms.errors import MissingInputError, SegmentsError
 from transforms.language.compiler import condition_expression
 from transforms.language.polars import CompiledDefinitions
 from transforms.language.semantics import DIALECT
+from transforms.language.types import feature_of, segment_of
 from transforms.runs.materialize import compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table
@@ -173,8 +174,8 @@ def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> l
     seen: list[dict[str, Any]] = []
     names: set[str] = set()
     for sub in node.walk(bfs=False):
-        if isinstance(sub, exp.Anonymous) and "feature" in sub.meta:
-            feature = compiled.features[sub.meta["feature"]]
+        if (name := feature_of(sub)) is not None:
+            feature = compiled.features[name]
             if feature.name in names:
                 continue
             names.add(feature.name)
@@ -186,8 +187,7 @@ def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> l
                     "window": _window(feature, compiled.as_of),
                 }
             )
-        elif isinstance(sub, exp.Anonymous) and "segment" in sub.meta:
-            sid = sub.meta["segment"]
+        elif (sid := segment_of(sub)) is not None:
             if sid not in names:
                 names.add(sid)
                 column = compiled.segments[sid].column
@@ -215,7 +215,7 @@ def _outside_event_call(column: exp.Column) -> bool:
     """A column of the person, not an event column inside an event function's arguments."""
     parent = column.parent
     while parent is not None:
-        if isinstance(parent, exp.Anonymous) and "feature" in parent.meta:
+        if feature_of(parent) is not None:
             return False
         parent = parent.parent
     return True
