@@ -24,7 +24,7 @@ from tests.support.workspace import (
 )
 from transforms.engines import person_order
 from transforms.language.semantics import as_of_instant
-from transforms.runs.materialize import evaluate
+from transforms.runs.materialize import EvaluationOptions, evaluate
 from transforms.runs.steps import run
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.lake import STATE_TABLES
@@ -347,9 +347,9 @@ def test_an_evaluation_from_the_events_by_ranges_of_people_gives_what_one_pass_g
     )
     run(settings, DAYS[2])
     manual = pl.DataFrame({"segment_id": ["vip"] * 3, "person_id": ["p03", "p17", "p29"]})
-    one_pass = evaluate(settings, DAYS[2], manual_members=manual)
+    one_pass = evaluate(settings, DAYS[2], options=EvaluationOptions(manual_members=manual))
     monkeypatch.setattr(person_order, "PEOPLE_PER_RANGE", 4)
-    by_ranges = evaluate(settings, DAYS[2], manual_members=manual)
+    by_ranges = evaluate(settings, DAYS[2], options=EvaluationOptions(manual_members=manual))
     assert by_ranges.members.equals(one_pass.members)
     assert by_ranges.snapshot.equals(one_pass.snapshot)
     assert set(one_pass.members["segment_id"]) >= {"chained", "vip", "spender"}
