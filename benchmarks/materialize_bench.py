@@ -93,12 +93,13 @@ def reset_peak() -> None:
 
 def nightly_run(data: Path, engine: str) -> dict[str, Any]:
     """Day 2's run, step by step: each step's seconds and peak memory."""
-    from transforms.runs import steps as runs
+    from transforms.runs.attempt import begin
+    from transforms.runs.steps import STEPS
 
     settings = settings_of(data)
     steps = {}
-    plan = runs.begin(settings, SECOND_DAY, engine=engine)
-    for step in runs.STEPS:
+    plan = begin(settings, SECOND_DAY, engine=engine)
+    for step in STEPS:
         reset_peak()
         started = time.perf_counter()
         step(settings, plan)

@@ -1,11 +1,11 @@
 """segments_refresh: one run per date D, every night, in order.
 
 The run due at 02:00 UTC on day X processes D = X - 1 (the last complete day); a manual
-trigger may name D with the `date` param. Each task calls one step of `transforms.runs.steps`
-(the same functions `segments run` calls) and hands the next only the run's date, its
-attempt name and counts. `commit` publishes the assets `segments.membership` and
-`segments.changes`, so consumer DAGs can be scheduled on fresh membership.
-See docs/airflow.md.
+trigger may name D with the `date` param. Each task calls `transforms.scheduling`, which runs
+one step of `transforms.runs.steps` (the same functions `segments run` calls; the first task
+begins the attempt) and hands the next only the run's date, its attempt name and counts.
+`commit` publishes the assets `segments.membership` and `segments.changes`, so consumer DAGs
+can be scheduled on fresh membership. See docs/airflow.md.
 """
 
 from datetime import UTC, datetime, timedelta

@@ -55,6 +55,11 @@ class StorageError(SegmentsError):
     terminal = False
 
 
+class RecordError(SegmentsError):
+    """A record of the lake (a manifest, the catalog, a staged result) that this version cannot
+    read: damaged, or written by a newer version. Retrying reads the same bytes."""
+
+
 class StorageAccessError(SegmentsError):
     """The object store refused us (credentials, permissions, missing bucket): retry won't help."""
 

@@ -489,3 +489,24 @@ def test_a_file_landing_after_the_ingest_step_is_named_by_the_commit(lake_settin
     assert manifest.landing_unread == ["events/2026-03-30/late.csv: new since the ingest"]
     report = run(lake_settings, D1)
     assert report.landing_unread == [] and "late.csv" in report.ingest_reason
+
+
+@pytest.mark.parametrize(
+    ("engine", "lake", "says"),
+    [("nope", None, "unknown engine 'nope'"), ("spark", "s3://no-such-bucket/lake", "object")],
+)
+def test_an_engine_that_cannot_run_is_refused_before_anything_is_read_or_claimed(
+    lake_settings, engine, lake, says
+):
+    """Not three Airflow tasks later, after ingest published and uploads were claimed."""
+    from transforms.errors import ConfigError
+    from transforms.runs.attempt import begin
+
+    settings = lake_settings.model_copy(update={"lake": lake}) if lake else lake_settings
+    inbox_upload = Path(lake_settings.inbox) / "vip_customers" / "list.csv"
+    inbox_upload.parent.mkdir(parents=True)
+    inbox_upload.write_text("person_id\np1\n")
+    with pytest.raises(ConfigError, match=says):
+        begin(settings, D1, engine=engine)
+    assert not Path(lake_settings.lake).exists() or not any(Path(lake_settings.lake).iterdir())
+    assert inbox_upload.exists()

@@ -21,4 +21,4 @@ def test_only_the_first_writer_of_a_version_publishes(tmp_path):
     version = version_of(root, KEY)
     assert publish(root, KEY, catalog("2026-03-31"), version)
     assert not publish(root, KEY, catalog("2026-04-01"), version)  # replaced since
-    assert CatalogFile.from_bytes(root.read_bytes(KEY)).latest == "2026-03-31"
+    assert CatalogFile.from_bytes(root.read_bytes(KEY), KEY).latest == "2026-03-31"

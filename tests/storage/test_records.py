@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from transforms.errors import RecordError
 from transforms.storage.records import (
     Attempt,
     CatalogFile,
@@ -37,7 +38,7 @@ def unversioned(value: object) -> object:
 
 
 def test_a_manifest_of_before_the_models_loads():
-    manifest = RunManifest.from_bytes(fixture("run_manifest.json"))
+    manifest = RunManifest.from_bytes(fixture("run_manifest.json"), "run_manifest.json")
     assert manifest.format_version == 1
     assert (manifest.run_date, manifest.previous_run_date) == ("2026-03-31", "2026-03-30")
     assert manifest.attempt == "20261201T014932320369-b82b8b"
@@ -53,7 +54,7 @@ def test_a_manifest_of_before_the_models_loads():
     assert len(manifest.files["feature_partials"]) == 2
     state = manifest.feature_state
     assert state.format == 2 and state.partials[0][:2] == (date(2026, 3, 30), date(2025, 12, 31))
-    assert state == FeatureState.from_bytes(fixture("feature_state.json"))
+    assert state == FeatureState.from_bytes(fixture("feature_state.json"), "feature_state.json")
 
 
 def test_the_records_written_now_keep_every_key_of_before():
@@ -66,13 +67,13 @@ def test_the_records_written_now_keep_every_key_of_before():
         ("catalog.json", CatalogFile),
     ]:
         before = json.loads(fixture(name))
-        written = json.loads(model.from_bytes(fixture(name)).to_bytes())
+        written = json.loads(model.from_bytes(fixture(name), name).to_bytes())
         assert written["format_version"] == 1
         assert unversioned(written) == before, name
 
 
 def test_an_ingest_manifest_and_its_staged_report_of_before_load():
-    report = IngestReport.from_bytes(fixture("ingest_manifest.json"))
+    report = IngestReport.from_bytes(fixture("ingest_manifest.json"), "ingest_manifest.json")
     events = report.tables["events"]
     assert (events.rows_read, events.rows_written, events.duplicates_dropped) == (156, 131, 25)
     assert events.checked_attempts == {"2026-03-30": "20261201T014920052324-fe4fc8"}
@@ -81,16 +82,16 @@ def test_an_ingest_manifest_and_its_staged_report_of_before_load():
     assert report.outputs["people"] == [
         "people/snapshot_date=2026-03-31/part-20261201T014932320369-b82b8b.parquet"
     ]
-    staged = TableReport.from_bytes(fixture("people.report.json"))
+    staged = TableReport.from_bytes(fixture("people.report.json"), "people.report.json")
     assert staged.rows_read == 220 and staged.seconds == {"read": 0.011}
 
 
 def test_a_staged_attempt_and_the_catalog_of_before_load():
-    attempt = Attempt.from_bytes(fixture("attempt_plan.json"))
+    attempt = Attempt.from_bytes(fixture("attempt_plan.json"), "attempt_plan.json")
     assert attempt.day == date(2026, 3, 31) and attempt.engine == "polars"
     assert attempt.catalog.previous(attempt.day) == date(2026, 3, 30)
     assert attempt.inputs["definitions"]["vip_customers.yaml"] == "48ef1e42d63a689a"
-    catalog = CatalogFile.from_bytes(fixture("catalog.json")).catalog("v1")
+    catalog = CatalogFile.from_bytes(fixture("catalog.json"), "catalog.json").catalog("v1")
     assert catalog.latest == date(2026, 3, 31) and catalog.superseded == {}
 
 
@@ -98,3 +99,31 @@ def test_a_record_of_a_newer_format_is_refused():
     data = json.loads(fixture("run_manifest.json")) | {"format_version": 2}
     with pytest.raises(ValidationError, match="newer version of segments"):
         RunManifest.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (json.loads(fixture("run_manifest.json")) | {"format_version": 2}, "upgrade segments"),
+        ({"run_date": "2026-03-30"}, "field required"),
+        ("{not json", "invalid json"),
+    ],
+)
+def test_a_record_that_cannot_be_read_is_a_clear_error(data, says):
+    raw = data.encode() if isinstance(data, str) else json.dumps(data).encode()
+    with pytest.raises(RecordError, match=f"(?i){says}") as caught:
+        RunManifest.from_bytes(raw, "runs/run_date=2026-03-30/manifest-x.json")
+    assert "runs/run_date=2026-03-30/manifest-x.json" in caught.value.message
+    assert caught.value.hint
+
+
+def test_every_command_prints_an_unreadable_catalog_as_an_error_not_a_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from transforms.cli.app import app
+
+    (tmp_path / "lake" / "runs").mkdir(parents=True)
+    (tmp_path / "lake" / "runs" / "latest.json").write_text("{truncated")
+    result = CliRunner().invoke(app, ["files", "membership", "--lake", str(tmp_path / "lake")])
+    assert result.exit_code == 1, result.output
+    assert "runs/latest.json" in result.stderr and "Traceback" not in result.output

@@ -12,9 +12,7 @@ from rich.table import Table
 
 from transforms.cli import render
 from transforms.cli.context import CliContext, parse_day, uses
-from transforms.cli.options import DateOpt, EngineOpt, SegmentArg
-from transforms.cli.pipeline import engine_name
-from transforms.engines.registry import DEFAULT_ENGINE
+from transforms.cli.options import DEFAULT_ENGINE_NAME, DateOpt, EngineOpt, SegmentArg
 
 VALIDATION_DAY = date(2000, 1, 1)  # any date: validation does not depend on the run date
 
@@ -94,15 +92,19 @@ def compile_(
     if all_ or dialect:
         if not all_ and segment is None:
             raise typer.BadParameter("name a SEGMENT or pass --all")
+        import sqlglot
+
+        from transforms.language.semantics import DIALECT
         from transforms.language.sql import run_query
 
         chosen = compiled if all_ else restrict(compiled, {segment})
         try:
-            typer.echo(
-                run_query(chosen, "people", "events", "manual_members", dialect=dialect or "duckdb")
-            )
-        except (ValueError, KeyError) as exc:  # sqlglot: unknown dialect
+            sqlglot.Dialect.get_or_raise(dialect or DIALECT)
+        except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--dialect") from None
+        typer.echo(
+            run_query(chosen, "people", "events", "manual_members", dialect=dialect or DIALECT)
+        )
         return
     if segment is None:
         raise typer.BadParameter("name a SEGMENT")
@@ -131,20 +133,23 @@ def preview(
     segment: SegmentArg,
     date_: DateOpt,
     sample: Annotated[int, typer.Option(help="How many members to show.")] = 10,
-    engine: EngineOpt = DEFAULT_ENGINE,
+    engine: EngineOpt = DEFAULT_ENGINE_NAME,
 ) -> None:
     """Size and a sample of a segment's members on a date, computed without writing anything."""
     import polars as pl
 
     from transforms.runs.materialize import EvaluationOptions, evaluate
 
-    day, engine = parse_day(date_), engine_name(engine)
+    day = parse_day(date_)
     compiled = context.compiled(day)
     if segment not in compiled.segments:
         raise context.unknown_segment(segment, compiled.segments)
     with render.console.status(f"evaluating {segment} for {date_}"):
         evaluation = evaluate(
-            context.settings, day, engine, EvaluationOptions(only={segment}, compiled=compiled)
+            context.settings,
+            day,
+            engine.value,
+            EvaluationOptions(only={segment}, compiled=compiled),
         )
     members = evaluation.members.filter(pl.col("segment_id") == segment)
     render.console.print(

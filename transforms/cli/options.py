@@ -7,10 +7,13 @@ ones a command names to its signature and hands the command a `CliContext` built
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from transforms.engines.registry import DEFAULT_ENGINE, ENGINES
 
 WORKSPACE_OPTIONS: dict[str, Any] = {
     "config": Annotated[
@@ -35,12 +38,15 @@ OptionalDateOpt = Annotated[
     str | None,
     typer.Option("--date", help="The run date D (YYYY-MM-DD); default: the latest committed run."),
 ]
+EngineName = StrEnum("EngineName", {name: name for name in ENGINES})
+"""The engines' names (`transforms.engines.registry`), as the choices of `--engine`."""
 EngineOpt = Annotated[
-    str,
+    EngineName,
     typer.Option(
-        help="Where membership is computed: polars (in process), duckdb or spark (the SQL"
+        help="Where membership is computed: polars (in process), or duckdb or spark (the SQL"
         " `compile --dialect` prints)."
     ),
 ]
+DEFAULT_ENGINE_NAME = EngineName(DEFAULT_ENGINE)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 SegmentArg = Annotated[str, typer.Argument(help="Segment id (its definition file's stem).")]

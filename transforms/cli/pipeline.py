@@ -10,16 +10,8 @@ import typer
 
 from transforms.cli import render
 from transforms.cli.context import CliContext, parse_day, uses
-from transforms.cli.options import DateOpt, EngineOpt, JsonOpt, SegmentArg
-from transforms.engines.registry import DEFAULT_ENGINE, ENGINES
+from transforms.cli.options import DEFAULT_ENGINE_NAME, DateOpt, EngineOpt, JsonOpt, SegmentArg
 from transforms.errors import SegmentsError
-
-
-def engine_name(name: str) -> str:
-    """`--engine`, checked against the engines there are."""
-    if name not in ENGINES:
-        raise typer.BadParameter(f"choose one of {', '.join(ENGINES)}", param_hint="--engine")
-    return name
 
 
 @uses("landing", "lake", "contracts")
@@ -59,7 +51,7 @@ def run(
         ),
     ] = False,
     as_json: JsonOpt = False,
-    engine: EngineOpt = DEFAULT_ENGINE,
+    engine: EngineOpt = DEFAULT_ENGINE_NAME,
 ) -> None:
     """Run date D: ingest it if needed, compute every segment, diff, and commit the run."""
     from transforms.insights.report import html_report
@@ -67,14 +59,13 @@ def run(
 
     day = parse_day(date_)
     settings = context.settings
-    engine_name(engine)
     with render.console.status(f"run {day}") as status:
         report = run_date(
             settings,
             day,
             accept_shrink=accept_shrink,
             rebuild_later=rebuild_later,
-            engine=engine,
+            engine=engine.value,
             full=full,
             reingest=reingest,
             progress=lambda step: status.update(f"run {step}"),

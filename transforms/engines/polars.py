@@ -23,11 +23,9 @@ class PolarsEngine:
     def check(self, settings: Settings) -> None:
         """Polars reads any lake: nothing to check."""
 
-    def members(
-        self, inputs: Inputs, features: pl.LazyFrame | None = None
-    ) -> tuple[pl.DataFrame, pl.DataFrame]:
-        """`features`: the event features of every person, computed from the events when not
-        given."""
+    def members(self, inputs: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """From `inputs.features` when given, else from the events."""
+        features = inputs.features
         people = marked_if_in_person_order(lake.scan_people(inputs.lake, inputs.day))
         compiled = inputs.compiled
         manual = inputs.manual.lazy() if inputs.manual is not None else None

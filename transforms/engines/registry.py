@@ -44,6 +44,9 @@ class Inputs:
     compiled: CompiledDefinitions
     manual: pl.DataFrame | None = None
     """(segment_id, person_id) of the members of manual segments."""
+    features: pl.LazyFrame | None = None
+    """The event features of every person, folded from the previous run's kept state; given
+    only to an engine that `folds_features`. None: the engine computes them from the events."""
 
 
 class Engine(Protocol):
@@ -52,8 +55,8 @@ class Engine(Protocol):
     name: str
     folds_features: bool
     """Whether a run folds the event features from the previous run's kept state
-    (`transforms.engines.feature_state`) and hands them to `members` as `features`; an engine
-    that does not computes them from the events and takes none."""
+    (`transforms.engines.feature_state`) and hands them to `members` in `Inputs.features`; an
+    engine that does not computes them from the events and is never given any."""
 
     def check(self, settings: Settings) -> None:
         """Raise ConfigError, saying what to configure, when `settings` lack what the engine

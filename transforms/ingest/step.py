@@ -208,7 +208,9 @@ def staged_reports(lake_root: Root, folder: str) -> dict[str, TableReport] | Non
     keys = {table: _staged_report(folder, table) for table in TABLES}
     if not all(lake_root.exists(key) for key in keys.values()):
         return None
-    return {table: TableReport.from_bytes(lake_root.read_bytes(key)) for table, key in keys.items()}
+    return {
+        table: TableReport.from_bytes(lake_root.read_bytes(key), key) for table, key in keys.items()
+    }
 
 
 def _validate_table(

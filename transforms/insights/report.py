@@ -50,7 +50,7 @@ def write_report(lake: Root, day: date) -> str:
     manifest = runs[-1]
     ingest = None
     if manifest.ingest and lake.exists(manifest.ingest):
-        ingest = IngestReport.from_bytes(lake.read_bytes(manifest.ingest))
+        ingest = IngestReport.from_bytes(lake.read_bytes(manifest.ingest), manifest.ingest)
     key = keys.report_path(day, manifest.attempt)
     lake.write_bytes(key, render(runs, ingest).encode())
     return key

@@ -102,7 +102,7 @@ def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> E
             uploads=uploads,
             committed_member=committed,
         )
-    row = _evaluated_row(settings, root, compiled, day, person_id, manifest)
+    row = _evaluated_row(root, compiled, day, person_id, manifest)
     if row.height == 0:
         return Explanation(
             person_id, segment_id, day.isoformat(), "data_driven", False, False, None, [], committed
@@ -128,7 +128,6 @@ def _person_row(root: Root, day: date, person_id: str) -> pl.DataFrame:
 
 
 def _evaluated_row(
-    settings: Settings,
     root: Root,
     compiled: CompiledDefinitions,
     day: date,

@@ -1,8 +1,8 @@
 """The SQL back end: the checked trees of a run as one SQL query.
 
-`run_query(checked, people, events)` writes one query that computes every event feature in
-one pass (conditional aggregates, `FILTER (WHERE ...)`), joins them to the people snapshot,
-evaluates the segments level by level (`in_segment` reads earlier levels) and returns
+`run_query(definitions, people, events, manual)` writes one query that computes every event
+feature in one pass (conditional aggregates, `FILTER (WHERE ...)`), joins them to the people
+snapshot, evaluates the segments level by level (`in_segment` reads earlier levels) and returns
 (segment_id, person_id) of every member. It needs only what the check pass returns
 (`transforms.language.checked`): the Polars back end does not have to run first. Only checked
 trees reach this module, so a predicate contributes nothing the allowlist did not allow; it is

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from transforms.config import Settings
 from transforms.contracts.odcs import CONTRACT_SUFFIX
-from transforms.engines.registry import DEFAULT_ENGINE
+from transforms.engines.registry import DEFAULT_ENGINE, load_engine
 from transforms.errors import MissingInputError, RunOrderError
 from transforms.language.definitions import SUFFIXES
 from transforms.runs.materialize import compile_definitions
@@ -79,10 +79,12 @@ def begin(
     reingest: bool = False,
     allowed_later: tuple[date, ...] = (),
 ) -> Attempt:
-    """Start an attempt at run `day`: check the definitions compile, read the catalog, refuse
-    if later runs are committed (other than `allowed_later`, which the caller reruns next), pin
-    the definitions and contracts, save the plan. Nothing is written before the checks pass."""
+    """Start an attempt at run `day`: check the definitions compile and the engine can run, read
+    the catalog, refuse if later runs are committed (other than `allowed_later`, which the
+    caller reruns next), pin the definitions and contracts, save the plan. Nothing is written
+    or claimed before the checks pass."""
     compile_definitions(settings, day)
+    load_engine(engine).check(settings)
     root = Root(settings.lake, settings.storage_options)
     catalog = read_catalog(root)
     later = [d for d in catalog.later(day) if d not in allowed_later]

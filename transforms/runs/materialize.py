@@ -85,20 +85,18 @@ def evaluate(
     if options.only is not None:
         compiled = restrict(compiled, options.only)
     engine.check(settings)
+    if options.features is not None and not engine.folds_features:
+        raise ValueError(f"the {engine.name} engine computes the event features itself")
     inputs = Inputs(
         settings,
         Root(settings.lake, settings.storage_options),
         day,
         compiled,
         options.manual_members,
+        options.features,
     )
     compiled_at = time.perf_counter()
-    if options.features is None:
-        members, snapshot = engine.members(inputs)
-    elif engine.folds_features:
-        members, snapshot = engine.members(inputs, options.features)
-    else:
-        raise ValueError(f"the {engine.name} engine computes the event features itself")
+    members, snapshot = engine.members(inputs)
     return Evaluation(
         compiled,
         members,

@@ -81,7 +81,7 @@ class Staging:
         self.root.write_bytes(self.key(type(record)), record.to_bytes())
 
     def read(self, kind: type[R]) -> R:
-        return kind.from_bytes(self.root.read_bytes(self.key(kind)))
+        return kind.from_bytes(self.root.read_bytes(self.key(kind)), self.key(kind))
 
     def find(self, kind: type[R]) -> R | None:
         """The staged record of `kind`, or None if none was staged."""

@@ -49,13 +49,13 @@ def read_catalog(root: Root) -> Catalog:
     if found is None:
         return Catalog()
     data, version = found
-    return CatalogFile.from_bytes(data).catalog(version)
+    return CatalogFile.from_bytes(data, lake.CATALOG).catalog(version)
 
 
 def read_manifest(root: Root, catalog: Catalog, day: date) -> RunManifest | None:
     """The committed manifest of run `day`, or None if `day` has no committed run."""
     key = catalog.runs.get(day.isoformat())
-    return RunManifest.from_bytes(root.read_bytes(key)) if key else None
+    return RunManifest.from_bytes(root.read_bytes(key), key) if key else None
 
 
 def read_table(root: Root, manifest: RunManifest, table: str) -> pl.DataFrame:

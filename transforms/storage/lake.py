@@ -128,7 +128,7 @@ def staging(step: str, day: date, attempt: str | None = None) -> str:
 def read_ingest_manifest(lake: Root, day: date) -> IngestReport | None:
     """The manifest of the last successful ingest of `day`, or None."""
     key = ingest_manifest(day)
-    return IngestReport.from_bytes(lake.read_bytes(key)) if lake.exists(key) else None
+    return IngestReport.from_bytes(lake.read_bytes(key), key) if lake.exists(key) else None
 
 
 def ingested_days(lake: Root) -> list[date]:

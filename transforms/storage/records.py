@@ -21,7 +21,9 @@ import json
 from datetime import date
 from typing import Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from transforms.errors import RecordError
 
 FORMAT_VERSION = 1
 """The version of the records this code writes, and the latest it reads."""
@@ -52,8 +54,19 @@ class Record(Part):
         return json.dumps(self.model_dump(mode="json"), indent=1).encode()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Self:
-        return cls.model_validate_json(data)
+    def from_bytes(cls, data: bytes, key: str) -> Self:
+        """The record stored at `key` (named in the error when it cannot be read)."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            problem = exc.errors()[0]
+            where = ".".join(str(part) for part in problem["loc"])
+            raise RecordError(
+                f"{key} cannot be read as a {cls.__name__}: {problem['msg']}"
+                + (f" (at {where})" if where else ""),
+                hint="a damaged file: restore it from the bucket's versions or a backup, or"
+                " rerun the date that wrote it; a newer format: upgrade segments",
+            ) from exc
 
 
 # --- the catalog of committed runs ------------------------------------------------------------
