@@ -23,7 +23,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from transforms.cli.demo import FIRST_DAY, HISTORY_DAYS, SEED, _events, _people
+from transforms.cli.demo import FIRST_DAY, HISTORY_DAYS, SEED, demo_events, demo_people
 from transforms.config import load_settings
 from transforms.ingest.step import ingest
 from transforms.storage.roots import Root
@@ -43,7 +43,7 @@ def write_landing(folder: Path, people: int, events: int) -> None:
     shutil.rmtree(folder, ignore_errors=True)
     rng = np.random.default_rng(SEED)
     landing = Root(str(folder))
-    frame = _people(rng, people, first_id=1)
+    frame = demo_people(rng, people, first_id=1)
     people_dir = folder / "people" / FIRST_DAY.isoformat()
     people_dir.mkdir(parents=True)
     frame.write_csv(people_dir / "people.csv", datetime_format="%Y-%m-%dT%H:%M:%S%.fZ")
@@ -54,7 +54,7 @@ def write_landing(folder: Path, people: int, events: int) -> None:
     events_dir.mkdir(parents=True)
     chunk = 1_000_000  # people per chunk, to bound memory while generating
     for part, offset in enumerate(range(0, people, chunk)):
-        batch = _events(
+        batch = demo_events(
             rng, ids[offset : offset + chunk], start, HISTORY_DAYS, per_day, f"p{part}-"
         )
         batch.write_csv(

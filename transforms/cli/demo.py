@@ -83,7 +83,7 @@ class DemoFiles:
     """Uploads a marketer drops between the two days: (inbox key, content)."""
 
 
-def _people(
+def demo_people(
     rng: np.random.Generator, count: int, first_id: int, joined_days: int = 820
 ) -> pl.DataFrame:
     """`count` people who signed up during the `joined_days` days before the first day."""
@@ -117,7 +117,7 @@ def _people(
     )
 
 
-def _events(
+def demo_events(
     rng: np.random.Generator,
     person_ids: list[str],
     start: datetime,
@@ -180,7 +180,7 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
     day1, day2 = FIRST_DAY.isoformat(), SECOND_DAY.isoformat()
     written_landing, written_inbox = [], []
 
-    people1 = _people(rng, people_count, first_id=1)
+    people1 = demo_people(rng, people_count, first_id=1)
     people1_text = pl.concat(
         [people1.cast(pl.String), _broken_people_rows(people1)], how="vertical"
     )
@@ -195,7 +195,7 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
             people1.with_columns(
                 plan=pl.when(pl.Series(upgraded)).then(pl.lit("pro")).otherwise(pl.col("plan"))
             ).filter(~pl.col("person_id").is_in(leavers)),
-            _people(rng, 60, first_id=people_count + 1, joined_days=2),
+            demo_people(rng, 60, first_id=people_count + 1, joined_days=2),
         ],
         how="vertical",
     )
@@ -208,17 +208,19 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
     history_start = datetime.combine(FIRST_DAY, datetime.min.time(), UTC) - timedelta(
         days=HISTORY_DAYS - 1
     )
-    history = _events(rng, people1["person_id"].to_list(), history_start, HISTORY_DAYS, 0.35, "h")
+    history = demo_events(
+        rng, people1["person_id"].to_list(), history_start, HISTORY_DAYS, 0.35, "h"
+    )
     key = f"events/{day1}/events-history.csv.gz"
     landing.write_bytes(key, _csv_bytes(history))
     written_landing.append(key)
 
     day2_start = datetime.combine(SECOND_DAY, datetime.min.time(), UTC)
-    today = _events(rng, people2["person_id"].to_list(), day2_start, 1, 0.35, "d")
-    late = _events(
+    today = demo_events(rng, people2["person_id"].to_list(), day2_start, 1, 0.35, "d")
+    late = demo_events(
         rng, people1["person_id"].to_list()[:500], day2_start - timedelta(days=1), 1, 0.2, "late"
     )
-    strangers = _events(rng, ["x-unknown-1", "x-unknown-2"], day2_start, 1, 3.0, "s")
+    strangers = demo_events(rng, ["x-unknown-1", "x-unknown-2"], day2_start, 1, 3.0, "s")
     resent = today.head(25)
     day2_events = pl.concat([today, late, strangers, resent], how="vertical")
     key = f"events/{day2}/events.jsonl"

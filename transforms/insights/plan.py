@@ -63,8 +63,8 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
     changed = definition_changes(manifest.definitions, definition_hashes(segments))
     committed = read_table(lake, manifest, "membership").select("segment_id", "person_id")
     compiled = compile_definitions(settings, day)
-    changed["affected"] = _dependents(compiled, changed["new"] + changed["changed"])
-    touched = changed["new"] + changed["changed"] + changed["affected"]
+    affected = _dependents(compiled, changed.new + changed.changed)
+    touched = changed.new + changed.changed + affected
     after = pl.DataFrame(schema=committed.schema)
     if touched:
         manual_ids = [sid for sid, s in segments.items() if s.is_manual]
@@ -79,8 +79,14 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
         )
         after = evaluation.members.filter(pl.col("segment_id").is_in(touched))
     plans = []
-    for status in ("new", "changed", "deleted", "affected"):
-        for sid in changed[status]:
+    statuses = {
+        "new": changed.new,
+        "changed": changed.changed,
+        "deleted": changed.deleted,
+        "affected": affected,
+    }
+    for status, ids in statuses.items():
+        for sid in ids:
             old = set(committed.filter(pl.col("segment_id") == sid)["person_id"].to_list())
             new = set(after.filter(pl.col("segment_id") == sid)["person_id"].to_list())
             if status == "affected" and old == new:

@@ -243,7 +243,7 @@ def _uploads_naming(
     """Every applied upload of `segment_id`, in committed runs up to `day`, whose rows the run
     applied to the person: each file parsed and resolved against that run's snapshot by the
     inbox's own rules (an email shared by several people names nobody)."""
-    from transforms.manual.inbox import ACTIONS, _parse, _resolve
+    from transforms.manual.inbox import ACTIONS, parse_upload, resolve_people
 
     inbox = Root(settings.inbox, settings.storage_options)
     found = []
@@ -266,9 +266,9 @@ def _uploads_naming(
                 ) from None
             if people is None:
                 people = lake.scan_people(root, run_day).select("person_id", "email").collect()
-            rows, _, kind = _parse(data, report.action)
-            scratch = report.model_copy(deep=True)  # `_resolve` notes the unknown ids in it
-            for pid, action, line in _resolve(rows, kind, people, scratch):
+            rows, _, kind = parse_upload(data, report.action)
+            scratch = report.model_copy(deep=True)  # `resolve_people` notes the unknown ids in it
+            for pid, action, line in resolve_people(rows, kind, people, scratch):
                 if pid == person_id:
                     found.append({**entry, "line": line, "action": ACTIONS[action]})
     return found

@@ -17,7 +17,7 @@ from transforms.errors import DefinitionError
 from transforms.language.check import check
 from transforms.language.checked import check_segments, person_scope
 from transforms.language.definitions import Segment
-from transforms.language.polars import CompiledDefinitions, compile_definitions, condition
+from transforms.language.polars import CompiledDefinitions, compile_to_polars, condition
 from transforms.language.types import as_condition
 
 
@@ -26,7 +26,7 @@ def compile_segments(
 ) -> tuple[CompiledDefinitions, list[DefinitionError]]:
     """Compile every segment for the run whose as-of instant is `as_of`; collect all problems."""
     checked, problems = check_segments(segments, people, events, as_of)
-    return compile_definitions(checked), problems
+    return compile_to_polars(checked), problems
 
 
 def condition_expression(

@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 
 from transforms.errors import DefinitionError
+from transforms.storage.records import DefinitionChanges
 
 SEGMENT_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SUFFIXES = (".yaml", ".yml")
@@ -214,10 +215,10 @@ def definition_hashes(segments: dict[str, Segment]) -> dict[str, str]:
     return {sid: segment.content_hash() for sid, segment in sorted(segments.items())}
 
 
-def definition_changes(before: dict[str, str], after: dict[str, str]) -> dict[str, list[str]]:
+def definition_changes(before: dict[str, str], after: dict[str, str]) -> DefinitionChanges:
     """Segment ids that are new, changed or deleted between two sets of definition hashes."""
-    return {
-        "new": sorted(set(after) - set(before)),
-        "changed": sorted(s for s in set(after) & set(before) if after[s] != before[s]),
-        "deleted": sorted(set(before) - set(after)),
-    }
+    return DefinitionChanges(
+        new=sorted(set(after) - set(before)),
+        changed=sorted(s for s in set(after) & set(before) if after[s] != before[s]),
+        deleted=sorted(set(before) - set(after)),
+    )

@@ -546,7 +546,7 @@ class CompiledDefinitions(CheckedDefinitions):
     features: dict[str, Feature]
 
 
-def compile_definitions(checked: CheckedDefinitions) -> CompiledDefinitions:
+def compile_to_polars(checked: CheckedDefinitions) -> CompiledDefinitions:
     """Checked definitions as Polars: each predicate an expression, each feature its tests."""
     as_of = checked.as_of
     segments = {

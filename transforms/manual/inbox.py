@@ -120,7 +120,7 @@ def _safe_name(relative: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", relative.replace("/", "__")).strip(".") or "file"
 
 
-def _parse(
+def parse_upload(
     data: bytes, default_action: str
 ) -> tuple[list[tuple[str, str, str, int]], list[str], str]:
     """Rows (identifier kind, value, action, line), notes, or UploadError with every problem."""
@@ -178,7 +178,7 @@ def _parse(
     return rows, notes, kind
 
 
-def _resolve(
+def resolve_people(
     rows, kind: str, people: pl.DataFrame, report: UploadReport
 ) -> list[tuple[str, str, int]]:
     """(person_id, action, line) of the rows naming exactly one known person; the rest
@@ -399,12 +399,12 @@ def apply_uploads(
             except FileNotFoundError:
                 raise _taken(upload.key) from None
             try:
-                rows, report.notes, kind = _parse(data, upload.action)
+                rows, report.notes, kind = parse_upload(data, upload.action)
             except UploadError as exc:
                 _reject(inbox, day, upload.key, exc.problems, upload.original)
                 continue
             report.rows = len(rows)
-            for pid, action, _ in _resolve(rows, kind, people, report):
+            for pid, action, _ in resolve_people(rows, kind, people, report):
                 (members.add if action == "add" else members.discard)(pid)
                 last[(upload.segment_id, pid)] = ACTIONS[action]
                 report.applied += 1
@@ -453,7 +453,7 @@ def drop_upload(
         writer.writerows([v] for v in values)
         data = buffer.getvalue().encode()
     try:
-        _parse(data, "add")
+        parse_upload(data, "add")
     except UploadError as exc:
         raise SegmentsError(
             "the file cannot be applied: " + "; ".join(exc.problems),
@@ -494,7 +494,7 @@ def check_uploads(settings: Settings, day: date) -> InboxCheck:
             report = UploadReport(file=info.key, segment_id=segment_id, action=action)
         if not problems and action != "clear":
             try:
-                rows, report.notes, id_kind = _parse(inbox.read_bytes(info.key), action)
+                rows, report.notes, id_kind = parse_upload(inbox.read_bytes(info.key), action)
             except UploadError as exc:
                 problems = exc.problems
             except FileNotFoundError:
@@ -502,7 +502,7 @@ def check_uploads(settings: Settings, day: date) -> InboxCheck:
             else:
                 report.rows = len(rows)
                 if people is not None:
-                    report.applied = len(_resolve(rows, id_kind, people, report))
+                    report.applied = len(resolve_people(rows, id_kind, people, report))
         if problems:
             try:
                 rejected.append(_reject(inbox, day, info.key, problems))

@@ -54,7 +54,6 @@ from transforms.storage.catalog import (
 )
 from transforms.storage.records import (
     Attempt,
-    DefinitionChanges,
     DiffStepResult,
     IngestStepResult,
     ManualStepResult,
@@ -342,9 +341,7 @@ def commit_step(settings: Settings, plan: Attempt) -> RunManifest:
     manifest = RunManifest(
         previous_run_date=previous_day.isoformat() if previous_day else None,
         definitions=hashes,
-        definitions_changed=DefinitionChanges(
-            **definition_changes(previous.definitions if previous else {}, hashes)
-        ),
+        definitions_changed=definition_changes(previous.definitions if previous else {}, hashes),
         definitions_hash=hashlib.sha256(
             "".join(f"{k}={v}\n" for k, v in hashes.items()).encode()
         ).hexdigest()[:16],
