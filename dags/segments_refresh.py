@@ -4,8 +4,9 @@ The run due at 02:00 UTC on day X processes D = X - 1 (the last complete day); a
 trigger may name D with the `date` param. Each task calls `transforms.scheduling`, which runs
 one step of `transforms.runs.steps` (the same functions `segments run` calls; the first task
 begins the attempt) and hands the next only the run's date, its attempt name and counts.
-`commit` publishes the assets `segments.membership` and `segments.changes`, so consumer DAGs
-can be scheduled on fresh membership. See docs/airflow.md.
+`publish` copies the committed run into the Iceberg tables and emits the assets
+`segments.membership` and `segments.changes`, so consumer DAGs can be scheduled on fresh
+membership. See docs/airflow.md.
 """
 
 from datetime import UTC, datetime, timedelta
@@ -77,15 +78,21 @@ def segments_refresh():
 
         return run_step(name, handle)
 
-    @task(outlets=[MEMBERSHIP, CHANGES])
+    @task
     def commit(handle: dict) -> dict:
         from transforms.scheduling import run_step
 
-        committed = run_step("commit", handle)
+        return run_step("commit", handle)
+
+    @task(outlets=[MEMBERSHIP, CHANGES])
+    def publish(committed: dict) -> dict:
+        from transforms.scheduling import publish_run
+
+        published = publish_run(committed)
         events = get_current_context()["outlet_events"]
         for asset in (MEMBERSHIP, CHANGES):
             events[asset].extra = {"run_date": committed["date"], "manifest": committed["manifest"]}
-        return committed
+        return published
 
     @task
     def report(handle: dict) -> dict:
@@ -96,7 +103,9 @@ def segments_refresh():
     handle = ingest()
     for name in ("validate", "manual", "materialize", "diff"):
         handle = step.override(task_id=name)(name, handle)
-    report(commit(handle))
+    committed = commit(handle)
+    publish(committed)
+    report(committed)
 
 
 segments_refresh()

@@ -64,6 +64,13 @@ class Settings(BaseModel):
         " (a reader may have taken their list from the old manifest): `24h`, `90m`, `2d`, or"
         " seconds. The first commit after that removes them.",
     )
+    catalog: dict[str, Any] | None = Field(
+        None,
+        description="The Iceberg catalog committed runs are published to, as pyiceberg catalog"
+        " properties, e.g. {type: sql, uri: 'sqlite:////srv/segments/catalog.db', warehouse:"
+        " 's3://bucket/iceberg'} or {type: rest, uri: https://...}. Unset: a SQLite catalog at"
+        " <lake>/catalog.db with its warehouse in <lake>/iceberg/ (local lakes only).",
+    )
     spark_master: str = Field(
         "local[2]",
         description="Where `--engine spark` runs when no spark_remote is set: `local[N]` (in"

@@ -144,6 +144,23 @@ def run_step(name: str, handle: dict[str, Any]) -> dict[str, Any]:
     return {"date": plan.day.isoformat(), "attempt": plan.attempt, **result.summary()}
 
 
+def publish_run(committed: dict[str, Any]) -> dict[str, Any]:
+    """The refresh's task after `commit`: publish the committed run to the Iceberg tables, and
+    any committed run whose tables a crash left unpublished or stale."""
+    from transforms.runs.iceberg import publish_runs
+
+    with task_boundary():
+        result = publish_runs(settings())
+    for day, rows in result.runs.items():
+        log.info("published run %s to Iceberg: %s", day, rows)
+    return {
+        "date": committed["date"],
+        "manifest": committed["manifest"],
+        "published": sorted(result.runs),
+        "seconds": result.seconds,
+    }
+
+
 def report_run(handle: dict[str, Any]) -> dict[str, Any]:
     """The refresh's last task: log what the committed run did, per segment."""
     from transforms.insights.report import html_report

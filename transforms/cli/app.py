@@ -2,8 +2,9 @@
 
 Commands only parse flags, call `transforms` functions with the context their options name
 (`transforms.cli.context`) and hand the results to `transforms.cli.render`; all logic lives
-in the modules they call. The commands are in `pipeline` (ingest, run, files, manual, demo),
-`authoring` (validate, compile, preview, contracts) and `investigate` (why, plan, history).
+in the modules they call. The commands are in `pipeline` (ingest, run, publish, files, manual,
+demo), `authoring` (validate, compile, preview, contracts) and `investigate` (why, plan,
+history).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ for name, command in (
     ("compile", authoring.compile_),
     ("preview", authoring.preview),
     ("run", pipeline.run),
+    ("publish", pipeline.publish),
     ("files", pipeline.files),
     ("manual", pipeline.manual),
     ("demo", pipeline.demo),

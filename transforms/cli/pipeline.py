@@ -1,7 +1,8 @@
-"""Commands that move data: `ingest`, `run`, `files`, `manual`, `demo`."""
+"""Commands that move data: `ingest`, `run`, `publish`, `files`, `manual`, `demo`."""
 
 from __future__ import annotations
 
+import dataclasses
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -10,8 +11,15 @@ import typer
 
 from transforms.cli import render
 from transforms.cli.context import CliContext, parse_day, uses
-from transforms.cli.options import DEFAULT_ENGINE_NAME, DateOpt, EngineOpt, JsonOpt, SegmentArg
-from transforms.errors import SegmentsError
+from transforms.cli.options import (
+    DEFAULT_ENGINE_NAME,
+    DateOpt,
+    EngineOpt,
+    JsonOpt,
+    OptionalDateOpt,
+    SegmentArg,
+)
+from transforms.errors import MissingInputError, SegmentsError
 
 
 @uses("landing", "lake", "contracts")
@@ -50,15 +58,26 @@ def run(
             " (a run re-ingests by itself when they did)."
         ),
     ] = False,
+    publish: Annotated[
+        bool,
+        typer.Option(
+            help="Publish the committed run (and any committed run not published yet) to the"
+            " Iceberg tables."
+        ),
+    ] = True,
     as_json: JsonOpt = False,
     engine: EngineOpt = DEFAULT_ENGINE_NAME,
 ) -> None:
-    """Run date D: ingest it if needed, compute every segment, diff, and commit the run."""
+    """Run date D: ingest it if needed, compute every segment, diff, commit the run, and
+    publish it to the Iceberg tables."""
     from transforms.insights.report import html_report
+    from transforms.runs.iceberg import catalog_properties, publish_runs
     from transforms.runs.steps import run as run_date
 
     day = parse_day(date_)
     settings = context.settings
+    if publish:
+        catalog_properties(settings)  # no catalog to publish to: refuse before computing
     with render.console.status(f"run {day}") as status:
         report = run_date(
             settings,
@@ -71,13 +90,52 @@ def run(
             progress=lambda step: status.update(f"run {step}"),
         )
         report = html_report(settings, report)
+        if publish:
+            status.update(f"run {day}: publish")
+            published = publish_runs(settings, progress=lambda step: status.update(step))
     if as_json:
-        render.as_json(report.to_json())
+        render.as_json(
+            report.to_json() | {"iceberg": dataclasses.asdict(published) if publish else None}
+        )
         return
     render.run(report, context.segment_kinds())
     render.console.print(f"event features: {report.features}", highlight=False)
     render.console.print(f"committed: {settings.lake}/{report.manifest}", highlight=False)
     render.console.print(f"report: {report.html}", highlight=False)
+    if publish:
+        render.published(published)
+
+
+@uses("lake", "contracts")
+def publish(
+    context: CliContext,
+    date_: OptionalDateOpt = None,
+    all_runs: Annotated[
+        bool, typer.Option("--all", help="Every committed run, not only the latest.")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Publish committed runs to the Iceberg tables where missing or stale (after a crash
+    between commit and publish, or a rerun); publishing twice changes nothing."""
+    from transforms.runs.iceberg import publish_runs
+    from transforms.storage.catalog import read_catalog
+
+    if all_runs and date_:
+        raise typer.BadParameter("give --date or --all, not both", param_hint="--all")
+    committed = read_catalog(context.lake)
+    days = None if all_runs else [parse_day(date_) if date_ else committed.latest]
+    if days is not None and (days[0] is None or days[0].isoformat() not in committed.runs):
+        raise MissingInputError(
+            f"no committed run {'of ' + date_ + ' ' if date_ else ''}in {context.settings.lake}"
+            " to publish",
+            hint="run `segments run --date D` first (`segments history` lists the runs)",
+        )
+    with render.console.status("publish") as status:
+        result = publish_runs(context.settings, days, progress=status.update)
+    if as_json:
+        render.as_json(dataclasses.asdict(result))
+    else:
+        render.published(result)
 
 
 @uses("lake")

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from transforms.insights.history import SegmentRun
     from transforms.insights.plan import Plan
     from transforms.insights.why import Explanation
+    from transforms.runs.iceberg import Published
     from transforms.runs.report import RunReport
     from transforms.storage.records import IngestReport, ManualUploads
 
@@ -145,6 +146,25 @@ def manual(uploads: ManualUploads) -> None:
             f" (moved to {refused.moved_to})",
             highlight=False,
         )
+
+
+def published(result: Published) -> None:
+    """What a publish to the Iceberg tables replaced: one row per run, rows per table."""
+    if not result.runs:
+        console.print(
+            f"Iceberg tables up to date ({result.up_to_date} runs) in {result.catalog}",
+            highlight=False,
+        )
+        return
+    names = ("membership", "changes", "membership_current")
+    table = _table(
+        f"Published to Iceberg in {result.seconds:.1f} s ({result.catalog})",
+        ["run_date", *names],
+        ("run_date",),
+    )
+    for day, rows in result.runs.items():
+        table.add_row(day, *(f"{rows[n]:,}" if n in rows else "" for n in names))
+    console.print(table)
 
 
 def truth(value: bool | None) -> str:
