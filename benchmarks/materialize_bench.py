@@ -92,18 +92,20 @@ def reset_peak() -> None:
 
 
 def nightly_run(data: Path, engine: str) -> dict[str, Any]:
-    """Day 2's run, step by step: each step's seconds and peak memory."""
+    """Day 2's run, step by step, then its publish to the Iceberg tables (as `segments run`
+    does): each step's seconds and peak memory."""
     from transforms.runs.attempt import begin
+    from transforms.runs.iceberg import publish_runs
     from transforms.runs.steps import STEPS
 
     settings = settings_of(data)
     steps = {}
     plan = begin(settings, SECOND_DAY, engine=engine)
-    for step in STEPS:
+    for step in (*STEPS, lambda settings, _: publish_runs(settings)):
         reset_peak()
         started = time.perf_counter()
         step(settings, plan)
-        name = step.__name__.removesuffix("_step")
+        name = step.__name__.removesuffix("_step") if step in STEPS else "publish"
         steps[name] = {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}
     return steps
 
@@ -299,6 +301,13 @@ def prepare(scale: str, console: Console) -> Path:
         for root in ("lake", "inbox"):
             _copy_tree(data / root, data / "day1" / root)
         (data / "day1" / ".complete").touch()
+    if not (data / "day1" / "lake" / "catalog.db").exists():
+        from transforms.runs.iceberg import publish_runs
+
+        console.log("day 1: publish to the Iceberg tables (once)")
+        restore_day_one(data)
+        publish_runs(settings_of(data))
+        _copy_tree(data / "lake", data / "day1" / "lake")
     return data
 
 
@@ -351,7 +360,8 @@ def materialize_and_diff(attempt: dict[str, Any]) -> float:
 
 
 def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """segments' materialize + diff over the peer's and the floor's time, per repetition."""
+    """segments' materialize + diff over the peer's and the floor's time, and its publish's
+    share of its whole run, per repetition."""
     result = {}
     for engine in (e for e in ENGINES if e in runs):
         for other in ("duckdb", "floor"):
@@ -360,6 +370,12 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]
                 for mine, theirs in zip(runs[engine], runs[other], strict=True)
             ]
             result[f"{engine} / {other}"] = _spread(values)
+        shares = [
+            attempt["steps"]["publish"]["seconds"]
+            / sum(s["seconds"] for s in attempt["steps"].values())
+            for attempt in runs[engine]
+        ]
+        result[f"{engine}: publish / whole run"] = _spread(shares)
     return result
 
 
@@ -392,7 +408,10 @@ def print_tables(console: Console, scale: str, repeat: int, summary: dict, ratio
             end_section=True,
         )
     console.print(table)
-    shown = Table(title="materialize + diff, ratio to the peer and the floor (same repetition)")
+    shown = Table(
+        title="materialize + diff, ratio to the peer and the floor; publish's share of the run"
+        " (same repetition)"
+    )
     for column in ("ratio", "median", "min", "max"):
         shown.add_column(column, justify="left" if column == "ratio" else "right")
     for name, r in ratio.items():
