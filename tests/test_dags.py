@@ -20,6 +20,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from pyiceberg.catalog import load_catalog
 
 from tests.support.s3_server import free_ports
 from tests.support.workspace import REPO
@@ -156,10 +157,11 @@ def test_dagbag_parses_both_dags_light_and_strict(airflow_home):
         assert dag["schedule"] == "CronTriggerTimetable"
         assert all(retries >= 2 for retries in dag["retries"].values())
     refresh = result["dags"]["segments_refresh"]
-    assert refresh["tasks"] == [
-        "ingest", "validate", "manual", "materialize", "diff", "commit", "report"
-    ]  # fmt: skip
-    assert refresh["outlets"]["commit"] == ["segments.changes", "segments.membership"]
+    assert refresh["tasks"][:6] == ["ingest", "validate", "manual", "materialize", "diff", "commit"]
+    assert set(refresh["tasks"][6:]) == {"publish", "report"}
+    assert refresh["upstream"]["publish"] == refresh["upstream"]["report"] == ["commit"]
+    assert refresh["outlets"]["publish"] == ["segments.changes", "segments.membership"]
+    assert refresh["outlets"]["commit"] == []
     # parsing imports nothing heavy: the tasks import the pipeline when they run
     heavy = [m for m in result["new_modules"] if m.split(".")[0] in HEAVY and m not in LIGHT]
     assert heavy == []
@@ -187,6 +189,20 @@ def test_three_nightly_runs_give_what_the_cli_gives(airflow_home, tmp_path):
         assert comparable(dag_manifest) == comparable(cli_manifest)
         for ours, theirs in zip(dag_tables, cli_tables, strict=True):
             assert ours.equals(theirs)
+    # the publish task put every run into the Iceberg tables, tagged
+    lake = load_settings(through_airflow).lake
+    catalog = load_catalog(
+        "segments",
+        type="sql",
+        uri=f"sqlite:///{lake}/catalog.db",
+        warehouse=f"file://{lake}/iceberg",
+    )
+    for index, name in enumerate(("membership", "changes")):
+        table = catalog.load_table(f"segments.{name}")
+        for day, (_, *tables) in dag_runs.items():
+            tagged = table.snapshot_by_name(f"run-{day}").snapshot_id
+            rows = pl.from_arrow(table.scan(f"run_date = '{day}'", snapshot_id=tagged).to_arrow())
+            assert rows.drop("run_date").sort(pl.all()).equals(tables[index])
     assert not (tmp_path / "airflow/lake/_staging").exists() or not any(
         (tmp_path / "airflow/lake/_staging").rglob("*.json")
     )

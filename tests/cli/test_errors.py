@@ -46,6 +46,7 @@ ARGS = {
     "manual": ["add", "{segment}", "--ids", "p1"],
     "plan": [],
     "preview": ["{segment}", "--date", DAY],
+    "publish": [],
     "run": ["--date", DAY],
     "validate": [],
     "why": ["p1", "{segment}"],

@@ -41,6 +41,7 @@ def integrity() -> dict:
                 "schedule": type(dag.timetable).__name__,
                 "retries": {task.task_id: task.retries for task in dag.tasks},
                 "tasks": [task.task_id for task in dag.topological_sort()],
+                "upstream": {task.task_id: sorted(task.upstream_task_ids) for task in dag.tasks},
                 "outlets": {
                     task.task_id: sorted(asset.name for asset in task.outlets) for task in dag.tasks
                 },

@@ -324,13 +324,20 @@ def _rules_text(col: Column) -> str:
     return "; ".join(rules)
 
 
+READING_TABLES = Path(__file__).with_name("reading_tables.md")
+"""How consumers read the published tables: the part of the reference no contract holds."""
+
+
 def contract_docs(contracts: list[TableContract]) -> str:
-    """Markdown reference of the tables, generated from the contracts."""
+    """Markdown reference of the tables: how to read them, then each table's columns from its
+    contract."""
     out = [
         "# Tables",
         "",
-        "Generated from `data_contracts/` by `segments contracts docs`; do not edit by hand.",
+        "Generated from `data_contracts/` and `transforms/contracts/reading_tables.md` by",
+        "`segments contracts docs`; do not edit by hand.",
         "",
+        READING_TABLES.read_text(encoding="utf-8"),
     ]
     for contract in contracts:
         out += [f"## `{contract.table}`", "", contract.description, ""]
