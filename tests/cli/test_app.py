@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
 from pathlib import Path
 
 from typer.testing import CliRunner
 
-from tests.support.workspace import CONTRACTS, DAY, PEOPLE_HEADER, land
+from tests.support.workspace import CONTRACTS, DAY, PEOPLE_HEADER, REPO, land
 from transforms.cli.app import app
 
 runner = CliRunner()
@@ -80,6 +83,15 @@ def test_demo_writes_a_workspace_and_ingests_both_days(settings):
     assert result.exit_code == 0, result.output
     assert "Ingest 2026-03-30" in result.stdout and "Ingest 2026-03-31" in result.stdout
     assert "plan:validValues" in result.stdout  # the demo's broken rows are shown
+    assert "Published to Iceberg" in result.stdout
+    # the README's recipe reads the demo's runs as Iceberg tables
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (recipe,) = [b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "load_catalog" in b]
+    assert 'Path("workspace/lake")' in recipe
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        exec(recipe.replace('Path("workspace/lake")', f"Path({settings.lake!r})"), {})
+    assert "shape: (" in shown.getvalue() and "run_date" in shown.getvalue()
 
 
 def test_demo_refuses_roots_it_did_not_write(settings):

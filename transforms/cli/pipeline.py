@@ -195,6 +195,7 @@ def demo(context: CliContext) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.cli.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
     from transforms.insights.report import html_report
+    from transforms.runs.iceberg import publish_runs
     from transforms.runs.steps import run as run_date
 
     settings = context.settings
@@ -224,10 +225,15 @@ def demo(context: CliContext) -> None:
             render.ingest(report.ingested)
         render.segments(report, kinds)
         render.manual(report.manual)
+    with render.console.status("publishing to the Iceberg tables") as status:
+        published = publish_runs(settings, progress=status.update)
+    render.published(published)
     render.console.print(
         f"Tables (Hive-partitioned Parquet): {settings.lake}/membership/run_date=D/ and"
         f" {settings.lake}/changes/run_date=D/; validated inputs in people/ and events/; refused"
         f" rows in quarantine/; run manifests in runs/ (a run is visible once"
-        f" runs/latest.json names it). Uploads: {settings.inbox}/_processed/ and _rejected/.",
+        f" runs/latest.json names it). Uploads: {settings.inbox}/_processed/ and _rejected/."
+        " Read them as the Iceberg tables segments.membership, segments.changes and"
+        " segments.membership_current: docs/tables.md.",
         highlight=False,
     )
