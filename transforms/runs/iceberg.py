@@ -28,18 +28,18 @@ tagged snapshots are kept.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 from pyiceberg.catalog import Catalog as IcebergCatalog
 from pyiceberg.catalog import load_catalog
 from pyiceberg.exceptions import CommitFailedException
 from pyiceberg.expressions import AlwaysTrue, EqualTo
-from pyiceberg.io.pyarrow import _dataframe_to_data_files
+from pyiceberg.io.pyarrow import parquet_file_to_data_file, schema_to_pyarrow
+from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
@@ -179,23 +179,27 @@ def _published_from(table: Table, ref: str) -> str | None:
     return snapshot.summary[MANIFEST] if snapshot and snapshot.summary else None
 
 
-def _arrow(frame: pl.DataFrame, day: date, table: Table) -> pa.Table:
-    """A run's rows (a Polars frame) with their run_date, in the table's column order and
-    types."""
-    target = table.schema().as_arrow()
-    arrow = frame.to_arrow()
-    columns = []
-    for field in target:
-        if field.name == "run_date" and field.name not in arrow.column_names:
-            columns.append(pa.array([day] * arrow.num_rows, pa.date32()))
-        else:
-            columns.append(pc.cast(arrow.column(field.name), field.type))
-    return pa.Table.from_arrays(columns, schema=target)
+def _write(table: Table, frame: pl.DataFrame, day: date) -> list[DataFile]:
+    """Run `day`'s rows (a frame of the lake's table) as one Parquet data file of `table`, with
+    their run_date and the table's field ids; none for no rows. Polars writes it (pyiceberg's
+    own writer splits the rows by partition first, several times slower for the one partition
+    a run has); pyiceberg reads its footer back for the file's statistics."""
+    if frame.is_empty():
+        return []
+    schema = table.schema()
+    rows = frame.with_columns(pl.lit(day).alias("run_date")).select(
+        field.name for field in schema.fields
+    )
+    folder = f"run_date={day.isoformat()}/" if table.spec().fields else ""
+    location = f"{table.location()}/data/{folder}{uuid.uuid4()}.parquet"
+    with table.io.new_output(location).create(overwrite=True) as stream:
+        rows.write_parquet(stream, arrow_schema=schema_to_pyarrow(schema))
+    return [parquet_file_to_data_file(table.io, table.metadata, location)]
 
 
-def _replace(table: Table, rows: pa.Table, day: date | None, summary: dict[str, str]) -> int:
+def _replace(table: Table, files: list[DataFile], day: date | None, summary: dict[str, str]) -> int:
     """One snapshot of `table` that replaces the rows of run `day` (all its rows when `day` is
-    None) with `rows`, tagged `run-D` when `day` is given; its id."""
+    None) with those of `files`, tagged `run-D` when `day` is given; its id."""
     which = EqualTo("run_date", day.isoformat()) if day else AlwaysTrue()
     replaced = [task.file for task in table.scan(row_filter=which).plan_files()]
     with table.transaction() as transaction:
@@ -205,9 +209,7 @@ def _replace(table: Table, rows: pa.Table, day: date | None, summary: dict[str, 
         with update.overwrite() if replaced else update.fast_append() as snapshot:
             for data_file in replaced:
                 snapshot.delete_data_file(data_file)
-            for data_file in _dataframe_to_data_files(
-                transaction.table_metadata, rows, table.io, snapshot.commit_uuid
-            ):
+            for data_file in files:
                 snapshot.append_data_file(data_file)
         snapshot_id = transaction.table_metadata.current_snapshot_id
         if day is not None:
@@ -265,9 +267,9 @@ def publish_runs(
             rows = published.setdefault(day.isoformat(), {})
             for name in stale:
                 table = tables[name]
-                arrow = _arrow(read_table(lake, manifest, name), day, table)
-                _replace(table, arrow, day, _summary(manifest, key))
-                rows[name] = arrow.num_rows
+                frame = read_table(lake, manifest, name)
+                _replace(table, _write(table, frame, day), day, _summary(manifest, key))
+                rows[name] = frame.height
         if runs.latest is not None:
             _publish_current(lake, runs, tables, published, progress)
     except CommitFailedException as exc:
@@ -300,9 +302,9 @@ def _publish_current(
     if progress is not None:
         progress(f"{day}: publish membership_current")
     manifest = read_manifest(lake, runs, day)
-    arrow = _arrow(read_table(lake, manifest, "membership"), day, table)
-    _replace(table, arrow, None, _summary(manifest, key))
-    published.setdefault(day.isoformat(), {})["membership_current"] = arrow.num_rows
+    frame = read_table(lake, manifest, "membership")
+    _replace(table, _write(table, frame, day), None, _summary(manifest, key))
+    published.setdefault(day.isoformat(), {})["membership_current"] = frame.height
 
 
 def _expire(tables: Iterable[Table], settings: Settings) -> None:
