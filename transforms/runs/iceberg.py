@@ -36,7 +36,7 @@ from datetime import UTC, date, datetime
 import polars as pl
 from pyiceberg.catalog import Catalog as IcebergCatalog
 from pyiceberg.catalog import load_catalog
-from pyiceberg.exceptions import CommitFailedException
+from pyiceberg.exceptions import CommitFailedException, NoSuchTableError
 from pyiceberg.expressions import AlwaysTrue, EqualTo
 from pyiceberg.io.pyarrow import parquet_file_to_data_file, schema_to_pyarrow
 from pyiceberg.manifest import DataFile
@@ -160,9 +160,13 @@ def open_tables(settings: Settings, catalog: IcebergCatalog) -> dict[str, Table]
         if name in PER_RUN:
             run_date = schema.find_field("run_date").field_id
             spec = PartitionSpec(PartitionField(run_date, 1000, IdentityTransform(), "run_date"))
-        table = catalog.create_table_if_not_exists(
-            f"{NAMESPACE}.{name}", schema=schema, partition_spec=spec
-        )
+        identifier = f"{NAMESPACE}.{name}"
+        try:  # not create_table_if_not_exists: it writes a metadata file before it looks
+            table = catalog.load_table(identifier)
+        except NoSuchTableError:
+            table = catalog.create_table_if_not_exists(
+                identifier, schema=schema, partition_spec=spec
+            )
         if table.schema().column_names != schema.column_names:
             with table.update_schema() as update:
                 update.union_by_name(schema)
@@ -310,6 +314,13 @@ def _publish_current(
 def _expire(tables: Iterable[Table], settings: Settings) -> None:
     """Expire the snapshots no tag or head names that are older than
     `keep_superseded_files_for`."""
-    before = datetime.now(UTC) - settings.keep_superseded_files_for
+    before = (datetime.now(UTC) - settings.keep_superseded_files_for).timestamp() * 1000
     for table in tables:
-        table.maintenance.expire_snapshots().older_than(before).commit()
+        named = {ref.snapshot_id for ref in table.metadata.refs.values()}
+        old = [
+            snapshot.snapshot_id
+            for snapshot in table.snapshots()
+            if snapshot.timestamp_ms < before and snapshot.snapshot_id not in named
+        ]
+        if old:  # nothing to expire: no commit, so publishing again writes nothing
+            table.maintenance.expire_snapshots().by_ids(old).commit()
