@@ -27,6 +27,7 @@ tagged snapshots are kept.
 
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterable
@@ -114,7 +115,7 @@ def catalog_properties(settings: Settings) -> dict[str, str]:
             " publish its runs to",
             hint="add a `catalog:` to segments.yaml with pyiceberg catalog properties, e.g."
             " {type: sql, uri: 'sqlite:////var/lib/segments/catalog.db', warehouse:"
-            " 's3://bucket/iceberg'}, or pass --no-publish",
+            " 's3://bucket/iceberg'} (`segments run --no-publish` runs without publishing)",
         )
     options = dict(settings.storage_options)
     options.update(options.pop("client_kwargs", None) or {})
@@ -231,7 +232,7 @@ class Published:
     time it took."""
 
     catalog: str
-    """The catalog's address (its `uri`)."""
+    """The catalog's address (its `uri`, without a password it may hold)."""
     runs: dict[str, dict[str, int]]
     seconds: float
     up_to_date: int
@@ -284,7 +285,7 @@ def publish_runs(
     _expire(tables.values(), settings)
     seconds = round(time.perf_counter() - started, 3)
     return Published(
-        catalog=catalog.properties.get("uri", catalog.name),
+        catalog=re.sub(r"//[^/@]*@", "//", catalog.properties.get("uri", catalog.name)),
         runs=published,
         seconds=seconds,
         up_to_date=up_to_date,
