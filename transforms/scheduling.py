@@ -78,6 +78,7 @@ def _params_date(context: Any) -> date:
 def start_run(context: Any) -> dict[str, Any]:
     """The refresh's first task: plan an attempt at run D, then read D's landing files."""
     from transforms.runs.attempt import begin
+    from transforms.runs.iceberg import open_catalog
     from transforms.runs.steps import ingest_step
     from transforms.storage.catalog import read_catalog
     from transforms.storage.roots import Root
@@ -86,6 +87,7 @@ def start_run(context: Any) -> dict[str, Any]:
     with task_boundary():
         day = _params_date(context)
         config = settings()
+        open_catalog(config)  # the publish task's catalog: refused before the run, not after
         later = read_catalog(Root(config.lake, config.storage_options)).later(day)
         plan = begin(
             config,

@@ -52,6 +52,7 @@ from tests.support.workspace import (
 from transforms.cli.app import app
 from transforms.cli.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
 from transforms.config import Settings, load_settings
+from transforms.errors import ConfigError, MissingInputError
 from transforms.runs.iceberg import publish_runs
 from transforms.runs.steps import run
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
@@ -432,6 +433,70 @@ def test_superseded_snapshots_expire_and_tagged_ones_stay(ws: Workspace):
             tag_snapshot(table, day) for day in COMMITTED
         }
     assert_published(ws.settings)
+    # the files only the expired snapshots reached are deleted; every file left is reachable
+    for name in (*PER_RUN, "membership_current"):
+        table = iceberg.load_table(f"segments.{name}")
+        reachable = {
+            entry.data_file.file_path.removeprefix("file://")
+            for snapshot in table.snapshots()
+            for manifest in snapshot.manifests(table.io)
+            for entry in manifest.fetch_manifest_entry(table.io)
+        }
+        on_disk = {
+            str(p) for p in (ws.lake / "iceberg/segments" / name / "data").rglob("*.parquet")
+        }
+        assert on_disk == reachable, name
+
+
+def test_a_column_the_contract_adds_is_published_as_null_for_the_runs_without_it(
+    ws: Workspace, tmp_path: Path
+):
+    """A contract that gains a column (here a required one) adds it to the table as optional;
+    runs whose files lack it publish it as NULL, and reading still equals the committed rows."""
+    publish_runs(ws.settings)
+    contracts = tmp_path / "contracts"
+    shutil.copytree(CONTRACTS, contracts)
+    membership = contracts / "membership.odcs.yaml"
+    membership.write_text(
+        membership.read_text().replace(
+            "      - name: run_date\n",
+            "      - name: weight\n        logicalType: number\n        required: true\n"
+            "      - name: run_date\n",
+        )
+    )
+    edited = ws.settings.model_copy(update={"contracts": str(contracts)})
+    rerun_latest(edited)
+    publish_runs(edited)
+    table = consumer_catalog(ws.lake).load_table("segments.membership")
+    assert table.schema().find_field("weight").required is False
+    rows = pl.from_arrow(table.scan(row_filter=EqualTo("run_date", D4.isoformat())).to_arrow())
+    assert rows.height == committed(edited)[D4]["membership"].height
+    assert rows["weight"].null_count() == rows.height
+
+
+def test_a_run_whose_files_are_gone_does_not_stop_the_others(ws: Workspace):
+    """A committed run whose lake files were removed cannot be published: the error names its
+    date and says how to repair it, and every other run and membership_current is published."""
+    for path in (ws.lake / f"membership/run_date={D1}").glob("*.parquet"):
+        path.unlink()
+    with pytest.raises(MissingInputError, match=str(D1)) as raised:
+        publish_runs(ws.settings)
+    assert "segments run --date" in (raised.value.hint or "")
+    iceberg = consumer_catalog(ws.lake)
+    table = iceberg.load_table("segments.membership")
+    assert table.snapshot_by_name(f"run-{D1}") is None
+    assert all(table.snapshot_by_name(f"run-{day}") for day in (D2, D3, D4))
+    assert iceberg.load_table("segments.membership_current").scan().to_arrow().num_rows > 0
+
+
+def test_a_lake_copied_with_its_catalog_is_refused(ws: Workspace, tmp_path: Path):
+    """The embedded catalog keeps absolute paths: publishing from a copy of the lake would write
+    into the original's warehouse, so it is refused with what to do."""
+    publish_runs(ws.settings)
+    copy = tmp_path / "copy"
+    shutil.copytree(ws.lake, copy)
+    with pytest.raises(ConfigError, match="copied or moved"):
+        publish_runs(ws.settings.model_copy(update={"lake": str(copy)}))
 
 
 def test_a_reader_sees_a_republished_run_whole_or_not_at_all(ws: Workspace):
@@ -616,10 +681,11 @@ def test_publish_killed_at_random_points_then_retried(ws: Workspace, tmp_path: P
 
 
 def test_publish_on_the_command_line(ws: Workspace):
-    """`segments publish` publishes the latest run; `--date` of a date without a committed run
-    fails naming it; `--all` publishes the rest; `--json` prints the result; again, nothing."""
+    """`segments publish --date D` publishes that run (and `membership_current`); a date without
+    a committed run fails naming it; `segments publish` publishes every stale run (`--all` says
+    the same); `--json` prints the result; again, nothing."""
     config = ["--config", str(ws.config)]
-    latest = runner.invoke(app, ["publish", "--json", *config])
+    latest = runner.invoke(app, ["publish", "--date", D4.isoformat(), "--json", *config])
     assert latest.exit_code == 0, latest.output
     assert sorted(json.loads(latest.stdout)["runs"]) == [D4.isoformat()]
 
@@ -628,7 +694,7 @@ def test_publish_on_the_command_line(ws: Workspace):
     assert "error:" in missing.stderr and "2026-01-01" in missing.stderr
     assert "Traceback" not in missing.output
 
-    every = runner.invoke(app, ["publish", "--all", "--json", *config])
+    every = runner.invoke(app, ["publish", "--json", *config])
     assert every.exit_code == 0, every.output
     result = json.loads(every.stdout)
     assert sorted(result["runs"]) == [d.isoformat() for d in (D1, D2, D3)]

@@ -71,13 +71,13 @@ def run(
     """Run date D: ingest it if needed, compute every segment, diff, commit the run, and
     publish it to the Iceberg tables."""
     from transforms.insights.report import html_report
-    from transforms.runs.iceberg import catalog_properties, publish_runs
+    from transforms.runs.iceberg import open_catalog, publish_runs
     from transforms.runs.steps import run as run_date
 
     day = parse_day(date_)
     settings = context.settings
     if publish:
-        catalog_properties(settings)  # no catalog to publish to: refuse before computing
+        open_catalog(settings)  # no catalog to publish to, or a broken one: before computing
     with render.console.status(f"run {day}") as status:
         report = run_date(
             settings,
@@ -111,20 +111,21 @@ def publish(
     context: CliContext,
     date_: OptionalDateOpt = None,
     all_runs: Annotated[
-        bool, typer.Option("--all", help="Every committed run, not only the latest.")
+        bool,
+        typer.Option("--all", help="Every committed run (the default; --date narrows it)."),
     ] = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Publish committed runs to the Iceberg tables where missing or stale (after a crash
-    between commit and publish, or a rerun); publishing twice changes nothing."""
+    between commit and publish, --no-publish, or a rerun); publishing twice changes nothing."""
     from transforms.runs.iceberg import publish_runs
     from transforms.storage.catalog import read_catalog
 
     if all_runs and date_:
         raise typer.BadParameter("give --date or --all, not both", param_hint="--all")
     committed = read_catalog(context.lake)
-    days = None if all_runs else [parse_day(date_) if date_ else committed.latest]
-    if days is not None and (days[0] is None or days[0].isoformat() not in committed.runs):
+    days = [parse_day(date_)] if date_ else None
+    if not committed.runs or (days and days[0].isoformat() not in committed.runs):
         raise MissingInputError(
             f"no committed run {'of ' + date_ + ' ' if date_ else ''}in {context.settings.lake}"
             " to publish",
@@ -195,11 +196,12 @@ def demo(context: CliContext) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.cli.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
     from transforms.insights.report import html_report
-    from transforms.runs.iceberg import publish_runs
+    from transforms.runs.iceberg import open_catalog, publish_runs
     from transforms.runs.steps import run as run_date
 
     settings = context.settings
     context.compiled(FIRST_DAY)  # broken contracts or definitions: before writing anything
+    open_catalog(settings)  # and no catalog to publish to
     landing, lake, inbox = (context.root(name) for name in ("landing", "lake", "inbox"))
     with render.console.status("writing the demo workspace"):
         prepare_demo_roots([landing, lake, inbox])

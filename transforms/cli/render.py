@@ -152,7 +152,8 @@ def published(result: Published) -> None:
     """What a publish to the Iceberg tables replaced: one row per run, rows per table."""
     if not result.runs:
         console.print(
-            f"Iceberg tables up to date ({result.up_to_date} runs) in {result.catalog}",
+            f"Iceberg tables up to date ({result.up_to_date}"
+            f" run{'' if result.up_to_date == 1 else 's'}) in {result.catalog}",
             highlight=False,
         )
         return

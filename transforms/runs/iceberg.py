@@ -27,12 +27,13 @@ tagged snapshots are kept.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 import polars as pl
 from pyiceberg.catalog import Catalog as IcebergCatalog
@@ -44,6 +45,7 @@ from pyiceberg.manifest import DataFile
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
 from pyiceberg.schema import Schema
 from pyiceberg.table import Table
+from pyiceberg.table.snapshots import Snapshot
 from pyiceberg.table.update.snapshot import ManageSnapshots
 from pyiceberg.transforms import IdentityTransform
 from pyiceberg.types import (
@@ -57,12 +59,13 @@ from pyiceberg.types import (
 )
 
 from transforms.config import Settings
-from transforms.contracts.odcs import TableContract, load_contract
-from transforms.errors import ConcurrentRunError, ConfigError
+from transforms.contracts.odcs import POLARS_TYPES, TableContract, load_contract
+from transforms.errors import ConcurrentRunError, ConfigError, MissingInputError, SegmentsError
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.records import Catalog, RunManifest
 from transforms.storage.roots import Root
 
+log = logging.getLogger("segments.publish")
 NAMESPACE = "segments"
 CONTRACT_OF = {"membership": "membership", "changes": "changes", "membership_current": "membership"}
 """Each Iceberg table and the data contract its schema comes from."""
@@ -80,6 +83,7 @@ ICEBERG_TYPES = {
     "boolean": BooleanType(),
 }
 """Contract logical types and the Iceberg types they are published as."""
+LOGICAL_TYPES = {iceberg: logical for logical, iceberg in ICEBERG_TYPES.items()}
 
 S3_PROPERTIES = {
     "endpoint_url": "s3.endpoint",
@@ -104,6 +108,7 @@ def catalog_properties(settings: Settings) -> dict[str, str]:
         properties = {key: str(value) for key, value in settings.catalog.items()}
     elif lake.is_local:
         folder = lake.local_path("")
+        lake.fs.makedirs(folder, exist_ok=True)  # SQLite creates the file, not its folder
         properties = {
             "type": "sql",
             "uri": f"sqlite:///{folder}/catalog.db",
@@ -151,28 +156,63 @@ def iceberg_schema(contract: TableContract) -> Schema:
     )
 
 
+TABLE_PROPERTIES = {
+    "write.metadata.delete-after-commit.enabled": "true",
+    "write.metadata.previous-versions-max": "20",
+}
+"""Each commit removes the table's metadata files beyond the last 20."""
+
+
 def open_tables(settings: Settings, catalog: IcebergCatalog) -> dict[str, Table]:
     """The three tables, created on first use from the contracts (partitioned by run_date but
-    for `membership_current`); a column a contract added since is added to the table."""
+    for `membership_current`). A column a contract added since is added (optional: the runs
+    published before have no value for it); a column it dropped stays, made optional."""
     tables = {}
     for name, contract_name in CONTRACT_OF.items():
         schema = iceberg_schema(load_contract(settings.contracts, contract_name))
-        spec = UNPARTITIONED_PARTITION_SPEC
-        if name in PER_RUN:
-            run_date = schema.find_field("run_date").field_id
-            spec = PartitionSpec(PartitionField(run_date, 1000, IdentityTransform(), "run_date"))
         identifier = f"{NAMESPACE}.{name}"
         try:  # not create_table_if_not_exists: it writes a metadata file before it looks
             table = catalog.load_table(identifier)
         except NoSuchTableError:
+            spec = UNPARTITIONED_PARTITION_SPEC
+            if name in PER_RUN:
+                source = schema.find_field("run_date").field_id
+                spec = PartitionSpec(PartitionField(source, 1000, IdentityTransform(), "run_date"))
             table = catalog.create_table_if_not_exists(
-                identifier, schema=schema, partition_spec=spec
+                identifier, schema=schema, partition_spec=spec, properties=TABLE_PROPERTIES
             )
-        if table.schema().column_names != schema.column_names:
-            with table.update_schema() as update:
-                update.union_by_name(schema)
+        _check_location(settings, table)
+        _follow_contract(table, schema)
         tables[name] = table
     return tables
+
+
+def _check_location(settings: Settings, table: Table) -> None:
+    """The embedded catalog keeps absolute paths: refuse one copied with its lake from
+    elsewhere, whose tables would still write into the original lake's warehouse."""
+    if settings.catalog:
+        return
+    warehouse = catalog_properties(settings)["warehouse"]
+    if not table.location().startswith(warehouse):
+        raise ConfigError(
+            f"the Iceberg catalog in {settings.lake} keeps its tables at {table.location()},"
+            f" outside this lake's {warehouse}: the lake was copied or moved with its catalog",
+            hint="delete catalog.db and iceberg/ in the lake, then `segments publish --all`"
+            " publishes every run again here",
+        )
+
+
+def _follow_contract(table: Table, schema: Schema) -> None:
+    names = table.schema().column_names
+    added = [field for field in schema.fields if field.name not in names]
+    dropped = [f for f in table.schema().fields if f.required and f.name not in schema.column_names]
+    if not added and not dropped:
+        return
+    with table.update_schema() as update:
+        for field in added:
+            update.add_column(field.name, field.field_type, doc=field.doc)
+        for field in dropped:
+            update.make_column_optional(field.name)
 
 
 def _published_from(table: Table, ref: str) -> str | None:
@@ -192,8 +232,12 @@ def _write(table: Table, frame: pl.DataFrame, day: date) -> list[DataFile]:
     if frame.is_empty():
         return []
     schema = table.schema()
-    rows = frame.with_columns(pl.lit(day).alias("run_date")).select(
-        field.name for field in schema.fields
+    frame = frame.with_columns(pl.lit(day).alias("run_date"))
+    rows = frame.select(  # a column added to the contract after this run: NULL
+        pl.col(field.name)
+        if field.name in frame.columns
+        else pl.lit(None, POLARS_TYPES[LOGICAL_TYPES[field.field_type]]).alias(field.name)
+        for field in schema.fields
     )
     folder = f"run_date={day.isoformat()}/" if table.spec().fields else ""
     location = f"{table.location()}/data/{folder}{uuid.uuid4()}.parquet"
@@ -249,79 +293,132 @@ def publish_runs(
 ) -> Published:
     """Publish the committed runs of `days` (every committed run when None) whose Iceberg
     snapshots are missing or come from another manifest, and `membership_current` when it does
-    not hold the latest run; then expire old untagged snapshots."""
+    not hold the latest run; then expire old untagged snapshots.
+
+    A run that cannot be read does not stop the others: they are published, then the error
+    names it."""
     started = time.perf_counter()
+    catalog = open_catalog(settings)
+    # the tables before the run catalog: a rerun that commits and publishes in between makes
+    # this publish's commits fail, instead of letting it publish the run the rerun replaced
+    tables = open_tables(settings, catalog)
     lake = Root(settings.lake, settings.storage_options)
     runs = read_catalog(lake)
-    catalog = open_catalog(settings)
-    tables = open_tables(settings, catalog)
     published: dict[str, dict[str, int]] = {}
+    failed: dict[str, str] = {}
     up_to_date = 0
     try:
         for day in runs.dates if days is None else days:
-            key = runs.runs.get(day.isoformat())
-            if key is None:
+            if day.isoformat() not in runs.runs:
                 continue
-            manifest = read_manifest(lake, runs, day)
-            stale = [t for t in PER_RUN if _published_from(tables[t], tag_of(day)) != key]
+            stale = [
+                t for t in PER_RUN if _published_from(tables[t], tag_of(day)) != _key(runs, day)
+            ]
             if not stale:
                 up_to_date += 1
                 continue
             if progress is not None:
                 progress(f"{day}: publish {', '.join(stale)}")
-            rows = published.setdefault(day.isoformat(), {})
-            for name in stale:
-                table = tables[name]
-                frame = read_table(lake, manifest, name)
-                _replace(table, _write(table, frame, day), day, _summary(manifest, key))
-                rows[name] = frame.height
-        if runs.latest is not None:
-            _publish_current(lake, runs, tables, published, progress)
+            try:
+                published[day.isoformat()] = _publish_run(lake, runs, day, tables, stale)
+            except (SegmentsError, OSError) as exc:
+                failed[day.isoformat()] = str(exc)
+        if runs.latest is not None and _published_from(
+            tables["membership_current"], "main"
+        ) != _key(runs, runs.latest):
+            if progress is not None:
+                progress(f"{runs.latest}: publish membership_current")
+            try:
+                rows = _publish_current(lake, runs, tables["membership_current"])
+                published.setdefault(runs.latest.isoformat(), {})["membership_current"] = rows
+            except (SegmentsError, OSError) as exc:
+                failed.setdefault(runs.latest.isoformat(), str(exc))
     except CommitFailedException as exc:
         raise ConcurrentRunError(
             f"another writer changed the Iceberg tables while publishing: {exc}",
             hint="run `segments publish` again: it publishes what is still missing",
         ) from exc
-    _expire(tables.values(), settings)
-    seconds = round(time.perf_counter() - started, 3)
+    if failed:
+        shown = "; ".join(f"{day}: {problem}" for day, problem in failed.items())
+        raise MissingInputError(
+            f"runs committed in {lake.url} could not be published ({shown})"
+            + (f"; published {', '.join(published)}" if published else ""),
+            hint="a committed run whose files are gone is run again with `segments run --date"
+            " D --rebuild-later`; then `segments publish`",
+        )
+    for table in tables.values():
+        _expire(table, settings.keep_superseded_files_for)
     return Published(
         catalog=re.sub(r"//[^/@]*@", "//", catalog.properties.get("uri", catalog.name)),
         runs=published,
-        seconds=seconds,
+        seconds=round(time.perf_counter() - started, 3),
         up_to_date=up_to_date,
     )
 
 
-def _publish_current(
-    lake: Root,
-    runs: Catalog,
-    tables: dict[str, Table],
-    published: dict[str, dict[str, int]],
-    progress: Callable[[str], None] | None,
-) -> None:
+def _key(runs: Catalog, day: date) -> str:
+    return runs.runs[day.isoformat()]
+
+
+def _publish_run(
+    lake: Root, runs: Catalog, day: date, tables: dict[str, Table], stale: list[str]
+) -> dict[str, int]:
+    """Replace run `day`'s partition of each table of `stale`; rows per table."""
+    manifest = read_manifest(lake, runs, day)
+    rows = {}
+    for name in stale:
+        frame = read_table(lake, manifest, name)
+        _replace(
+            tables[name], _write(tables[name], frame, day), day, _summary(manifest, _key(runs, day))
+        )
+        rows[name] = frame.height
+    return rows
+
+
+def _publish_current(lake: Root, runs: Catalog, table: Table) -> int:
+    """Replace `membership_current` with the latest run's membership; its rows."""
     day = runs.latest
-    key = runs.runs[day.isoformat()]
-    table = tables["membership_current"]
-    if _published_from(table, "main") == key:
-        return
-    if progress is not None:
-        progress(f"{day}: publish membership_current")
     manifest = read_manifest(lake, runs, day)
     frame = read_table(lake, manifest, "membership")
-    _replace(table, _write(table, frame, day), None, _summary(manifest, key))
-    published.setdefault(day.isoformat(), {})["membership_current"] = frame.height
+    _replace(table, _write(table, frame, day), None, _summary(manifest, _key(runs, day)))
+    return frame.height
 
 
-def _expire(tables: Iterable[Table], settings: Settings) -> None:
-    """Expire the snapshots no tag or head names that are older than
-    `keep_superseded_files_for`."""
-    before = (datetime.now(UTC) - settings.keep_superseded_files_for).timestamp() * 1000
-    for table in tables:
-        named = {ref.snapshot_id for ref in table.metadata.refs.values()}
-        old = [
-            snapshot.snapshot_id
-            for snapshot in table.snapshots()
-            if snapshot.timestamp_ms < before and snapshot.snapshot_id not in named
-        ]
-        if old:  # nothing to expire: no commit, so publishing again writes nothing
-            table.maintenance.expire_snapshots().by_ids(old).commit()
+def _expire(table: Table, keep: timedelta) -> None:
+    """Expire the snapshots no tag or head names that were replaced more than `keep` ago (a
+    reader that planned a scan on one has that long to finish it), then delete the files only
+    they reached. Best effort: a failure leaves them for the next publish."""
+    before = (datetime.now(UTC) - keep).timestamp() * 1000
+    named = {ref.snapshot_id for ref in table.metadata.refs.values()}
+    ordered = sorted(table.snapshots(), key=lambda snapshot: snapshot.timestamp_ms)
+    expired = [
+        snapshot
+        for snapshot, successor in zip(ordered, ordered[1:], strict=False)
+        if successor.timestamp_ms < before and snapshot.snapshot_id not in named
+    ]
+    if not expired:  # no commit, so publishing again writes nothing
+        return
+    kept = [s for s in ordered if s not in expired]
+    try:
+        unreachable = _files(table, expired) - _files(table, kept)
+        table.maintenance.expire_snapshots().by_ids([s.snapshot_id for s in expired]).commit()
+    except (CommitFailedException, ValueError) as exc:  # another publisher expired them first
+        log.warning(
+            "expiring old snapshots of %s: %s (the next publish retries)", table.name(), exc
+        )
+        return
+    for path in sorted(unreachable):
+        table.io.delete(path)
+
+
+def _files(table: Table, snapshots: list[Snapshot]) -> set[str]:
+    """Every file the snapshots reach: manifest lists, manifests, live data files."""
+    found, manifests = set(), {}
+    for snapshot in snapshots:
+        found.add(snapshot.manifest_list)
+        for manifest in snapshot.manifests(table.io):
+            manifests[manifest.manifest_path] = manifest
+    for path, manifest in manifests.items():
+        found.add(path)
+        found.update(entry.data_file.file_path for entry in manifest.fetch_manifest_entry(table.io))
+    return found
