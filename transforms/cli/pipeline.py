@@ -196,12 +196,12 @@ def demo(context: CliContext) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
     from transforms.cli.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
     from transforms.insights.report import html_report
-    from transforms.runs.iceberg import open_catalog, publish_runs
+    from transforms.runs.iceberg import catalog_properties, publish_runs
     from transforms.runs.steps import run as run_date
 
     settings = context.settings
     context.compiled(FIRST_DAY)  # broken contracts or definitions: before writing anything
-    open_catalog(settings)  # and no catalog to publish to
+    catalog_properties(settings)  # and no catalog to publish to
     landing, lake, inbox = (context.root(name) for name in ("landing", "lake", "inbox"))
     with render.console.status("writing the demo workspace"):
         prepare_demo_roots([landing, lake, inbox])
