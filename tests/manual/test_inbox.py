@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.manual.files import workbook
 from tests.support.workspace import PEOPLE_HEADER, land
 from transforms.cli.app import app
 from transforms.errors import ConcurrentRunError, DefinitionErrors, MissingInputError
@@ -158,7 +159,10 @@ def test_emails_unknown_ids_and_ambiguity_are_reported(ws):
     [
         ("vip/bad.csv", "person_id,action\na,add\nb,promote\n", "line 3: action 'promote'"),
         ("vip/bad.csv", "name\nann\n", "line 1: no identifier column"),
-        ("vip/bad.csv", b"person_id\n\xff\xfe\n", "line 2: not UTF-8"),
+        ("vip/scan.csv", b"%PDF-1.7\n\x00\x01\x81", "vip/scan.csv is not text in a known"),
+        ("vip/brief.pdf", b"%PDF-1.7\n", "'brief.pdf' is not a file type the inbox reads"),
+        ("vip/book.xlsx", b"PK\x03\x04 no zip", "vip/book.xlsx is not a readable Excel"),
+        ("vip/book.xlsx", workbook(), "the first sheet of vip/book.xlsx is empty"),
         ("vip/bad.csv", "person_id\na,extra\n", "line 2: 2 fields, the header has 1"),
         ("nope/x.csv", "person_id\na\n", "there is no segment 'nope'"),
         ("pro/x.csv", "person_id\na\n", "'pro' is data-driven"),
@@ -179,6 +183,48 @@ def test_files_that_cannot_be_applied_go_to_rejected(ws, relative, content, prob
     report = rejected.with_name(rejected.name + ".error.txt").read_text()
     assert problem in report
     assert not (Path(ws.inbox) / relative).exists()
+
+
+def test_files_as_marketers_save_them_are_applied(ws):
+    """Excel's semicolon CSV (BOM, CRLF), its "Unicode text" (UTF-16, tabs), a Latin-1 CSV, a
+    workbook and a pipe-separated removal, all in one run."""
+    drop(ws, "vip/europe.csv", "\ufeffEmail;first name\r\nann@example.com;Ann\r\n".encode())
+    drop(ws, "vip/unicode.txt", "person_id\tname\r\nb\tBob\r\nd\tZoë\r\n".encode("utf-16"))
+    drop(ws, "beta/latin1.csv", "email;name\neve@example.com;Ève Müller\n".encode("latin-1"))
+    drop(ws, "beta/book.xlsx", workbook([" ID ", "Name"], ["b", "Bob"], ["c", None]))
+    drop(ws, "vip/remove/out.tsv", "id|name\nd|Zoë\n")
+    run(ws, D1)
+    members, _, manifest = state(ws, D1)
+    assert {m for m in members if m[0] in ("vip", "beta")} == {
+        ("vip", "a"),
+        ("vip", "b"),
+        ("beta", "b"),
+        ("beta", "c"),
+        ("beta", "e"),
+    }
+    assert manifest.manual.rejected == []
+    reports = {r.file: r for r in manifest.manual.applied}
+    assert [(r.rows, r.applied) for r in reports.values()] == [
+        (1, 1),
+        (2, 2),
+        (1, 1),
+        (2, 2),
+        (1, 1),
+    ]
+    assert any("Windows-1252" in note for note in reports["beta/latin1.csv"].notes)
+
+
+def test_manual_command_drops_a_workbook_the_next_run_applies(ws, tmp_path):
+    book = tmp_path / "list.xlsx"
+    book.write_bytes(workbook(["Email"], ["bob@example.com"]))
+    flags = ["--inbox", ws.inbox, "--definitions", ws.definitions]
+    result = runner.invoke(app, ["manual", "add", "vip", "--file", str(book), *flags])
+    assert result.exit_code == 0, result.output
+    (dropped,) = Path(ws.inbox).glob("vip/*")
+    assert dropped.suffix == ".xlsx"
+    run(ws, D1)
+    members, _, _ = state(ws, D1)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "b")}
 
 
 def test_paths_with_dot_dot_are_refused():

@@ -1,9 +1,10 @@
-"""Manual segments from the inbox: CSV drops applied exactly once, in order (docs/lifecycle.md).
+"""Manual segments from the inbox: uploads applied exactly once, in order (docs/lifecycle.md).
 
 Layout of the inbox root:
 - `<segment_id>/*.csv`: people to add; `<segment_id>/remove/*.csv`: people to remove;
   `<segment_id>/clear` (any content): remove everyone. An `action` column (add/remove)
-  overrides the folder for its row.
+  overrides the folder for its row. `.tsv`, `.txt` and Excel `.xlsx` files go where a `.csv`
+  goes (`upload_files` reads them all).
 - `_processed/<D>/<attempt>/<NNNN>/<original path>`: files claimed by an attempt of run D,
   numbered in the order they were applied; `_rejected/<D>/<file>` with `<file>.error.txt`:
   files that could not be applied.
@@ -42,6 +43,14 @@ import polars as pl
 from transforms.config import Settings
 from transforms.errors import ConcurrentRunError, MissingInputError, SegmentsError
 from transforms.language.definitions import SEGMENT_ID, Segment
+from transforms.manual.upload_files import (
+    ACCEPTED,
+    Table,
+    UploadError,
+    is_upload_file,
+    is_workbook,
+    read_upload,
+)
 from transforms.storage.records import ManualUploads, Part, Refusal, UploadReport
 from transforms.storage.roots import FileInfo, Root
 
@@ -51,14 +60,6 @@ ACTIONS = {"add": "added", "remove": "removed"}
 MEMBERS = {"segment_id": pl.String, "person_id": pl.String}
 REPORTED_IDS = 100  # unknown/ambiguous identifiers listed per file (all are counted)
 ERROR_SUFFIX, ERROR_HEADING = ".error.txt", " could not be applied:"
-
-
-class UploadError(SegmentsError):
-    """An upload file cannot be applied; `problems` says why, line by line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("; ".join(problems))
-        self.problems = problems
 
 
 @dataclass
@@ -108,11 +109,14 @@ def _classify(relative: str) -> tuple[str, str] | str:
         return f"'{segment_id}' is not a valid segment id"
     if len(parts) == 2 and parts[1] == "clear":
         return segment_id, "clear"
-    if len(parts) == 2 and parts[1].lower().endswith(".csv"):
-        return segment_id, "add"
-    if len(parts) == 3 and parts[1] == "remove" and parts[2].lower().endswith(".csv"):
-        return segment_id, "remove"
-    return "expected <segment>/<file>.csv, <segment>/remove/<file>.csv or <segment>/clear"
+    if len(parts) == 2 or (len(parts) == 3 and parts[1] == "remove"):
+        if not is_upload_file(parts[-1]):
+            return f"'{parts[-1]}' is not a file type the inbox reads; upload {ACCEPTED} files"
+        return segment_id, "add" if len(parts) == 2 else "remove"
+    return (
+        "expected <segment>/<file>.csv, <segment>/remove/<file>.csv or <segment>/clear"
+        f", where a <file> is {ACCEPTED}"
+    )
 
 
 def _safe_name(relative: str) -> str:
@@ -121,61 +125,61 @@ def _safe_name(relative: str) -> str:
 
 
 def parse_upload(
-    data: bytes, default_action: str
+    data: bytes, default_action: str, name: str = "the file"
 ) -> tuple[list[tuple[str, str, str, int]], list[str], str]:
-    """Rows (identifier kind, value, action, line), notes, or UploadError with every problem."""
-    try:
-        text = data.decode("utf-8").removeprefix("\ufeff")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise UploadError([f"line {line}: not UTF-8 text (save the file as UTF-8)"]) from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [h.strip().lower() for h in next(reader)]
-    except StopIteration:
-        raise UploadError(["line 1: the file is empty; it needs a header row"]) from None
-    except csv.Error as exc:
-        raise UploadError([f"line 1: not valid CSV ({exc})"]) from None
-    notes = []
+    """Rows (identifier kind, value, action, line), notes, or UploadError with every problem.
+
+    `data` is a CSV or an .xlsx (`upload_files`); `name` names the file in refusals."""
+    table = read_upload(data, name)
+    header = [h.strip().lower() for h in table.header]
+    kind, position, notes = _identifier(table, header)
+    action_position = header.index("action") if "action" in header else None
+    rows, problems = [], []
+    for line, row in table.rows:
+        where = f"{table.unit} {line}"
+        if not row or all(not cell.strip() for cell in row):
+            continue
+        if len(row) != len(header):
+            problems.append(f"{where}: {len(row)} fields, the header has {len(header)}")
+            continue
+        value = row[position].strip()
+        if not value:
+            problems.append(f"{where}: empty {kind}")
+            continue
+        action = default_action
+        if action_position is not None and row[action_position].strip():
+            given = row[action_position].strip().lower()
+            if given not in ACTIONS:
+                problems.append(f"{where}: action '{given}' is not add or remove")
+                continue
+            action = given
+        rows.append((kind, value, action, line))
+    problems += table.problems
+    if problems:
+        raise UploadError(problems)
+    return rows, notes, kind
+
+
+def _identifier(table: Table, header: list[str]) -> tuple[str, int, list[str]]:
+    """The identifier kind, its column's position and the notes; UploadError when the header
+    (`header`: its names trimmed, in lower case) has no identifier column."""
+    notes = list(table.notes)
     id_column = next((c for c in ID_COLUMNS if c in header), None)
     if id_column is None and "email" not in header:
+        found = ", ".join(f"'{h.strip()}'" for h in table.header if h.strip())
+        fix = (
+            f"the columns found ({table.layout}) are {found}: rename the one that holds the"
+            " identifiers to"
+            if found
+            else "the header row has no column names: name the column that holds the identifiers"
+        )
         raise UploadError(
-            [
-                f"line 1: no identifier column (the header has: {', '.join(header) or 'nothing'});"
-                " name one column person_id (or id) or email"
-            ]
+            [f"{table.unit} 1: no identifier column; {fix} person_id (or id) or email"]
         )
     if id_column and "email" in header:
         notes.append(f"both {id_column} and email present: {id_column} was used, email ignored")
     kind = "person_id" if id_column else "email"
-    position = header.index(id_column or "email")
-    action_position = header.index("action") if "action" in header else None
-    rows, problems = [], []
-    try:
-        for row in reader:
-            line = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != len(header):
-                problems.append(f"line {line}: {len(row)} fields, the header has {len(header)}")
-                continue
-            value = row[position].strip()
-            if not value:
-                problems.append(f"line {line}: empty {kind}")
-                continue
-            action = default_action
-            if action_position is not None and row[action_position].strip():
-                given = row[action_position].strip().lower()
-                if given not in ACTIONS:
-                    problems.append(f"line {line}: action '{given}' is not add or remove")
-                    continue
-                action = given
-            rows.append((kind, value, action, line))
-    except csv.Error as exc:
-        problems.append(f"line {reader.line_num}: not valid CSV ({exc})")
-    if problems:
-        raise UploadError(problems)
-    return rows, notes, kind
+    return kind, header.index(id_column or "email"), notes
 
 
 def resolve_people(
@@ -399,7 +403,7 @@ def apply_uploads(
             except FileNotFoundError:
                 raise _taken(upload.key) from None
             try:
-                rows, report.notes, kind = parse_upload(data, upload.action)
+                rows, report.notes, kind = parse_upload(data, upload.action, upload.original)
             except UploadError as exc:
                 _reject(inbox, day, upload.key, exc.problems, upload.original)
                 continue
@@ -432,7 +436,8 @@ def drop_upload(
     column: str = "person_id",
 ) -> str:
     """Write a correctly named upload into the inbox (what `segments manual` does); returns
-    its key. `ids` become a one-column CSV; `data` is an existing CSV, checked first."""
+    its key. `ids` become a one-column CSV; `data` is an existing CSV or .xlsx, checked
+    first."""
     if not segment.is_manual:
         raise SegmentsError(
             f"'{segment.id}' is data-driven: its members come from its `where`",
@@ -459,7 +464,8 @@ def drop_upload(
             "the file cannot be applied: " + "; ".join(exc.problems),
             hint="fix the file; it needs a header with person_id (or id) or email",
         ) from exc
-    key = f"{segment.id}/{'remove/' if action == 'remove' else ''}{name}.csv"
+    suffix = ".xlsx" if is_workbook(data) else ".csv"
+    key = f"{segment.id}/{'remove/' if action == 'remove' else ''}{name}{suffix}"
     inbox.write_bytes(key, data)
     return key
 
@@ -494,7 +500,8 @@ def check_uploads(settings: Settings, day: date) -> InboxCheck:
             report = UploadReport(file=info.key, segment_id=segment_id, action=action)
         if not problems and action != "clear":
             try:
-                rows, report.notes, id_kind = parse_upload(inbox.read_bytes(info.key), action)
+                data = inbox.read_bytes(info.key)
+                rows, report.notes, id_kind = parse_upload(data, action, info.key)
             except UploadError as exc:
                 problems = exc.problems
             except FileNotFoundError:
