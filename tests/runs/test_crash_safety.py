@@ -91,7 +91,7 @@ UPLOADS: dict[date, list[tuple[str, str]]] = {
 
 # --- workspaces ---------------------------------------------------------------------------------
 @dataclass
-class CompiledDefinitions:
+class Workspace:
     """Landing, lake and inbox named by `config` (a segments.yaml); on S3 when `bucket` is set."""
 
     config: Path
@@ -127,7 +127,7 @@ class CompiledDefinitions:
 
 def write_workspace(
     folder: Path, s3: Any = None, bucket: Bucket | None = None, prefix: str = ""
-) -> CompiledDefinitions:
+) -> Workspace:
     """Definitions and segments.yaml under `folder`; landing files of every date, in `folder`
     or, with `s3`, under `s3://<bucket>/<prefix>/`. The inbox starts empty."""
     folder.mkdir(parents=True)
@@ -142,8 +142,13 @@ def write_workspace(
             name: f"s3://{s3.bucket}/{prefix}/{name}" for name in ("landing", "lake", "inbox")
         }
         config["storage_options"] = s3.storage_options
+        config["catalog"] = {  # `segments run` publishes there after each commit
+            "type": "sql",
+            "uri": f"sqlite:///{folder / 'catalog.db'}",
+            "warehouse": f"s3://{s3.bucket}/{prefix}/iceberg",
+        }
     (folder / "segments.yaml").write_text(yaml.safe_dump(config))
-    ws = CompiledDefinitions(
+    ws = Workspace(
         folder / "segments.yaml", load_settings(folder / "segments.yaml"), bucket, prefix
     )
     for day in DAYS:
@@ -180,7 +185,7 @@ class Attempt:
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("SEGMENTS_")} | {"COLUMNS": "150"}
 
 
-def attempt(ws: CompiledDefinitions, day: date, kill_at: int) -> Attempt:
+def attempt(ws: Workspace, day: date, kill_at: int) -> Attempt:
     """One `segments run --date day` of `ws`, killed before its `kill_at`-th write (0: never)."""
     tag = f"{day}-{len(ws.attempts):02d}"
     count_file, log_file = ws.folder / f"count-{tag}", ws.folder / f"calls-{tag}.log"
@@ -203,7 +208,7 @@ def attempt(ws: CompiledDefinitions, day: date, kill_at: int) -> Attempt:
 
 
 def play(
-    ws: CompiledDefinitions,
+    ws: Workspace,
     kills: dict[date, list[int]],
     days=DAYS,
     ingested_by_run=(),
@@ -225,16 +230,19 @@ def play(
         assert final.returncode == 0, history(ws)
 
 
-def history(ws: CompiledDefinitions) -> str:
+def history(ws: Workspace) -> str:
     return "attempts:\n" + "".join(f"  {a}\n" for a in ws.attempts)
 
 
-def copy_of(ws: CompiledDefinitions, folder: Path) -> CompiledDefinitions:
+def copy_of(ws: Workspace, folder: Path) -> Workspace:
     """A copy of local workspace `ws` in `folder`, modified times kept (the inbox's order and
-    the landing fingerprints depend on them), without its attempts' count and call files."""
-    shutil.copytree(ws.folder, folder, ignore=shutil.ignore_patterns("count-*", "calls-*"))
+    the landing fingerprints depend on them), without its attempts' count and call files, and
+    without its Iceberg catalog (it names the original's paths: the copy's first run publishes
+    every run to a catalog of its own)."""
+    ignored = shutil.ignore_patterns("count-*", "calls-*", "catalog.db", "iceberg")
+    shutil.copytree(ws.folder, folder, ignore=ignored)
     config = folder / ws.config.name
-    return CompiledDefinitions(config, load_settings(config))
+    return Workspace(config, load_settings(config))
 
 
 # --- what a lake has committed, comparable across attempts ---------------------------------------
@@ -257,7 +265,7 @@ def sorted_rows(frame) -> tuple[tuple[str, ...], list[tuple]]:
     return tuple(frame.columns), rows
 
 
-def committed_state(ws: CompiledDefinitions) -> dict[str, Any]:
+def committed_state(ws: Workspace) -> dict[str, Any]:
     """Per committed run: its rows and the manifest fields a retry must reproduce; and the
     inbox: claims in claim order as (date, original path), the rest by key, with contents."""
     lake = Root(ws.settings.lake, ws.settings.storage_options)
@@ -326,7 +334,7 @@ def differences(expected: dict[str, Any], actual: dict[str, Any]) -> list[str]:
     return found
 
 
-def assert_same_commits(reference: dict[str, Any], ws: CompiledDefinitions, label: str) -> None:
+def assert_same_commits(reference: dict[str, Any], ws: Workspace, label: str) -> None:
     found = differences(reference, committed_state(ws))
     assert not found, (
         f"{label}: {len(found)} difference(s) from the uninterrupted runs\n{history(ws)}"
@@ -342,11 +350,11 @@ class Reference:
     """Mutating calls of an uninterrupted run per date: its kill points are 1..count."""
     calls: dict[date, list[str]]
     states_by_day: dict[date, dict[str, Any]]
-    before: dict[date, CompiledDefinitions]
+    before: dict[date, Workspace]
     """Copies of the workspace as each date's run found it (uploads dropped, date ingested)."""
 
 
-def reference_of(ws: CompiledDefinitions, copies: Path) -> Reference:
+def reference_of(ws: Workspace, copies: Path) -> Reference:
     states, before = {}, {}
 
     def keep(day: date) -> None:
