@@ -169,7 +169,9 @@ def manual(
     action: Annotated[ManualAction, typer.Argument(help="add, remove or clear (everyone).")],
     segment: SegmentArg,
     ids: Annotated[str | None, typer.Option(help="Comma-separated person ids (or emails).")] = None,
-    file: Annotated[Path | None, typer.Option(help="A CSV with person_id, id or email.")] = None,
+    file: Annotated[
+        Path | None, typer.Option(help="A CSV or .xlsx with person_id, id or email.")
+    ] = None,
     email: Annotated[bool, typer.Option("--email", help="--ids are email addresses.")] = False,
 ) -> None:
     """Manual segments: drop an upload (add, remove, clear) into the inbox for the next run."""
