@@ -104,11 +104,10 @@ def catalog_properties(settings: Settings) -> dict[str, str]:
     lake the embedded SQLite catalog at `<lake>/catalog.db` with its warehouse in
     `<lake>/iceberg/`. The lake's storage options fill in the S3 properties it does not set."""
     lake = Root(settings.lake, settings.storage_options)
-    if settings.catalog:
-        properties = {key: str(value) for key, value in settings.catalog.items()}
+    if settings.catalog:  # (its name is always "segments": a `name` key would clash)
+        properties = {k: str(v) for k, v in settings.catalog.items() if k != "name"}
     elif lake.is_local:
         folder = lake.local_path("")
-        lake.fs.makedirs(folder, exist_ok=True)  # SQLite creates the file, not its folder
         properties = {
             "type": "sql",
             "uri": f"sqlite:///{folder}/catalog.db",
@@ -134,7 +133,11 @@ def catalog_properties(settings: Settings) -> dict[str, str]:
 
 def open_catalog(settings: Settings) -> IcebergCatalog:
     """The workspace's Iceberg catalog, with the namespace created."""
-    catalog = load_catalog(NAMESPACE, **catalog_properties(settings))
+    properties = catalog_properties(settings)
+    if not settings.catalog:  # the embedded one: SQLite creates its file, not the lake folder
+        lake = Root(settings.lake)
+        lake.fs.makedirs(lake.local_path(""), exist_ok=True)
+    catalog = load_catalog(NAMESPACE, **properties)
     catalog.create_namespace_if_not_exists(NAMESPACE)
     return catalog
 
