@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import warnings
 from typing import Annotated, Any
 
 import typer
@@ -63,6 +64,10 @@ app.add_typer(contracts_app, name="contracts")
 
 @app.callback()
 def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> None:
+    # libraries' notices about their own future versions (PySpark's on pandas, imported by
+    # Great Expectations) are for this project's developers, not for a command's output
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     handler = RichHandler(console=render.errors, show_path=False, log_time_format="%H:%M:%S")
     logger = logging.getLogger("segments")
     logger.handlers[:] = [handler]

@@ -21,7 +21,9 @@ if TYPE_CHECKING:
     from transforms.runs.report import RunReport
     from transforms.storage.records import IngestReport, ManualUploads
 
-console = Console()
+# soft wrap: a long line (a path) is left to the terminal to wrap, never broken at 80 columns
+# when stdout is a pipe or a file; tables keep their layout
+console = Console(soft_wrap=True)
 errors = Console(stderr=True, soft_wrap=True)
 
 
