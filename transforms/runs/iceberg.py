@@ -249,9 +249,11 @@ def _write(table: Table, frame: pl.DataFrame, day: date) -> list[DataFile]:
     return [parquet_file_to_data_file(table.io, table.metadata, location)]
 
 
-def _replace(table: Table, files: list[DataFile], day: date | None, summary: dict[str, str]) -> int:
+def _replace(
+    table: Table, files: list[DataFile], day: date | None, summary: dict[str, str]
+) -> None:
     """One snapshot of `table` that replaces the rows of run `day` (all its rows when `day` is
-    None) with those of `files`, tagged `run-D` when `day` is given; its id."""
+    None) with those of `files`, tagged `run-D` when `day` is given."""
     which = EqualTo("run_date", day.isoformat()) if day else AlwaysTrue()
     replaced = [task.file for task in table.scan(row_filter=which).plan_files()]
     with table.transaction() as transaction:
@@ -263,14 +265,12 @@ def _replace(table: Table, files: list[DataFile], day: date | None, summary: dic
                 snapshot.delete_data_file(data_file)
             for data_file in files:
                 snapshot.append_data_file(data_file)
-        snapshot_id = transaction.table_metadata.current_snapshot_id
         if day is not None:
             tag = tag_of(day)
             with ManageSnapshots(transaction) as manage:
                 if tag in transaction.table_metadata.refs:
                     manage.remove_tag(tag)
-                manage.create_tag(snapshot_id, tag)
-    return snapshot_id
+                manage.create_tag(transaction.table_metadata.current_snapshot_id, tag)
 
 
 @dataclass
