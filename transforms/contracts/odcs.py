@@ -1,13 +1,19 @@
 """Data contracts (ODCS v3.1) and everything derived from them.
 
-A contract file `data_contracts/<table>.odcs.yaml` is the single source of a table's shape:
+A contract file `<contracts folder>/<table>.odcs.yaml` is the single source of a table's shape:
 the Polars schema, the Great Expectations suite (`transforms.contracts.expectations`) and the docs
 (`contract_docs`) are all computed from it. Nothing in the code names a workspace attribute.
+
+A workspace's folder (`data_contracts/` in this repository) declares its inputs, people and
+events. The tables the pipeline writes and the upload files it reads have a shape fixed by the
+code: their contracts ship in this package (`OUTPUT_CONTRACTS`) and are used wherever the folder
+has no file of that name.
 
 Supported subset of ODCS v3.1, per property: `logicalType` (string, integer, number, boolean,
 date, timestamp), `required`, `unique`, `primaryKey`, `logicalTypeOptions` (`minimum`,
 `maximum`, `exclusiveMinimum`, `exclusiveMaximum` on numbers; `pattern`, `minLength`,
-`maxLength` on strings) and `quality` rules of type library with metric `nullValues`,
+`maxLength` on strings), `partitioned` (a Hive partition column: the folder `<name>=<value>/`,
+not a column of the Parquet files) and `quality` rules of type library with metric `nullValues`,
 `invalidValues` (`arguments.validValues` or `arguments.pattern`) or `duplicateValues`, each
 with `mustBe: 0`. Every such rule is row-level: a row that breaks it is quarantined.
 """
@@ -96,6 +102,8 @@ class Property(_Odcs):
     unique: bool = False
     primaryKey: bool = False
     primaryKeyPosition: int = -1
+    partitioned: bool = False
+    partitionKeyPosition: int = -1
     classification: str | None = None
     examples: list[Any] | None = None
     tags: list[str] | None = None
@@ -151,6 +159,7 @@ class Column:
     required: bool = False
     unique: bool = False
     primary_key: bool = False
+    partition: bool = False
     description: str = ""
     valid_values: tuple[Any, ...] | None = None
     pattern: str | None = None
@@ -222,6 +231,7 @@ def _column(prop: Property) -> Column:
         required=required or prop.primaryKey,
         unique=unique,
         primary_key=prop.primaryKey,
+        partition=prop.partitioned,
         description=(prop.description or "").strip(),
         valid_values=valid_values,
         pattern=pattern,
@@ -272,9 +282,33 @@ def parse_contract(text: str, file: str) -> TableContract:
     )
 
 
-def load_contract(folder: str | Path, table: str) -> TableContract:
-    """The contract of `table` from `<folder>/<table>.odcs.yaml`."""
+OUTPUT_CONTRACTS = Path(__file__).parent
+"""The contracts of the tables the pipeline writes (membership, changes) and of the upload files
+it reads (manual_upload), whose columns the code fixes: `<table>.odcs.yaml` beside this module."""
+
+
+def output_tables() -> list[str]:
+    """The tables whose contract ships in `OUTPUT_CONTRACTS`."""
+    return sorted(p.name.removesuffix(CONTRACT_SUFFIX) for p in _contract_files(OUTPUT_CONTRACTS))
+
+
+def _contract_files(folder: str | Path) -> list[Path]:
+    return sorted(Path(folder).glob(f"*{CONTRACT_SUFFIX}"))
+
+
+def _contract_path(folder: str | Path, table: str) -> Path:
+    """`<folder>/<table>.odcs.yaml`, or the packaged contract of an output table the folder has
+    no file for."""
     path = Path(folder) / f"{table}{CONTRACT_SUFFIX}"
+    if not path.is_file() and table in output_tables():
+        return OUTPUT_CONTRACTS / path.name
+    return path
+
+
+def load_contract(folder: str | Path, table: str) -> TableContract:
+    """The contract of `table` from `<folder>/<table>.odcs.yaml`, or for a table the pipeline
+    writes from the package when the folder has none."""
+    path = _contract_path(folder, table)
     if not path.is_file():
         raise ContractError(
             f"no contract for table '{table}'",
@@ -293,11 +327,12 @@ def load_contract(folder: str | Path, table: str) -> TableContract:
 
 
 def load_contracts(folder: str | Path) -> tuple[dict[str, TableContract], list[ContractError]]:
-    """Every contract in `folder`, and every problem found (all files are read)."""
+    """Every contract in `folder` and of the tables the pipeline writes, and every problem found
+    (all files are read)."""
     contracts: dict[str, TableContract] = {}
     problems: list[ContractError] = []
-    for path in sorted(Path(folder).glob(f"*{CONTRACT_SUFFIX}")):
-        table = path.name.removesuffix(CONTRACT_SUFFIX)
+    in_folder = [p.name.removesuffix(CONTRACT_SUFFIX) for p in _contract_files(folder)]
+    for table in sorted({*in_folder, *output_tables()}):
         try:
             contracts[table] = load_contract(folder, table)
         except ContractError as exc:
@@ -307,7 +342,9 @@ def load_contracts(folder: str | Path) -> tuple[dict[str, TableContract], list[C
 
 def _rules_text(col: Column) -> str:
     rules = []
-    if col.required:
+    if col.partition:
+        rules.append(f"Hive partition: the `{col.name}=D/` folder, not stored in the Parquet files")
+    elif col.required:
         rules.append("not null")
     if col.unique:
         rules.append("unique")
@@ -334,8 +371,9 @@ def contract_docs(contracts: list[TableContract]) -> str:
     out = [
         "# Tables",
         "",
-        "Generated from `data_contracts/` and `transforms/contracts/reading_tables.md` by",
-        "`segments contracts docs`; do not edit by hand.",
+        "Generated by `segments contracts docs` from the contracts folder (`data_contracts/`),",
+        "the contracts of the tables the pipeline writes (`transforms/contracts/*.odcs.yaml`) and",
+        "`transforms/contracts/reading_tables.md`; do not edit by hand.",
         "",
         READING_TABLES.read_text(encoding="utf-8"),
     ]
@@ -343,7 +381,7 @@ def contract_docs(contracts: list[TableContract]) -> str:
         out += [f"## `{contract.table}`", "", contract.description, ""]
         out += ["| column | type | rules | description |", "| --- | --- | --- | --- |"]
         for col in contract.columns:
-            key = " (primary key)" if col.primary_key else ""
+            key = " (primary key)" if col.primary_key else " (partition)" if col.partition else ""
             desc = " ".join(col.description.split())
             out.append(f"| `{col.name}`{key} | {col.logical_type} | {_rules_text(col)} | {desc} |")
         out.append("")
