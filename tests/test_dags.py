@@ -259,7 +259,9 @@ def test_inbox_dag_refuses_bad_uploads_now_and_dry_runs_the_rest(airflow_home, t
         with_config(airflow_home, config), "test", "segments_inbox", "2026-04-01T10:05:00+00:00"
     )
     assert result["state"] == "success", output[-6000:]
-    rejected = inbox / "_rejected/2026-04-01"
+    # filed for the run that meets them next: the day after the latest commit, here also the
+    # last complete day (not the date of the inbox DAG's own run)
+    rejected = inbox / "_rejected/2026-03-31"
     assert sorted(p.name for p in rejected.iterdir()) == [
         "big_spenders__hand-picked.csv",
         "big_spenders__hand-picked.csv.error.txt",
@@ -267,6 +269,8 @@ def test_inbox_dag_refuses_bad_uploads_now_and_dry_runs_the_rest(airflow_home, t
     assert "data-driven" in (rejected / "big_spenders__hand-picked.csv.error.txt").read_text()
     assert (inbox / "vip_customers/late.csv").exists()  # left for the next refresh
     assert "vip_customers/late.csv: 1 rows, 0 match people, 1 unknown" in output
+    committed = run(load_settings(config), DAYS[1])  # and that run reports the refusal
+    assert [r.file for r in committed.manual.rejected] == ["big_spenders/hand-picked.csv"]
 
 
 @pytest.fixture

@@ -184,14 +184,18 @@ def report_run(handle: dict[str, Any]) -> dict[str, Any]:
 
 
 def check_inbox(context: Any) -> dict[str, Any]:
-    """The inbox DAG's task: refuse uploads that cannot be applied, dry-run the others."""
+    """The inbox DAG's task: refuse uploads that cannot be applied, dry-run the others, for
+    the next refresh run: the one after the latest commit, or of the last complete day if that
+    is later (refusals are filed under that run's date, so its report lists them)."""
     from transforms.manual.inbox import check_uploads
 
-    due = context.get("logical_date") or context["dag_run"].run_after
+    last_complete = run_date(None, context.get("logical_date"), context["dag_run"].run_after)
     with task_boundary():
-        result = check_uploads(settings(), due.astimezone(UTC).date())
+        result = check_uploads(settings(), move_refused=True, not_before=last_complete)
     for refused in result.rejected:
-        log.warning("refused %s: %s", refused.file, "; ".join(refused.problems))
+        log.warning(
+            "refused %s: %s (%s)", refused.file, "; ".join(refused.problems), refused.moved_to
+        )
     for upload in result.checked:
         if upload.action == "clear":
             log.info("%s: clears the segment at the next refresh", upload.file)
@@ -207,6 +211,7 @@ def check_inbox(context: Any) -> dict[str, Any]:
             result.snapshot or "none yet",
         )
     return {
+        "day": result.day.isoformat(),
         "checked": len(result.checked),
         "rejected": len(result.rejected),
         "snapshot": result.snapshot,

@@ -104,3 +104,27 @@ def test_demo_refuses_roots_it_did_not_write(settings):
     assert result.exit_code == 1
     assert "is not empty and was not written by the demo" in result.stderr
     assert (Path(settings.lake) / "precious.parquet").exists()
+
+
+def test_rebuild_later_reports_every_rebuilt_run_and_warns_first(settings):
+    from tests.support.workspace import person_row
+
+    days = [DAY, DAY.fromordinal(DAY.toordinal() + 1), DAY.fromordinal(DAY.toordinal() + 2)]
+    for day in days:
+        land(settings, "people", "p.csv", PEOPLE_HEADER + person_row("p1"), day)
+    flags = [*roots(settings), "--inbox", settings.inbox, "--no-publish"]
+    for day in days:
+        assert runner.invoke(app, ["run", "--date", day.isoformat(), *flags]).exit_code == 0
+    result = runner.invoke(app, ["run", "--date", DAY.isoformat(), "--rebuild-later", *flags])
+    assert result.exit_code == 0, result.output
+    assert f"--rebuild-later reruns {DAY} and the 2 later committed run(s)" in result.stderr
+    assert "definitions and landing files as they are now" in result.stderr
+    assert "Rebuilt 3 runs" in result.stdout
+    reports = re.findall(r"^report: (\S+)$", result.stdout, re.MULTILINE)
+    assert len(reports) == 3 and all(Path(r.removeprefix("file://")).exists() for r in reports)
+    assert [f"run_date={d}" in r for d, r in zip(days, reports, strict=True)] == [True] * 3
+    as_json = runner.invoke(
+        app, ["run", "--date", days[1].isoformat(), "--rebuild-later", "--json", *flags]
+    )
+    data = json.loads(as_json.stdout)
+    assert data["rebuilt"][0]["date"] == days[2].isoformat() and data["rebuilt"][0]["html"]

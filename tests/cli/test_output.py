@@ -14,6 +14,7 @@ from tests.support.workspace import (
     PEOPLE_HEADER,
     land,
     person_row,
+    with_definitions,
     workspace_settings,
 )
 
@@ -39,7 +40,7 @@ def test_a_long_path_piped_stays_on_one_line(tmp_path: Path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (line,) = [line for line in done.stdout.splitlines() if line.startswith("dropped")]
-    assert f"dropped {inbox}/vip/" in line and line.endswith("the next run applies it")
+    assert f"dropped {inbox}/vip/" in line and "the first run applies it" in line
 
 
 def test_ingest_prints_no_third_party_warning(tmp_path: Path):
@@ -52,3 +53,27 @@ def test_ingest_prints_no_third_party_warning(tmp_path: Path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Warning" not in done.stderr, done.stderr
+
+
+def test_a_run_prints_each_fact_once_and_its_log_is_not_wrapped(tmp_path: Path):
+    long_id = "customers_who_bought_at_least_once_and_then_some_more_after"
+    settings = with_definitions(
+        workspace_settings(tmp_path),
+        tmp_path / "definitions",
+        {long_id: "name: Long\ntype: data_driven\nwhere: plan = 'pro'\n"},
+    )
+    land(settings, "people", "p.csv", PEOPLE_HEADER + person_row("a"))
+    land(settings, "events", "e.csv", EVENTS_HEADER)
+    flags = [f"--{name}={getattr(settings, name)}" for name in ("landing", "lake", "inbox")]
+    flags += [f"--definitions={settings.definitions}", f"--contracts={settings.contracts}"]
+    done = segments("run", "--date", DAY.isoformat(), "--no-publish", *flags, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert long_id in done.stdout  # the segments table has it
+    assert long_id not in done.stderr  # and the log does not repeat it
+    everything = done.stdout + done.stderr
+    assert everything.count("committed") == 1, everything
+    assert "rows read" not in done.stderr  # the ingest table says it
+    verbose = segments("-v", "run", "--date", DAY.isoformat(), "--no-publish", *flags, cwd=tmp_path)
+    assert verbose.returncode == 0, verbose.stderr
+    (line,) = [line for line in verbose.stderr.splitlines() if long_id in line]
+    assert line.endswith("0 exited")  # one line, not hard-wrapped at 80 columns

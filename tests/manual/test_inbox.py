@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from datetime import date, timedelta
@@ -166,7 +167,7 @@ def test_emails_unknown_ids_and_ambiguity_are_reported(ws):
         ("vip/bad.csv", "person_id\na,extra\n", "line 2: 2 fields, the header has 1"),
         ("nope/x.csv", "person_id\na\n", "there is no segment 'nope'"),
         ("pro/x.csv", "person_id\na\n", "'pro' is data-driven"),
-        ("vip/deeper/x.csv", "person_id\na\n", "expected <segment>/<file>.csv"),
+        ("vip/deeper/x.csv", "person_id\na\n", "expected <segment>/<file>, <segment>/remove/"),
         ("Bad Segment/x.csv", "person_id\na\n", "'Bad Segment' is not a valid segment id"),
     ],
 )
@@ -465,3 +466,151 @@ def test_a_failed_rerun_leaves_the_committed_uploads_where_they_are(ws, monkeypa
     run(ws, D1)  # and a rerun that succeeds re-applies the same file
     members, _, again = state(ws, D1)
     assert again.manual.files == [listed] and ("vip", "a") in members
+
+
+# --- replace-lists, error files, the dry run, refusals dated by the run that meets them -------
+def test_a_replace_list_becomes_the_whole_membership(ws):
+    drop(ws, "vip/first.csv", "person_id\na\nb\n")
+    run(ws, D1)
+    drop(ws, "vip/replace/crm-sync.csv", "email\nbob@example.com\neve@example.com\n")
+    run(ws, D2)
+    members, changes, manifest = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "b"), ("vip", "e")}
+    assert {c for c in changes if c[0] == "vip"} == {
+        ("vip", "a", "exited", "replaced"),
+        ("vip", "e", "entered", "added"),
+    }  # b stays: no change
+    (report,) = manifest.manual.applied
+    assert (report.action, report.rows, report.applied) == ("replace", 2, 2)
+
+
+def test_a_replace_list_after_other_uploads_of_the_run_wins(ws):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    drop(ws, "vip/replace/sync.csv", "person_id\nb\n")
+    run(ws, D1)
+    members, changes, _ = state(ws, D1)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "b")}
+    assert ("vip", "b", "entered", "new_segment") in changes
+
+
+def test_a_replace_list_that_names_nobody_known_is_refused_not_applied(ws):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    run(ws, D1)
+    drop(ws, "vip/replace/wrong-column.csv", "person_id\nann@example.com\nbob@example.com\n")
+    drop(ws, "beta/replace/bad.csv", "person_id,action\na,remove\n")
+    run(ws, D2)
+    members, _, manifest = state(ws, D2)
+    assert ("vip", "a") in members  # the segment was not emptied
+    problems = {r.file: r.problems[0] for r in manifest.manual.rejected}
+    assert "none of its 2 rows names a known person" in problems["vip/replace/wrong-column.csv"]
+    assert "a replace-list has no action column" in problems["beta/replace/bad.csv"]
+
+
+def test_unknown_ids_are_written_to_an_error_file_beside_the_processed_upload(ws):
+    ghosts = [f"ghost{n:02d}" for n in range(25)]
+    drop(ws, "vip/ids.csv", "person_id\na\n" + "".join(f"{g}\n" for g in ghosts))
+    drop(ws, "beta/emails.csv", "email\nshared@example.com\nbob@example.com\n")
+    run(ws, D1)
+    _, _, manifest = state(ws, D1)
+    reports = {r.file: r for r in manifest.manual.applied}
+    vip = reports["vip/ids.csv"]
+    assert vip.unknown == ghosts[:20] and vip.unknown_count == 25
+    (claim,) = [f for f in manifest.manual.files if f.endswith("vip/ids.csv")]
+    assert vip.errors_file == claim.rsplit("/", 3)[0] + "/0001.errors.csv"
+    lines = (Path(ws.inbox) / vip.errors_file).read_text().splitlines()
+    assert lines[0] == "line,value,problem"
+    assert lines[1:] == [f"{n + 3},{g},unknown person_id" for n, g in enumerate(ghosts)]
+    beta = reports["beta/emails.csv"]
+    errors = (Path(ws.inbox) / beta.errors_file).read_text().splitlines()
+    assert errors[1:] == ["2,shared@example.com,ambiguous email: 2 people have it"]
+    assert reports.keys() == {"vip/ids.csv", "beta/emails.csv"}  # error files are no uploads
+    run(ws, D2)
+    _, _, manifest = state(ws, D2)
+    assert manifest.manual.applied == []
+
+
+def test_run_output_lists_uploads_and_the_first_unknown_ids(ws):
+    ghosts = [f"ghost{n:02d}" for n in range(25)]
+    drop(ws, "vip/ids.csv", "person_id\na\n" + "".join(f"{g}\n" for g in ghosts))
+    drop(ws, "vip/bad.csv", "name\nann\n")
+    flags = ["--config", str(write_config(ws))]
+    result = runner.invoke(app, ["run", "--date", str(D1), "--no-publish", *flags])
+    assert result.exit_code == 0, result.output
+    assert "upload vip/ids.csv: add 1 of 26 rows, 25 unknown" in result.stdout
+    assert "unknown: " + ", ".join(ghosts[:20]) + " and 5 more" in result.stdout
+    assert "0001.errors.csv" in result.stdout
+    assert "refused vip/bad.csv" in result.stdout and "_rejected/2026-03-30/" in result.stdout
+
+
+def test_a_rerun_reports_the_refusals_of_its_date(ws):
+    drop(ws, "vip/bad.csv", "name\nann\n")
+    run(ws, D1)
+    _, _, first = state(ws, D1)
+    run(ws, D1)
+    _, _, again = state(ws, D1)
+    assert [r.file for r in again.manual.rejected] == ["vip/bad.csv"]
+    assert again.manual.rejected == first.manual.rejected
+
+
+def test_manual_check_is_a_dry_run_of_the_next_run(ws):
+    drop(ws, "vip/first.csv", "person_id\na\n")
+    run(ws, D1)
+    drop(ws, "vip/more.csv", "person_id\nb\nghost\n")
+    drop(ws, "vip/replace/sync.csv", "email\nbob@example.com\neve@example.com\n")
+    drop(ws, "vip/bad.csv", "name\nann\n")
+    drop(ws, "nope/x.csv", "person_id\na\n")
+    before = sorted(p.relative_to(ws.inbox) for p in Path(ws.inbox).rglob("*"))
+    flags = ["--config", str(write_config(ws))]
+    result = runner.invoke(app, ["manual", "check", *flags])
+    assert result.exit_code == 1, result.output  # something would be refused
+    out = result.stdout
+    assert "the run of 2026-03-31" in out  # the date after the latest committed run
+    assert "vip/more.csv: add 1 of 2 rows, 1 unknown" in out
+    assert "vip/replace/sync.csv: replace 2 of 2 rows" in out
+    assert "vip: 1 -> 2 members" in out
+    assert "vip/bad.csv" in out and "no identifier column" in out
+    assert "nope/x.csv" in out and "there is no segment 'nope'" in out
+    assert sorted(p.relative_to(ws.inbox) for p in Path(ws.inbox).rglob("*")) == before
+    as_json = runner.invoke(app, ["manual", "check", "--json", *flags])
+    data = json.loads(as_json.stdout)
+    assert data["day"] == "2026-03-31" and len(data["rejected"]) == 2
+    run(ws, D2)  # and the run does what the check said
+    members, _, _ = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "b"), ("vip", "e")}
+
+
+def test_manual_command_says_which_run_applies_the_file(ws):
+    run(ws, D1)
+    flags = ["--config", str(write_config(ws))]
+    result = runner.invoke(app, ["manual", "add", "vip", "--ids", "a", *flags])
+    assert result.exit_code == 0, result.output
+    assert "the run of 2026-03-31 applies it" in result.stdout
+    result = runner.invoke(app, ["manual", "replace", "vip", "--ids", "b", *flags])
+    assert result.exit_code == 0, result.output
+    (dropped,) = Path(ws.inbox).glob("vip/replace/*.csv")
+    run(ws, D2)
+    members, _, _ = state(ws, D2)
+    assert {m for m in members if m[0] == "vip"} == {("vip", "b")}
+    assert not dropped.exists()
+
+
+def test_the_inbox_dag_dates_refusals_by_the_run_that_would_apply_them(ws):
+    from transforms.manual.inbox import check_uploads
+
+    run(ws, D1)
+    drop(ws, "vip/bad.csv", "name\nann\n")
+    result = check_uploads(ws, move_refused=True)  # no date: the run after the latest commit
+    assert result.day == D2
+    (refused,) = result.rejected
+    assert refused.moved_to.startswith("_rejected/2026-03-31/")
+    run(ws, D2)
+    _, _, manifest = state(ws, D2)
+    assert [r.file for r in manifest.manual.rejected] == ["vip/bad.csv"]
+
+
+def write_config(ws) -> Path:
+    """A segments.yaml naming the workspace's roots, for CLI tests."""
+    path = Path(ws.lake).parent / "segments.yaml"
+    roots = ("landing", "lake", "inbox", "definitions", "contracts")
+    path.write_text("".join(f"{name}: {getattr(ws, name)}\n" for name in roots))
+    return path

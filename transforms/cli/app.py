@@ -2,9 +2,9 @@
 
 Commands only parse flags, call `transforms` functions with the context their options name
 (`transforms.cli.context`) and hand the results to `transforms.cli.render`; all logic lives
-in the modules they call. The commands are in `pipeline` (ingest, run, publish, files, manual,
-demo), `authoring` (validate, compile, preview, contracts) and `investigate` (why, plan,
-history).
+in the modules they call. The commands are in `pipeline` (ingest, run, publish, files, demo,
+and manual add/remove/replace/clear/check), `authoring` (validate, compile, preview,
+contracts) and `investigate` (why, plan, history).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from typer.core import TyperGroup
 
 from transforms.cli import authoring, investigate, pipeline, render
 from transforms.errors import ConfigError, SegmentsError
+from transforms.logs import is_result
 
 
 def _path_error(exc: OSError) -> SegmentsError:
@@ -60,6 +61,30 @@ contracts_app = typer.Typer(
     cls=_Commands, help="Data contracts: check them, print their docs.", no_args_is_help=True
 )
 app.add_typer(contracts_app, name="contracts")
+manual_app = typer.Typer(
+    cls=_Commands,
+    help="Manual segments: drop uploads into the inbox, check what the next run applies.",
+    no_args_is_help=True,
+)
+app.add_typer(manual_app, name="manual")
+
+
+def _log_handler(verbose: bool) -> logging.Handler:
+    """Progress and warnings on stderr: rich's columns on a terminal, plain unwrapped lines
+    when stderr is a pipe or a file. Results the command prints itself (`transforms.logs`)
+    only with --verbose."""
+    if render.errors.is_terminal:
+        handler: logging.Handler = RichHandler(
+            console=render.errors, show_path=False, log_time_format="%H:%M:%S"
+        )
+    else:
+        handler = logging.StreamHandler(render.errors.file)
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+        )
+    if not verbose:
+        handler.addFilter(lambda record: not is_result(record))
+    return handler
 
 
 @app.callback()
@@ -68,9 +93,8 @@ def _main(verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False) -> 
     # Great Expectations) are for this project's developers, not for a command's output
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
-    handler = RichHandler(console=render.errors, show_path=False, log_time_format="%H:%M:%S")
     logger = logging.getLogger("segments")
-    logger.handlers[:] = [handler]
+    logger.handlers[:] = [_log_handler(verbose)]
     logger.setLevel(logging.DEBUG if verbose else logging.INFO)
     logger.propagate = False
 
@@ -83,12 +107,19 @@ for name, command in (
     ("run", pipeline.run),
     ("publish", pipeline.publish),
     ("files", pipeline.files),
-    ("manual", pipeline.manual),
     ("demo", pipeline.demo),
     ("why", investigate.why),
     ("plan", investigate.plan),
     ("history", investigate.history),
 ):
     app.command(name)(command)
+for name, command in (
+    ("add", pipeline.manual_add),
+    ("remove", pipeline.manual_remove),
+    ("replace", pipeline.manual_replace),
+    ("clear", pipeline.manual_clear),
+    ("check", pipeline.manual_check),
+):
+    manual_app.command(name)(command)
 contracts_app.command("check")(authoring.contracts_check)
 contracts_app.command("docs")(authoring.contracts_docs)

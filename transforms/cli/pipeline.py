@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from enum import StrEnum
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 
@@ -19,7 +19,7 @@ from transforms.cli.options import (
     OptionalDateOpt,
     SegmentArg,
 )
-from transforms.errors import MissingInputError, SegmentsError
+from transforms.errors import DefinitionErrors, MissingInputError, SegmentsError
 
 
 @uses("landing", "lake", "contracts")
@@ -72,14 +72,17 @@ def run(
     publish it to the Iceberg tables."""
     from transforms.insights.report import html_report
     from transforms.runs.iceberg import open_catalog, publish_runs
+    from transforms.runs.report import report as committed_report
     from transforms.runs.steps import run as run_date
 
     day = parse_day(date_)
     settings = context.settings
     if publish:
         open_catalog(settings)  # no catalog to publish to, or a broken one: before computing
+    if rebuild_later:
+        _warn_rebuild(context, day)
     with render.console.status(f"run {day}") as status:
-        report = run_date(
+        first = run_date(
             settings,
             day,
             accept_shrink=accept_shrink,
@@ -89,21 +92,40 @@ def run(
             reingest=reingest,
             progress=lambda step: status.update(f"run {step}"),
         )
-        report = html_report(settings, report)
+        status.update(f"run {day}: report")
+        reports = [html_report(settings, first)]
+        for later in first.rebuilt:
+            status.update(f"run {later}: report")
+            reports.append(html_report(settings, committed_report(settings, parse_day(later))))
         if publish:
             status.update(f"run {day}: publish")
             published = publish_runs(settings, progress=lambda step: status.update(step))
     if as_json:
         render.as_json(
-            report.to_json() | {"iceberg": dataclasses.asdict(published) if publish else None}
+            reports[0].to_json()
+            | {"rebuilt": [r.to_json() for r in reports[1:]]}
+            | {"iceberg": dataclasses.asdict(published) if publish else None}
         )
         return
-    render.run(report, context.segment_kinds())
-    render.console.print(f"event features: {report.features}", highlight=False)
-    render.console.print(f"committed: {settings.lake}/{report.manifest}", highlight=False)
-    render.console.print(f"report: {report.html}", highlight=False)
+    for each in reports:
+        render.run(each, context.segment_kinds(), settings.lake, settings.inbox)
+    if len(reports) > 1:
+        render.rebuilt(reports)
     if publish:
         render.published(published)
+
+
+def _warn_rebuild(context: CliContext, day: date) -> None:
+    """--rebuild-later recomputes history: say which runs, and with what, before it starts."""
+    from transforms.storage.catalog import read_catalog
+
+    later = read_catalog(context.lake).later(day)
+    if later:
+        render.warning(
+            f"--rebuild-later reruns {day} and the {len(later)} later committed run(s)"
+            f" {later[0]} to {later[-1]} with the definitions and landing files as they are now:"
+            " their earlier results are replaced (kept for keep_superseded_files_for)"
+        )
 
 
 @uses("lake", "contracts")
@@ -157,40 +179,104 @@ def files(
         typer.echo(url)
 
 
-class ManualAction(StrEnum):
-    add = "add"
-    remove = "remove"
-    clear = "clear"
+IdsOpt = Annotated[str | None, typer.Option(help="Comma-separated person ids (or emails).")]
+FileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        help="A CSV (any common delimiter and encoding) or .xlsx with person_id, id or email."
+    ),
+]
+EmailOpt = Annotated[bool, typer.Option("--email", help="--ids are email addresses.")]
 
 
-@uses("inbox", "definitions")
-def manual(
+def _manual_drop(action: str, doc: str):
+    """The `segments manual <action>` command that drops an upload of `action`."""
+
+    def command(
+        context: CliContext,
+        segment: SegmentArg,
+        ids: IdsOpt = None,
+        file: FileOpt = None,
+        email: EmailOpt = False,
+    ) -> None:
+        if (ids is None) == (file is None):
+            raise SegmentsError("give exactly one of --ids and --file")
+        _drop(context, segment, action, ids, file, "email" if email else "person_id")
+
+    command.__doc__ = doc
+    return uses("lake", "inbox", "definitions")(command)
+
+
+manual_add = _manual_drop("add", "Add people to a manual segment at the next run.")
+manual_remove = _manual_drop("remove", "Remove people from a manual segment at the next run.")
+manual_replace = _manual_drop(
+    "replace",
+    "Make the list the manual segment's whole membership at the next run (a replace-list:"
+    " everyone not in it leaves, with reason `replaced`).",
+)
+
+
+@uses("lake", "inbox", "definitions")
+def manual_clear(context: CliContext, segment: SegmentArg) -> None:
+    """Remove everyone from a manual segment at the next run."""
+    _drop(context, segment, "clear", None, None, "person_id")
+
+
+def _drop(
     context: CliContext,
-    action: Annotated[ManualAction, typer.Argument(help="add, remove or clear (everyone).")],
-    segment: SegmentArg,
-    ids: Annotated[str | None, typer.Option(help="Comma-separated person ids (or emails).")] = None,
-    file: Annotated[
-        Path | None, typer.Option(help="A CSV or .xlsx with person_id, id or email.")
-    ] = None,
-    email: Annotated[bool, typer.Option("--email", help="--ids are email addresses.")] = False,
+    segment: str,
+    action: str,
+    ids: str | None,
+    file: Path | None,
+    column: str,
 ) -> None:
-    """Manual segments: drop an upload (add, remove, clear) into the inbox for the next run."""
     from transforms.manual.inbox import drop_upload
+    from transforms.storage.catalog import read_catalog
 
     definition = context.segment(segment)
-    if action != ManualAction.clear and (ids is None) == (file is None):
-        raise SegmentsError("give exactly one of --ids and --file")
     key = drop_upload(
         context.inbox,
         definition,
-        action.value,
+        action,
         ids.split(",") if ids else None,
         file.read_bytes() if file else None,
-        "email" if email else "person_id",
+        column,
     )
+    after = read_catalog(context.lake).next_date
+    which = f"the run of {after}" if after else "the first run"
     render.console.print(
-        f"dropped {context.settings.inbox}/{key}: the next run applies it", highlight=False
+        f"dropped {context.settings.inbox}/{key}: {which} applies it (a rerun of a committed"
+        " date re-applies only the uploads it applied)",
+        highlight=False,
     )
+
+
+@uses("lake", "inbox", "definitions", "contracts")
+def manual_check(
+    context: CliContext,
+    date_: Annotated[
+        str | None,
+        typer.Option(
+            "--date", help="The run to check (default: the one after the latest committed run)."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Dry run: what the next run would apply from the inbox, what it would refuse and why,
+    and each manual segment's size before and after. Moves nothing. Exits with 1 when a file
+    would be refused."""
+    from transforms.manual.inbox import check_uploads
+
+    _, problems = context.definitions
+    if problems:  # an upload for a segment whose definition is broken would look unknown
+        raise DefinitionErrors(problems)
+    result = check_uploads(context.settings, parse_day(date_) if date_ else None)
+    if as_json:
+        render.as_json(result.model_dump(mode="json"))
+    else:
+        render.inbox_check(result, context.settings.inbox)
+    if result.rejected:
+        raise typer.Exit(code=1)
 
 
 @uses("landing", "lake", "inbox", "definitions", "contracts")
@@ -228,7 +314,7 @@ def demo(context: CliContext) -> None:
         if report.ingested is not None:
             render.ingest(report.ingested)
         render.segments(report, kinds)
-        render.manual(report.manual)
+        render.manual(report.manual, settings.inbox)
     with render.console.status("publishing to the Iceberg tables") as status:
         published = publish_runs(settings, progress=status.update)
     render.published(published)

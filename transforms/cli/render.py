@@ -12,19 +12,29 @@ from rich.table import Table
 from rich.tree import Tree
 
 from transforms.errors import SegmentsError
+from transforms.storage.records import IngestReport, ManualUploads
 
 if TYPE_CHECKING:
     from transforms.insights.history import SegmentRun
     from transforms.insights.plan import Plan
     from transforms.insights.why import Explanation
+    from transforms.manual.inbox import InboxCheck
     from transforms.runs.iceberg import Published
     from transforms.runs.report import RunReport
-    from transforms.storage.records import IngestReport, ManualUploads
 
-# soft wrap: a long line (a path) is left to the terminal to wrap, never broken at 80 columns
-# when stdout is a pipe or a file; tables keep their layout
-console = Console(soft_wrap=True)
-errors = Console(stderr=True, soft_wrap=True)
+PIPED_WIDTH = 1000
+"""Columns of output to a pipe or a file: wide enough that no table cell is cut short."""
+
+
+def _console(stderr: bool = False) -> Console:
+    """Soft wrap: a long line (a path) is left to the terminal to wrap, never broken at 80
+    columns when the output is a pipe or a file; there, tables are as wide as their cells."""
+    on_terminal = Console(stderr=stderr).is_terminal
+    return Console(stderr=stderr, soft_wrap=True, width=None if on_terminal else PIPED_WIDTH)
+
+
+console = _console()
+errors = _console(stderr=True)
 
 
 def error(exc: SegmentsError) -> None:
@@ -98,18 +108,48 @@ def ingest(report: IngestReport) -> None:
             )
 
 
-def run(report: RunReport, kinds: dict[str, str]) -> None:
-    """A committed run: what it ingested and why, late landing files, the segments table."""
+def run(report: RunReport, kinds: dict[str, str], lake: str, inbox: str) -> None:
+    """A committed run: what it ingested and why, late landing files, the segments table,
+    its uploads, how it computed the features, where it committed and its report."""
     if report.ingested is not None:
         console.print(f"ingested {report.date}: {report.ingest_reason}", highlight=False)
         ingest(report.ingested)
     for line in report.landing_unread:
-        errors.print(
-            f"[bold yellow]warning:[/] {line}: it arrived after this run read the landing"
-            f" files; `segments run --date {report.date}` reads it",
-            highlight=False,
+        warning(
+            f"{line}: it arrived after this run read the landing files;"
+            f" `segments run --date {report.date}` reads it"
         )
     segments(report, kinds)
+    manual(report.manual, inbox)
+    console.print(f"event features: {report.features}", highlight=False)
+    console.print(f"committed: {lake}/{report.manifest}", highlight=False)
+    console.print(f"report: {report.html}", highlight=False)
+
+
+def rebuilt(reports: list[RunReport]) -> None:
+    """One row per run a `--rebuild-later` rerun committed."""
+    table = _table(
+        f"Rebuilt {len(reports)} runs",
+        ["run", "people", "memberships", "entered", "exited", "uploads", "report"],
+        ("run", "report"),
+    )
+    for each in reports:
+        counts = each.segments.values()
+        table.add_row(
+            each.date,
+            f"{each.people:,}",
+            f"{sum(c.size for c in counts):,}",
+            f"{sum(c.entered for c in counts):,}",
+            f"{sum(c.exited for c in counts):,}",
+            f"{len(each.manual.applied):,}",
+            each.html or "",
+        )
+    console.print(table)
+
+
+def warning(text: str) -> None:
+    """A `warning:` line on stderr."""
+    errors.print(f"[bold yellow]warning:[/] {text}", highlight=False)
 
 
 def segments(report: RunReport, kinds: dict[str, str]) -> None:
@@ -131,8 +171,9 @@ def segments(report: RunReport, kinds: dict[str, str]) -> None:
     console.print(table)
 
 
-def manual(uploads: ManualUploads) -> None:
-    """The uploads a run applied and refused."""
+def manual(uploads: ManualUploads, inbox: str, dry_run: bool = False) -> None:
+    """The uploads a run applied and refused; the first unknown ids and ambiguous emails of
+    each, and where every row it could not apply is listed."""
     for applied in uploads.applied:
         extra = ""
         if applied.unknown_count or applied.ambiguous_count:
@@ -142,12 +183,42 @@ def manual(uploads: ManualUploads) -> None:
             f" {applied.rows} rows{extra}",
             highlight=False,
         )
+        for label, shown, count in (
+            ("unknown", applied.unknown, applied.unknown_count),
+            ("ambiguous emails", applied.ambiguous_emails, applied.ambiguous_count),
+        ):
+            if count:
+                more = f" and {count - len(shown)} more" if count > len(shown) else ""
+                console.print(f"    {label}: {', '.join(shown)}{more}", highlight=False)
+        if applied.errors_file:
+            console.print(
+                f"    every row not applied: {inbox}/{applied.errors_file}", highlight=False
+            )
+    moved = "the run would move it to" if dry_run else "moved to"
     for refused in uploads.rejected:
         console.print(
             f"  [yellow]refused[/] {refused.file}: {'; '.join(refused.problems)}"
-            f" (moved to {refused.moved_to})",
+            f" ({moved} {inbox}/{refused.moved_to})",
             highlight=False,
         )
+
+
+def inbox_check(result: InboxCheck, inbox: str) -> None:
+    """A dry run of the inbox: what the run of its date would apply and refuse, and the
+    manual segments' sizes."""
+    snapshot = (
+        f"the people snapshot of {result.snapshot}" if result.snapshot else "no people snapshot"
+    )
+    console.print(
+        f"Inbox dry run for the run of {result.day} (matched against {snapshot});"
+        " nothing was moved or applied:",
+        highlight=False,
+    )
+    if not result.checked and not result.rejected:
+        console.print("  no uploads waiting", highlight=False)
+    manual(ManualUploads(applied=result.checked, rejected=result.rejected), inbox, dry_run=True)
+    for sid, (before, after) in result.members.items():
+        console.print(f"  {sid}: {before:,} -> {after:,} members", highlight=False)
 
 
 def published(result: Published) -> None:

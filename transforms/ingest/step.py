@@ -48,6 +48,7 @@ from transforms.ingest.landing import (
     landing_files,
     read_landed_file,
 )
+from transforms.logs import RESULT
 from transforms.storage import lake
 from transforms.storage.catalog import remove_older_attempts, superseded
 from transforms.storage.publish import publish as publish_record
@@ -364,6 +365,7 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
             r.rows_written,
             r.quarantined,
             r.duplicates_dropped,
+            extra=RESULT,
         )
     return report
 

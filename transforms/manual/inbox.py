@@ -2,12 +2,17 @@
 
 Layout of the inbox root:
 - `<segment_id>/*.csv`: people to add; `<segment_id>/remove/*.csv`: people to remove;
-  `<segment_id>/clear` (any content): remove everyone. An `action` column (add/remove)
-  overrides the folder for its row. `.tsv`, `.txt` and Excel `.xlsx` files go where a `.csv`
-  goes (`upload_files` reads them all).
+  `<segment_id>/replace/*.csv`: the segment's whole membership (a replace-list: everyone not
+  in it leaves, reason `replaced`); `<segment_id>/clear` (any content): remove everyone. An
+  `action` column (add/remove) overrides the folder for its row (not in a replace-list).
+  `.tsv`, `.txt` and Excel `.xlsx` files go where a `.csv` goes (`upload_files` reads them all).
 - `_processed/<D>/<attempt>/<NNNN>/<original path>`: files claimed by an attempt of run D,
-  numbered in the order they were applied; `_rejected/<D>/<file>` with `<file>.error.txt`:
-  files that could not be applied.
+  numbered in the order they were applied, and `_processed/<D>/<attempt>/<NNNN>.errors.csv`
+  beside a claim: its rows that named no known person, or several (line, value, problem);
+  `_rejected/<D>/<file>` with `<file>.error.txt`: files that could not be applied.
+
+Refusals are dated by the run that meets them: a run's own date, and for a look at the inbox
+between runs (`check_uploads`) the date of the next run, the one after the latest commit.
 
 A run claims files by moving them under its own attempt before it commits, so a crashed run
 leaves them where no new upload can mix with them. It takes, in order:
@@ -32,6 +37,7 @@ date re-applies exactly the files its manifest lists, where they are. Every refu
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 from collections.abc import Callable
@@ -51,15 +57,20 @@ from transforms.manual.upload_files import (
     is_workbook,
     read_upload,
 )
-from transforms.storage.records import ManualUploads, Part, Refusal, UploadReport
+from transforms.storage.records import Catalog, ManualUploads, Part, Refusal, UploadReport
 from transforms.storage.roots import FileInfo, Root
 
 PROCESSED, REJECTED = "_processed", "_rejected"
 ID_COLUMNS = ("person_id", "id")
 ACTIONS = {"add": "added", "remove": "removed"}
+"""A row's action -> the reason its change records (a replace-list's rows are adds)."""
+FOLDERS = ("remove", "replace")
 MEMBERS = {"segment_id": pl.String, "person_id": pl.String}
-REPORTED_IDS = 100  # unknown/ambiguous identifiers listed per file (all are counted)
+REPORTED_IDS = 20  # unknown/ambiguous identifiers listed per file (all are in its errors file)
 ERROR_SUFFIX, ERROR_HEADING = ".error.txt", " could not be applied:"
+ERRORS_FILE_SUFFIX = ".errors.csv"
+Refuse = Callable[[str, list[str], str], Refusal]
+"""(key, problems, original path) -> the refusal filed (or, in a dry run, that would be)."""
 
 
 @dataclass
@@ -68,7 +79,7 @@ class Upload:
 
     key: str
     segment_id: str
-    action: str  # add | remove | clear
+    action: str  # add | remove | replace | clear
     original: str  # its path relative to the inbox when it was dropped
 
 
@@ -90,13 +101,17 @@ class ManualResult:
 
 
 class InboxCheck(Part):
-    """What a look at the inbox found (`check_uploads`)."""
+    """What a look at the inbox found (`check_uploads`): a dry run of the run of `day`."""
 
+    day: date
     snapshot: str | None
     """The people snapshot the uploads were matched against (None: nothing ingested yet)."""
     checked: list[UploadReport]
-    """The uploads left for the next run, dry-run (a clear has its file and action only)."""
+    """The uploads the run of `day` would apply, in order, dry-run."""
     rejected: list[Refusal]
+    """The uploads it would refuse (or that were moved to `_rejected/<day>/` already)."""
+    members: dict[str, tuple[int, int]]
+    """Manual segment -> (members before, members after the uploads)."""
 
 
 def _classify(relative: str) -> tuple[str, str] | str:
@@ -109,13 +124,13 @@ def _classify(relative: str) -> tuple[str, str] | str:
         return f"'{segment_id}' is not a valid segment id"
     if len(parts) == 2 and parts[1] == "clear":
         return segment_id, "clear"
-    if len(parts) == 2 or (len(parts) == 3 and parts[1] == "remove"):
+    if len(parts) == 2 or (len(parts) == 3 and parts[1] in FOLDERS):
         if not is_upload_file(parts[-1]):
             return f"'{parts[-1]}' is not a file type the inbox reads; upload {ACCEPTED} files"
-        return segment_id, "add" if len(parts) == 2 else "remove"
+        return segment_id, "add" if len(parts) == 2 else parts[1]
     return (
-        "expected <segment>/<file>.csv, <segment>/remove/<file>.csv or <segment>/clear"
-        f", where a <file> is {ACCEPTED}"
+        "expected <segment>/<file>, <segment>/remove/<file>, <segment>/replace/<file> or"
+        f" <segment>/clear, where a <file> is {ACCEPTED}"
     )
 
 
@@ -129,11 +144,22 @@ def parse_upload(
 ) -> tuple[list[tuple[str, str, str, int]], list[str], str]:
     """Rows (identifier kind, value, action, line), notes, or UploadError with every problem.
 
-    `data` is a CSV or an .xlsx (`upload_files`); `name` names the file in refusals."""
+    `data` is a CSV or an .xlsx (`upload_files`); `name` names the file in refusals. The rows
+    of a replace-list are adds (the segment is emptied first)."""
     table = read_upload(data, name)
     header = [h.strip().lower() for h in table.header]
     kind, position, notes = _identifier(table, header)
     action_position = header.index("action") if "action" in header else None
+    if action_position is not None and default_action == "replace":
+        raise UploadError(
+            [
+                f"{table.unit} 1: a replace-list has no action column: every row is a member"
+                " after the run; remove the column, or upload to <segment>/ and"
+                " <segment>/remove/ instead"
+            ]
+        )
+    if default_action == "replace":
+        default_action = "add"
     rows, problems = [], []
     for line, row in table.rows:
         where = f"{table.unit} {line}"
@@ -183,15 +209,23 @@ def _identifier(table: Table, header: list[str]) -> tuple[str, int, list[str]]:
 
 
 def resolve_people(
-    rows, kind: str, people: pl.DataFrame, report: UploadReport
+    rows,
+    kind: str,
+    people: pl.DataFrame,
+    report: UploadReport,
+    unmatched: list[tuple[int, str, str]] | None = None,
 ) -> list[tuple[str, str, int]]:
-    """(person_id, action, line) of the rows naming exactly one known person; the rest
-    reported."""
-    resolved, unknown, ambiguous = [], [], []
+    """(person_id, action, line) of the rows naming exactly one known person; the others
+    counted in `report` (the first REPORTED_IDS listed) and appended to `unmatched` as (line,
+    value, problem)."""
+    resolved, missed = [], []
     if kind == "person_id":
         known = set(people.get_column("person_id").to_list())
         for _, value, action, line in rows:
-            (resolved.append((value, action, line)) if value in known else unknown.append(value))
+            if value in known:
+                resolved.append((value, action, line))
+            else:
+                missed.append((line, value, "unknown person_id"))
     else:
         by_email: dict[str, list[str]] = {}
         for pid, email in people.select("person_id", "email").iter_rows():
@@ -202,11 +236,15 @@ def resolve_people(
             if len(matches) == 1:
                 resolved.append((matches[0], action, line))
             elif matches:
-                ambiguous.append(value)
+                missed.append((line, value, f"ambiguous email: {len(matches)} people have it"))
             else:
-                unknown.append(value)
+                missed.append((line, value, "unknown email"))
+    unknown = [value for _, value, problem in missed if problem.startswith("unknown")]
+    ambiguous = [value for _, value, problem in missed if problem.startswith("ambiguous")]
     report.unknown, report.unknown_count = unknown[:REPORTED_IDS], len(unknown)
     report.ambiguous_emails, report.ambiguous_count = ambiguous[:REPORTED_IDS], len(ambiguous)
+    if unmatched is not None:
+        unmatched += missed
     return resolved
 
 
@@ -266,16 +304,24 @@ def _taken(key: str) -> ConcurrentRunError:
     )
 
 
-def _reject(
-    inbox: Root, day: date, key: str, problems: list[str], original: str | None = None
-) -> Refusal:
-    """Move a file to `_rejected/<D>/` beside an `.error.txt` that lists its problems."""
-    shown = original or key
-    target = f"{REJECTED}/{day.isoformat()}/{_safe_name(shown)}"
-    report = f"{shown}{ERROR_HEADING}\n" + "".join(f"  {p}\n" for p in problems)
-    inbox.write_bytes(f"{target}{ERROR_SUFFIX}", report.encode())
-    inbox.move(key, target)
-    return Refusal(file=shown, moved_to=target, problems=problems)
+def _refusal_of(day: date, problems: list[str], original: str) -> Refusal:
+    """The refusal of the upload first dropped at `original`, filed for the run of `day`."""
+    target = f"{REJECTED}/{day.isoformat()}/{_safe_name(original)}"
+    return Refusal(file=original, moved_to=target, problems=problems)
+
+
+def rejecting(inbox: Root, day: date) -> Refuse:
+    """Refusals that move the file to `_rejected/<D>/` beside an `.error.txt` listing its
+    problems."""
+
+    def reject(key: str, problems: list[str], original: str) -> Refusal:
+        refusal = _refusal_of(day, problems, original)
+        report = f"{original}{ERROR_HEADING}\n" + "".join(f"  {p}\n" for p in problems)
+        inbox.write_bytes(f"{refusal.moved_to}{ERROR_SUFFIX}", report.encode())
+        inbox.move(key, refusal.moved_to)
+        return refusal
+
+    return reject
 
 
 def _refusal(kind: tuple[str, str] | str, segments: dict[str, Segment]) -> str | None:
@@ -296,11 +342,13 @@ def collect_uploads(
     segments: dict[str, Segment],
     applied_by: Callable[[str], set[str] | None],
     rerun_files: list[str] | None,
-    attempt: str,
+    attempt: str | None,
     committed_by: str | None,
+    refuse: Refuse,
 ) -> list[Upload]:
     """The uploads run `day` applies, in order, claimed under `_processed/<D>/` (module
-    docstring). Files that cannot be applied move to `_rejected/<D>/` with an error report."""
+    docstring). Files that cannot be applied are handed to `refuse`. With no `attempt` (a dry
+    run) nothing is claimed, moved or deleted."""
     if rerun_files is not None:
         missing = [key for key in rerun_files if not inbox.exists(key)]
         if missing:
@@ -317,21 +365,47 @@ def collect_uploads(
     for key in [*own, *carried, *(info.key for info in new)]:
         original = _original(key)
         if key not in own and _moved_already(inbox, key, original, own):
-            inbox.delete([key])  # finish the move a killed attempt began
+            if attempt is not None:
+                inbox.delete([key])  # finish the move a killed attempt began
             continue
         if problem := _refusal(_classify(original), segments):
-            _reject(inbox, day, key, [problem], original)
+            refuse(key, [problem], original)
             continue
         target = key
-        if key not in own:  # claim it for this attempt
+        if key not in own and attempt is not None:  # claim it for this attempt
             number += 1
             target = f"{PROCESSED}/{day.isoformat()}/{attempt}/{number:04d}/{original}"
             try:
                 inbox.move(key, target)
             except FileNotFoundError:
                 raise _taken(key) from None
+            if errors := _errors_file(key):  # a carried claim's errors were for another run
+                inbox.delete([errors])
         uploads.append(_upload(target))
     return uploads
+
+
+def _errors_file(key: str) -> str | None:
+    """Where the rows a claimed upload could not apply are listed (None: `key` is no claim)."""
+    match = CLAIMED.match(key)
+    return key[: match.start(4) - 1] + ERRORS_FILE_SUFFIX if match else None
+
+
+def _write_errors(inbox: Root, key: str, unmatched: list[tuple[int, str, str]]) -> str | None:
+    """List the rows of the claim at `key` that named no known person, or several, in its
+    errors file (removing a stale one when there are none); its key, if written."""
+    errors = _errors_file(key)
+    if errors is None:
+        return None
+    if not unmatched:
+        inbox.delete([errors])
+        return None
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["line", "value", "problem"])
+    writer.writerows(unmatched)
+    inbox.write_bytes(errors, buffer.getvalue().encode())
+    return errors
 
 
 def _moved_already(inbox: Root, key: str, original: str, own: list[str]) -> bool:
@@ -377,41 +451,41 @@ def apply_uploads(
     uploads: list[Upload],
     before: pl.DataFrame,
     people: pl.DataFrame,
-    day: date,
+    refuse: Refuse,
+    dry_run: bool = False,
 ) -> ManualResult:
     """Apply uploads in order to the manual members `before` (segment_id, person_id).
 
     `people` has person_id and email of the run's snapshot; rows naming anyone else are
-    reported, not applied. A file that cannot be parsed is moved to `_rejected/`."""
+    reported and listed in the upload's errors file (not in a dry run). A file that cannot be
+    parsed, or a replace-list that names nobody known, is handed to `refuse`."""
     state: dict[str, set[str]] = {}
     for sid, pid in before.select("segment_id", "person_id").iter_rows():
         state.setdefault(sid, set()).add(pid)
     last: dict[tuple[str, str], str] = {}
-    applied, files = [], []
+    applied, files, rejected = [], [], []
     for upload in uploads:
         report = UploadReport(
             file=upload.original, segment_id=upload.segment_id, action=upload.action
         )
         members = state.setdefault(upload.segment_id, set())
         if upload.action == "clear":
-            for pid in members:
-                last[(upload.segment_id, pid)] = "cleared"
-            members.clear()
+            _replace(members, set(), upload.segment_id, last, "cleared")
         else:
             try:
-                data = inbox.read_bytes(upload.key)
-            except FileNotFoundError:
-                raise _taken(upload.key) from None
-            try:
-                rows, report.notes, kind = parse_upload(data, upload.action, upload.original)
+                resolved, unmatched = _read_people(inbox, upload, people, report)
             except UploadError as exc:
-                _reject(inbox, day, upload.key, exc.problems, upload.original)
+                rejected.append(refuse(upload.key, exc.problems, upload.original))
                 continue
-            report.rows = len(rows)
-            for pid, action, _ in resolve_people(rows, kind, people, report):
-                (members.add if action == "add" else members.discard)(pid)
-                last[(upload.segment_id, pid)] = ACTIONS[action]
-                report.applied += 1
+            if upload.action == "replace":
+                _replace(members, {pid for pid, *_ in resolved}, upload.segment_id, last)
+            else:
+                for pid, action, _ in resolved:
+                    (members.add if action == "add" else members.discard)(pid)
+                    last[(upload.segment_id, pid)] = ACTIONS[action]
+            report.applied = len(resolved)
+            if not dry_run:
+                report.errors_file = _write_errors(inbox, upload.key, unmatched)
         applied.append(report)
         files.append(upload.key)
     members_frame = pl.DataFrame(
@@ -424,7 +498,46 @@ def apply_uploads(
         schema={**MEMBERS, "action": pl.String},
         orient="row",
     )
-    return ManualResult(members_frame, actions, applied, files)
+    return ManualResult(members_frame, actions, applied, files, rejected)
+
+
+def _read_people(
+    inbox: Root, upload: Upload, people: pl.DataFrame, report: UploadReport
+) -> tuple[list[tuple[str, str, int]], list[tuple[int, str, str]]]:
+    """(the rows naming one known person, the others as (line, value, problem)) of an upload;
+    UploadError when it cannot be applied."""
+    try:
+        data = inbox.read_bytes(upload.key)
+    except FileNotFoundError:
+        raise _taken(upload.key) from None
+    rows, report.notes, kind = parse_upload(data, upload.action, upload.original)
+    report.rows = len(rows)
+    unmatched: list[tuple[int, str, str]] = []
+    resolved = resolve_people(rows, kind, people, report, unmatched)
+    if upload.action == "replace" and rows and not resolved:
+        raise UploadError(
+            [
+                f"none of its {len(rows)} rows names a known person, so the segment was not"
+                f" replaced: check that its {kind} column holds the identifiers"
+            ]
+        )
+    return resolved, unmatched
+
+
+def _replace(
+    members: set[str],
+    listed: set[str],
+    segment_id: str,
+    last: dict[tuple[str, str], str],
+    reason: str = "replaced",
+) -> None:
+    """Make `listed` the whole membership: who leaves gets `reason`, who joins `added`."""
+    for pid in members - listed:
+        last[(segment_id, pid)] = reason
+    for pid in listed - members:
+        last[(segment_id, pid)] = "added"
+    members.clear()
+    members.update(listed)
 
 
 def drop_upload(
@@ -458,65 +571,134 @@ def drop_upload(
         writer.writerows([v] for v in values)
         data = buffer.getvalue().encode()
     try:
-        parse_upload(data, "add")
+        parse_upload(data, action)
     except UploadError as exc:
         raise SegmentsError(
             "the file cannot be applied: " + "; ".join(exc.problems),
             hint="fix the file; it needs a header with person_id (or id) or email",
         ) from exc
     suffix = ".xlsx" if is_workbook(data) else ".csv"
-    key = f"{segment.id}/{'remove/' if action == 'remove' else ''}{name}{suffix}"
+    folder = f"{action}/" if action in FOLDERS else ""
+    key = f"{segment.id}/{folder}{name}{suffix}"
     inbox.write_bytes(key, data)
     return key
 
 
-def check_uploads(settings: Settings, day: date) -> InboxCheck:
-    """Look at the inbox's new uploads without applying them (what the inbox DAG does).
+def check_uploads(
+    settings: Settings,
+    day: date | None = None,
+    *,
+    move_refused: bool = False,
+    not_before: date | None = None,
+) -> InboxCheck:
+    """A dry run of the inbox: what the run of `day` would apply, in order, and refuse, and
+    the manual segments' sizes before and after. Nothing is claimed or applied.
 
-    A file that can never be applied (wrong place, unknown or data-driven segment, not a
-    readable CSV) moves to `_rejected/<day>/` with its error report now, instead of at the next
-    run. For the others, a dry run against the latest ingested people snapshot counts the rows
-    that name a known person, and the unknown ids and ambiguous emails. The files stay where
-    they are: the next run applies them."""
+    `day` defaults to the date after the latest committed run, or `not_before` if that is
+    later (the inbox DAG passes the last complete day: runs missed meanwhile are not waited
+    for). Uploads are matched against the people snapshot of `day`, or the latest ingested
+    before it. With `move_refused` (what the inbox DAG does) a new file that can never be
+    applied moves to `_rejected/<day>/` with its error report now, instead of at the run."""
     from transforms.language.definitions import load_segments
     from transforms.storage import lake
+    from transforms.storage.catalog import read_catalog
 
     inbox = Root(settings.inbox, settings.storage_options)
     lake_root = Root(settings.lake, settings.storage_options)
     segments, _ = load_segments(settings.definitions)
-    ingested = lake.ingested_days(lake_root)
+    catalog = read_catalog(lake_root)
+    day = _checked_day(day, catalog, not_before)
+    snapshot = max((d for d in lake.ingested_days(lake_root) if d <= day), default=None)
     people = (
-        lake.scan_people(lake_root, ingested[-1]).select("person_id", "email").collect()
-        if ingested
-        else None
+        lake.scan_people(lake_root, snapshot).select("person_id", "email").collect()
+        if snapshot
+        else pl.DataFrame(schema={"person_id": pl.String, "email": pl.String})
     )
-    *_, new = _pending(inbox, None, lambda _: None, None)
-    checked, rejected = [], []
-    for info in new:
-        kind = _classify(info.key)
-        problems = [problem] if (problem := _refusal(kind, segments)) else []
-        if not problems:
-            segment_id, action = kind  # type: ignore[misc]
-            report = UploadReport(file=info.key, segment_id=segment_id, action=action)
-        if not problems and action != "clear":
-            try:
-                data = inbox.read_bytes(info.key)
-                rows, report.notes, id_kind = parse_upload(data, action, info.key)
-            except UploadError as exc:
-                problems = exc.problems
-            except FileNotFoundError:
-                continue  # a run claimed it meanwhile
-            else:
-                report.rows = len(rows)
-                if people is not None:
-                    report.applied = len(resolve_people(rows, id_kind, people, report))
-        if problems:
-            try:
-                rejected.append(_reject(inbox, day, info.key, problems))
-            except FileNotFoundError:
-                continue
+
+    move = rejecting(inbox, day)
+    rejected: list[Refusal] = []
+
+    def refuse(key: str, problems: list[str], original: str) -> Refusal:
+        if move_refused and not key.startswith(f"{PROCESSED}/"):
+            refusal = move(key, problems, original)
         else:
-            checked.append(report)
+            refusal = _refusal_of(day, problems, original)
+        rejected.append(refusal)
+        return refusal
+
+    uploads = collect_uploads(
+        inbox,
+        day,
+        segments,
+        committed_uploads(lake_root, catalog),
+        None,
+        None,
+        catalog.committed_by,
+        refuse,
+    )
+    manual_ids = sorted(sid for sid, s in segments.items() if s.is_manual)
+    before = previous_manual_members(lake_root, catalog, day, manual_ids)
+    result = apply_uploads(inbox, uploads, before, people, refuse, dry_run=True)
+    sizes_before = dict(before.group_by("segment_id").len().iter_rows())
+    sizes_after = dict(result.members.group_by("segment_id").len().iter_rows())
     return InboxCheck(
-        snapshot=ingested[-1].isoformat() if ingested else None, checked=checked, rejected=rejected
+        day=day,
+        snapshot=snapshot.isoformat() if snapshot else None,
+        checked=result.applied,
+        rejected=rejected,
+        members={
+            sid: (sizes_before.get(sid, 0), sizes_after.get(sid, 0))
+            for sid in manual_ids
+            if sid in {u.segment_id for u in uploads}
+        },
+    )
+
+
+def _checked_day(day: date | None, catalog: Catalog, not_before: date | None) -> date:
+    """The run date a dry run is for; a committed date is refused (its rerun applies only the
+    uploads it applied)."""
+    day = day or max((d for d in (catalog.next_date, not_before) if d), default=None)
+    if day is None:
+        raise MissingInputError(
+            "no run is committed yet, so which run applies the inbox's files is not known",
+            hint="give the date of the run to check: --date YYYY-MM-DD",
+        )
+    if day.isoformat() in catalog.runs:
+        raise SegmentsError(
+            f"run {day} is committed: a rerun re-applies exactly the uploads it applied, and"
+            f" the inbox's files wait for the run of {catalog.next_date}",
+            hint="leave out --date to check the next run",
+        )
+    return day
+
+
+def committed_uploads(lake_root: Root, catalog: Catalog) -> Callable[[str], set[str] | None]:
+    """`applied_by` of `collect_uploads`: the files committed run D (ISO) applied, or None when
+    D has no committed run."""
+    from transforms.storage.catalog import read_manifest
+
+    @functools.cache
+    def applied_by(run_date: str) -> set[str] | None:
+        manifest = read_manifest(lake_root, catalog, date.fromisoformat(run_date))
+        return set(manifest.manual.files) if manifest else None
+
+    return applied_by
+
+
+def previous_manual_members(
+    lake_root: Root, catalog: Catalog, day: date, manual_ids: list[str]
+) -> pl.DataFrame:
+    """(segment_id, person_id) of the manual segments in the latest committed run before
+    `day`: what its uploads apply to."""
+    from transforms.storage.catalog import read_manifest, scan_table
+
+    previous = catalog.previous(day)
+    manifest = read_manifest(lake_root, catalog, previous) if previous else None
+    if manifest is None:
+        return pl.DataFrame(schema=MEMBERS)
+    return (
+        scan_table(lake_root, manifest, "membership")
+        .filter(pl.col("segment_id").is_in(manual_ids))
+        .select(list(MEMBERS))
+        .collect()
     )

@@ -2,8 +2,8 @@
 
 `diff` is exactly the set difference of the previous and the current membership, both ways,
 with the most specific reason first (docs/tables.md): `new_segment` / `segment_deleted`,
-`definition_changed`, `left_snapshot`, `added` / `removed` / `cleared` (manual uploads),
-`condition`. It also carries `member_since` over for people who stay. No I/O here.
+`definition_changed`, `left_snapshot`, `added` / `removed` / `cleared` / `replaced` (manual
+uploads), `condition`. It also carries `member_since` over for people who stay. No I/O here.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ class DiffContext:
     """person_id of everyone in the run's people snapshot."""
     manual_actions: pl.DataFrame
     """(segment_id, person_id, action): the last manual action of the run per person and
-    segment, action one of added, removed, cleared."""
+    segment, action one of added, removed, cleared, replaced."""
 
 
 def _reason(context: DiffContext, change: str) -> pl.Expr:
@@ -64,7 +64,7 @@ def _reason(context: DiffContext, change: str) -> pl.Expr:
         .then(pl.lit("definition_changed"))
         .when(~pl.col("in_snapshot"))
         .then(pl.lit("left_snapshot"))
-        .when(action.is_in(["removed", "cleared"]))
+        .when(action.is_in(["removed", "cleared", "replaced"]))
         .then(action)
         .otherwise(pl.lit("condition"))
     )

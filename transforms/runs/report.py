@@ -9,6 +9,7 @@ from pydantic import Field
 
 from transforms.config import Settings
 from transforms.errors import MissingInputError
+from transforms.logs import RESULT
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest
 from transforms.storage.records import IngestReport, ManualUploads, Part, SegmentCounts
@@ -40,6 +41,8 @@ class RunReport(Part):
     """Why this run read D's landing files (not ingested yet, changed since, asked for)."""
     landing_unread: list[str] = Field(default_factory=list)
     """Landing files of D that changed after this run read them: the next run of D reads them."""
+    rebuilt: list[str] = Field(default_factory=list)
+    """The later runs rerun after this one (`--rebuild-later`), in order."""
 
     def to_json(self) -> dict[str, object]:
         """As `segments run --json` prints it."""
@@ -78,5 +81,6 @@ def report(settings: Settings, day: date) -> RunReport:
             counts.size,
             counts.entered,
             counts.exited,
+            extra=RESULT,
         )
     return result

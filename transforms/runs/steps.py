@@ -20,7 +20,6 @@ loading and discarding an attempt are in `transforms.runs.attempt`, what a commi
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
 import shutil
@@ -36,20 +35,26 @@ from transforms.engines.registry import DEFAULT_ENGINE, load_engine
 from transforms.errors import SnapshotShrinkError
 from transforms.ingest.step import landing_changes, staged_reports
 from transforms.language.definitions import definition_changes, definition_hashes, load_segments
-from transforms.manual.inbox import MEMBERS, apply_uploads, collect_uploads, refusals
+from transforms.logs import RESULT
+from transforms.manual.inbox import (
+    apply_uploads,
+    collect_uploads,
+    committed_uploads,
+    previous_manual_members,
+    refusals,
+    rejecting,
+)
 from transforms.runs.attempt import begin, discard, local_copy, pinned
-from transforms.runs.diff import KEY, DiffContext, diff, segment_slices
+from transforms.runs.diff import DiffContext, diff, segment_slices
 from transforms.runs.materialize import EvaluationOptions, compile_definitions, evaluate
 from transforms.runs.report import RunReport, report
 from transforms.runs.staging import StagedFrame, Staging
 from transforms.storage import lake
 from transforms.storage.catalog import (
-    Catalog,
     commit,
     read_catalog,
     read_manifest,
     read_table,
-    scan_table,
     write_tables,
 )
 from transforms.storage.records import (
@@ -91,11 +96,6 @@ def _check_snapshot(
             " again when they changed. If these people really left, pass --accept-shrink for"
             " this run, or raise max_snapshot_shrink",
         )
-
-
-def _applied_files(root: Root, catalog: Catalog, run_date: str) -> set[str] | None:
-    manifest = read_manifest(root, catalog, date.fromisoformat(run_date))
-    return set(manifest.manual.files) if manifest else None
 
 
 def _counts(
@@ -187,30 +187,25 @@ def manual_step(settings: Settings, plan: Attempt) -> ManualStepResult:
     root = Root(settings.lake, settings.storage_options)
     staging = Staging.of(root, plan)
     segments, _ = load_segments(settings.definitions)
-    _, previous = _previous(root, plan)
     manual_ids = sorted(sid for sid, s in segments.items() if s.is_manual)
-    before = (
-        scan_table(root, previous, "membership")
-        .filter(pl.col("segment_id").is_in(manual_ids))
-        .select(KEY)
-        .collect()
-        if previous is not None
-        else pl.DataFrame(schema=MEMBERS)
-    )
+    before = previous_manual_members(root, plan.catalog, plan.day, manual_ids)
     committed = read_manifest(root, plan.catalog, plan.day)
     inbox = Root(settings.inbox, settings.storage_options)
+    reject = rejecting(inbox, plan.day)
     uploads = collect_uploads(
         inbox,
         plan.day,
         segments,
-        functools.cache(lambda run_date: _applied_files(root, plan.catalog, run_date)),
+        committed_uploads(root, plan.catalog),
         committed.manual.files if committed else None,
         plan.attempt,
         plan.catalog.committed_by,
+        reject,
     )
     people = lake.scan_people(root, plan.day).select("person_id", "email").collect()
-    applied = apply_uploads(inbox, uploads, before, people, plan.day)
-    applied.rejected = refusals(inbox, plan.day)
+    applied = apply_uploads(inbox, uploads, before, people, reject)
+    applied.rejected = refusals(inbox, plan.day)  # a retry's own, and its earlier attempts'
+
     for upload in applied.applied:
         log.info(
             "manual %s %s: %d rows, %d applied, %d unknown, %d ambiguous emails",
@@ -220,9 +215,15 @@ def manual_step(settings: Settings, plan: Attempt) -> ManualStepResult:
             upload.applied,
             upload.unknown_count,
             upload.ambiguous_count,
+            extra=RESULT,
         )
     for refused in applied.rejected:
-        log.warning("manual upload %s refused: %s", refused.file, "; ".join(refused.problems))
+        log.warning(
+            "manual upload %s refused: %s",
+            refused.file,
+            "; ".join(refused.problems),
+            extra=RESULT,
+        )
     staging.write_frame(StagedFrame.MANUAL_MEMBERS, applied.members)
     staging.write_frame(StagedFrame.MANUAL_ACTIONS, applied.actions)
     result = ManualStepResult(uploads=applied.uploads(), seconds=_since(started))
@@ -336,6 +337,7 @@ def commit_step(settings: Settings, plan: Attempt) -> RunManifest:
             plan.day,
             line,
             plan.day,
+            extra=RESULT,
         )
     seconds |= {"manual": manual.seconds, **materialized.seconds, "diff": diffed.seconds}
     manifest = RunManifest(
@@ -417,8 +419,10 @@ def run(
         except Exception:
             discard(settings, plan)
             raise
-        log.info("run %s committed", each)
-    return report(settings, day)
+    result = report(settings, day)
+    if rebuild_later:
+        result.rebuilt = [d.isoformat() for d in later]
+    return result
 
 
 def _since(started: float) -> float:

@@ -35,6 +35,7 @@ from datetime import UTC, date, datetime, timedelta
 import polars as pl
 
 from transforms.errors import ConcurrentRunError, MissingInputError
+from transforms.logs import RESULT
 from transforms.storage import lake
 from transforms.storage.publish import publish
 from transforms.storage.records import Catalog, CatalogFile, RunManifest
@@ -134,7 +135,7 @@ def commit(
             hint="run it again: the retry starts from the run that committed",
         )
     clean_up(root, day, attempt, kept={lake.attempt_of(key) for key in superseded})
-    log.info("committed run %s (attempt %s)", day, attempt)
+    log.info("committed run %s (attempt %s)", day, attempt, extra=RESULT)
 
 
 def _remove_expired(root: Root, superseded: dict[str, str], before: datetime) -> dict[str, str]:

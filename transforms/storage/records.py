@@ -18,7 +18,7 @@ these models read as they are, and readers of the files written now find the sam
 from __future__ import annotations
 
 import json
-from datetime import date
+from datetime import date, timedelta
 from typing import Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -92,6 +92,12 @@ class Catalog(Part):
     @property
     def latest(self) -> date | None:
         return self.dates[-1] if self.runs else None
+
+    @property
+    def next_date(self) -> date | None:
+        """The date after the latest committed run: the run that applies what is dropped in
+        the inbox now (None before the first commit)."""
+        return self.latest + timedelta(days=1) if self.latest else None
 
     def previous(self, day: date) -> date | None:
         """The latest committed run with a date before `day`."""
@@ -211,6 +217,8 @@ class UploadReport(Part):
     ambiguous_emails: list[str] = Field(default_factory=list)
     ambiguous_count: int = 0
     notes: list[str] = Field(default_factory=list)
+    errors_file: str | None = None
+    """Inbox key of the CSV listing every row not applied (line, value, problem), if any."""
 
 
 class Refusal(Part):
