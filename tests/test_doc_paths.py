@@ -17,9 +17,17 @@ import re
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 import pytest
+
+from transforms.config import Settings
+from transforms.manual import inbox
+from transforms.runs import iceberg
+from transforms.runs.staging import STAGED_AS, StagedFrame, Staging
+from transforms.storage import lake
+from transforms.storage.roots import Root
 
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_FOLDERS = (
@@ -183,3 +191,69 @@ def test_every_cited_repository_path_exists():
         if not exists(citation, files, folders)
     ]
     assert broken == [], "cited paths that do not exist:\n" + "\n".join(broken)
+
+
+STORAGE_DOC = REPO / "docs" / "storage.md"
+ATTEMPT = "<attempt>"
+RUN_DAY, INGEST_DAY, BUCKET_DAY = date(2026, 3, 31), date(2026, 3, 30), date(2026, 3, 1)
+SPELLED = {RUN_DAY: "D", INGEST_DAY: "I", BUCKET_DAY: "X"}
+"""The dates in a key the code builds, as docs/storage.md spells them."""
+
+
+def spelled(key: str) -> str:
+    for day, letter in SPELLED.items():
+        key = key.replace(day.isoformat(), letter)
+    return key
+
+
+def lake_keys() -> list[str]:
+    """Every kind of key the pipeline writes in the lake, from the code that names them."""
+    partitioned = [t for t in lake.PARTITION_COLUMNS if t != lake.STATE_TABLES[1]]
+    partial = lake.partial_file(RUN_DAY, INGEST_DAY, BUCKET_DAY, ATTEMPT, 0)
+    staging = Staging(Root("/lake"), RUN_DAY, ATTEMPT)
+    return [
+        *(lake.data_file(table, RUN_DAY, ATTEMPT) for table in partitioned),
+        *(lake.quarantine_file(table, RUN_DAY, ATTEMPT) for table in ("people", "events")),
+        partial.rsplit("/", 1)[0] + "/",
+        lake.CATALOG,
+        lake.manifest_path(RUN_DAY, ATTEMPT),
+        lake.report_path(RUN_DAY, ATTEMPT),
+        lake.ingest_manifest(RUN_DAY),
+        lake.validation_file(RUN_DAY, ATTEMPT, "<table>"),
+        lake.staging("ingest", RUN_DAY, ATTEMPT) + "/",
+        staging.folder + "/",
+        *(key.removeprefix(staging.folder + "/") + "/" for key in (staging.inputs, staging.ingest)),
+        *(staging.key(kind).rsplit("/", 1)[1] for kind in STAGED_AS),
+        *(f"{frame}.parquet" for frame in StagedFrame),
+    ]
+
+
+def inbox_names() -> list[str]:
+    """Every kind of name the inbox holds, from the code that reads and writes them."""
+    folders = [f"<segment>/{folder}/<file>" for folder in inbox.FOLDERS]
+    processed = f"{inbox.PROCESSED}/D/{ATTEMPT}/<NNNN>"
+    return [
+        "<segment>/<file>",
+        *folders,
+        "<segment>/clear",
+        f"{processed}/<original path>",
+        f"{processed}{inbox.ERRORS_FILE_SUFFIX}",
+        f"{inbox.REJECTED}/D/<file>",
+        f"<file>{inbox.ERROR_SUFFIX}",
+    ]
+
+
+def iceberg_names() -> list[str]:
+    """The embedded Iceberg catalog of a local lake: its database and warehouse folder."""
+    settings = Settings(lake="/lake")
+    properties = iceberg.catalog_properties(settings)
+    return [
+        f"<lake>/{properties['uri'].rsplit('/', 1)[1]}",
+        f"<lake>/{properties['warehouse'].rsplit('/', 1)[1]}/",
+    ]
+
+
+def test_the_storage_reference_names_every_kind_of_file_the_code_writes():
+    text = STORAGE_DOC.read_text(encoding="utf-8") if STORAGE_DOC.exists() else ""
+    names = [spelled(key) for key in lake_keys()] + inbox_names() + iceberg_names()
+    assert [name for name in names if f"`{name}`" not in text] == []
