@@ -6,8 +6,11 @@ import contextlib
 import io
 import json
 import re
+import shlex
+from datetime import date
 from pathlib import Path
 
+import polars as pl
 from typer.testing import CliRunner
 
 from tests.support.workspace import CONTRACTS, DAY, PEOPLE_HEADER, REPO, land
@@ -92,6 +95,46 @@ def test_demo_writes_a_workspace_and_ingests_both_days(settings):
     with contextlib.redirect_stdout(shown):
         exec(recipe.replace('Path("workspace/lake")', f"Path({settings.lake!r})"), {})
     assert "shape: (" in shown.getvalue() and "run_date" in shown.getvalue()
+    walk_through_the_readme_inbox_section(settings, readme)
+
+
+def walk_through_the_readme_inbox_section(settings, readme: str) -> None:
+    """The README's marketer walk-through on the demo: an Excel upload, a replace-list, the
+    dry run, then the run of the demo's third day does what the dry run said."""
+    from transforms.storage.catalog import read_catalog, read_manifest, read_table
+    from transforms.storage.roots import Root
+
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", readme, re.S) if "manual check" in b]
+    commands = [shlex.split(line)[1:] for line in block.splitlines() if line.strip()]
+    assert [c[:2] for c in commands] == [
+        ["manual", "add"], ["manual", "replace"], ["manual", "check"], ["run", "--date"]
+    ]  # fmt: skip
+    flags = {
+        "manual": ["--lake", settings.lake, "--inbox", settings.inbox],
+        "run": [*roots(settings), "--inbox", settings.inbox, "--no-publish"],
+    }
+    outputs = []
+    for command in commands:
+        argv = [str(REPO / a) if a.startswith("docs/") else a for a in command]
+        result = runner.invoke(app, [*argv, *flags[command[0]]])
+        assert result.exit_code == 0, result.output
+        outputs.append(result.stdout)
+    check, ran = outputs[2], outputs[3]
+    assert "Inbox dry run for the run of 2026-04-01" in check
+    for line in (
+        "add 3 of 4 rows, 1 unknown",
+        "unknown: jane.doe@gmail.com",
+        "replace 5 of 5 rows",
+    ):
+        assert line in check and line in ran and line in readme
+    assert "beta_testers: 75 -> 5 members" in check and "beta_testers: 75 -> 5 members" in readme
+    root = Root(settings.lake)
+    manifest = read_manifest(root, read_catalog(root), date(2026, 4, 1))
+    changes = read_table(root, manifest, "changes").filter(pl.col("segment_id") == "beta_testers")
+    assert changes.group_by("change", "reason").len().sort("change").rows() == [
+        ("entered", "added", 4),
+        ("exited", "replaced", 74),
+    ]
 
 
 def test_demo_refuses_roots_it_did_not_write(settings):

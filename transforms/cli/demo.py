@@ -1,11 +1,12 @@
-"""A realistic, seeded demo workspace: two consecutive days of landing files and a few manual
-CSVs, in every input format the pipeline reads.
+"""A realistic, seeded demo workspace: three consecutive days of landing files (the demo runs
+the first two; the third is left for the reader's own run) and a few manual CSVs, in every
+input format the pipeline reads.
 
 - people: ~10,000 people with varied attributes; day 1 as CSV (with a handful of broken rows
   to show quarantine), day 2 as Parquet (plans changed, people joined and left);
 - events: 90 days of history of a dozen kinds, skewed (a few very active people, many idle),
   landed on day 1 as gzipped CSV; day 2's events as JSON lines, with re-sent and late events
-  and events of people not yet in the snapshot;
+  and events of people not yet in the snapshot; day 3: people as Parquet, a day of events;
 - inbox: manual-segment uploads before the first day (VIPs by id, beta testers by email), and
   `later_uploads` to drop between the days (a removal by email with an unknown address, more
   VIPs, and a broken export that the run refuses).
@@ -25,6 +26,7 @@ from transforms.storage.roots import Root
 
 FIRST_DAY = date(2026, 3, 30)
 SECOND_DAY = FIRST_DAY + timedelta(days=1)
+THIRD_DAY = FIRST_DAY + timedelta(days=2)
 HISTORY_DAYS = 90
 SEED = 20260330
 
@@ -175,7 +177,8 @@ def _broken_people_rows(people: pl.DataFrame) -> pl.DataFrame:
 
 
 def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000) -> DemoFiles:
-    """Write the demo's landing files for FIRST_DAY and SECOND_DAY, and its inbox CSVs."""
+    """Write the demo's landing files for FIRST_DAY, SECOND_DAY and THIRD_DAY, and its inbox
+    CSVs."""
     rng = np.random.default_rng(SEED)
     day1, day2 = FIRST_DAY.isoformat(), SECOND_DAY.isoformat()
     written_landing, written_inbox = [], []
@@ -226,6 +229,7 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
     key = f"events/{day2}/events.jsonl"
     landing.write_bytes(key, day2_events.write_ndjson().encode())
     written_landing.append(key)
+    written_landing += _third_day(landing, rng, people2)
 
     vip = people2.filter(pl.col("lifetime_value") > 200).head(150).select("person_id")
     beta = people2.sample(80, seed=SEED).select("email")
@@ -247,6 +251,27 @@ def write_demo_workspace(landing: Root, inbox: Root, people_count: int = 10_000)
         "vip_customers/broken-export.csv": b"customer name;segment\nAda;vip\n",
     }
     return DemoFiles(landing=written_landing, inbox=written_inbox, later_uploads=later_uploads)
+
+
+def _third_day(landing: Root, rng: np.random.Generator, people: pl.DataFrame) -> list[str]:
+    """THIRD_DAY's landing files: the people of day 2, a few more of them on a paid plan, and
+    a day of their events."""
+    day = THIRD_DAY.isoformat()
+    upgraded = pl.Series(rng.random(people.height) < 0.01)
+    people3 = people.with_columns(
+        plan=pl.when(upgraded).then(pl.lit("pro")).otherwise(pl.col("plan"))
+    )
+    buffer = io.BytesIO()
+    people3.write_parquet(buffer)
+    start = datetime.combine(THIRD_DAY, datetime.min.time(), UTC)
+    events = demo_events(rng, people3["person_id"].to_list(), start, 1, 0.35, "t")
+    keys = {
+        f"people/{day}/people.parquet": buffer.getvalue(),
+        f"events/{day}/events.jsonl": events.write_ndjson().encode(),
+    }
+    for key, data in keys.items():
+        landing.write_bytes(key, data)
+    return list(keys)
 
 
 MARKER = ".segments-demo"

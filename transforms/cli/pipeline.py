@@ -241,6 +241,7 @@ def _drop(
         ids.split(",") if ids else None,
         file.read_bytes() if file else None,
         column,
+        file.stem if file else "cli",
     )
     after = read_catalog(context.lake).next_date
     which = f"the run of {after}" if after else "the first run"
@@ -282,7 +283,13 @@ def manual_check(
 @uses("landing", "lake", "inbox", "definitions", "contracts")
 def demo(context: CliContext) -> None:
     """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
-    from transforms.cli.demo import FIRST_DAY, SECOND_DAY, prepare_demo_roots, write_demo_workspace
+    from transforms.cli.demo import (
+        FIRST_DAY,
+        SECOND_DAY,
+        THIRD_DAY,
+        prepare_demo_roots,
+        write_demo_workspace,
+    )
     from transforms.insights.report import html_report
     from transforms.runs.iceberg import catalog_properties, publish_runs
     from transforms.runs.steps import run as run_date
@@ -315,6 +322,12 @@ def demo(context: CliContext) -> None:
             render.ingest(report.ingested)
         render.segments(report, kinds)
         render.manual(report.manual, settings.inbox)
+    render.console.print(
+        f"The landing files of {THIRD_DAY} are in place too, not run yet: drop uploads, then"
+        f" `segments manual check` and `segments run --date {THIRD_DAY}` (README, Manual"
+        " segments).",
+        highlight=False,
+    )
     with render.console.status("publishing to the Iceberg tables") as status:
         published = publish_runs(settings, progress=status.update)
     render.published(published)

@@ -547,16 +547,17 @@ def drop_upload(
     ids: list[str] | None = None,
     data: bytes | None = None,
     column: str = "person_id",
+    source: str = "cli",
 ) -> str:
     """Write a correctly named upload into the inbox (what `segments manual` does); returns
     its key. `ids` become a one-column CSV; `data` is an existing CSV or .xlsx, checked
-    first."""
+    first. The file is named by the time and `source` (the name of the file given)."""
     if not segment.is_manual:
         raise SegmentsError(
             f"'{segment.id}' is data-driven: its members come from its `where`",
             hint="manual uploads are for manual segments only",
         )
-    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-cli"
+    name = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{_safe_name(source)}"
     if action == "clear":
         key = f"{segment.id}/clear"
         inbox.write_bytes(key, b"")
