@@ -11,7 +11,7 @@ from tests.support.language_fixture import AS_OF
 from tests.support.workspace import CONTRACTS, REPO
 from transforms.contracts.odcs import load_contract
 from transforms.language.compiler import compile_segments
-from transforms.language.definitions import load_segments
+from transforms.language.definitions import load_segments, read_folder
 
 GOOD = "name: Good\ntype: data_driven\nwhere: plan = 'pro'\n"
 
@@ -20,10 +20,10 @@ def problems_for(folder: Path, files: dict[str, str]) -> list:
     folder.mkdir(parents=True, exist_ok=True)
     for name, text in files.items():
         (folder / name).write_text(text)
-    segments, problems = load_segments(folder)
+    found = read_folder(folder)
     people, events = load_contract(CONTRACTS, "people"), load_contract(CONTRACTS, "events")
-    _, compile_problems = compile_segments(segments, people, events, AS_OF)
-    return problems + compile_problems
+    _, compile_problems = compile_segments(found.to_check, people, events, AS_OF)
+    return found.problems + compile_problems
 
 
 def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
@@ -57,7 +57,7 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
         ),
         (
             "name: X\ntype: data_driven\nwhere: count(*) > 1\n",
-            "SQL aggregate COUNT(*) is not allowed",
+            "SQL aggregate count(*) is not allowed",
             "event_count",
         ),
         (
@@ -100,6 +100,16 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
             "name: X\ntype: data_driven\nwhere: event_count('x', when => '7 days') > 0\n",
             "unknown option 'when'",
             "within =>",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', withn => '7 days') > 0\n",
+            "unknown option 'withn'",
+            "did you mean within =>?",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: lenght(email) > 3\n",
+            "function lenght() is not part of the segment language",
+            "did you mean length()?",
         ),
         (
             "name: X\ntype: data_driven\nwhere: plan = 3\n",
@@ -258,3 +268,68 @@ def test_a_reference_to_a_broken_segment_reports_only_the_broken_one(tmp_path):
         },
     )
     assert [Path(p.file).name for p in found] == ["b.yaml"]
+
+
+def test_a_misspelt_key_or_type_suggests_the_right_one(tmp_path):
+    key = only_problem(tmp_path, GOOD + "descripton: Pro users\n")
+    assert "unknown key `descripton`" in str(key)
+    assert key.hint.startswith("did you mean `description`?")
+    kind = only_problem(tmp_path / "type", "name: X\ntype: data-driven\nwhere: TRUE\n")
+    assert "'data-driven' is not a segment type" in str(kind)
+    assert kind.hint.startswith("did you mean 'data_driven'?")
+
+
+def test_every_problem_of_one_file_is_reported_together(tmp_path):
+    found = problems_for(
+        tmp_path,
+        {
+            "several.yaml": "name: S\ntype: data_driven\ndescripton: x\nwhere: |\n"
+            "  plann = 'pro'\n  AND (age = 'old' OR lenght(email) > 3)\n"
+            "  AND NOT event_count('x', within => '1 month') > 0\n",
+            "bad_id-.yaml": "name: B\ntype: data_driven\nwhere: agee > 3\n",
+        },
+    )
+    assert [p.problem for p in found] == [
+        "'bad_id-' is not a valid segment id",
+        "unknown key `descripton`",
+        "unknown person attribute 'agee'",
+        "unknown person attribute 'plann'",
+        "cannot compare age (integer) with 'old' (string)",
+        "function lenght() is not part of the segment language",
+        "interval unit MONTH is not supported",
+    ]
+    assert [(p.line, p.column) for p in found[3:]] == [(5, 3), (6, 8), (6, 23), (7, 38)]
+
+
+def test_a_file_refused_for_a_key_is_not_loaded(tmp_path):
+    (tmp_path / "seg.yaml").write_text(GOOD + "colour: red\n")
+    segments, problems = load_segments(tmp_path)
+    assert segments == {} and len(problems) == 1
+
+
+@pytest.mark.parametrize(
+    ("where", "message", "text"),
+    [
+        (
+            "properties ->> 'plan' = 'pro'",
+            "properties ->> 'plan' is not part of the segment language",
+            "properties ->> 'plan'",
+        ),
+        (
+            "lower( plan ) = 3",
+            "cannot compare lower( plan ) (string) with 3 (integer)",
+            "lower( plan ) = 3",
+        ),
+        (
+            "Count(*) > 1",
+            "SQL aggregate Count(*) is not allowed in a segment predicate",
+            "Count(*)",
+        ),
+        ("coalesce(plan, 'x')", "coalesce(plan, 'x') is string, not a condition", None),
+    ],
+)
+def test_problems_quote_the_predicate_as_written(tmp_path, where, message, text):
+    problem = only_problem(tmp_path, f"name: X\ntype: data_driven\nwhere: {where}\n")
+    assert problem.problem == message
+    if text:
+        assert problem.text == text

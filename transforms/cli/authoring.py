@@ -5,14 +5,18 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from transforms.cli import render
 from transforms.cli.context import CliContext, parse_day, uses
-from transforms.cli.options import DEFAULT_ENGINE_NAME, DateOpt, EngineOpt, SegmentArg
+from transforms.cli.options import DEFAULT_ENGINE_NAME, DateOpt, EngineOpt, JsonOpt, SegmentArg
+from transforms.errors import ContractError, DefinitionError, SegmentsError
+
+if TYPE_CHECKING:
+    from transforms.language.polars import CompiledDefinitions
 
 VALIDATION_DAY = date(2000, 1, 1)  # any date: validation does not depend on the run date
 
@@ -48,29 +52,52 @@ def contracts_docs(
 
 
 @uses("definitions", "contracts")
-def validate(context: CliContext) -> None:
+def validate(context: CliContext, as_json: JsonOpt = False) -> None:
     """Check every contract and every segment definition; list every problem found."""
     from transforms.language.compiler import compile_segments
+    from transforms.language.definitions import read_folder
     from transforms.language.semantics import as_of_instant
 
     found, problems = context.contracts
-    segments, definition_problems = context.definitions
-    problems = [*problems, *definition_problems]
+    folder = read_folder(context.settings.definitions)
+    problems = [*problems, *folder.problems]
     if "people" in found and "events" in found:
         _, compile_problems = compile_segments(
-            segments, found["people"], found["events"], as_of_instant(VALIDATION_DAY)
+            folder.to_check, found["people"], found["events"], as_of_instant(VALIDATION_DAY)
         )
         problems += compile_problems
-    render.problems(problems)
-    render.console.print(
-        f"{len(found)} contract(s), {len(segments)} segment definition(s):"
-        f" {len(problems)} problem(s)"
-    )
+    if as_json:
+        render.as_json([_problem_facts(problem) for problem in problems])
+    else:
+        render.problems(problems)
+        render.console.print(
+            f"{len(found)} contract(s), {len(folder.to_check)} segment definition(s):"
+            f" {len(problems)} problem(s)"
+        )
     if problems:
         raise typer.Exit(code=1)
 
 
-@uses("definitions", "contracts")
+def _problem_facts(problem: DefinitionError | ContractError) -> dict[str, object]:
+    """A problem of `validate --json`: where it is, what is wrong, how to fix it."""
+    if isinstance(problem, DefinitionError):
+        where = (problem.line, problem.column, problem.text)
+        message = problem.problem
+    else:
+        where = (None, None, None)
+        message = problem.message.removeprefix(f"{problem.file}: ")
+    line, column, text = where
+    return {
+        "file": problem.file,
+        "line": line,
+        "column": column,
+        "text": text,
+        "message": message,
+        "hint": problem.hint,
+    }
+
+
+@uses("lake", "definitions", "contracts")
 def compile_(
     context: CliContext,
     segment: Annotated[str | None, typer.Argument(help="Segment id; omit it with --all.")] = None,
@@ -80,51 +107,110 @@ def compile_(
     ] = None,
     all_: Annotated[bool, typer.Option("--all", help="The whole run's query (--dialect).")] = False,
     date_: Annotated[
-        str | None, typer.Option("--date", help="Run date whose as-of instant the SQL uses.")
+        str | None,
+        typer.Option(
+            "--date",
+            help="Run date whose as-of instant the SQL uses (default: the latest committed run).",
+        ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Print a segment's canonical predicate and the event features it needs, or SQL."""
-    from transforms.runs.materialize import restrict
-
-    compiled = context.compiled(parse_day(date_) if date_ else VALIDATION_DAY)
-    if segment is not None and segment not in compiled.segments:
-        raise context.unknown_segment(segment, compiled.segments)
     if all_ or dialect:
-        if not all_ and segment is None:
-            raise typer.BadParameter("name a SEGMENT or pass --all")
-        import sqlglot
-
-        from transforms.language.semantics import DIALECT
-        from transforms.language.sql import run_query
-
-        chosen = compiled if all_ else restrict(compiled, {segment})
-        try:
-            sqlglot.Dialect.get_or_raise(dialect or DIALECT)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--dialect") from None
-        typer.echo(
-            run_query(chosen, "people", "events", "manual_members", dialect=dialect or DIALECT)
-        )
+        if as_json:
+            raise typer.BadParameter("--json prints the predicate, not SQL", param_hint="--json")
+        _print_sql(context, segment, dialect, _sql_day(context, date_))
         return
     if segment is None:
         raise typer.BadParameter("name a SEGMENT")
+    compiled = context.compiled(parse_day(date_) if date_ else VALIDATION_DAY)
+    if segment not in compiled.segments:
+        raise context.unknown_segment(segment, compiled.segments)
+    facts = _segment_facts(compiled, segment)
+    if as_json:
+        render.as_json(facts)
+    else:
+        _print_segment(facts)
+
+
+def _sql_day(context: CliContext, date_: str | None) -> date:
+    """The run date whose as-of instant the SQL uses: --date, or the latest committed run."""
+    from transforms.storage.catalog import read_catalog
+
+    if date_ is not None:
+        return parse_day(date_)
+    latest = read_catalog(context.lake).latest
+    if latest is None:
+        raise SegmentsError(
+            "the SQL computes the members of one run date: no --date given, and no committed"
+            f" run in {context.settings.lake} to default to",
+            hint="give --date D (its as-of instant is the end of D, 00:00 UTC of D+1)",
+        )
+    render.errors.print(
+        f"note: using the as-of instant of the latest committed run, {latest}"
+        " (give --date D to choose)",
+        highlight=False,
+    )
+    return latest
+
+
+def _print_sql(context: CliContext, segment: str | None, dialect: str | None, day: date) -> None:
+    """The SQL computing SEGMENT (or, with segment None, the whole run) in `dialect`."""
+    import sqlglot
+
+    from transforms.language.semantics import DIALECT
+    from transforms.language.sql import run_query
+    from transforms.runs.materialize import restrict
+
+    try:
+        sqlglot.Dialect.get_or_raise(dialect or DIALECT)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--dialect") from None
+    compiled = context.compiled(day)
+    if segment is not None and segment not in compiled.segments:
+        raise context.unknown_segment(segment, compiled.segments)
+    chosen = compiled if segment is None else restrict(compiled, {segment})
+    typer.echo(run_query(chosen, "people", "events", "manual_members", dialect=dialect or DIALECT))
+
+
+def _segment_facts(compiled: CompiledDefinitions, segment: str) -> dict[str, Any]:
+    """What `compile SEGMENT` prints: the canonical predicate, its features, its references."""
     one = compiled.segments[segment]
-    if one.manual:
-        render.console.print(f"{segment} is a manual segment: its members come from uploads only.")
+    features = [
+        {
+            "column": name,
+            "feature": compiled.features[name].describe(),
+            "type": compiled.features[name].type,
+        }
+        for name in one.features
+    ]
+    return {
+        "segment": segment,
+        "manual": one.manual,
+        "predicate": None if one.manual else one.canonical(),
+        "features": features,
+        "references": list(one.references),
+    }
+
+
+def _print_segment(facts: dict[str, Any]) -> None:
+    if facts["manual"]:
+        render.console.print(
+            f"{facts['segment']} is a manual segment: its members come from uploads only."
+        )
         return
-    render.console.print(one.canonical(), highlight=False, markup=False)
-    if one.features:
+    render.console.print(facts["predicate"], highlight=False, markup=False)
+    if facts["features"]:
         table = Table(
             title="event features (computed in one pass for all segments)", title_justify="left"
         )
         for column in ("column", "feature", "type"):
             table.add_column(column)
-        for name in one.features:
-            feature = compiled.features[name]
-            table.add_row(name, feature.describe(), feature.type)
+        for feature in facts["features"]:
+            table.add_row(feature["column"], feature["feature"], feature["type"])
         render.console.print(table)
-    if one.references:
-        render.console.print("references: " + ", ".join(one.references))
+    if facts["references"]:
+        render.console.print("references: " + ", ".join(facts["references"]))
 
 
 @uses("lake", "definitions", "contracts", "spark_master", "spark_remote")

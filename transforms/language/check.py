@@ -51,6 +51,7 @@ from transforms.language.types import (
     common_type,
     constant,
     parse_time,
+    several,
     shown,
     unify,
 )
@@ -104,13 +105,19 @@ def _refusal(node: exp.Expr) -> tuple[str, str]:
         )
     if isinstance(node, exp.AggFunc):
         return (
-            f"SQL aggregate {node.sql(dialect=DIALECT)} is not allowed in a segment predicate",
+            f"SQL aggregate {shown(node)} is not allowed in a segment predicate",
             "aggregate events with event_count/event_sum/event_min/event_max/event_avg",
         )
     if isinstance(node, exp.Func):
-        return (
-            f"function {node.sql_name().lower()}() is not part of the segment language",
-            "see docs/segment_language.md for the functions you can use",
+        written = shown(node)
+        call = re.match(r"(\w+)\s*\(", written)
+        if call is None:
+            return f"{written} is not part of the segment language", (
+                "see docs/segment_language.md for what a predicate may contain"
+            )
+        return f"function {call.group(1)}() is not part of the segment language", (
+            _function_hint(call.group(1)) + "see docs/segment_language.md for the functions"
+            " you can use"
         )
     return (
         f"{type(node).__name__} is not part of the segment language",
@@ -130,7 +137,7 @@ def _condition(node: exp.Expr, scope: Scope) -> Annotation:
 def _column(node: exp.Column, scope: Scope) -> Annotation:
     if node.table:
         raise CheckError(
-            f"qualified name {node.sql()} is not allowed", node, f"write just {node.name}"
+            f"qualified name {shown(node)} is not allowed", node, f"write just {node.name}"
         )
     name = node.name
     if name not in scope.columns:
@@ -203,9 +210,15 @@ def _as_of(node: exp.Expr, scope: Scope) -> Annotation:
 
 
 def _connective(node: exp.And | exp.Or, scope: Scope) -> Annotation:
-    left, right = check(node.left, scope), check(node.right, scope)
-    as_condition(left, node.left)
-    as_condition(right, node.right)
+    """Each side is checked on its own: a problem in one does not hide those of the other."""
+    problems = []
+    for side in (node.left, node.right):
+        try:
+            _condition(side, scope)
+        except CheckError as exc:
+            problems.append(exc)
+    if problems:
+        raise several(problems)
     return Annotation("boolean")
 
 
@@ -403,7 +416,7 @@ def _cast(node: exp.Cast, scope: Scope) -> Annotation:
     target = CAST_TYPES.get(node.to.this)
     if target is None:
         raise CheckError(
-            f"CAST to {node.to.sql(dialect=DIALECT)} is not supported",
+            f"CAST to {shown(node.to)} is not supported",
             node.to,
             "cast to VARCHAR, BIGINT, INTEGER, DOUBLE, BOOLEAN, DATE or TIMESTAMP",
         )
@@ -502,10 +515,13 @@ def _options(node: exp.Anonymous, function: str) -> dict[str, exp.Expr]:
     for kwarg in (a for a in node.expressions if isinstance(a, exp.Kwarg)):
         key = kwarg.this.name.lower()
         if key not in KEYWORDS:
+            close = difflib.get_close_matches(key, list(KEYWORDS), n=1)
             raise CheckError(
                 f"unknown option '{key}' of {function}()",
                 kwarg,
-                "options are " + ", ".join(f"{k} =>" for k in KEYWORDS),
+                (f"did you mean {close[0]} =>? " if close else "")
+                + "options are "
+                + ", ".join(f"{k} =>" for k in KEYWORDS),
             )
         if key in options:
             raise CheckError(f"option '{key}' given twice", kwarg)
@@ -617,14 +633,26 @@ FUNCTIONS: dict[str, Checker] = {
 """The language's own functions (sqlglot reads them as anonymous calls)."""
 
 
+FUNCTION_NAMES = (
+    *FUNCTIONS,
+    *("lower", "upper", "trim", "length", "starts_with", "ends_with", "contains"),
+    *("abs", "round", "coalesce", "date_trunc", "date_diff"),
+)
+"""Every function of the language, as docs/segment_language.md spells it."""
+
+
+def _function_hint(name: str) -> str:
+    close = difflib.get_close_matches(name.lower(), FUNCTION_NAMES, n=1)
+    return f"did you mean {close[0]}()? " if close else ""
+
+
 def _function(node: exp.Anonymous, scope: Scope) -> Annotation:
     checker = FUNCTIONS.get(node.name.lower())
     if checker is None:
-        close = difflib.get_close_matches(node.name.lower(), list(FUNCTIONS), n=1)
         raise CheckError(
             f"function {node.name}() is not part of the segment language",
             node,
-            f"did you mean {close[0]}()?" if close else "see docs/segment_language.md",
+            _function_hint(node.name) + "see docs/segment_language.md",
         )
     return checker(node, scope)
 

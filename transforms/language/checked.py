@@ -17,12 +17,13 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from transforms.contracts.odcs import TableContract
-from transforms.errors import DefinitionError
+from transforms.errors import DefinitionError, DefinitionErrors
 from transforms.language.check import Scope, check
 from transforms.language.definitions import Segment
 from transforms.language.graph import levels
 from transforms.language.semantics import DIALECT, SEGMENT_PREFIX, EventAggregate
-from transforms.language.types import CheckError, as_condition
+from transforms.language.source import remember_source, source_span
+from transforms.language.types import CheckError, as_condition, shown
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,15 @@ def _error(
     )
 
 
+def _check_error(segment: Segment, problem: CheckError) -> DefinitionError:
+    """A problem of the check pass at its place in the file, quoting what the user wrote."""
+    node = problem.node
+    span = source_span(node) if node is not None else None
+    offset = span[0] if span else _offset(node)
+    text = shown(node) if node is not None else None
+    return _error(segment, problem.message, offset, text, problem.hint)
+
+
 def parse_predicate(segment: Segment) -> exp.Expr:
     """The `where` text as one sqlglot expression, or a DefinitionError saying where it breaks."""
     text = segment.spec.where or ""
@@ -104,7 +114,7 @@ def parse_predicate(segment: Segment) -> exp.Expr:
             None,
             "remove the ';' and everything after it",
         )
-    return statements[0]
+    return remember_source(statements[0], text)
 
 
 def _check_segment(segment: Segment, scope: Scope) -> CheckedSegment:
@@ -121,13 +131,7 @@ def _check_segment(segment: Segment, scope: Scope) -> CheckedSegment:
                 "a value is out of range or of the wrong type",
             ) from exc
     except CheckError as exc:
-        raise _error(
-            segment,
-            exc.message,
-            _offset(exc.node),
-            exc.node.sql(dialect=DIALECT) if exc.node is not None else None,
-            exc.hint,
-        ) from None
+        raise DefinitionErrors([_check_error(segment, p) for p in exc.problems]) from None
     return CheckedSegment(
         segment.id,
         False,
@@ -168,6 +172,8 @@ def check_segments(
             checked[sid] = _check_segment(segments[sid], scope)
         except DefinitionError as exc:
             problems.append(exc)
+        except DefinitionErrors as exc:
+            problems += exc.problems
     order, cycles = levels({sid: c.references for sid, c in checked.items()}, segments)
     problems.extend(cycles)
     used = {f for c in checked.values() for f in c.features}

@@ -7,6 +7,7 @@ anything is reported; the predicate itself is checked by `transforms.language.ch
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -107,22 +108,39 @@ def _where_position(text: str) -> tuple[int, int, bool]:
     return 1, 1, False
 
 
+TYPES = ("data_driven", "manual")
+
+
+def _did_you_mean(value: object, choices: tuple[str, ...], quote: str) -> str:
+    close = difflib.get_close_matches(str(value), choices, n=1)
+    return f"did you mean {quote}{close[0]}{quote}? " if close else ""
+
+
 def _problems(exc: ValidationError, file: str) -> list[DefinitionError]:
     problems = []
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])
         if err["type"] == "extra_forbidden":
+            keys = tuple(SegmentFile.model_fields)
             problems.append(
                 DefinitionError(
                     f"unknown key `{field}`",
                     file=file,
-                    hint="allowed keys: name, type, description, owner, tags, where",
+                    hint=_did_you_mean(field, keys, "`") + "allowed keys: " + ", ".join(keys),
                 )
             )
         elif err["type"] == "missing":
             problems.append(
                 DefinitionError(
                     f"missing required key `{field}`", file=file, hint=f"add `{field}:`"
+                )
+            )
+        elif field == "type":
+            problems.append(
+                DefinitionError(
+                    f"`type`: {err['input']!r} is not a segment type",
+                    file=file,
+                    hint=_did_you_mean(err["input"], TYPES, "'") + "write data_driven or manual",
                 )
             )
         else:
@@ -132,83 +150,116 @@ def _problems(exc: ValidationError, file: str) -> list[DefinitionError]:
     return problems
 
 
-def _load(paths: list[Path]) -> tuple[list[Segment], list[DefinitionError]]:
-    segments: list[Segment] = []
+def _id_problem(segment_id: str, file: str) -> DefinitionError:
+    suggestion = re.sub(r"[^a-z0-9_]+", "_", segment_id.lower()).strip("_")
+    return DefinitionError(
+        f"'{segment_id}' is not a valid segment id",
+        file=file,
+        hint="name the file with lower-case letters, digits and _ only, starting with"
+        f" a letter, at most 63 characters (e.g. {suggestion or 'my_segment'}.yaml)",
+    )
+
+
+def _predicate_only(raw: dict[str, object]) -> SegmentFile | None:
+    """The `where` of a file refused for its other keys, to check it all the same (as a
+    data-driven segment); None when it has no predicate to check."""
+    if raw.get("type") == "manual":
+        return None
+    try:
+        return SegmentFile(name="", type="data_driven", where=raw.get("where"))
+    except ValidationError:
+        return None
+
+
+def _read(path: Path) -> tuple[Segment | None, list[DefinitionError]]:
+    """One file's definition and its problems. A definition returned with problems is only
+    there to have its predicate checked too: the file is refused."""
+    file, segment_id = str(path), path.stem
+    problems = [] if SEGMENT_ID.match(segment_id) else [_id_problem(segment_id, file)]
+    text = path.read_text(encoding="utf-8")
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = DefinitionError(
+            f"not valid YAML: {getattr(exc, 'problem', exc)}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        )
+        return None, [*problems, problem]
+    if not isinstance(raw, dict):
+        problem = DefinitionError(
+            "expected a mapping with name, type and where",
+            file=file,
+            hint="see segment_definitions/README.md for the file format",
+        )
+        return None, [*problems, problem]
+    try:
+        spec: SegmentFile | None = SegmentFile.model_validate(raw)
+    except ValidationError as exc:
+        problems += _problems(exc, file)
+        spec = _predicate_only(raw)
+    if spec is None:
+        return None, problems
+    line, column, block = _where_position(text)
+    return Segment(segment_id, file, spec, line, column, block), problems
+
+
+@dataclass(frozen=True)
+class Folder:
+    """What a definitions folder holds."""
+
+    segments: dict[str, Segment]
+    """The definitions that load, by id."""
+    problems: list[DefinitionError]
+    """Every problem of every file, but those of the predicates (`transforms.language.checked`
+    finds them)."""
+    to_check: dict[str, Segment]
+    """`segments`, and the refused files whose predicate can still be checked: what
+    `segments validate` checks, so that one pass finds every problem."""
+
+
+def read_folder(folder: str | Path) -> Folder:
+    """Every definition in `folder`, and every problem found in any of its files."""
+    root = Path(folder)
+    if not root.is_dir():
+        missing = DefinitionError(
+            "the definitions folder does not exist",
+            file=str(root),
+            hint="create it, or point --definitions / SEGMENTS_DEFINITIONS at it",
+        )
+        return Folder({}, [missing], {})
+    paths = sorted(p for p in root.iterdir() if p.suffix in SUFFIXES and p.is_file())
+    segments: dict[str, Segment] = {}
+    to_check: dict[str, Segment] = {}
     problems: list[DefinitionError] = []
     for path in paths:
-        file = str(path)
-        segment_id = path.stem
-        if not SEGMENT_ID.match(segment_id):
-            suggestion = re.sub(r"[^a-z0-9_]+", "_", segment_id.lower()).strip("_")
-            problems.append(
-                DefinitionError(
-                    f"'{segment_id}' is not a valid segment id",
-                    file=file,
-                    hint="name the file with lower-case letters, digits and _ only, starting with"
-                    f" a letter, at most 63 characters (e.g. {suggestion or 'my_segment'}.yaml)",
-                )
-            )
+        segment, found = _read(path)
+        problems += found
+        if segment is None:
             continue
-        text = path.read_text(encoding="utf-8")
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            problems.append(
-                DefinitionError(
-                    f"not valid YAML: {getattr(exc, 'problem', exc)}",
-                    file=file,
-                    line=mark.line + 1 if mark else None,
-                    column=mark.column + 1 if mark else None,
-                )
-            )
+        if segment.id in to_check:
+            problems.append(_duplicate(segment, to_check[segment.id]))
             continue
-        if not isinstance(raw, dict):
-            problems.append(
-                DefinitionError(
-                    "expected a mapping with name, type and where",
-                    file=file,
-                    hint="see segment_definitions/README.md for the file format",
-                )
-            )
-            continue
-        try:
-            spec = SegmentFile.model_validate(raw)
-        except ValidationError as exc:
-            problems.extend(_problems(exc, file))
-            continue
-        line, column, block = _where_position(text)
-        segments.append(Segment(segment_id, file, spec, line, column, block))
-    return segments, problems
+        to_check[segment.id] = segment
+        if not found:
+            segments[segment.id] = segment
+    return Folder(segments, problems, to_check)
+
+
+def _duplicate(segment: Segment, first: Segment) -> DefinitionError:
+    return DefinitionError(
+        f"duplicate segment id '{segment.id}' (also defined in {first.file})",
+        file=segment.file,
+        hint="segment ids come from file names: keep one of the two files",
+    )
 
 
 def load_segments(folder: str | Path) -> tuple[dict[str, Segment], list[DefinitionError]]:
-    """Every definition in `folder` by id, and every problem found in any of them."""
-    root = Path(folder)
-    if not root.is_dir():
-        return {}, [
-            DefinitionError(
-                "the definitions folder does not exist",
-                file=str(root),
-                hint="create it, or point --definitions / SEGMENTS_DEFINITIONS at it",
-            )
-        ]
-    paths = sorted(p for p in root.iterdir() if p.suffix in SUFFIXES and p.is_file())
-    loaded, problems = _load(paths)
-    segments: dict[str, Segment] = {}
-    for segment in loaded:
-        if segment.id in segments:
-            problems.append(
-                DefinitionError(
-                    f"duplicate segment id '{segment.id}' (also defined in"
-                    f" {segments[segment.id].file})",
-                    file=segment.file,
-                    hint="segment ids come from file names: keep one of the two files",
-                )
-            )
-            continue
-        segments[segment.id] = segment
-    return segments, problems
+    """Every definition in `folder` that loads, by id, and every problem found in any file."""
+    found = read_folder(folder)
+    return found.segments, found.problems
 
 
 def definition_hashes(segments: dict[str, Segment]) -> dict[str, str]:

@@ -19,17 +19,28 @@ from sqlglot import exp
 
 from transforms.contracts.text import ISO_DATE, ISO_TIMESTAMP_CONSTANT
 from transforms.language.semantics import DIALECT, NUMERIC, TEMPORAL
+from transforms.language.source import source_text
 
 ANNOTATION, FEATURE, SEGMENT = "annotation", "feature", "segment"
 """The node.meta keys the check pass owns."""
 
 
 class CheckError(Exception):
-    """A predicate problem at a node; becomes a DefinitionError with the file position."""
+    """A predicate problem at a node; becomes a DefinitionError with the file position.
+    `problems` is every problem it stands for: itself, or those `several` gathered."""
 
     def __init__(self, message: str, node: exp.Expr | None, hint: str | None = None) -> None:
         super().__init__(message)
         self.message, self.node, self.hint = message, node, hint
+        self.problems: list[CheckError] = [self]
+
+
+def several(problems: list[CheckError]) -> CheckError:
+    """One error standing for `problems` (found in independent parts of a predicate)."""
+    first = problems[0]
+    gathered = CheckError(first.message, first.node, first.hint)
+    gathered.problems = [p for problem in problems for p in problem.problems]
+    return gathered
 
 
 @dataclass(frozen=True)
@@ -63,7 +74,10 @@ def segment_of(node: exp.Expr) -> str | None:
 
 
 def shown(node: Any) -> str:
-    return node.sql(dialect=DIALECT) if isinstance(node, exp.Expr) else str(node)
+    """A node as the user wrote it (as sqlglot prints it when its text is not known)."""
+    if not isinstance(node, exp.Expr):
+        return str(node)
+    return source_text(node) or node.sql(dialect=DIALECT)
 
 
 def parse_time(text: str, type_: str, node: exp.Expr) -> date | datetime:
@@ -140,7 +154,7 @@ def as_condition(typed: Annotation, node: exp.Expr) -> None:
     """Refuse a value used as a condition that is not a boolean (or NULL)."""
     if typed.type not in ("boolean", "null"):
         raise CheckError(
-            f"{node.sql(dialect=DIALECT)} is {typed.type}, not a condition",
+            f"{shown(node)} is {typed.type}, not a condition",
             node,
             "compare it with something (e.g. = 'value', > 0, IS NOT NULL)",
         )
