@@ -281,12 +281,12 @@ def manual_check(
 
 
 @uses("landing", "lake", "inbox", "definitions", "contracts")
-def demo(context: CliContext) -> None:
-    """Write the demo workspace (two days of landing files, manual CSVs) and run the pipeline."""
+def demo(context: CliContext, as_json: JsonOpt = False) -> None:
+    """Write the demo workspace (three days of landing files, manual CSVs), run the first two
+    days with more uploads dropped in between, and publish them."""
     from transforms.cli.demo import (
         FIRST_DAY,
         SECOND_DAY,
-        THIRD_DAY,
         prepare_demo_roots,
         write_demo_workspace,
     )
@@ -301,42 +301,54 @@ def demo(context: CliContext) -> None:
     with render.console.status("writing the demo workspace"):
         prepare_demo_roots([landing, lake, inbox])
         written = write_demo_workspace(landing, inbox)
-    render.console.print(
+    say = (lambda text: None) if as_json else _say
+    say(
         f"Demo workspace: {len(written.landing)} landing files under {settings.landing},"
         f" {len(written.inbox)} manual uploads under {settings.inbox}"
     )
     kinds = context.segment_kinds()
+    reports = []
     for day in (FIRST_DAY, SECOND_DAY):
         if day == SECOND_DAY:
             for key, data in written.later_uploads.items():
                 inbox.write_bytes(key, data)
-            render.console.print(
+            say(
                 f"A marketer drops {len(written.later_uploads)} more uploads: "
-                + ", ".join(written.later_uploads),
-                highlight=False,
+                + ", ".join(written.later_uploads)
             )
         with render.console.status(f"running {day}") as status:
             report = run_date(settings, day, progress=lambda step: status.update(f"running {step}"))
-            html_report(settings, report)
-        if report.ingested is not None:
-            render.ingest(report.ingested)
-        render.segments(report, kinds)
-        render.manual(report.manual, settings.inbox)
-    render.console.print(
-        f"The landing files of {THIRD_DAY} are in place too, not run yet: drop uploads, then"
-        f" `segments manual check` and `segments run --date {THIRD_DAY}` (README, Manual"
-        " segments).",
-        highlight=False,
-    )
+            reports.append(html_report(settings, report))
+        if not as_json:
+            if report.ingested is not None:
+                render.ingest(report.ingested)
+            render.segments(report, kinds)
+            render.manual(report.manual, settings.inbox)
     with render.console.status("publishing to the Iceberg tables") as status:
         published = publish_runs(settings, progress=status.update)
+    if as_json:
+        render.as_json(
+            {"runs": [r.to_json() for r in reports], "iceberg": dataclasses.asdict(published)}
+        )
+        return
     render.published(published)
-    render.console.print(
-        f"Tables (Hive-partitioned Parquet): {settings.lake}/membership/run_date=D/ and"
-        f" {settings.lake}/changes/run_date=D/; validated inputs in people/ and events/; refused"
-        f" rows in quarantine/; run manifests in runs/ (a run is visible once"
-        f" runs/latest.json names it). Uploads: {settings.inbox}/_processed/ and _rejected/."
-        " Read them as the Iceberg tables segments.membership, segments.changes and"
-        " segments.membership_current: docs/tables.md.",
-        highlight=False,
+    _say(_demo_epilogue(settings.lake, settings.inbox))
+
+
+def _say(text: str) -> None:
+    render.console.print(text, highlight=False)
+
+
+def _demo_epilogue(lake: str, inbox: str) -> str:
+    from transforms.cli.demo import THIRD_DAY
+
+    return (
+        f"Tables (Hive-partitioned Parquet): {lake}/membership/run_date=D/ and"
+        f" {lake}/changes/run_date=D/; validated inputs in people/ and events/; refused"
+        " rows in quarantine/; run manifests in runs/ (a run is visible once runs/latest.json"
+        f" names it). Uploads: {inbox}/_processed/ and _rejected/. Read them as the Iceberg"
+        " tables segments.membership, segments.changes and segments.membership_current:"
+        f" docs/tables.md.\nThe landing files of {THIRD_DAY} are in place too, not run yet:"
+        f" drop uploads, check them with `segments manual check`, then `segments run --date"
+        f" {THIRD_DAY}` (the README's walk-through in Manual segments)."
     )
