@@ -6,7 +6,9 @@ snapshot, evaluates the segments level by level (`in_segment` reads earlier leve
 (segment_id, person_id) of every member. It needs only what the check pass returns
 (`transforms.language.checked`): the Polars back end does not have to run first. Only checked
 trees reach this module, so a predicate contributes nothing the allowlist did not allow; it is
-combined with the rest of the query as a tree, never pasted as text.
+combined with the rest of the query as a tree, never pasted as text. Every identifier is
+quoted, in every dialect: the names are the contracts' lower-case ones (docs/segment_language.md,
+"The SQL's input tables").
 
 The project defines what each construct means and writes it out where engines differ:
 `as_of()` is a literal instant; `x / y` is `x / NULLIF(y, 0)`; CAST follows the TRY_CAST rules
@@ -318,4 +320,6 @@ def run_query(
     body = MEMBER_ROWS.get(dialect, _member_rows_union)(last, columns)
     for name, cte in ctes:
         body = body.with_(name, as_=cte)
-    return for_dialect(body, dialect).sql(dialect=dialect, pretty=True)
+    # every name quoted: a dialect that folds unquoted names (Snowflake: to upper case) sees
+    # the same lower-case names as the others
+    return for_dialect(body, dialect).sql(dialect=dialect, pretty=True, identify=True)
