@@ -61,3 +61,11 @@ def test_run_date_is_documented_as_the_partition_folder_not_a_column_of_the_file
         row = run_date_row(docs, table)
         assert row.startswith("| `run_date` (partition) | date |")
         assert "`run_date=D/` folder" in row and "not stored in the Parquet files" in row
+
+
+def test_a_folder_s_own_contract_of_an_output_table_is_the_one_used(tmp_path: Path):
+    contracts = own_contracts(tmp_path / "contracts")
+    packaged = (CONTRACTS / "membership.odcs.yaml").read_text(encoding="utf-8")
+    edited = packaged.replace("description: The member.", "description: Who is in.")
+    (contracts / "membership.odcs.yaml").write_text(edited, encoding="utf-8")
+    assert load_contract(contracts, "membership").column("person_id").description == "Who is in."

@@ -6,8 +6,8 @@ the Polars schema, the Great Expectations suite (`transforms.contracts.expectati
 
 A workspace's folder (`data_contracts/` in this repository) declares its inputs, people and
 events. The tables the pipeline writes and the upload files it reads have a shape fixed by the
-code: their contracts ship in this package (`OUTPUT_CONTRACTS`) and are used wherever the folder
-has no file of that name.
+code: their contracts ship in this package (`OUTPUT_TABLES`) and are used wherever the folder has
+no file of that name.
 
 Supported subset of ODCS v3.1, per property: `logicalType` (string, integer, number, boolean,
 date, timestamp), `required`, `unique`, `primaryKey`, `logicalTypeOptions` (`minimum`,
@@ -283,24 +283,16 @@ def parse_contract(text: str, file: str) -> TableContract:
 
 
 OUTPUT_CONTRACTS = Path(__file__).parent
-"""The contracts of the tables the pipeline writes (membership, changes) and of the upload files
-it reads (manual_upload), whose columns the code fixes: `<table>.odcs.yaml` beside this module."""
-
-
-def output_tables() -> list[str]:
-    """The tables whose contract ships in `OUTPUT_CONTRACTS`."""
-    return sorted(p.name.removesuffix(CONTRACT_SUFFIX) for p in _contract_files(OUTPUT_CONTRACTS))
-
-
-def _contract_files(folder: str | Path) -> list[Path]:
-    return sorted(Path(folder).glob(f"*{CONTRACT_SUFFIX}"))
+"""Where the contracts of `OUTPUT_TABLES` ship: `<table>.odcs.yaml` beside this module."""
+OUTPUT_TABLES = ("changes", "manual_upload", "membership")
+"""The tables the pipeline writes and the upload files it reads: the code fixes their columns."""
 
 
 def _contract_path(folder: str | Path, table: str) -> Path:
     """`<folder>/<table>.odcs.yaml`, or the packaged contract of an output table the folder has
     no file for."""
     path = Path(folder) / f"{table}{CONTRACT_SUFFIX}"
-    if not path.is_file() and table in output_tables():
+    if not path.is_file() and table in OUTPUT_TABLES:
         return OUTPUT_CONTRACTS / path.name
     return path
 
@@ -331,8 +323,10 @@ def load_contracts(folder: str | Path) -> tuple[dict[str, TableContract], list[C
     (all files are read)."""
     contracts: dict[str, TableContract] = {}
     problems: list[ContractError] = []
-    in_folder = [p.name.removesuffix(CONTRACT_SUFFIX) for p in _contract_files(folder)]
-    for table in sorted({*in_folder, *output_tables()}):
+    in_folder = [
+        p.name.removesuffix(CONTRACT_SUFFIX) for p in Path(folder).glob(f"*{CONTRACT_SUFFIX}")
+    ]
+    for table in sorted({*in_folder, *OUTPUT_TABLES}):
         try:
             contracts[table] = load_contract(folder, table)
         except ContractError as exc:
