@@ -71,7 +71,7 @@ def validate(context: CliContext, as_json: JsonOpt = False) -> None:
     else:
         render.problems(problems)
         render.console.print(
-            f"{len(found)} contract(s), {len(folder.to_check)} segment definition(s):"
+            f"{len(found)} contract(s), {len(folder.segments)} segment definition(s):"
             f" {len(problems)} problem(s)"
         )
     if problems:

@@ -20,6 +20,8 @@ SOURCE = "source"
 """node.meta key of a parsed predicate's root: the text it was parsed from."""
 LEADING_TOKENS = 6
 """How many tokens a node may start before its first leaf: `CAST(`, `NOT`, `CASE WHEN`..."""
+TRAILING_TOKENS = 8
+"""How many tokens a node may end after its last leaf: `)`, `AS BIGINT)`, `END`..."""
 
 
 def remember_source(tree: exp.Expr, text: str) -> exp.Expr:
@@ -58,9 +60,9 @@ def _parsing_end(
     text: str, tokens: list[Token], begin: int, least: int, node: exp.Expr
 ) -> int | None:
     """The first token from `least` on where the tokens from `begin` parse to `node`; None
-    once a parenthesis closes one opened before `begin`."""
+    once a parenthesis closes one opened before `begin`, or past TRAILING_TOKENS."""
     depth = sum(_nesting(t) for t in tokens[begin:least])
-    for end in range(least, len(tokens)):
+    for end in range(least, min(least + TRAILING_TOKENS + 1, len(tokens))):
         depth += _nesting(tokens[end])
         if depth < 0:
             return None
