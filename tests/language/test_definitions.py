@@ -274,9 +274,11 @@ def test_a_misspelt_key_or_type_suggests_the_right_one(tmp_path):
     key = only_problem(tmp_path, GOOD + "descripton: Pro users\n")
     assert "unknown key `descripton`" in str(key)
     assert key.hint.startswith("did you mean `description`?")
+    assert key.line == 4
     kind = only_problem(tmp_path / "type", "name: X\ntype: data-driven\nwhere: TRUE\n")
     assert "'data-driven' is not a segment type" in str(kind)
     assert kind.hint.startswith("did you mean 'data_driven'?")
+    assert kind.line == 2
 
 
 def test_every_problem_of_one_file_is_reported_together(tmp_path):

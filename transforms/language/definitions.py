@@ -116,16 +116,27 @@ def _did_you_mean(value: object, choices: tuple[str, ...], quote: str) -> str:
     return f"did you mean {quote}{close[0]}{quote}? " if close else ""
 
 
-def _problems(exc: ValidationError, file: str) -> list[DefinitionError]:
+def _key_lines(text: str) -> dict[str, int]:
+    """The 1-based line of each top-level key of a YAML mapping."""
+    root = yaml.compose(text)
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    return {str(key.value): key.start_mark.line + 1 for key, _ in root.value}
+
+
+def _problems(exc: ValidationError, file: str, text: str) -> list[DefinitionError]:
     problems = []
+    lines = _key_lines(text)
     for err in exc.errors():
         field = ".".join(str(p) for p in err["loc"])
+        line = lines.get(str(err["loc"][0])) if err["loc"] else None
         if err["type"] == "extra_forbidden":
             keys = tuple(SegmentFile.model_fields)
             problems.append(
                 DefinitionError(
                     f"unknown key `{field}`",
                     file=file,
+                    line=line,
                     hint=_did_you_mean(field, keys, "`") + "allowed keys: " + ", ".join(keys),
                 )
             )
@@ -140,13 +151,14 @@ def _problems(exc: ValidationError, file: str) -> list[DefinitionError]:
                 DefinitionError(
                     f"`type`: {err['input']!r} is not a segment type",
                     file=file,
+                    line=line,
                     hint=_did_you_mean(err["input"], TYPES, "'") + "write data_driven or manual",
                 )
             )
         else:
             message = err["msg"].removeprefix("Value error, ")
             where = f"`{field}`: " if field else ""
-            problems.append(DefinitionError(f"{where}{message}", file=file))
+            problems.append(DefinitionError(f"{where}{message}", file=file, line=line))
     return problems
 
 
@@ -198,7 +210,7 @@ def _read(path: Path) -> tuple[Segment | None, list[DefinitionError]]:
     try:
         spec: SegmentFile | None = SegmentFile.model_validate(raw)
     except ValidationError as exc:
-        problems += _problems(exc, file)
+        problems += _problems(exc, file, text)
         spec = _predicate_only(raw)
     if spec is None:
         return None, problems
