@@ -633,14 +633,6 @@ FUNCTIONS: dict[str, Checker] = {
 """The language's own functions (sqlglot reads them as anonymous calls)."""
 
 
-FUNCTION_NAMES = (
-    *FUNCTIONS,
-    *("lower", "upper", "trim", "length", "starts_with", "ends_with", "contains"),
-    *("abs", "round", "coalesce", "date_trunc", "date_diff"),
-)
-"""Every function of the language, as docs/segment_language.md spells it."""
-
-
 def _function_hint(name: str) -> str:
     close = difflib.get_close_matches(name.lower(), FUNCTION_NAMES, n=1)
     return f"did you mean {close[0]}()? " if close else ""
@@ -689,3 +681,18 @@ ALLOWED: dict[type[exp.Expr], Checker] = {
     exp.Anonymous: _function,
 }
 """Every node class the language allows, and its check: the allowlist."""
+
+NOT_CALLS = (exp.Anonymous, exp.And, exp.Or, exp.Case)
+"""Allowed node classes sqlglot counts as functions that are not written as calls."""
+FUNCTION_NAMES = (
+    *FUNCTIONS,
+    *sorted(
+        {
+            name.lower()
+            for cls in ALLOWED
+            if issubclass(cls, exp.Func) and cls not in NOT_CALLS
+            for name in cls.sql_names()
+        }
+    ),
+)
+"""Every function name a predicate may call: what a misspelt call is matched against."""
