@@ -67,15 +67,8 @@ def plan(settings: Settings, day: date | None = None, sample: int = 5) -> Plan:
     touched = changed.new + changed.changed + affected
     after = pl.DataFrame(schema=committed.schema)
     if touched:
-        manual_ids = [sid for sid, s in segments.items() if s.is_manual]
-        evaluation = evaluate(
-            settings,
-            day,
-            options=EvaluationOptions(
-                only=set(touched),
-                manual_members=committed.filter(pl.col("segment_id").is_in(manual_ids)),
-                compiled=compiled,
-            ),
+        evaluation = evaluate(  # with the manual members of the committed run of `day`
+            settings, day, options=EvaluationOptions(only=set(touched), compiled=compiled)
         )
         after = evaluation.members.filter(pl.col("segment_id").is_in(touched))
     plans = []

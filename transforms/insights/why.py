@@ -29,10 +29,10 @@ from transforms.language.compiler import condition_expression
 from transforms.language.polars import CompiledDefinitions
 from transforms.language.semantics import DIALECT
 from transforms.language.types import feature_of, segment_of
-from transforms.runs.materialize import compile_definitions
+from transforms.runs.materialize import committed_manual_members, compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table
-from transforms.storage.records import Catalog, RunManifest
+from transforms.storage.records import Catalog
 from transforms.storage.roots import Root
 
 
@@ -102,7 +102,7 @@ def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> E
             uploads=uploads,
             committed_member=committed,
         )
-    row = _evaluated_row(root, compiled, day, person_id, manifest)
+    row = _evaluated_row(settings, compiled, day, person_id)
     if row.height == 0:
         return Explanation(
             person_id, segment_id, day.isoformat(), "data_driven", False, False, None, [], committed
@@ -128,26 +128,19 @@ def _person_row(root: Root, day: date, person_id: str) -> pl.DataFrame:
 
 
 def _evaluated_row(
-    root: Root,
-    compiled: CompiledDefinitions,
-    day: date,
-    person_id: str,
-    manifest: RunManifest | None,
+    settings: Settings, compiled: CompiledDefinitions, day: date, person_id: str
 ) -> pl.DataFrame:
     """The person's attributes, event features and segment columns, as the run computes them
-    (manual segments as the committed run of D has them)."""
+    (manual segments as the committed run of D has them, or, before D has committed, the latest
+    committed run before D: `committed_manual_members`)."""
+    root = Root(settings.lake, settings.storage_options)
     people = lake.scan_people(root, day).filter(pl.col("person_id") == person_id)
     events = lake.scan_events(root, day).filter(pl.col("person_id") == person_id)
-    manual = None
-    if manifest is not None:
-        manual_ids = [sid for sid, s in compiled.segments.items() if s.manual]
-        manual = (
-            scan_table(root, manifest, "membership")
-            .filter(pl.col("segment_id").is_in(manual_ids) & (pl.col("person_id") == person_id))
-            .select("segment_id", "person_id")
-        )
+    manual_ids = [sid for sid, s in compiled.segments.items() if s.manual]
+    manual = committed_manual_members(settings, day, manual_ids)
+    own_manual = manual.filter(pl.col("person_id") == person_id).lazy()
     features = event_features(events, compiled)
-    return segment_columns(people, features, compiled, manual).collect()
+    return segment_columns(people, features, compiled, own_manual).collect()
 
 
 def _explain(

@@ -1,6 +1,11 @@
 """The materialize step: the members of every segment for run date D, computed without
 writing anything (`transforms.runs.steps` diffs and commits them; `segments preview` shows them).
 
+The manual segments' members are the ones the caller gives (the runs step: the previous run's
+with the inbox's uploads applied), or else those the committed runs hold
+(`committed_manual_members`), so `segments preview`, `plan` and `why` see what the run of D saw,
+or what the next run starts from.
+
 The events a run sees (README, "Ingest"): every event ingested by runs <= D, once per `event_id`,
 with `timestamp <= as_of(D)`. The people are D's snapshot; events of people not in it do not
 count.
@@ -10,7 +15,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 
@@ -22,6 +27,8 @@ from transforms.language.compiler import compile_segments
 from transforms.language.definitions import load_segments
 from transforms.language.polars import CompiledDefinitions
 from transforms.language.semantics import as_of_instant
+from transforms.manual.inbox import previous_manual_members
+from transforms.storage.catalog import read_catalog
 from transforms.storage.roots import Root
 
 
@@ -62,7 +69,8 @@ class EvaluationOptions:
     only: set[str] | None = None
     """These segments and what they depend on; None: every segment."""
     manual_members: pl.DataFrame | None = None
-    """(segment_id, person_id) of the members of manual segments."""
+    """(segment_id, person_id) of the members of manual segments; None: those of the committed
+    runs (`committed_manual_members`)."""
     compiled: CompiledDefinitions | None = None
     """The compiled definitions, when the caller already has them."""
     features: pl.LazyFrame | None = None
@@ -87,12 +95,16 @@ def evaluate(
     engine.check(settings)
     if options.features is not None and not engine.folds_features:
         raise ValueError(f"the {engine.name} engine computes the event features itself")
+    manual_members = options.manual_members
+    if manual_members is None:
+        manual_ids = [sid for sid, segment in compiled.segments.items() if segment.manual]
+        manual_members = committed_manual_members(settings, day, manual_ids)
     inputs = Inputs(
         settings,
         Root(settings.lake, settings.storage_options),
         day,
         compiled,
-        options.manual_members,
+        manual_members,
         options.features,
     )
     compiled_at = time.perf_counter()
@@ -106,6 +118,16 @@ def evaluate(
             "evaluate": round(time.perf_counter() - compiled_at, 3),
         },
     )
+
+
+def committed_manual_members(settings: Settings, day: date, manual_ids: list[str]) -> pl.DataFrame:
+    """(segment_id, person_id) of the manual segments `manual_ids` in the committed run of
+    `day`, or, when `day` has not committed, in the latest committed run before it (what the
+    run of `day` starts from; uploads waiting in the inbox are not applied). Read as the runs
+    step reads the previous run's (`previous_manual_members`)."""
+    lake = Root(settings.lake, settings.storage_options)
+    after_day = day + timedelta(days=1)  # the latest committed run before it is `day`'s, if any
+    return previous_manual_members(lake, read_catalog(lake), after_day, manual_ids)
 
 
 def restrict(compiled: CompiledDefinitions, only: set[str]) -> CompiledDefinitions:
