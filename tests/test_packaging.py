@@ -28,6 +28,6 @@ def test_the_wheel_holds_every_module_and_data_file_of_the_package(tmp_path: Pat
     expected = {
         path.relative_to(REPO).as_posix()
         for path in package.rglob("*")
-        if path.suffix in (".py", ".md") and "__pycache__" not in path.parts
+        if path.suffix in (".py", ".md", ".yaml") and "__pycache__" not in path.parts
     }
     assert expected - shipped == set()

@@ -10,7 +10,12 @@ from typer.testing import CliRunner
 
 from tests.support.workspace import CONTRACTS, REPO
 from transforms.cli.app import app
-from transforms.contracts.odcs import contract_docs, load_contract, load_contracts
+from transforms.contracts.odcs import (
+    OUTPUT_CONTRACTS,
+    contract_docs,
+    load_contract,
+    load_contracts,
+)
 
 OUTPUT_TABLES = ("changes", "manual_upload", "membership")
 
@@ -65,7 +70,7 @@ def test_run_date_is_documented_as_the_partition_folder_not_a_column_of_the_file
 
 def test_a_folder_s_own_contract_of_an_output_table_is_the_one_used(tmp_path: Path):
     contracts = own_contracts(tmp_path / "contracts")
-    packaged = (CONTRACTS / "membership.odcs.yaml").read_text(encoding="utf-8")
+    packaged = (OUTPUT_CONTRACTS / "membership.odcs.yaml").read_text(encoding="utf-8")
     edited = packaged.replace("description: The member.", "description: Who is in.")
     (contracts / "membership.odcs.yaml").write_text(edited, encoding="utf-8")
     assert load_contract(contracts, "membership").column("person_id").description == "Who is in."

@@ -52,6 +52,7 @@ from tests.support.workspace import (
 from transforms.cli.app import app
 from transforms.cli.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
 from transforms.config import Settings, load_settings
+from transforms.contracts.odcs import OUTPUT_CONTRACTS
 from transforms.errors import ConfigError, MissingInputError
 from transforms.runs.iceberg import publish_runs
 from transforms.runs.steps import run
@@ -456,7 +457,8 @@ def test_a_column_the_contract_adds_is_published_as_null_for_the_runs_without_it
     publish_runs(ws.settings)
     contracts = tmp_path / "contracts"
     shutil.copytree(CONTRACTS, contracts)
-    membership = contracts / "membership.odcs.yaml"
+    membership = contracts / "membership.odcs.yaml"  # a folder's own copy wins over the package's
+    shutil.copy(OUTPUT_CONTRACTS / membership.name, membership)
     membership.write_text(
         membership.read_text().replace(
             "      - name: run_date\n",

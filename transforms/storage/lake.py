@@ -1,4 +1,4 @@
-"""The lake's tables and folders (docs/tables.md) and how the pipeline reads them back.
+"""The lake's tables and folders (docs/storage.md) and how the pipeline reads them back.
 
 Every module that reads or writes the lake builds its keys here, so the layout can be read off
 this file: Hive partitions `<table>/<column>=<D>/` with one `part-<attempt>` file per attempt,
