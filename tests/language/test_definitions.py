@@ -328,6 +328,13 @@ def test_a_file_refused_for_a_key_is_not_loaded(tmp_path):
             "Count(*)",
         ),
         ("coalesce(plan, 'x')", "coalesce(plan, 'x') is string, not a condition", None),
+        ("age IN (1, 'a')", "cannot compare age (integer) with 'a' (string)", None),
+        ("age BETWEEN 'a' AND 2", "cannot compare age (integer) with 'a' (string)", None),
+        (
+            "CASE plan WHEN 1 THEN 'x' END = 'x'",
+            "cannot compare plan (string) with 1 (integer)",
+            "1 THEN 'x'",
+        ),
     ],
 )
 def test_problems_quote_the_predicate_as_written(tmp_path, where, message, text):

@@ -227,8 +227,13 @@ def _not(node: exp.Not, scope: Scope) -> Annotation:
     return Annotation("boolean")
 
 
-def _compare(left: Annotation, right: Annotation, node: exp.Expr) -> None:
-    left, right = unify(left, right, node)
+def _compare(
+    left: Annotation,
+    right: Annotation,
+    node: exp.Expr,
+    operands: tuple[exp.Expr, exp.Expr] | None = None,
+) -> None:
+    left, right = unify(left, right, node, operands=operands)
     if "null" not in (left.type, right.type) and "interval" in (left.type, right.type):
         raise CheckError("intervals cannot be compared", node)
 
@@ -247,8 +252,8 @@ def _between(node: exp.Between, scope: Scope) -> Annotation:
         )
     value = check(node.this, scope)
     low, high = check(node.args["low"], scope), check(node.args["high"], scope)
-    _compare(value, low, node)
-    _compare(value, high, node)
+    _compare(value, low, node, (node.this, node.args["low"]))
+    _compare(value, high, node, (node.this, node.args["high"]))
     return Annotation("boolean")
 
 
@@ -260,11 +265,10 @@ def _in(node: exp.In, scope: Scope) -> Annotation:
     if not node.expressions:
         raise CheckError("IN needs at least one value", node)
     value = check(node.this, scope)
-    items = [check(item, scope) for item in node.expressions]
-    typed = [i for i in items if i.type != "null"]
+    items = [(item, check(item, scope)) for item in node.expressions]
     if value.type != "null":
-        for item in typed:
-            unify(value, item, node)
+        for item, typed in items:
+            unify(value, typed, node, operands=(node.this, item))
     return Annotation("boolean")
 
 
@@ -403,7 +407,7 @@ def _case(node: exp.Case, scope: Scope) -> Annotation:
     for branch in node.args.get("ifs") or []:
         test = check(branch.this, scope)
         if subject is not None:
-            _compare(subject, test, branch)
+            _compare(subject, test, branch, (node.this, branch.this))
         else:
             as_condition(test, branch.this)
         values.append(check(branch.args["true"], scope))

@@ -110,9 +110,15 @@ def as_timestamp(typed: Annotation) -> Annotation:
 
 
 def unify(
-    left: Annotation, right: Annotation, node: exp.Expr, verb: str = "compare"
+    left: Annotation,
+    right: Annotation,
+    node: exp.Expr,
+    verb: str = "compare",
+    operands: tuple[exp.Expr, exp.Expr] | None = None,
 ) -> tuple[Annotation, Annotation]:
-    """Bring two operands to a common type the way SQL engines do, or refuse."""
+    """Bring two operands to a common type the way SQL engines do, or refuse. `operands` are
+    the nodes of `left` and `right` when they are not `node`'s own left and right (IN,
+    BETWEEN, CASE)."""
     lt, rt = left.type, right.type
     if lt == rt or "null" in (lt, rt) or (lt in NUMERIC and rt in NUMERIC):
         return left, right
@@ -122,9 +128,9 @@ def unify(
         if a.type == "string" and a.constant and b.type in TEMPORAL:
             parsed = constant(parse_time(a.value, b.type, node), b.type)
             return (b, parsed) if swap else (parsed, b)
+    first, second = operands or (node.left, node.right)
     raise CheckError(
-        f"cannot {verb} {shown(node.left if hasattr(node, 'left') else node)} ({lt})"
-        f" with {shown(node.right if hasattr(node, 'right') else node)} ({rt})",
+        f"cannot {verb} {shown(first)} ({lt}) with {shown(second)} ({rt})",
         node,
         "CAST one side to the other's type",
     )
