@@ -267,6 +267,24 @@ def test_reingest_replaces_the_previous_attempt(settings):
     assert len([k for k in lake_files(settings) if k.endswith(".validation.json")]) == 2
 
 
+def test_an_ingest_removes_what_a_killed_ingest_of_its_date_staged(settings, monkeypatch):
+    import transforms.ingest.step as step
+
+    land_basic(settings)
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt  # as a SIGKILL between the two halves would leave it
+
+    with monkeypatch.context() as patch:
+        patch.setattr(step, "publish", killed)
+        patch.setattr(Root, "delete_folder", lambda self, folder: None)  # no clean-up either
+        with pytest.raises(KeyboardInterrupt):
+            ingest(settings, DAY)
+    assert any(k.startswith("_staging/ingest_date=2026-03-30/") for k in lake_files(settings))
+    ingest(settings, DAY)
+    assert not [k for k in lake_files(settings) if k.startswith("_staging/")]
+
+
 # --- fingerprints of the landing files: late and corrected files are noticed -----------------
 
 

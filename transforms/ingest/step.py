@@ -354,6 +354,7 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
         )
     folders = [lake.partition(t, day) for t in TABLES]
     folders += [lake.quarantine_partition(t, day) for t in TABLES] + [lake.ingest_folder(day)]
+    folders.append(lake.staging("ingest", day))  # what killed ingests of the date staged
     remove_older_attempts(lake_root, folders, attempt)
     for table, ready in prepared.items():
         r = ready.report
