@@ -7,13 +7,17 @@ import re
 import shutil
 import subprocess
 from datetime import date, timedelta
+from html import escape, unescape
 from pathlib import Path
 
 import pytest
 
 from tests.support.workspace import EVENTS_HEADER, PEOPLE_HEADER, land, person_row, with_definitions
-from transforms.insights.report import ENTER, EXIT, LINE, html_report
+from transforms.insights.report import ENTER, EXIT, LINE, html_report, render
 from transforms.runs.steps import run
+from transforms.storage.catalog import read_catalog, read_manifest
+from transforms.storage.records import IngestReport, RunManifest, SegmentCounts, TableReport
+from transforms.storage.roots import Root
 
 D1 = date(2026, 3, 30)
 DAYS = [D1 + timedelta(days=n) for n in range(3)]
@@ -101,3 +105,72 @@ def test_the_charts_draw_in_headless_chromium(reports, tmp_path: Path):
         check=True, capture_output=True, text=True, timeout=120,
     ).stdout  # fmt: skip
     assert dom.count("<polyline") == 2 and dom.count('class="bar"') >= 4
+
+
+def result_manifest(ws, day: date) -> RunManifest:
+    lake = Root(ws.lake)
+    return read_manifest(lake, read_catalog(lake), day)
+
+
+def manifest(day: date, segments: dict[str, tuple[int, int, int]]) -> RunManifest:
+    """A committed run's manifest holding only what the report reads: per segment (size,
+    entered, exited)."""
+    counts = {
+        sid: SegmentCounts(size=s, entered=e, exited=x) for sid, (s, e, x) in segments.items()
+    }
+    return RunManifest(
+        previous_run_date=None,
+        definitions={},
+        definitions_hash="0123456789abcdef",
+        people=1003,
+        rows={"membership": sum(c.size for c in counts.values()), "changes": 0},
+        segments=counts,
+        run_date=day.isoformat(),
+        attempt="a1",
+        files={},
+    )
+
+
+def point_heights(html: str, segment: str) -> list[float]:
+    """The y of each point of a segment's size line (0 is the top of the chart)."""
+    chart = re.search(rf"data-segment='{segment}'.*?</svg>", html).group(0)
+    return [float(y) for y in re.findall(r"cy='([0-9.]+)'", chart)]
+
+
+def test_a_small_relative_change_draws_as_a_small_move(tmp_path: Path):
+    runs = [
+        manifest(DAYS[0], {"steady": (1000, 1000, 0), "growing": (0, 0, 0)}),
+        manifest(DAYS[1], {"steady": (1003, 3, 0), "growing": (10, 10, 0)}),
+    ]
+    html = render(runs, None, str(tmp_path / "inbox"))
+    before, after = point_heights(html, "steady")
+    assert abs(before - after) < 1  # 0.3% of the size: not from the bottom to the top
+    assert "0 to 1,003" in html  # the scale is labelled
+    empty, ten = point_heights(html, "growing")
+    assert empty - ten > 20  # from nothing to something is the whole height
+
+
+def test_zero_counts_are_neutral():
+    runs = [manifest(DAYS[0], {"quiet": (5, 0, 0), "busy": (5, 2, 1)})]
+    table = TableReport(table="people", rows_read=5, rows_written=5, quarantined=0)
+    ingest = IngestReport(
+        date=DAYS[0].isoformat(), attempt="a1", tables={"people": table}, outputs={}
+    )
+    html = render(runs, ingest, "inbox")
+    coloured = re.findall(r"class='[^']*\b(?:good|bad)\b[^']*'>([^<]*)<", html)
+    assert coloured  # busy's counts are still coloured
+    zeros = [text for text in coloured if unescape(text).strip("+\u2212 ") == "0"]
+    assert zeros == []
+
+
+def test_a_refused_upload_says_where_it_was_moved(settings, tmp_path: Path):
+    ws = with_definitions(settings, tmp_path / "definitions", {"vip": "name: VIP\ntype: manual\n"})
+    land(ws, "people", "p.csv", PEOPLE_HEADER + person_row("a"), D1)
+    upload = Path(ws.inbox) / "vip" / "list.csv"
+    upload.parent.mkdir(parents=True)
+    upload.write_text("name\nAnn\n")  # no identifier column
+    result = run(ws, D1)
+    (refused,) = result_manifest(ws, D1).manual.rejected
+    assert (Path(ws.inbox) / refused.moved_to).exists()
+    html = Path(html_report(ws, result).html).read_text()
+    assert f"moved to {escape(ws.inbox)}/{refused.moved_to}" in html

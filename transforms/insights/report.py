@@ -4,8 +4,9 @@ nothing fetched.
 
 It shows, from the manifests only: each segment's size over the last runs (a line per segment),
 who entered and exited in this run (bars), the inputs' quality (rows ingested, quarantined and
-the rules they broke, re-sent events dropped, uploads applied and refused), and the steps'
-timings.
+the rules they broke, re-sent events dropped, uploads applied, and those refused with where they
+were moved), and the steps' timings. Counts are green or red only when they are not zero: a
+segment nobody entered or left is no news.
 """
 
 from __future__ import annotations
@@ -44,15 +45,16 @@ svg text { font: 11px system-ui, sans-serif; fill: #5b6570; }
 ENTER, EXIT, LINE = "#12b76a", "#f04438", "#2e90fa"
 
 
-def write_report(lake: Root, day: date) -> str:
-    """Render the report of the committed run of `day`; returns its key in the lake."""
+def write_report(lake: Root, day: date, inbox: str) -> str:
+    """Render the report of the committed run of `day`, whose uploads came from `inbox`;
+    returns its key in the lake."""
     runs = manifests(lake, until=day, last=RUNS_SHOWN)
     manifest = runs[-1]
     ingest = None
     if manifest.ingest and lake.exists(manifest.ingest):
         ingest = IngestReport.from_bytes(lake.read_bytes(manifest.ingest), manifest.ingest)
     key = keys.report_path(day, manifest.attempt)
-    lake.write_bytes(key, render(runs, ingest).encode())
+    lake.write_bytes(key, render(runs, ingest, inbox).encode())
     return key
 
 
@@ -60,14 +62,14 @@ def html_report(settings: Settings, result: RunReport) -> RunReport:
     """`result`, what a committed run did, once its HTML report is written beside its manifest
     (what `segments run` and the refresh DAG's report task do)."""
     lake = Root(settings.lake, settings.storage_options)
-    url = lake.url_of(write_report(lake, date.fromisoformat(result.date)))
+    url = lake.url_of(write_report(lake, date.fromisoformat(result.date), settings.inbox))
     log.info("run %s: report %s", result.date, url)
     return result.model_copy(update={"html": url})
 
 
-def render(runs: list[RunManifest], ingest: IngestReport | None) -> str:
+def render(runs: list[RunManifest], ingest: IngestReport | None, inbox: str) -> str:
     """The report of the last of `runs` (oldest first), with `ingest`, its date's ingest
-    manifest (None if there is none)."""
+    manifest (None if there is none), and `inbox`, the root its refused uploads were moved in."""
     manifest = runs[-1]
     day = manifest.run_date
     since = manifest.previous_run_date or "nothing (first run)"
@@ -78,8 +80,8 @@ def render(runs: list[RunManifest], ingest: IngestReport | None) -> str:
         ("people", f"{manifest.people:,}", ""),
         ("segments", f"{len(segments):,}", ""),
         ("memberships", f"{manifest.rows['membership']:,}", ""),
-        ("entered", f"{entered:,}", "good"),
-        ("exited", f"{exited:,}", "bad"),
+        ("entered", f"{entered:,}", _colour_unless_zero(entered, "good")),
+        ("exited", f"{exited:,}", _colour_unless_zero(exited, "bad")),
     ]
     parts = [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
@@ -98,7 +100,7 @@ def render(runs: list[RunManifest], ingest: IngestReport | None) -> str:
         "<h2>Entered and exited in this run</h2>",
         _moves_chart(segments),
         "<h2>Inputs</h2>",
-        _inputs(ingest, manifest.manual),
+        _inputs(ingest, manifest.manual, inbox),
         "<h2>Step timings</h2>",
         _timings_chart(manifest.seconds),
         "</body></html>",
@@ -115,8 +117,8 @@ def _segments_table(runs: list[RunManifest]) -> str:
         rows.append(
             f"<tr><td>{escape(sid)}</td><td>{_sparkline(sid, sizes, dates)}</td>"
             f"<td class='n'>{counts.size:,}</td>"
-            f"<td class='n good'>+{counts.entered:,}</td>"
-            f"<td class='n bad'>&minus;{counts.exited:,}</td></tr>"
+            f"{_count_cell(counts.entered, '+', 'good')}"
+            f"{_count_cell(counts.exited, '&minus;', 'bad')}</tr>"
         )
     head = (
         f"<tr><th>segment</th><th>size over the last {len(runs)} run(s)</th>"
@@ -125,15 +127,31 @@ def _segments_table(runs: list[RunManifest]) -> str:
     return f"<table>{head}{''.join(rows)}</table>"
 
 
+def _colour_unless_zero(count: int, colour: str) -> str:
+    """The class of a count: `colour` (good or bad news), or none when there is no news."""
+    return colour if count else ""
+
+
+def _count_cell(count: int, sign: str, colour: str) -> str:
+    """A table cell of a count, with its sign and colour unless it is zero."""
+    if count == 0:
+        return "<td class='n'>0</td>"
+    return f"<td class='n {colour}'>{sign}{count:,}</td>"
+
+
 def _sparkline(sid: str, sizes: list[int | None], dates: list[str]) -> str:
+    """A segment's size per run as a line on a scale from 0 to its largest size, which its
+    tooltip names. A point's height is its share of that size, so a change of 0.3% moves the
+    line by 0.3% of the chart's height and growing from nothing spans all of it. (A scale from
+    the row's smallest to its largest size would draw any change, however small, from bottom
+    to top; one scale shared by every row would flatten small segments next to large ones.)"""
     width, height, pad = 260, 36, 4
     known = [(i, s) for i, s in enumerate(sizes) if s is not None]
-    low = min((s for _, s in known), default=0)
-    span = max((s for _, s in known), default=0) - low
+    top = max((s for _, s in known), default=0)
     step = (width - 2 * pad) / max(len(sizes) - 1, 1)
 
-    def point(i: int, size: int) -> tuple[float, float]:  # from its smallest to its largest
-        share = (size - low) / span if span else 0.5
+    def point(i: int, size: int) -> tuple[float, float]:
+        share = size / top if top else 0
         return pad + i * step, height - pad - (height - 2 * pad) * share
 
     points = " ".join(f"{x:.1f},{y:.1f}" for x, y in (point(i, s) for i, s in known))
@@ -143,9 +161,10 @@ def _sparkline(sid: str, sizes: list[int | None], dates: list[str]) -> str:
         for i, s in known
         for x, y in [point(i, s)]
     )
+    label = escape(f"size of {sid} per run, on a scale from 0 to {top:,}")
     return (
         f"<svg class='chart sizes' data-segment='{escape(sid)}' width='{width}' height='{height}'"
-        f" role='img' aria-label='size of {escape(sid)} per run'>"
+        f" role='img' aria-label='{label}'><title>{label}</title>"
         f"<polyline points='{points}' fill='none' stroke='{LINE}' stroke-width='2'/>{dots}</svg>"
     )
 
@@ -198,7 +217,7 @@ def _timings_chart(seconds: dict[str, float]) -> str:
     return _bars(rows)
 
 
-def _inputs(ingest: IngestReport | None, manual: ManualUploads) -> str:
+def _inputs(ingest: IngestReport | None, manual: ManualUploads, inbox: str) -> str:
     parts = []
     if ingest is None:
         parts.append("<p class='sub'>no ingest manifest for this date</p>")
@@ -206,7 +225,7 @@ def _inputs(ingest: IngestReport | None, manual: ManualUploads) -> str:
         rows = "".join(
             f"<tr><td>{escape(table)}</td><td class='n'>{t.rows_read:,}</td>"
             f"<td class='n'>{t.rows_written:,}</td>"
-            f"<td class='n bad'>{t.quarantined:,}</td>"
+            f"{_count_cell(t.quarantined, '', 'bad')}"
             f"<td class='n'>{t.duplicates_dropped:,}</td>"
             f"<td>{escape(', '.join(f'{r} ({n})' for r, n in t.broken_rules.items()))}</td>"
             "</tr>"
@@ -224,7 +243,8 @@ def _inputs(ingest: IngestReport | None, manual: ManualUploads) -> str:
         for u in manual.applied
     ) + "".join(
         f"<tr class='bad'><td>{escape(r.file)}</td><td>refused</td><td></td><td></td><td></td>"
-        f"<td>{escape('; '.join(r.problems))}</td></tr>"
+        f"<td>{escape('; '.join(r.problems))}"
+        f"<br><span class='sub'>moved to {escape(f'{inbox}/{r.moved_to}')}</span></td></tr>"
         for r in manual.rejected
     )
     parts.append(
