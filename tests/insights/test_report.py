@@ -174,3 +174,21 @@ def test_a_refused_upload_says_where_it_was_moved(settings, tmp_path: Path):
     assert (Path(ws.inbox) / refused.moved_to).exists()
     html = Path(html_report(ws, result).html).read_text()
     assert f"moved to {escape(ws.inbox)}/{refused.moved_to}" in html
+
+
+def test_an_upload_with_unknown_ids_lists_the_first_and_links_the_errors_file(
+    settings, tmp_path: Path
+):
+    ws = with_definitions(settings, tmp_path / "definitions", {"vip": "name: VIP\ntype: manual\n"})
+    land(ws, "people", "p.csv", PEOPLE_HEADER + person_row("a"), D1)
+    upload = Path(ws.inbox) / "vip" / "list.csv"
+    upload.parent.mkdir(parents=True)
+    strangers = [f"stranger{n:02}" for n in range(25)]
+    upload.write_text("person_id\na\n" + "".join(f"{s}\n" for s in strangers))
+    result = run(ws, D1)
+    (applied,) = result_manifest(ws, D1).manual.applied
+    html = Path(html_report(ws, result).html).read_text()
+    assert "stranger00" in html and "stranger19" in html and "stranger20" not in html
+    assert "and 5 more" in html
+    assert applied.errors_file and (Path(ws.inbox) / applied.errors_file).exists()
+    assert f"all in {escape(ws.inbox)}/{applied.errors_file}" in html

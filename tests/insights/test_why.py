@@ -132,3 +132,21 @@ def test_an_upload_naming_a_shared_email_did_not_add_the_person(settings, tmp_pa
     assert c.member and c.uploads == [
         {"run_date": "2026-03-30", "file": "vip/by-email.csv", "line": 3, "action": "added"}
     ]
+
+
+def test_a_replace_list_explains_who_it_kept_and_who_it_replaced(ws):
+    D3 = D2 + timedelta(days=1)
+    land(ws, "people", "p.csv", PEOPLE, D3)
+    replace = Path(ws.inbox) / "vip" / "replace"
+    replace.mkdir()
+    (replace / "sync.csv").write_text("person_id\nc\n")
+    run(ws, D3)
+    a, c = explain(ws, "a", "vip", D3), explain(ws, "c", "vip", D3)
+    assert not a.member and a.uploads[-1] == {
+        "run_date": "2026-04-01",
+        "file": "vip/replace/sync.csv",
+        "action": "replaced",
+    }
+    assert c.member and c.uploads == [
+        {"run_date": "2026-04-01", "file": "vip/replace/sync.csv", "line": 2, "action": "added"}
+    ]

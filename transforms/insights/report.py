@@ -17,6 +17,7 @@ from html import escape
 
 from transforms.config import Settings
 from transforms.insights.history import manifests
+from transforms.logs import RESULT
 from transforms.runs.report import RunReport
 from transforms.storage import lake as keys
 from transforms.storage.records import (
@@ -24,6 +25,7 @@ from transforms.storage.records import (
     ManualUploads,
     RunManifest,
     SegmentCounts,
+    UploadReport,
 )
 from transforms.storage.roots import Root
 
@@ -63,7 +65,7 @@ def html_report(settings: Settings, result: RunReport) -> RunReport:
     (what `segments run` and the refresh DAG's report task do)."""
     lake = Root(settings.lake, settings.storage_options)
     url = lake.url_of(write_report(lake, date.fromisoformat(result.date), settings.inbox))
-    log.info("run %s: report %s", result.date, url)
+    log.info("run %s: report %s", result.date, url, extra=RESULT)
     return result.model_copy(update={"html": url})
 
 
@@ -239,7 +241,8 @@ def _inputs(ingest: IngestReport | None, manual: ManualUploads, inbox: str) -> s
     uploads = "".join(
         f"<tr><td>{escape(u.file)}</td><td>{escape(u.action)}</td>"
         f"<td class='n'>{u.rows:,}</td><td class='n'>{u.applied:,}</td>"
-        f"<td class='n'>{u.unknown_count + u.ambiguous_count:,}</td><td></td></tr>"
+        f"<td class='n'>{u.unknown_count + u.ambiguous_count:,}</td>"
+        f"<td>{_not_applied(u, inbox)}</td></tr>"
         for u in manual.applied
     ) + "".join(
         f"<tr class='bad'><td>{escape(r.file)}</td><td>refused</td><td></td><td></td><td></td>"
@@ -251,10 +254,23 @@ def _inputs(ingest: IngestReport | None, manual: ManualUploads, inbox: str) -> s
         "<h3>Manual uploads</h3>"
         + (
             "<table><tr><th>file</th><th>action</th><th class='n'>rows</th>"
-            "<th class='n'>applied</th><th class='n'>unknown or ambiguous</th><th>why refused</th>"
+            "<th class='n'>applied</th><th class='n'>unknown or ambiguous</th>"
+            "<th>not applied, or why refused</th>"
             f"</tr>{uploads}</table>"
             if uploads
             else "<p class='sub'>none in this run</p>"
         )
     )
     return "".join(parts)
+
+
+def _not_applied(upload: UploadReport, inbox: str) -> str:
+    """The first unknown ids and ambiguous emails of an applied upload and where all are listed."""
+    shown = [*upload.unknown, *upload.ambiguous_emails]
+    if not shown:
+        return ""
+    hidden = upload.unknown_count + upload.ambiguous_count - len(shown)
+    listed = escape(", ".join(shown)) + (f" and {hidden:,} more" if hidden > 0 else "")
+    if upload.errors_file:
+        listed += f"<br><span class='sub'>all in {escape(f'{inbox}/{upload.errors_file}')}</span>"
+    return listed

@@ -7,8 +7,9 @@ from the people snapshot of D, each event feature with the window it covered, an
 status of the segments it references. Every value is computed by the same compiler and the same
 feature aggregation as the run itself, over this one person's rows.
 
-A manual segment has no predicate: its explanation is the uploads that named the person, per
-committed run up to D, and the person's membership in the run of D.
+A manual segment has no predicate: its explanation is the uploads that named the person (and
+the clears and replace-lists that left them out), per committed run up to D, and the person's
+membership in the run of D.
 """
 
 from __future__ import annotations
@@ -234,8 +235,9 @@ def _uploads_naming(
     settings: Settings, root: Root, catalog: Catalog, person_id: str, segment_id: str, day: date
 ) -> list[dict[str, Any]]:
     """Every applied upload of `segment_id`, in committed runs up to `day`, whose rows the run
-    applied to the person: each file parsed and resolved against that run's snapshot by the
-    inbox's own rules (an email shared by several people names nobody)."""
+    applied to the person, plus each clear and each replace-list not naming them: each file parsed
+    and resolved against that run's snapshot by the inbox's own rules (an email shared by
+    several people names nobody)."""
     from transforms.manual.inbox import ACTIONS, parse_upload, resolve_people
 
     inbox = Root(settings.inbox, settings.storage_options)
@@ -261,7 +263,12 @@ def _uploads_naming(
                 people = lake.scan_people(root, run_day).select("person_id", "email").collect()
             rows, _, kind = parse_upload(data, report.action)
             scratch = report.model_copy(deep=True)  # `resolve_people` notes the unknown ids in it
-            for pid, action, line in resolve_people(rows, kind, people, scratch):
-                if pid == person_id:
-                    found.append({**entry, "line": line, "action": ACTIONS[action]})
+            named = [
+                {**entry, "line": line, "action": ACTIONS[action]}
+                for pid, action, line in resolve_people(rows, kind, people, scratch)
+                if pid == person_id
+            ]
+            if report.action == "replace" and not named:
+                named = [{**entry, "action": "replaced"}]  # the segment became a list without them
+            found.extend(named)
     return found
