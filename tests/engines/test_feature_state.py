@@ -47,6 +47,12 @@ DEFINITIONS = {
     "filtered": "event_count('purchase', within => '7 days', where => amount > 2) >= 1",
     "lately": "event_count('login', within => '36 hours') >= 1",
     "fresh_views": "event_count('view', where => days_since(timestamp) < 2) >= 1",
+    "lapsed_login": "performed('login', ago => ('5 days', '2 days'))"
+    " AND NOT performed('login', within => '2 days')",
+    "earlier_spend": "event_sum('purchase', amount, ago => ('6 days', '1 day')) > 3",
+    "earlier_view": "last_event_at('view', ago => ('4 days', '1 day')) < as_of() - INTERVAL 2 DAY",
+    "earlier_min": "event_min('purchase', amount, ago => ('5 days', '2 days')) <= 1",
+    "half_day_ago": "event_count('view', ago => ('3 days', '12 hours')) >= 3",
 }
 
 

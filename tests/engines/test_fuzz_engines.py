@@ -53,6 +53,10 @@ window = st.sampled_from(
         ", within => '7 days'",
         ", within => INTERVAL 30 DAY",
         ", since => DATE '2026-03-20', until => DATE '2026-03-30'",
+        ", ago => ('7 days', '1 day')",
+        ", ago => ('30 days', '7 days')",
+        ", ago => (INTERVAL 25 HOUR, INTERVAL 23 HOUR)",
+        ", ago => ('11 days', '0 days'), since => DATE '2026-03-25'",
     ]
 )
 event_filter = st.sampled_from(

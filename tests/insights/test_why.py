@@ -25,6 +25,8 @@ DEFINITIONS = {
     "where: plan = 'pro' AND in_segment('buyers')\n",
     "picky": "name: Picky\ntype: data_driven\nwhere: NOT (age > 40) OR lifetime_value > 100\n",
     "vip": "name: VIP\ntype: manual\n",
+    "lapsed": "name: Lapsed\ntype: data_driven\n"
+    "where: performed('purchase', ago => ('40 days', '7 days'))\n",
 }
 PEOPLE = (
     PEOPLE_HEADER
@@ -75,6 +77,16 @@ def test_an_event_feature_shows_its_value_and_window(ws):
     assert seen["name"] == "count('purchase', within => '7 days')"
     assert seen["value"] == 1  # the purchase of 1 March is outside the window
     assert seen["window"] == "2026-03-25 00:00 .. 2026-04-01 00:00 UTC"
+
+
+def test_a_relative_window_shows_both_bounds(ws):
+    result = explain(ws, "b", "lapsed", D2)
+    assert result.member
+    (seen,) = result.tree.saw
+    assert seen["name"] == "count('purchase', ago => ('40 days', '7 days'))"
+    assert seen["value"] == 1  # 1 March; the purchase of 30 March is too recent
+    assert seen["window"] == "2026-02-20 00:00 .. 2026-03-25 00:00 UTC"
+    assert not explain(ws, "a", "lapsed", D2).member
 
 
 def test_null_is_not_true(ws):

@@ -170,6 +170,34 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
             "CAST to SMALLINT is not supported",
             None,
         ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: event_count('x', ago => ('30 days', '90 days')) > 0\n",
+            "ago => ('30 days', '90 days') is empty: the first bound must be longer",
+            "write ago => ('90 days', '30 days')",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', ago => '30 days') > 0\n",
+            "ago => needs two intervals in parentheses",
+            "ago => ('90 days', '30 days')",
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: event_count('x', within => '7 days', ago => ('9 days', '2 days')) > 0\n",
+            "ago => cannot be combined with within =>",
+            "within => '7 days' is ago => ('7 days', '0 days')",
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: event_count('x', ago => ('3 months', '1 day')) > 0\n",
+            "interval unit MONTH is not supported",
+            "days",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', ag => ('3 days', '1 day')) > 0\n",
+            "unknown option 'ag'",
+            "did you mean ago =>?",
+        ),
     ],
 )
 def test_bad_predicates_name_the_problem_and_the_fix(tmp_path, text, message, fix):

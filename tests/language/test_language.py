@@ -50,6 +50,12 @@ EUR_OR_GBP = "AND e.currency IN ('EUR', 'GBP')"
 WEEK_NON_NEGATIVE = f"AND e.timestamp > {A} - INTERVAL 7 DAY AND e.amount >= 0"
 DAY_1 = f"AND e.timestamp > {A} - INTERVAL 1 DAY"
 DAYS_14 = f"AND e.timestamp > {A} - INTERVAL 14 DAY"
+AGO_30_TO_10 = f"AND e.timestamp > {A} - INTERVAL 30 DAY AND e.timestamp <= {A} - INTERVAL 10 DAY"
+AGO_60_TO_14 = f"AND e.timestamp > {A} - INTERVAL 60 DAY AND e.timestamp <= {A} - INTERVAL 14 DAY"
+AGO_36_TO_12_HOURS = (
+    f"AND e.timestamp > {A} - INTERVAL 36 HOUR AND e.timestamp <= {A} - INTERVAL 12 HOUR"
+)
+AGO_20_TO_5 = f"AND e.timestamp > {A} - INTERVAL 20 DAY AND e.timestamp <= {A} - INTERVAL 5 DAY"
 
 CASES = [
     # comparison and NULL
@@ -67,6 +73,8 @@ CASES = [
     ("NOT (age > 30 OR country = 'DE')", "NOT (age > 30 OR country = 'DE')"),
     ("NULL", "NULL"),
     ("NOT NULL", "NOT NULL"),
+    ("NULL OR TRUE", "NULL OR TRUE"),
+    ("age >= 21", "age >= 21"),
     ("email_opt_in", "email_opt_in"),
     ("email_opt_in = TRUE", "email_opt_in = TRUE"),
     ("email_opt_in = FALSE", "email_opt_in = FALSE"),
@@ -118,6 +126,7 @@ CASES = [
         "CASE plan WHEN 'pro' THEN 1 WHEN 'trial' THEN 2 ELSE 3 END = 2",
         "CASE plan WHEN 'pro' THEN 1 WHEN 'trial' THEN 2 ELSE 3 END = 2",
     ),
+    ("CASE plan WHEN 'pro' THEN 1 ELSE 3 END = 1", "CASE plan WHEN 'pro' THEN 1 ELSE 3 END = 1"),
     ("coalesce(country, 'none') = 'none'", "coalesce(country, 'none') = 'none'"),
     ("coalesce(age, lifetime_value, 0) > 40", "coalesce(age, lifetime_value, 0) > 40"),
     ("CAST(age AS VARCHAR) = '30'", "TRY_CAST(age AS VARCHAR) = '30'"),
@@ -239,6 +248,41 @@ CASES = [
     (
         "event_sum('purchase', amount) / event_count('purchase') > 100",
         f"coalesce({agg('sum(e.amount)', 'purchase')}, 0) / NULLIF({count('purchase')}, 0) > 100",
+    ),
+    # relative windows: as_of() - first < timestamp <= as_of() - second
+    (
+        "event_count('purchase', ago => ('30 days', '10 days')) >= 1",
+        f"{count('purchase', AGO_30_TO_10)} >= 1",
+    ),
+    (
+        "event_count('purchase', ago => ('30 days', '10 days')) = 2",
+        f"{count('purchase', AGO_30_TO_10)} = 2",
+    ),
+    (
+        "performed('login', ago => ('60 days', '14 days'))"
+        " AND NOT performed('login', within => '14 days')",
+        f"{count('login', AGO_60_TO_14)} >= 1 AND NOT {count('login', DAYS_14)} >= 1",
+    ),
+    (
+        "event_sum('purchase', amount, ago => (INTERVAL 20 DAY, INTERVAL 5 DAY)) > 100",
+        f"coalesce({agg('sum(e.amount)', 'purchase', AGO_20_TO_5)}, 0) > 100",
+    ),
+    (
+        "last_event_at('*', ago => ('30 days', '10 days')) IS NULL",
+        f"{agg('max(e.timestamp)', None, AGO_30_TO_10)} IS NULL",
+    ),
+    (
+        "NOT performed('login', within => '14 days') AND created_at <= as_of() - INTERVAL 14 DAY",
+        f"NOT {count('login', DAYS_14)} >= 1 AND created_at <= {A} - INTERVAL 14 DAY",
+    ),
+    (
+        "event_count('purchase', ago => ('30 days', '0 days'))"
+        " = event_count('purchase', within => '30 days')",
+        "TRUE",
+    ),
+    (
+        "event_count('purchase', ago => ('36 hours', '12 hours'), where => amount > 0) = 1",
+        f"{count('purchase', AGO_36_TO_12_HOURS + ' AND e.amount > 0')} = 1",
     ),
 ]
 

@@ -6,8 +6,9 @@ of rescanning the history, each run keeps two tables (README, "Event features ar
 - `feature_partials`: for the events of one ingest date and one *bucket*, the state columns
   (`membership.state_columns`) per person, without the window test. Bucket X holds the events
   whose timestamp is in (X 00:00, X+1 00:00] UTC. The as-of instant of run D is 00:00 UTC of
-  D+1, so an event is visible at D exactly when its bucket is <= D, and inside a window of W
-  days exactly when its bucket is > D - W: buckets are whole days of every window.
+  D+1, so an event is visible at D exactly when its bucket is <= D, inside a window of W
+  days exactly when its bucket is > D - W, and at least T days old (`ago => (W, T)`) exactly
+  when its bucket is <= D - T: buckets are whole days of every window.
 - `feature_totals`: the state columns of every foldable feature at D, one row per person.
 
 Both are kept in person order (`transforms.engines.person_order`).
@@ -268,10 +269,13 @@ def _recompute(
     return in_person_order(pl.concat(parts))  # ranges in order: a check, not a sort
 
 
-def _counts(partial: Partial, day: date, window: int | None, upto: date) -> bool:
-    """Whether a partial counts at run `day`, known as of ingest date `upto`."""
-    if partial.ingest_date > upto or partial.bucket > day:
+def _counts(partial: Partial, day: date, feature: Feature, upto: date) -> bool:
+    """Whether a partial counts for `feature` at run `day`, known as of ingest date `upto`:
+    its bucket is inside the window, (day - start, day - end] in days."""
+    end = day - timedelta(days=feature.window_end_days or 0)
+    if partial.ingest_date > upto or partial.bucket > end:
         return False
+    window = feature.window_days
     return window is None or partial.bucket > day - timedelta(days=window)
 
 
@@ -324,8 +328,8 @@ def _fold(
     counting: dict[str, list[str]] = {}
     for p in partials:
         for f in features:
-            now = _counts(p, day, f.window_days, day)
-            before = _counts(p, previous_day, f.window_days, previous_day)
+            now = _counts(p, day, f, day)
+            before = _counts(p, previous_day, f, previous_day)
             names = [c.name for c in columns[f.name]]
             if now and not before:
                 added.setdefault(p.key, []).extend(names)

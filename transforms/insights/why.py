@@ -216,9 +216,9 @@ def _outside_event_call(column: exp.Column) -> bool:
 
 def _window(feature: Any, as_of: datetime) -> str:
     start = feature.since
-    if feature.within is not None:
-        start = max(filter(None, [start, as_of - feature.within]))
-    end = min(filter(None, [feature.until, as_of]))
+    if feature.lookback is not None:
+        start = max(filter(None, [start, as_of - feature.lookback]))
+    end = min(filter(None, [feature.until, feature.window_end, as_of]))
     shown = f"{start:%Y-%m-%d %H:%M}" if start else "the first event"
     return f"{shown} .. {end:%Y-%m-%d %H:%M} UTC"
 

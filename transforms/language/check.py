@@ -39,6 +39,7 @@ from transforms.language.semantics import (
     TEMPORAL,
     TRUNC_UNITS,
     EventAggregate,
+    interval_text,
 )
 from transforms.language.types import (
     ANNOTATION,
@@ -546,6 +547,27 @@ def _time_bound(node: exp.Expr, key: str, scope: Scope) -> datetime:
     return as_timestamp(constant(value, "date" if type(value) is date else "timestamp")).value
 
 
+def _ago(node: exp.Expr) -> tuple[timedelta, timedelta]:
+    """The two bounds of `ago => ('90 days', '30 days')`: the longer one first."""
+    bounds = node.expressions if isinstance(node, exp.Tuple) else []
+    if len(bounds) != 2:
+        raise CheckError(
+            "ago => needs two intervals in parentheses",
+            node,
+            "write ago => ('90 days', '30 days'): events between 90 and 30 days before as_of()",
+        )
+    start, end = (interval_value(bound) for bound in bounds)
+    if start <= end:
+        swapped = f"write ago => ('{interval_text(end)}', '{interval_text(start)}')"
+        raise CheckError(
+            f"ago => ('{interval_text(start)}', '{interval_text(end)}') is empty: the first"
+            " bound must be longer than the second",
+            node,
+            swapped if start < end else "make the first bound longer than the second",
+        )
+    return start, end
+
+
 def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
     function = node.name.lower()
     if scope.events is None:
@@ -586,12 +608,21 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
     within = interval_value(options["within"]) if "within" in options else None
     if within is not None and within <= timedelta(0):
         raise CheckError("within => needs a positive interval", options["within"])
+    ago = _ago(options["ago"]) if "ago" in options else None
+    if ago is not None and within is not None:
+        raise CheckError(
+            "ago => cannot be combined with within =>",
+            options["ago"].parent,
+            f"within => '{interval_text(within)}' is ago => ('{interval_text(within)}',"
+            " '0 days'): keep one of them",
+        )
     bounds = {
         key: _time_bound(options[key], key, event_scope)
         for key in ("since", "until")
         if key in options
     }
-    window_start = scope.as_of - within if within is not None else None
+    lookback = ago[0] if ago is not None else within
+    window_start = scope.as_of - lookback if lookback is not None else None
     filter_node = options.get("where")
     if filter_node is not None:
         _condition(filter_node, event_scope)
@@ -607,6 +638,8 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
             filter_node.sql(dialect=DIALECT) if filter_node is not None else None,
         )
     )
+    if ago is not None:  # features without it keep the names earlier runs gave them
+        key += f"|ago={ago[0]},{ago[1]}"
     name = FEATURE_PREFIX + hashlib.sha1(key.encode()).hexdigest()[:10]
     if name not in scope.features:
         scope.features[name] = EventAggregate(
@@ -621,6 +654,8 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
             type=result,
             column_type=column_type,
             window_start=window_start,
+            ago=ago,
+            window_end=scope.as_of - ago[1] if ago is not None else None,
         )
     scope.used_features.append(name)
     node.meta[FEATURE] = name

@@ -481,13 +481,13 @@ class Feature(EventAggregate):
     tests: tuple[tuple[str, pl.Expr], ...] = field(default=(), compare=False, repr=False)
     """Which events count, as (canonical text, expression) of each test they must all pass:
     the name, each time bound, the filter. Features share tests by their text."""
-    window_test: str | None = field(default=None, compare=False, repr=False)
-    """The text of the test among `tests` that bounds the window (`within`), if any."""
+    window_tests: tuple[str, ...] = field(default=(), compare=False, repr=False)
+    """The texts of the tests among `tests` that bound the window (`within`, `ago`)."""
 
     @property
     def event_tests(self) -> tuple[tuple[str, pl.Expr], ...]:
         """The tests that do not depend on the run date: all but the window's."""
-        return tuple(t for t in self.tests if t[0] != self.window_test)
+        return tuple(t for t in self.tests if t[0] not in self.window_tests)
 
     @property
     def condition(self) -> pl.Expr:
@@ -495,7 +495,7 @@ class Feature(EventAggregate):
         return pl.all_horizontal(expr for _, expr in self.tests) if self.tests else pl.lit(True)
 
 
-TIME_TESTS = {">": operator.gt, ">=": operator.ge, "<": operator.lt}
+TIME_TESTS = {">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le}
 
 
 def _time_test(op: str, bound: datetime) -> tuple[str, pl.Expr]:
@@ -511,9 +511,12 @@ def feature(aggregate: EventAggregate, as_of: datetime) -> Feature:
         if aggregate.event == "*"
         else [(f"name = {aggregate.event!r}", pl.col("name") == aggregate.event)]
     )
-    window = _time_test(">", aggregate.window_start) if aggregate.window_start is not None else None
-    if window is not None:
-        tests.append(window)
+    window = []
+    if aggregate.window_start is not None:
+        window.append(_time_test(">", aggregate.window_start))
+    if aggregate.window_end is not None:
+        window.append(_time_test("<=", aggregate.window_end))
+    tests += window
     if aggregate.since is not None:
         tests.append(_time_test(">=", aggregate.since))
     if aggregate.until is not None:
@@ -524,7 +527,7 @@ def feature(aggregate: EventAggregate, as_of: datetime) -> Feature:
     return Feature(
         **{f.name: getattr(aggregate, f.name) for f in fields(EventAggregate)},
         tests=tuple(tests),
-        window_test=window[0] if window is not None else None,
+        window_tests=tuple(text for text, _ in window),
     )
 
 

@@ -80,7 +80,7 @@ AGGREGATES = {
     "event_avg": ("avg", True),
 }
 """Event functions: the aggregate each computes, and whether it takes an event column."""
-KEYWORDS = ("within", "since", "until", "where")
+KEYWORDS = ("within", "ago", "since", "until", "where")
 """The named arguments of the event functions."""
 AS_OF_FUNCTIONS = ("as_of", "now", "days_since")
 
@@ -126,20 +126,41 @@ class EventAggregate:
     column_type: str | None = field(default=None, compare=False, repr=False)
     """The type of the aggregated event column (integer or number), if any."""
     window_start: datetime | None = field(default=None, compare=False, repr=False)
-    """The run's as-of instant minus `within`: events must be later than this."""
+    """The run's as-of instant minus `within` (or the first bound of `ago`): events must be
+    later than this."""
+    ago: tuple[timedelta, timedelta] | None = None
+    """A relative window (`ago => ('90 days', '30 days')`): events with
+    as_of - ago[0] < timestamp <= as_of - ago[1]."""
+    window_end: datetime | None = field(default=None, compare=False, repr=False)
+    """The run's as-of instant minus the second bound of `ago`: events must be no later."""
+
+    @property
+    def lookback(self) -> timedelta | None:
+        """How far before the as-of instant the window starts, or None without a window."""
+        return self.ago[0] if self.ago is not None else self.within
 
     @property
     def window_days(self) -> int | None:
-        """The window in whole days, or None without a window (or one of hours or minutes)."""
-        if self.within is None or self.within % timedelta(days=1):
+        """The window's start in whole days before the as-of instant, or None without a window
+        (or one of hours or minutes)."""
+        if self.lookback is None or self.lookback % timedelta(days=1):
             return None
-        return self.within.days
+        return self.lookback.days
+
+    @property
+    def window_end_days(self) -> int | None:
+        """The window's end in whole days before the as-of instant (0 without `ago`), or None
+        when it is not whole days."""
+        end = self.ago[1] if self.ago is not None else timedelta(0)
+        return None if end % timedelta(days=1) else end.days
 
     @property
     def foldable(self) -> bool:
-        """Whether per-day partial aggregates give this feature exactly: no window or one of
-        whole days, and a filter that does not read the as-of instant."""
-        whole_days = self.within is None or self.window_days is not None
+        """Whether per-day partial aggregates give this feature exactly: no window or one whose
+        bounds are whole days, and a filter that does not read the as-of instant."""
+        whole_days = (
+            self.lookback is None or self.window_days is not None
+        ) and self.window_end_days is not None
         return whole_days and (self.filter is None or not reads_as_of(self.filter))
 
     @property
@@ -151,6 +172,9 @@ class EventAggregate:
         args = [repr(self.event)] + ([self.column] if self.column else [])
         if self.within:
             args.append(f"within => '{interval_text(self.within)}'")
+        if self.ago:
+            start, end = (interval_text(bound) for bound in self.ago)
+            args.append(f"ago => ('{start}', '{end}')")
         if self.since:
             args.append(f"since => TIMESTAMP '{self.since:%Y-%m-%d %H:%M:%S}'")
         if self.until:
@@ -166,7 +190,7 @@ def earliest_needed(features: Iterable[EventAggregate], as_of: datetime) -> date
     for feature in features:
         bounds = [
             b
-            for b in (feature.since, as_of - feature.within if feature.within else None)
+            for b in (feature.since, as_of - feature.lookback if feature.lookback else None)
             if b is not None
         ]
         if not bounds:

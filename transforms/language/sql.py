@@ -180,6 +180,8 @@ def _condition(feature: EventAggregate, as_of: datetime) -> exp.Expr:
         parts.append(exp.EQ(this=_ident("name"), expression=exp.Literal.string(feature.event)))
     if feature.window_start is not None:
         parts.append(exp.GT(this=timestamp.copy(), expression=instant(feature.window_start)))
+    if feature.window_end is not None:
+        parts.append(exp.LTE(this=timestamp.copy(), expression=instant(feature.window_end)))
     if feature.since is not None:
         parts.append(exp.GTE(this=timestamp.copy(), expression=instant(feature.since)))
     if feature.until is not None:
