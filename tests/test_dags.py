@@ -102,14 +102,12 @@ def probe(env: dict[str, str], *args: str) -> tuple[object, str]:
 
 
 def workspace(folder: Path, definitions: Path = REPO / "segment_definitions") -> Path:
-    """The demo workspace for DAYS (the third day repeats the second's people, no events),
-    every upload already in the inbox; returns its config file."""
+    """The demo workspace for DAYS (the demo lands all three), every upload already in the inbox;
+    returns its config file."""
     landing, inbox = Root(str(folder / "landing")), Root(str(folder / "inbox"))
     files = write_demo_workspace(landing, inbox, people_count=1500)
     for key, data in files.later_uploads.items():
         inbox.write_bytes(key, data)
-    people = folder / "landing/people"
-    shutil.copytree(people / DAYS[1].isoformat(), people / DAYS[2].isoformat())
     config = folder / "segments.yaml"
     config.write_text(
         f"landing: {folder / 'landing'}\nlake: {folder / 'lake'}\ninbox: {folder / 'inbox'}\n"

@@ -14,7 +14,7 @@ PACKAGE = REPO / "transforms"
 
 # Lowest first. Subpackages on one line are one layer and do not import each other.
 LAYERS = [
-    ["errors"],
+    ["errors", "logs"],
     ["config"],
     ["storage"],
     ["contracts"],
