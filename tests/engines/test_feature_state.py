@@ -52,6 +52,8 @@ DEFINITIONS = {
     "earlier_spend": "event_sum('purchase', amount, ago => ('6 days', '1 day')) > 3",
     "earlier_view": "last_event_at('view', ago => ('4 days', '1 day')) < as_of() - INTERVAL 2 DAY",
     "earlier_min": "event_min('purchase', amount, ago => ('5 days', '2 days')) <= 1",
+    "varied_views": "event_count_distinct('*', name, within => '3 days') >= 3",
+    "many_amounts": "event_count_distinct('purchase', amount, ago => ('6 days', '1 day')) >= 3",
     "half_day_ago": "event_count('view', ago => ('3 days', '12 hours')) >= 3",
 }
 

@@ -75,7 +75,10 @@ event_name = st.sampled_from([*EVENT_NAMES, "*"])
 def event_call(draw, kind: str) -> str:
     name, win, flt = draw(event_name), draw(window), draw(event_filter)
     if kind == "count":
-        return f"event_count('{name}'{win}{flt})"
+        if draw(st.booleans()):
+            return f"event_count('{name}'{win}{flt})"
+        column = draw(st.sampled_from(["currency", "amount", "name", "timestamp"]))
+        return f"event_count_distinct('{name}', {column}{win}{flt})"
     aggregate = draw(st.sampled_from(["event_sum", "event_min", "event_max", "event_avg"]))
     return f"{aggregate}('{name}', amount{win}{flt})"
 
@@ -89,6 +92,9 @@ def numbers(depth: int) -> st.SearchStrategy[str]:
                 "days_since(created_at)",
                 "date_diff('day', created_at, as_of())",
                 "length(country)",
+                "bucket(2)",
+                "bucket(10, 'x')",
+                "bucket(1000000, 'salt')",
             ]
         ),
         num_literal,

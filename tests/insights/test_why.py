@@ -25,6 +25,9 @@ DEFINITIONS = {
     "where: plan = 'pro' AND in_segment('buyers')\n",
     "picky": "name: Picky\ntype: data_driven\nwhere: NOT (age > 40) OR lifetime_value > 100\n",
     "vip": "name: VIP\ntype: manual\n",
+    "varied": "name: Varied\ntype: data_driven\n"
+    "where: event_count_distinct('*', currency, where => amount > 5) >= 1\n",
+    "holdout": "name: Holdout\ntype: data_driven\nwhere: bucket(10, 'spring') < 5\n",
     "lapsed": "name: Lapsed\ntype: data_driven\n"
     "where: performed('purchase', ago => ('40 days', '7 days'))\n",
 }
@@ -87,6 +90,27 @@ def test_a_relative_window_shows_both_bounds(ws):
     assert seen["value"] == 1  # 1 March; the purchase of 30 March is too recent
     assert seen["window"] == "2026-02-20 00:00 .. 2026-03-25 00:00 UTC"
     assert not explain(ws, "a", "lapsed", D2).member
+
+
+def test_a_distinct_count_shows_its_value(ws):
+    result = explain(ws, "a", "varied", D2)
+    assert result.member
+    (seen,) = result.tree.saw
+    assert seen["name"] == "count_distinct('*', currency, where => amount > 5)"
+    assert seen["value"] == 1  # two purchases, both in USD
+    assert seen["window"] == "the first event .. 2026-04-01 00:00 UTC"
+
+
+def test_a_bucket_shows_the_persons_bucket(ws):
+    import hashlib
+
+    for person in "abc":
+        expected = int(hashlib.md5(f"spring:{person}".encode()).hexdigest()[:8], 16) % 10
+        result = explain(ws, person, "holdout", D2)
+        assert result.tree.saw == [
+            {"kind": "bucket", "name": "bucket(10, 'spring')", "value": expected}
+        ]
+        assert result.member == (expected < 5)
 
 
 def test_null_is_not_true(ws):

@@ -194,6 +194,58 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
             "days",
         ),
         (
+            "name: X\ntype: data_driven\nwhere: bucket(0) < 1\n",
+            "bucket() takes a whole number of buckets from 2 to 1,000,000, not 0",
+            "bucket(100) < 10",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: bucket(1000001) < 1\n",
+            "from 2 to 1,000,000, not 1000001",
+            None,
+        ),
+        ("name: X\ntype: data_driven\nwhere: bucket(2.5) < 1\n", "not 2.5", None),
+        ("name: X\ntype: data_driven\nwhere: bucket(age) < 1\n", "not age", None),
+        (
+            "name: X\ntype: data_driven\nwhere: bucket(10, plan) < 1\n",
+            "bucket() takes a quoted salt second",
+            "a new salt reshuffles",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: bucket() < 1\n",
+            "bucket() takes 1 to 2 argument(s), got 0",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count('x', where => bucket(10) = 1) > 0\n",
+            "bucket() cannot be used inside an event filter",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: buckett(10) = 1\n",
+            "function buckett() is not part of the segment language",
+            "did you mean bucket()?",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count_distinct('x') > 1\n",
+            "event_count_distinct() takes 2 argument(s), got 1",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count_distinct('x', 'currency') > 1\n",
+            "event_count_distinct() takes an event column second",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_count_distinct('x', plan) > 1\n",
+            "unknown event column 'plan'",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: event_sum('x', currency) > 1\n",
+            "event_sum() needs a numeric event column; currency is string",
+            "event_count_distinct()",
+        ),
+        (
             "name: X\ntype: data_driven\nwhere: event_count('x', ag => ('3 days', '1 day')) > 0\n",
             "unknown option 'ag'",
             "did you mean ago =>?",

@@ -14,7 +14,7 @@ import polars as pl
 import pytest
 from sqlglot import exp
 
-from tests.support.language_fixture import AS_OF, write_fixture
+from tests.support.language_fixture import AS_OF, PEOPLE, write_fixture
 from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_members
 from transforms.language.compiler import compile_segments
@@ -37,6 +37,14 @@ def count(name: str | None, extra: str = "") -> str:
 
 def agg(expr: str, name: str | None, extra: str = "") -> str:
     return f"(SELECT {expr} {events_where(name, extra)})"
+
+
+def distinct(column: str, name: str | None, extra: str = "") -> str:
+    return f"(SELECT count(DISTINCT e.{column}) {events_where(name, extra)})"
+
+
+def bucket(n: int, salt: str = "") -> str:
+    return f"(('0x' || substr(md5('{salt}:' || p.person_id), 1, 8))::BIGINT % {n})"
 
 
 WITHIN_30 = f"AND e.timestamp > {A} - INTERVAL 30 DAY"
@@ -249,6 +257,27 @@ CASES = [
         "event_sum('purchase', amount) / event_count('purchase') > 100",
         f"coalesce({agg('sum(e.amount)', 'purchase')}, 0) / NULLIF({count('purchase')}, 0) > 100",
     ),
+    # distinct counts: distinct non-NULL values, 0 without matching events
+    ("event_count_distinct('purchase', currency) >= 2", f"{distinct('currency', 'purchase')} >= 2"),
+    ("event_count_distinct('*', name) = 2", f"{distinct('name', None)} = 2"),
+    ("event_count_distinct('purchase', amount) = 1", f"{distinct('amount', 'purchase')} = 1"),
+    (
+        "event_count_distinct('purchase', currency, within => '30 days', where => amount > 0) = 0",
+        f"{distinct('currency', 'purchase', WITHIN_30 + ' AND e.amount > 0')} = 0",
+    ),
+    (
+        "event_count_distinct('purchase', timestamp, ago => ('30 days', '10 days')) = 2",
+        f"{distinct('timestamp', 'purchase', AGO_30_TO_10)} = 2",
+    ),
+    # stable splits: the first 8 hex digits of md5(salt || ':' || person_id), modulo n
+    ("bucket(2) = 0", f"{bucket(2)} = 0"),
+    ("bucket(100) < 10", f"{bucket(100)} < 10"),
+    ("bucket(100, 'spring_test') < 50", f"{bucket(100, 'spring_test')} < 50"),
+    ("bucket(1000000, 'x') >= 500000", f"{bucket(1000000, 'x')} >= 500000"),
+    (
+        "bucket(3, 'a') = bucket(3, 'b') AND plan <> 'pro'",
+        f"{bucket(3, 'a')} = {bucket(3, 'b')} AND plan <> 'pro'",
+    ),
     # relative windows: as_of() - first < timestamp <= as_of() - second
     (
         "event_count('purchase', ago => ('30 days', '10 days')) >= 1",
@@ -343,6 +372,43 @@ def test_window_boundaries(fixture_files, contracts):
         [segment("s", "event_count('purchase', within => '30 days') = 2")],
     )
     assert "p02" not in two
+
+
+def test_buckets_are_md5_digits_on_every_back_end(fixture_files, contracts):
+    """bucket(7, 'exp') of each person is int(md5('exp:' + id)[:8], 16) % 7, on Polars and in the
+    generated SQL; and a new salt reshuffles."""
+    import hashlib
+
+    ids = PEOPLE["person_id"].to_list()
+    known = {i: int(hashlib.md5(f"exp:{i}".encode()).hexdigest()[:8], 16) % 7 for i in ids}
+    # md5('exp:p01') = 'af7f9c7e306d...', md5('exp:p02') = 'c9075df61ef7...'
+    assert known["p01"] == int("af7f9c7e", 16) % 7 == 3
+    assert known["p02"] == int("c9075df6", 16) % 7 == 0
+    segments = [segment(f"b{k}", f"bucket(7, 'exp') = {k}") for k in range(7)]
+    for members in (polars_members, sql_members):
+        for k in range(7):
+            assert members(fixture_files, contracts, segments, f"b{k}") == {
+                i for i, b in known.items() if b == k
+            }
+    # other dialects get the digits written out one by one: the Postgres query, read back into
+    # DuckDB, gives the same buckets
+    import sqlglot
+
+    from transforms.language.sql import run_query
+
+    workspace, _ = compile_segments({s.id: s for s in segments}, *contracts, AS_OF)
+    people_path, events_path = fixture_files
+    postgres = run_query(workspace, "people", "events", dialect="postgres")
+    assert "MD5(" in postgres and "'0x'" not in postgres
+    con = duckdb.connect()
+    con.execute(f"CREATE VIEW people AS SELECT * FROM read_parquet('{people_path}')")
+    con.execute(f"CREATE VIEW events AS SELECT * FROM read_parquet('{events_path}')")
+    rows = con.sql(sqlglot.transpile(postgres, read="postgres", write="duckdb")[0]).fetchall()
+    assert set(rows) == {(f"b{b}", i) for i, b in known.items()}
+    unsalted = [segment("s", "bucket(7) = 3")]
+    assert polars_members(fixture_files, contracts, unsalted) != {
+        i for i, b in known.items() if b == 3
+    }
 
 
 def test_people_outside_the_snapshot_are_never_members(fixture_files, contracts):

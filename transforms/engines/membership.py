@@ -38,8 +38,15 @@ class StateColumn:
     name: str
     value: pl.Expr
     """Per event: what the column aggregates (NULL for events that do not count)."""
-    aggregate: str  # sum | min | max
-    fold: str  # add | max | min | refold
+    aggregate: str  # sum | min | max | n_unique (distinct non-NULL values)
+    fold: str  # add | max | min | refold | none (never folded: recomputed every run)
+
+    def aggregated(self) -> pl.Expr:
+        """The per-group aggregate of the column."""
+        column = pl.col(self.name)
+        if self.aggregate == "n_unique":
+            return column.drop_nulls().n_unique().alias(self.name)
+        return getattr(column, self.aggregate)()
 
 
 def state_columns(feature: Feature, mask: pl.Expr) -> list[StateColumn]:
@@ -47,6 +54,8 @@ def state_columns(feature: Feature, mask: pl.Expr) -> list[StateColumn]:
     name, aggregate = feature.name, feature.aggregate
     if aggregate == "count":
         return [StateColumn(name, mask.cast(COUNTS), "sum", "add")]
+    if aggregate == "count_distinct":
+        return [StateColumn(name, pl.when(mask).then(pl.col(feature.column)), "n_unique", "none")]
     if aggregate in ("first", "last", "min", "max"):
         value = pl.col("timestamp") if aggregate in ("first", "last") else pl.col(feature.column)
         extreme = "min" if aggregate in ("first", "min") else "max"
@@ -80,7 +89,7 @@ def aggregate_state(
         events.select(*by, *values, *(t.alias(test_columns[text]) for text, t in shared.items()))
         .select(*by, *(c.value.alias(c.name) for c in columns))
         .group_by(by)
-        .agg(getattr(pl.col(c.name), c.aggregate)() for c in columns)
+        .agg(c.aggregated() for c in columns)
     )
 
 
@@ -88,7 +97,7 @@ def finish(state: pl.LazyFrame, features: list[Feature]) -> pl.LazyFrame:
     """The features from their state columns: one row per person, a column per feature."""
 
     def feature(f: Feature) -> pl.Expr:
-        if f.aggregate == "count":
+        if f.aggregate in ("count", "count_distinct"):
             return pl.col(f.name).cast(pl.Int64)
         if f.aggregate != "avg":
             return pl.col(f.name)

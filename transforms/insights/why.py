@@ -28,8 +28,8 @@ from transforms.engines.membership import event_features, segment_columns
 from transforms.errors import MissingInputError, SegmentsError
 from transforms.language.compiler import condition_expression
 from transforms.language.polars import CompiledDefinitions
-from transforms.language.semantics import DIALECT
-from transforms.language.types import feature_of, segment_of
+from transforms.language.semantics import DIALECT, bucket_of
+from transforms.language.types import bucket_arguments, feature_of, segment_of
 from transforms.runs.materialize import committed_manual_members, compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table
@@ -180,6 +180,13 @@ def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> l
                     "window": _window(feature, compiled.as_of),
                 }
             )
+        elif isinstance(sub, exp.Anonymous) and sub.name.lower() == "bucket":
+            n, salt = bucket_arguments(sub)
+            name = f"bucket({n}, '{salt}')"
+            if name not in names:
+                names.add(name)
+                person = row.get_column("person_id").item()
+                seen.append({"kind": "bucket", "name": name, "value": bucket_of(person, n, salt)})
         elif (sid := segment_of(sub)) is not None:
             if sid not in names:
                 names.add(sid)

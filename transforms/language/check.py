@@ -29,6 +29,7 @@ from sqlglot import exp
 from transforms.contracts.odcs import TableContract
 from transforms.language.semantics import (
     AGGREGATES,
+    BUCKETS,
     CAST_TYPES,
     DIALECT,
     DIFF_UNIT_SECONDS,
@@ -107,7 +108,8 @@ def _refusal(node: exp.Expr) -> tuple[str, str]:
     if isinstance(node, exp.AggFunc):
         return (
             f"SQL aggregate {shown(node)} is not allowed in a segment predicate",
-            "aggregate events with event_count/event_sum/event_min/event_max/event_avg",
+            "aggregate events with event_count/event_count_distinct/event_sum/event_min/"
+            "event_max/event_avg",
         )
     if isinstance(node, exp.Func):
         written = shown(node)
@@ -496,6 +498,33 @@ def _days_since(node: exp.Anonymous, scope: Scope) -> Annotation:
     return Annotation("integer")
 
 
+def _bucket(node: exp.Anonymous, scope: Scope) -> Annotation:
+    """bucket(n[, 'salt']): a stable split of the people into n buckets."""
+    args = _arguments(node, 1, 2)
+    if scope.events is None:
+        raise CheckError(
+            "bucket() cannot be used inside an event filter",
+            node,
+            "split people, not events: bucket(100) < 10 next to the event function",
+        )
+    low, high = BUCKETS
+    size = check(args[0], scope)
+    if not (size.constant and size.type == "integer" and low <= size.value <= high):
+        raise CheckError(
+            f"bucket() takes a whole number of buckets from {low} to {high:,}, not"
+            f" {shown(args[0])}",
+            args[0],
+            "write bucket(100) < 10 for a stable 10% of the people",
+        )
+    if len(args) == 2 and not (isinstance(args[1], exp.Literal) and args[1].is_string):
+        raise CheckError(
+            "bucket() takes a quoted salt second",
+            args[1],
+            "write bucket(100, 'holdout_2026') (a new salt reshuffles the people)",
+        )
+    return Annotation("integer")
+
+
 def _in_segment(node: exp.Anonymous, scope: Scope) -> Annotation:
     (arg,) = _arguments(node, 1, 1)
     if not (isinstance(arg, exp.Literal) and arg.is_string):
@@ -597,13 +626,16 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
         if not isinstance(column_node, exp.Column):
             raise CheckError(f"{function}() takes an event column second", column_node)
         typed = check(column_node, event_scope)
-        if typed.type not in NUMERIC:
+        if typed.type not in NUMERIC and aggregate != "count_distinct":
             raise CheckError(
                 f"{function}() needs a numeric event column; {column_node.name} is {typed.type}",
                 column_node,
+                "event_count_distinct() counts the values of a column of any type",
             )
         column, column_type = column_node.name, typed.type
         result = "number" if aggregate == "avg" or typed.type == "number" else "integer"
+        if aggregate == "count_distinct":
+            result = "integer"
     options = _options(node, function)
     within = interval_value(options["within"]) if "within" in options else None
     if within is not None and within <= timedelta(0):
@@ -667,6 +699,7 @@ FUNCTIONS: dict[str, Checker] = {
     "now": _now,
     "days_since": _days_since,
     "in_segment": _in_segment,
+    "bucket": _bucket,
     **dict.fromkeys(AGGREGATES, _event_function),
 }
 """The language's own functions (sqlglot reads them as anonymous calls)."""

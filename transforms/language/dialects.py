@@ -13,8 +13,11 @@ from typing import Any
 
 from sqlglot import exp
 
-from transforms.language.semantics import DIFF_UNIT_SECONDS
+from transforms.language.semantics import DIALECT, DIFF_UNIT_SECONDS, HEX_DIGITS
 
+HEX_NUMBER = "hex_number"
+"""node.meta key the SQL back end sets on the TRY_CAST('0x' || digits AS BIGINT) of bucket():
+DuckDB reads hexadecimal text so; the other dialects get it written out."""
 ROUNDS_HALF_TO_EVEN = "rounds_half_to_even"
 """node.meta key the SQL back end sets on a TRY_CAST of a DOUBLE to an integer: the language
 rounds half to even there, as DuckDB's cast does."""
@@ -78,8 +81,20 @@ def _spark_full_match(node: exp.RegexpFullMatch) -> exp.Expr:
     return exp.RegexpLike(this=node.this, expression=anchored)
 
 
+def _hex_digits(node: exp.TryCast) -> exp.Expr:
+    """The hexadecimal text of a HEX_NUMBER cast (without its '0x')."""
+    return node.this.expression
+
+
 def _spark_try_cast(node: exp.TryCast) -> exp.Expr:
-    """Spark casts a DOUBLE to an integer by truncating; the language rounds half to even."""
+    """Spark casts a DOUBLE to an integer by truncating; the language rounds half to even.
+    Spark reads hexadecimal text with conv()."""
+    if node.meta.get(HEX_NUMBER):
+        decimal = exp.Anonymous(
+            this="conv",
+            expressions=[_hex_digits(node), exp.Literal.number(16), exp.Literal.number(10)],
+        )
+        return exp.cast(decimal, exp.DataType.build("BIGINT"))
     if node.meta.get(ROUNDS_HALF_TO_EVEN):
         node.set("this", exp.Anonymous(this="bround", expressions=[node.this]))
     return node
@@ -113,11 +128,36 @@ def _for_spark(node: exp.Expr) -> exp.Expr:
     return exp.paren(node) if isinstance(node, SPARK_PREDICATES) and not in_parens else node
 
 
+def _portable(node: exp.Expr) -> exp.Expr:
+    """For dialects without rewrites of their own: hexadecimal text to a number digit by
+    digit (position in '0123456789abcdef' times a power of 16), with functions every SQL
+    dialect has."""
+    if not (isinstance(node, exp.TryCast) and node.meta.get(HEX_NUMBER)):
+        return node
+    digits, terms = _hex_digits(node), []
+    for index in range(HEX_DIGITS):
+        digit = exp.Substring(
+            this=digits.copy(), start=exp.Literal.number(index + 1), length=exp.Literal.number(1)
+        )
+        value = exp.Sub(
+            this=exp.StrPosition(this=exp.Literal.string("0123456789abcdef"), substr=digit),
+            expression=exp.Literal.number(1),
+        )
+        power = 16 ** (HEX_DIGITS - 1 - index)
+        terms.append(exp.Mul(this=exp.paren(value), expression=exp.Literal.number(power)))
+    total = terms[0]
+    for term in terms[1:]:
+        total = exp.Add(this=total, expression=term)
+    return exp.cast(exp.paren(total), exp.DataType.build("BIGINT"))
+
+
 DIALECT_REWRITES: dict[str, Callable[[exp.Expr], exp.Expr]] = {"spark": _for_spark}
 
 
 def for_dialect(tree: exp.Expr, dialect: str) -> exp.Expr:
     """`tree` (written with DuckDB's semantics) rewritten where `dialect` means something else
-    by the same SQL. Dialects without an entry are left to sqlglot's transpiler."""
-    replace = DIALECT_REWRITES.get(dialect)
-    return rewrite(tree, replace) if replace else tree
+    by the same SQL. Dialects without an entry are left to sqlglot's transpiler, but for what
+    it cannot write (`_portable`)."""
+    if dialect == DIALECT:
+        return tree
+    return rewrite(tree, DIALECT_REWRITES.get(dialect, _portable))

@@ -41,11 +41,13 @@ from transforms.language.semantics import (
     TEMPORAL,
     TRUNC_UNITS,
     EventAggregate,
+    bucket_of,
 )
 from transforms.language.types import (
     Annotation,
     annotation,
     as_timestamp,
+    bucket_arguments,
     feature_of,
     segment_of,
     unify,
@@ -430,13 +432,22 @@ def _date_diff(node: exp.DateDiff, ann: Annotation, as_of: datetime) -> Typed:
 
 
 def _function(node: exp.Anonymous, ann: Annotation, as_of: datetime) -> Typed:
-    """days_since, in_segment and the event functions (as_of() and now() are constants)."""
+    """days_since, in_segment, bucket and the event functions (as_of() and now() are
+    constants)."""
     feature, segment = feature_of(node), segment_of(node)
     if feature is not None:
         column = pl.col(feature)
         return Typed(column >= 1 if node.name.lower() == "performed" else column, ann)
     if segment is not None:
         return Typed(pl.col(SEGMENT_PREFIX + segment), ann)
+    if node.name.lower() == "bucket":
+        n, salt = bucket_arguments(node)
+        buckets = pl.col("person_id").map_batches(
+            lambda ids: pl.Series([bucket_of(i, n, salt) for i in ids], dtype=pl.Int64),
+            return_dtype=pl.Int64,
+            is_elementwise=True,
+        )
+        return Typed(buckets, ann)
     value = _as_timestamp(compile_node(node.expressions[0], as_of))
     elapsed = pl.lit(as_of, dtype=TIMESTAMP) - value.expr
     return Typed((elapsed.dt.total_microseconds() // 86_400_000_000).cast(pl.Int64), ann)

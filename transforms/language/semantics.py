@@ -8,6 +8,7 @@ The check pass (`transforms.language.check`) and every back end (`transforms.lan
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
@@ -71,6 +72,7 @@ NEVER_CONVERTS = {
 }
 AGGREGATES = {
     "event_count": ("count", False),
+    "event_count_distinct": ("count_distinct", True),
     "performed": ("count", False),
     "first_event_at": ("first", False),
     "last_event_at": ("last", False),
@@ -83,6 +85,17 @@ AGGREGATES = {
 KEYWORDS = ("within", "ago", "since", "until", "where")
 """The named arguments of the event functions."""
 AS_OF_FUNCTIONS = ("as_of", "now", "days_since")
+BUCKETS = (2, 1_000_000)
+"""The range of n in bucket(n[, 'salt'])."""
+HEX_DIGITS = 8
+"""bucket() reads this many hexadecimal digits of the md5 of salt || ':' || person_id."""
+
+
+def bucket_of(person_id: str, n: int, salt: str = "") -> int:
+    """bucket(n, salt) of a person: the first 8 hexadecimal digits of
+    md5(salt || ':' || person_id) (of its UTF-8 bytes) as an integer, modulo n."""
+    digest = hashlib.md5(f"{salt}:{person_id}".encode()).hexdigest()
+    return int(digest[:HEX_DIGITS], 16) % n
 
 
 def as_of_instant(day: date) -> datetime:
@@ -115,7 +128,7 @@ class EventAggregate:
     segment that makes the same call."""
 
     name: str
-    aggregate: str  # count | sum | min | max | avg | first | last
+    aggregate: str  # count | count_distinct | sum | min | max | avg | first | last
     event: str  # an event name, or '*' for any
     column: str | None
     within: timedelta | None
@@ -157,7 +170,11 @@ class EventAggregate:
     @property
     def foldable(self) -> bool:
         """Whether per-day partial aggregates give this feature exactly: no window or one whose
-        bounds are whole days, and a filter that does not read the as-of instant."""
+        bounds are whole days, and a filter that does not read the as-of instant. Distinct
+        counts never are: the values of one day cannot be told apart from another's once
+        counted."""
+        if self.aggregate == "count_distinct":
+            return False
         whole_days = (
             self.lookback is None or self.window_days is not None
         ) and self.window_end_days is not None
@@ -166,7 +183,7 @@ class EventAggregate:
     @property
     def default(self) -> int | None:
         """Value for a person without matching events: 0 for counts and sums, else NULL."""
-        return 0 if self.aggregate in ("count", "sum") else None
+        return 0 if self.aggregate in ("count", "count_distinct", "sum") else None
 
     def describe(self) -> str:
         args = [repr(self.event)] + ([self.column] if self.column else [])

@@ -26,16 +26,17 @@ from sqlglot import exp
 
 from transforms.contracts.text import FALSE_TEXT, ISO_DATE, ISO_TIMESTAMP, TRUE_TEXT
 from transforms.language.checked import CheckedDefinitions
-from transforms.language.dialects import ROUNDS_HALF_TO_EVEN, for_dialect, rewrite
+from transforms.language.dialects import HEX_NUMBER, ROUNDS_HALF_TO_EVEN, for_dialect, rewrite
 from transforms.language.semantics import (
     DIALECT,
+    HEX_DIGITS,
     INT32,
     NEVER_CONVERTS,
     SEGMENT_PREFIX,
     EventAggregate,
     earliest_needed,
 )
-from transforms.language.types import annotation, feature_of, segment_of
+from transforms.language.types import annotation, bucket_arguments, feature_of, segment_of
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -138,6 +139,8 @@ def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
             )
         if segment is not None:
             return _ident(SEGMENT_PREFIX + segment)
+        if name == "bucket":
+            return _bucket(*bucket_arguments(node))
         if name in ("as_of", "now"):
             return instant(as_of)
         if name == "days_since":
@@ -167,6 +170,23 @@ def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
     return node
 
 
+def _bucket(n: int, salt: str) -> exp.Expr:
+    """bucket(n, salt): the first 8 hexadecimal digits of md5(salt || ':' || person_id) as an
+    integer (DuckDB reads '0x...' text as a number; `dialects` writes it for the others),
+    modulo n."""
+    key = exp.DPipe(this=exp.Literal.string(f"{salt}:"), expression=_ident("person_id"))
+    digits = exp.Substring(
+        this=exp.MD5(this=key), start=exp.Literal.number(1), length=exp.Literal.number(HEX_DIGITS)
+    )
+    number = exp.TryCast(
+        this=exp.DPipe(this=exp.Literal.string("0x"), expression=digits),
+        to=exp.DataType.build("BIGINT"),
+        safe=True,
+    )
+    number.meta[HEX_NUMBER] = True
+    return exp.paren(exp.Mod(this=number, expression=exp.Literal.number(n)))
+
+
 def predicate(tree: exp.Expr, as_of: datetime) -> exp.Expr:
     """A checked predicate tree as SQL, against people columns, feature columns and the
     `__seg_<id>` columns of earlier segments."""
@@ -194,6 +214,8 @@ def _condition(feature: EventAggregate, as_of: datetime) -> exp.Expr:
 def _aggregate(feature: EventAggregate, as_of: datetime) -> exp.Expr:
     if feature.aggregate == "count":
         value: exp.Expr = exp.Count(this=exp.Star())
+    elif feature.aggregate == "count_distinct":
+        value = exp.Count(this=exp.Distinct(expressions=[_ident(feature.column)]))
     elif feature.aggregate in ("first", "last"):
         kind = exp.Min if feature.aggregate == "first" else exp.Max
         value = kind(this=_ident("timestamp"))

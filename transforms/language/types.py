@@ -73,6 +73,12 @@ def segment_of(node: exp.Expr) -> str | None:
     return node.meta.get(SEGMENT)
 
 
+def bucket_arguments(node: exp.Expr) -> tuple[int, str]:
+    """(n, salt) of a checked bucket(n[, 'salt']) call."""
+    args = node.expressions
+    return annotation(args[0]).value, args[1].this if len(args) > 1 else ""
+
+
 def shown(node: Any) -> str:
     """A node as the user wrote it (as sqlglot prints it when its text is not known)."""
     if not isinstance(node, exp.Expr):
