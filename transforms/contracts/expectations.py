@@ -1,22 +1,23 @@
 """Great Expectations suites generated from data contracts, and row-level validation with them.
 
 `ContractValidator(contract)` builds one in-memory (ephemeral) Great Expectations context with a
-suite derived from the contract: `required` -> not null, `unique`/`primaryKey` -> unique,
-`validValues` -> in set, `pattern` -> regex, `minimum`/`maximum` -> between, `minLength`/
-`maxLength` -> value lengths between. `validate(frame)` converts the typed Polars frame to an
-Arrow-backed pandas frame in batches (Great Expectations 1.x validates pandas, not Polars; only
-the columns that have rules are converted), runs
-the suite on each batch with the COMPLETE result format, and returns Great Expectations' own
-JSON per batch plus, for every failing row, the rules it broke.
+suite derived from the contract: `required` -> not null, `validValues` -> in set, `pattern` ->
+regex, `minimum`/`maximum` -> between, `minLength`/`maxLength` -> value lengths between.
+`validate(frame)` converts the typed Polars frame to an Arrow-backed pandas frame in batches
+(Great Expectations 1.x validates pandas, not Polars; only the columns that have rules are
+converted), runs the suite on each batch with the COMPLETE result format, and returns Great
+Expectations' own JSON per batch plus, for every failing row, the rules it broke.
 
-Batches are hash partitions of the primary key, so a uniqueness check per batch is exact for
-the whole table.
+`unique`/`primaryKey` (expect values to be unique) is the one rule that needs every row of the
+table at once; the ingest step checks it over the whole table in Polars
+(`transforms.contracts.rows.unique_failures`) and hands Great Expectations only the rows it
+must look at (rows that did not pass the same suite before), so the suite run here holds the
+rules that look at one row at a time, and batches are plain slices of the rows.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ import polars as pl
 from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from transforms.contracts.odcs import Column, TableContract
+from transforms.contracts.rows import is_unique_rule, row_checked_columns
 
 ROW_ID = "__row"
 RULE = "rule"
@@ -92,6 +94,7 @@ def _to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
 
 
 def suite_rules(contract: TableContract) -> list[tuple[str, gxe.Expectation]]:
+    """Every row-level rule of the contract as an expectation (`unique` ones included)."""
     return [rule for column in contract.columns for rule in rule_expectations(column)]
 
 
@@ -120,7 +123,7 @@ class ContractValidator:
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
         self.contract = contract
         self.batch_rows = batch_rows
-        self.rules = suite_rules(contract)
+        self.rules = [rule for rule in suite_rules(contract) if not is_unique_rule(rule[0])]
         context = gx.get_context(mode="ephemeral")
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         expectations = []
@@ -142,17 +145,9 @@ class ContractValidator:
 
     def _batches(self, frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
         """The batches, one at a time (only one is copied out of `frame` at once)."""
-        count = max(1, math.ceil(frame.height / self.batch_rows))
         indexed = frame.with_row_index(ROW_ID)
-        if count == 1:
-            yield indexed
-            return
-        key = self.contract.primary_key
-        bucket = indexed.select((pl.col(key).hash() if key else pl.col(ROW_ID)) % count).to_series()
-        for number in range(count):
-            batch = indexed.filter(bucket == number)
-            if batch.height:
-                yield batch
+        for offset in range(0, max(frame.height, 1), self.batch_rows):
+            yield indexed.slice(offset, self.batch_rows)
 
     def _forget_results(self) -> None:
         """The context keeps every validation result in memory; we keep our own copy."""
@@ -165,7 +160,7 @@ class ContractValidator:
         found = Validation()
         if not self.rules:
             return found
-        checked = [c.name for c in self.contract.columns if rule_expectations(c)]
+        checked = row_checked_columns(self.contract)
         for batch in self._batches(frame.select(checked)):
             started = time.perf_counter()
             # the pandas index carries the row position: Great Expectations then lists failing

@@ -39,6 +39,13 @@ import polars as pl
 from transforms.config import Settings
 from transforms.contracts.coerce import CAST_FAILURES, coerce
 from transforms.contracts.odcs import TableContract, load_contract
+from transforms.contracts.rows import (
+    FINGERPRINT,
+    row_fingerprints,
+    rule_order,
+    suite_hash,
+    unique_failures,
+)
 from transforms.errors import ConcurrentRunError, InputFileError, MissingInputError
 from transforms.ingest.landing import (
     SOURCE_FILE,
@@ -71,6 +78,8 @@ class _Prepared:
     valid: pl.DataFrame
     quarantine: pl.DataFrame
     validation: list[dict[str, Any]]
+    fingerprints: pl.DataFrame | None
+    """Of the rows kept, for snapshot tables (`SNAPSHOT_TABLES`)."""
 
 
 def _timed(report: TableReport, step: str, started: float) -> None:
@@ -214,12 +223,46 @@ def staged_reports(lake_root: Root, folder: str) -> dict[str, TableReport] | Non
     }
 
 
+SNAPSHOT_TABLES = ("people",)
+"""Tables landed whole on every date, mostly the same rows as the date before: the fingerprints
+of the rows they keep are stored with their validation, so the next date validates only the
+rows that changed (`transforms.contracts.rows`)."""
+
+
+def _passed_before(
+    lake_root: Root, table: str, day: date, suite: str
+) -> tuple[str | None, pl.DataFrame | None]:
+    """(its ingest date, the fingerprints of the rows it kept) of the latest ingest of `table`
+    before `day`, if it validated them with the same suite; else (None, None).
+
+    Only fingerprints a published manifest lists are read: a killed attempt's never are."""
+    earlier = [d for d in lake.ingested_days(lake_root) if d < day]
+    if not earlier:
+        return None, None
+    manifest = lake.read_ingest_manifest(lake_root, earlier[-1])
+    keys = manifest.outputs.get(f"fingerprints/{table}") if manifest else None
+    if not keys or manifest.tables[table].suite_hash != suite:
+        return None, None
+    try:
+        return earlier[-1].isoformat(), lake_root.read_parquet(keys)
+    except FileNotFoundError:  # that date was ingested again meanwhile: validate every row
+        return None, None
+
+
+def _rows_at(height: int, positions: pl.Series) -> pl.Series:
+    """A boolean mask of `height` rows, true at `positions`."""
+    return pl.Series(range(height), dtype=pl.UInt32).is_in(positions.implode())
+
+
 def _validate_table(
-    settings: Settings, lake_root: Root, report: TableReport, folder: str
+    settings: Settings, lake_root: Root, report: TableReport, folder: str, day: date
 ) -> _Prepared:
-    """Validate a staged table with its Great Expectations suite; split valid from refused."""
+    """Validate a staged table: uniqueness over the whole table in Polars, every other rule
+    with its Great Expectations suite, over the rows that did not pass the same suite in the
+    previous snapshot (snapshot tables) or over every row; split valid from refused."""
     table = report.table
     contract = load_contract(settings.contracts, table)
+    started = time.perf_counter()
     # the raw text is read back only for the rows refused, at the end
     typed = (
         lake_root.scan_parquet(f"{folder}/{table}.typed.parquet")
@@ -233,31 +276,57 @@ def _validate_table(
     rules: dict[int, list[str]] = dict(
         zip(failing["__position"].to_list(), failing[CAST_FAILURES].to_list(), strict=True)
     )
+    duplicated = unique_failures(typed, contract, keep)
+    for position, rule in duplicated.iter_rows():
+        rules.setdefault(position, []).append(rule)
 
-    from transforms.contracts.expectations import (
-        ContractValidator,  # Great Expectations loads in ~8 s
-    )
+    check, fingerprints = keep, None
+    if table in SNAPSHOT_TABLES:
+        report.suite_hash = suite_hash(contract)
+        fingerprints = row_fingerprints(typed, contract)
+        report.validated_against, passed = _passed_before(lake_root, table, day, report.suite_hash)
+        if passed is not None:
+            already = (
+                fingerprints.with_row_index("__position")
+                .join(passed, on=list(FINGERPRINT), how="semi")
+                .get_column("__position")
+            )
+            check = keep & ~_rows_at(typed.height, already)
+    candidates = typed.with_row_index("__position").filter(check)
+    report.rows_validated = candidates.height
+    results: list[dict[str, Any]] = []
+    convert = run = 0.0
+    if candidates.height:
+        from transforms.contracts.expectations import (
+            ContractValidator,  # Great Expectations takes seconds to import: only when needed
+        )
 
-    started = time.perf_counter()
-    candidates = typed.with_row_index("__position").filter(keep)
-    validator = ContractValidator(contract, settings.validation_batch_rows)
-    validation = validator.validate(candidates.select(contract.names))
-    positions = candidates.get_column("__position")
-    for batch_row, broken in validation.failures.items():
-        rules.setdefault(int(positions[batch_row]), []).extend(broken)
-    report.validation_success = validation.success
+        validator = ContractValidator(contract, settings.validation_batch_rows)
+        validation = validator.validate(candidates.select(contract.names))
+        positions = candidates.get_column("__position")
+        for batch_row, broken in validation.failures.items():
+            rules.setdefault(int(positions[batch_row]), []).extend(broken)
+        results = validation.results
+        convert, run = validation.convert_seconds, validation.run_seconds
+    order = rule_order(contract)
+    for position, broken in rules.items():  # conversion failures first, then in suite order
+        rules[position] = sorted(broken, key=lambda rule: order.get(rule, -1))
+    report.validation_success = all(r.get("success") for r in results) and not duplicated.height
     _timed(report, "validate", started)
     report.validation_seconds = {
-        "to_pandas": round(validation.convert_seconds, 3),
-        "great_expectations": round(validation.run_seconds, 3),
+        "to_pandas": round(convert, 3),
+        "great_expectations": round(run, 3),
     }
 
     started = time.perf_counter()
     for broken in rules.values():
         for rule in broken:
             report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
-    failed = pl.Series(range(typed.height), dtype=pl.UInt32).is_in(list(rules))
-    valid = typed.lazy().select(contract.names).filter(keep & ~failed)
+    failed = _rows_at(typed.height, pl.Series(list(rules), dtype=pl.UInt32))
+    kept = keep & ~failed
+    if fingerprints is not None:
+        fingerprints = fingerprints.filter(kept)
+    valid = typed.lazy().select(contract.names).filter(kept)
     if table == "people":  # in person order: runs then list members in key order without a sort
         valid = valid.sort(contract.primary_key)
     valid = valid.collect()
@@ -266,7 +335,7 @@ def _validate_table(
     quarantine = _quarantine_rows(raw, rules, contract)
     report.rows_written, report.quarantined = valid.height, quarantine.height
     _timed(report, "split", started)
-    return _Prepared(report, valid, quarantine, validation.results)
+    return _Prepared(report, valid, quarantine, results, fingerprints)
 
 
 def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
@@ -313,7 +382,7 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
     prepared = {}
     for table, staged in reports.items():
         log.info("ingest %s %s: validating", table, day)
-        prepared[table] = _validate_table(settings, lake_root, staged, folder)
+        prepared[table] = _validate_table(settings, lake_root, staged, folder, day)
 
     outputs: dict[str, list[str]] = {}
     own = [
@@ -323,6 +392,7 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
             lake.data_file(t, day, attempt),
             lake.quarantine_file(t, day, attempt),
             lake.validation_file(day, attempt, t),
+            lake.fingerprint_file(day, attempt, t),
         )
     ]
     with superseded(lake_root, day, own):
@@ -338,6 +408,10 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
             v_key = lake.validation_file(day, attempt, table)
             lake_root.write_bytes(v_key, json.dumps(ready.validation, indent=1).encode())
             outputs[f"validation/{table}"] = [v_key]
+            if ready.fingerprints is not None:
+                f_key = lake.fingerprint_file(day, attempt, table)
+                lake_root.write_parquet(ready.fingerprints, f_key, statistics=False)
+                outputs[f"fingerprints/{table}"] = [f_key]
             _timed(ready.report, "write", started)
 
     report = IngestReport(

@@ -116,6 +116,13 @@ def validation_file(day: date, attempt: str, table: str) -> str:
     return f"{ingest_folder(day)}/{attempt}/{table}.validation.json"
 
 
+def fingerprint_file(day: date, attempt: str, table: str) -> str:
+    """The row fingerprints of the rows of `table` ingest attempt `attempt` kept: they passed
+    its validation, so the next ingest need not validate them again
+    (`transforms.contracts.rows`)."""
+    return f"{ingest_folder(day)}/{attempt}/{table}.fingerprints.parquet"
+
+
 def staging(step: str, day: date, attempt: str | None = None) -> str:
     """Where an attempt of a run (`step` "run") or of an ingest keeps what one step hands to the
     next: `_staging/run_date=D/<attempt>/`. Never read as a table; removed once the attempt

@@ -164,6 +164,15 @@ class TableReport(Record):
     ignored_columns: dict[str, list[str]] = Field(default_factory=dict)
     missing_columns: dict[str, list[str]] = Field(default_factory=dict)
     validation_success: bool = True
+    rows_validated: int | None = None
+    """Rows Great Expectations checked: those that did not pass the same suite in the snapshot
+    of `validated_against` (None in manifests written before it was recorded)."""
+    validated_against: str | None = None
+    """The ingest date of the snapshot whose rows' fingerprints were reused; None when every
+    row was validated."""
+    suite_hash: str | None = None
+    """What the kept rows passed (`transforms.contracts.rows.suite_hash`); its fingerprints
+    are reused only under the same one."""
     seconds: dict[str, float] = Field(default_factory=dict)
     """Wall time per step: read, validate, split, write."""
     validation_seconds: dict[str, float] = Field(default_factory=dict)
@@ -178,7 +187,7 @@ class IngestReport(Record):
     tables: dict[str, TableReport]
     outputs: dict[str, list[str]]
     """Keys written per output: `people`, `events`, `quarantine/<table>`,
-    `validation/<table>`."""
+    `validation/<table>`, `fingerprints/<table>` (snapshot tables)."""
 
     def to_json(self) -> dict[str, object]:
         """As `segments ingest --json` prints it."""
