@@ -7,6 +7,7 @@ from datetime import UTC, date, datetime
 
 import polars as pl
 import pytest
+from polars.testing import assert_series_equal
 
 from transforms.contracts.coerce import CAST_FAILURES, coerce, iso_timestamp
 from transforms.contracts.odcs import Column, TableContract
@@ -113,3 +114,44 @@ def test_the_iso_timestamp_form_is_what_coerce_reads(text):
     forms `iso_timestamp` converts, on well-formed dates."""
     converted = pl.select(iso_timestamp(pl.lit(text))).item() is not None
     assert bool(re.fullmatch(ISO_TIMESTAMP, text)) == converted
+
+
+MIXED = {
+    "integer": ["42", " 42 ", "-7", "1.5", "forty", "", "   ", None, "1e3", "+5", "0042"],
+    "number": ["1.5", " 1.5", "1e3", "1,5", "inf", "NaN", "", None, "-0", ".5", "abc"],
+    "boolean": ["true", " TRUE ", "no", "1", "maybe", "", None, "Y", "f"],
+    "date": ["2026-02-28", " 2026-02-28 ", "2026-02-30", "31/01/2026", "", None, "2026-2-28"],
+    "timestamp": [
+        "2026-01-31T10:00:00Z",
+        " 2026-01-31T10:00:00Z ",
+        "2026-01-31T10:00:00.250Z",
+        "2026-01-31T12:00:00+02:00",
+        "2026-01-31 10:00:00",
+        "2026-01-31",
+        "2026-1-31T10:00:00Z",
+        "2026-13-01T00:00:00Z",
+        "2026-01-31T10:00:00z",
+        "yesterday",
+        "",
+        "   ",
+        None,
+    ],
+}
+
+
+@pytest.mark.parametrize("logical_type", sorted(MIXED))
+def test_the_common_form_shortcut_types_every_value_as_the_full_conversion(logical_type):
+    """`coerce` types most values in their common form and only the rest the full way
+    (stripping, blank text, every form); each value must come out as the full way alone
+    types it, with the same failures."""
+    from transforms.contracts.coerce import _typed
+
+    column = Column("v", logical_type)
+    values = MIXED[logical_type] * 3
+    frame = pl.DataFrame({"v": pl.Series(values, dtype=pl.String)})
+    value, failed = _typed(frame, column)
+    expected = frame.select(value.alias("v"), failed.alias("f"))
+    contract = TableContract("t", "t.odcs.yaml", "", (column,))
+    out = coerce(frame, contract)
+    assert_series_equal(out["v"], expected["v"])
+    assert [bool(f) for f in out[CAST_FAILURES].to_list()] == expected["f"].to_list()

@@ -106,13 +106,54 @@ def _typed(frame: pl.DataFrame, column: Column) -> tuple[pl.Expr, pl.Expr]:
     return value, (present & value.is_null()).fill_null(False)
 
 
+def _fast_text(text: pl.Expr, logical_type: str) -> pl.Expr:
+    """Text in the form most exports write, typed without stripping or trying other forms:
+    NULL where it does not convert so (then `_typed` decides, for those rows only)."""
+    if logical_type == "timestamp":
+        return text.str.to_datetime(
+            "%Y-%m-%dT%H:%M:%SZ", time_unit="us", time_zone="UTC", strict=False
+        )
+    if logical_type in ("integer", "number"):
+        return text.cast(POLARS_TYPES[logical_type], strict=False)
+    return _from_text(text, logical_type)
+
+
+def _typed_text(frame: pl.DataFrame, column: Column) -> tuple[pl.Series, pl.Series | None]:
+    """(typed values, unconvertible flags or None when every value converted) of a text column.
+
+    Most values convert in the common form (`_fast_text`); only the others (NULL there, but not
+    NULL as text) go through `_typed`, which strips them, treats blank text as NULL and tries
+    every form. A value the common form converts, `_typed` converts to the same value."""
+    name = column.name
+    value = frame.select(_fast_text(pl.col(name), column.logical_type).cast(column.dtype))
+    value = value.to_series().alias(name)
+    rest = value.is_null() & frame.get_column(name).is_not_null()
+    if not rest.any():
+        return value, None
+    positions = rest.arg_true()
+    subset = frame.select(name).filter(rest)
+    slow, failed = _typed(subset, column)
+    converted = subset.select(slow.alias("value"), failed.alias("failed"))
+    value = value.scatter(positions, converted.get_column("value"))
+    flags = pl.Series(name, [False] * frame.height, pl.Boolean)
+    return value, flags.scatter(positions, converted.get_column("failed"))
+
+
 def coerce(frame: pl.DataFrame, contract: TableContract) -> pl.DataFrame:
     """The frame with contract-typed columns and a list column of `<column>:type` failures."""
     typed, failures = [], []
     for column in contract.columns:
+        if column.logical_type != "string" and frame.schema[column.name] == pl.String:
+            value, failed = _typed_text(frame, column)
+            typed.append(pl.lit(value))
+            if failed is not None:
+                failures.append(pl.when(pl.lit(failed)).then(pl.lit(f"{column.name}:type")))
+            continue
         value, failed = _typed(frame, column)
         typed.append(value.alias(column.name))
-        failures.append(pl.when(failed).then(pl.lit(f"{column.name}:type")))
-    return frame.with_columns(
-        *typed, pl.concat_list(failures).list.drop_nulls().alias(CAST_FAILURES)
+        if column.logical_type != "string":  # text never fails to be text
+            failures.append(pl.when(failed).then(pl.lit(f"{column.name}:type")))
+    listed = (
+        pl.concat_list(failures).list.drop_nulls() if failures else pl.lit([], pl.List(pl.String))
     )
+    return frame.with_columns(*typed, listed.alias(CAST_FAILURES))
