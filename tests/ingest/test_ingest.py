@@ -561,3 +561,22 @@ def test_a_failure_in_events_leaves_the_lake_as_it_was(settings):
 def test_a_landing_root_that_does_not_exist_is_named(settings):
     with pytest.raises(MissingInputError, match="the landing root .* does not exist"):
         ingest(settings, DAY)
+
+
+def test_a_large_csv_file_read_from_its_path_gives_the_same_rows_and_errors(settings):
+    from transforms.ingest.landing import LOCAL_READ_BYTES
+
+    rows = "".join(person_row(f"p{i:06}") for i in range(LOCAL_READ_BYTES // 50))
+    bad = "p9,not-an-email,Z,free,US,forty,1,true,2026-01-01T00:00:00Z,\n"
+    path = land(settings, "people", "people.csv", PEOPLE_HEADER + rows + bad)
+    assert path.stat().st_size >= LOCAL_READ_BYTES
+    report = ingest(settings, DAY).tables["people"]
+    assert report.rows_written == LOCAL_READ_BYTES // 50
+    quarantine = lake_table(settings, "quarantine/people/snapshot_date=2026-03-30")
+    assert quarantine.select("person_id", "email", "age", "_rules").rows() == [
+        ("p9", "not-an-email", "forty", "age:type")
+    ]
+    land(settings, "people", "people.csv", PEOPLE_HEADER + rows + "p9,x@y.z,Z,free,US,1,2,t,,,x\n")
+    line = LOCAL_READ_BYTES // 50 + 2
+    with pytest.raises(InputFileError, match=rf"line {line}: line has 11 fields"):
+        ingest(settings, DAY)

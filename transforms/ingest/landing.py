@@ -188,9 +188,29 @@ def _read_parquet(data: bytes, file: str) -> pl.DataFrame:
         ) from exc
 
 
+LOCAL_READ_BYTES = 1 << 20
+"""Uncompressed CSV files on local folders from this size on are read by Polars from their path
+(mapped, not copied into memory first)."""
+
+
+def _read_local_csv(root: Root, info: FileInfo) -> pl.DataFrame | None:
+    """A large local CSV file read from its path; None if Polars cannot (then the bytes are
+    read, which finds the line at fault)."""
+    try:
+        return pl.read_csv(root.local_path(info.key), infer_schema=False, encoding="utf8")
+    except pl.exceptions.PolarsError:
+        return None
+
+
 def read_landed_file(root: Root, info: FileInfo, contract: TableContract) -> LandedFile:
     """Read one landing file into a frame with the contract's columns (raw, untyped)."""
     shown = root.url_of(info.key)
+    kind = file_format(info.key)
+    local = root.is_local and kind == "csv" and not info.key.lower().endswith(".gz")
+    if local and info.size >= LOCAL_READ_BYTES:
+        frame = _read_local_csv(root, info)
+        if frame is not None:
+            return _fit_columns(frame, contract, shown)
     data = root.read_bytes(info.key, raw=True)
     if info.key.lower().endswith(".gz"):
         try:
@@ -201,7 +221,6 @@ def read_landed_file(root: Root, info: FileInfo, contract: TableContract) -> Lan
                 file=shown,
                 hint="a .gz file must be gzip-compressed; re-export or re-upload it whole",
             ) from exc
-    kind = file_format(info.key)
     if kind == "csv":
         frame = _read_csv(data, shown)
     elif kind == "jsonl":

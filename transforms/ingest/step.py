@@ -105,15 +105,21 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
         if landed.missing_optional:
             report.missing_columns[landed.file] = list(landed.missing_optional)
         typed.append(coerce(landed.frame, contract))
-        raw.append(landed.frame.with_columns(pl.col(contract.names).cast(pl.String)))
+        raw.append(landed.frame.select(pl.col(_typed_columns(contract)).cast(pl.String)))
     if not typed:
         empty = pl.DataFrame(schema=contract.polars_schema())
         return empty.with_columns(
             pl.lit(None, pl.String).alias(SOURCE_FILE),
             pl.lit(None, pl.Int64).alias(SOURCE_ROW),
             pl.lit([], pl.List(pl.String)).alias(CAST_FAILURES),
-        ), pl.DataFrame(schema={n: pl.String for n in contract.names})
+        ), pl.DataFrame(schema={n: pl.String for n in _typed_columns(contract)})
     return pl.concat(typed, how="vertical"), pl.concat(raw, how="vertical")
+
+
+def _typed_columns(contract: TableContract) -> list[str]:
+    """The columns whose typed value is not their text: only their text is staged apart (a
+    string column's typed value is its text)."""
+    return [c.name for c in contract.columns if c.logical_type != "string"]
 
 
 def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
@@ -147,10 +153,11 @@ def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
 
 
 def _quarantine_rows(
-    raw: pl.LazyFrame, rules: dict[int, list[str]], contract: TableContract
+    typed: pl.LazyFrame, raw: pl.LazyFrame, rules: dict[int, list[str]], contract: TableContract
 ) -> pl.DataFrame:
-    """Raw text of the refused rows (read from `raw`, the staged text of every row), where
-    they came from, the rules broken and why."""
+    """Raw text of the refused rows (text columns from `typed`, the others' text from `raw`,
+    the staged text of the typed columns of every row), where they came from, the rules broken
+    and why."""
     schema = {
         **{n: pl.String for n in contract.names},
         SOURCE_FILE: pl.String,
@@ -162,7 +169,15 @@ def _quarantine_rows(
         return pl.DataFrame(schema=schema)
     positions = sorted(rules)
     position = pl.int_range(pl.len(), dtype=pl.UInt32)
-    rows = raw.filter(position.is_in(pl.Series(positions, dtype=pl.UInt32).implode())).collect()
+    chosen = position.is_in(pl.Series(positions, dtype=pl.UInt32).implode())
+    texts = [n for n in contract.names if n not in _typed_columns(contract)]
+    rows = pl.concat(
+        [
+            typed.select(*texts, SOURCE_FILE, SOURCE_ROW).filter(chosen).collect(),
+            raw.filter(chosen).collect(),
+        ],
+        how="horizontal",
+    )
     reasons = [
         "; ".join(_describe(rule, row, contract) for rule in rules[pos])
         for pos, row in zip(positions, rows.iter_rows(named=True), strict=True)
@@ -201,8 +216,9 @@ def _stage_table(
         )
         report.duplicates_dropped = int((keep & ~first.to_series()).sum())
         keep = keep & first.to_series()
-    lake_root.write_parquet(typed.with_columns(keep.alias(KEEP)), f"{folder}/{table}.typed.parquet")
-    lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet")
+    staged = typed.with_columns(keep.alias(KEEP))  # read whole: no column statistics needed
+    lake_root.write_parquet(staged, f"{folder}/{table}.typed.parquet", statistics=False)
+    lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet", statistics=False)
     _timed(report, "read", started)
     lake_root.write_bytes(_staged_report(folder, table), report.to_bytes())
     return report
@@ -331,8 +347,12 @@ def _validate_table(
         valid = valid.sort(contract.primary_key)
     valid = valid.collect()
     del typed, candidates
-    raw = lake_root.scan_parquet(f"{folder}/{table}.raw.parquet")
-    quarantine = _quarantine_rows(raw, rules, contract)
+    quarantine = _quarantine_rows(
+        lake_root.scan_parquet(f"{folder}/{table}.typed.parquet"),
+        lake_root.scan_parquet(f"{folder}/{table}.raw.parquet"),
+        rules,
+        contract,
+    )
     report.rows_written, report.quarantined = valid.height, quarantine.height
     _timed(report, "split", started)
     return _Prepared(report, valid, quarantine, results, fingerprints)
