@@ -54,6 +54,11 @@ DEFINITIONS = {
     "earlier_min": "event_min('purchase', amount, ago => ('5 days', '2 days')) <= 1",
     "varied_views": "event_count_distinct('*', name, within => '3 days') >= 3",
     "many_amounts": "event_count_distinct('purchase', amount, ago => ('6 days', '1 day')) >= 3",
+    "view_then_buy": "performed_in_order('view', 'purchase', gap => '1 day', within => '5 days')",
+    "login_view_login": "performed_in_order('login', 'view', 'login', ago => ('8 days', '1 day'))",
+    "daily_viewer": "performed_regularly('view', every => '1 day', periods => 4, at_least => 3)",
+    "twice_weekly": "performed_regularly('*', every => '2 days', periods => 3, at_least => 2,"
+    " times => 3, where => name <> 'other')",
     "half_day_ago": "event_count('view', ago => ('3 days', '12 hours')) >= 3",
 }
 

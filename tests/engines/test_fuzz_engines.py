@@ -172,6 +172,27 @@ def conditions(depth: int) -> st.SearchStrategy[str]:
         st.tuples(event_name, window, event_filter).map(
             lambda t: f"performed('{t[0]}'{t[1]}{t[2]})"
         ),
+        st.tuples(
+            st.lists(event_name, min_size=2, max_size=4),
+            st.sampled_from(
+                ["", ", gap => '1 day'", ", gap => INTERVAL 25 HOUR", ", gap => '7 days'"]
+            ),
+            window,
+            event_filter,
+        ).map(lambda t: f"performed_in_order({', '.join(map(repr, t[0]))}{t[1]}{t[2]}{t[3]})"),
+        st.tuples(
+            event_name,
+            st.sampled_from(["'1 day'", "'7 days'", "INTERVAL 12 HOUR"]),
+            st.integers(1, 5),
+            st.integers(1, 5),
+            st.sampled_from(["", ", times => 2"]),
+            event_filter,
+        ).map(
+            lambda t: (
+                f"performed_regularly('{t[0]}', every => {t[1]}, periods => {t[2]},"
+                f" at_least => {min(t[2], t[3])}{t[4]}{t[5]})"
+            )
+        ),
     )
     if depth <= 0:
         return leaves

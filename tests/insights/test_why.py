@@ -28,6 +28,10 @@ DEFINITIONS = {
     "varied": "name: Varied\ntype: data_driven\n"
     "where: event_count_distinct('*', currency, where => amount > 5) >= 1\n",
     "holdout": "name: Holdout\ntype: data_driven\nwhere: bucket(10, 'spring') < 5\n",
+    "again": "name: Again\ntype: data_driven\n"
+    "where: performed_in_order('purchase', 'purchase', gap => '2 days')\n",
+    "steady": "name: Steady\ntype: data_driven\n"
+    "where: performed_regularly('purchase', every => '1 day', periods => 3, at_least => 2)\n",
     "lapsed": "name: Lapsed\ntype: data_driven\n"
     "where: performed('purchase', ago => ('40 days', '7 days'))\n",
 }
@@ -111,6 +115,26 @@ def test_a_bucket_shows_the_persons_bucket(ws):
             {"kind": "bucket", "name": "bucket(10, 'spring')", "value": expected}
         ]
         assert result.member == (expected < 5)
+
+
+def test_a_sequence_shows_whether_it_was_performed(ws):
+    a, b = explain(ws, "a", "again", D2), explain(ws, "b", "again", D2)
+    assert a.member and not b.member  # b's purchases are 29 days apart
+    assert a.tree.saw[0]["name"] == "in_order('purchase', 'purchase', gap => '2 days')"
+    assert (a.tree.saw[0]["value"], b.tree.saw[0]["value"]) == (True, False)
+    assert a.tree.saw[0]["window"] == "the first event .. 2026-04-01 00:00 UTC"
+
+
+def test_regularly_shows_each_periods_count(ws):
+    result = explain(ws, "a", "steady", D2)  # purchases on 29 and 30 March
+    assert result.member
+    assert [(seen["value"], seen["window"]) for seen in result.tree.saw] == [
+        (0, "2026-03-31 00:00 .. 2026-04-01 00:00 UTC"),
+        (1, "2026-03-30 00:00 .. 2026-03-31 00:00 UTC"),
+        (1, "2026-03-29 00:00 .. 2026-03-30 00:00 UTC"),
+    ]
+    assert result.tree.saw[1]["name"] == "count('purchase', ago => ('2 days', '1 day'))"
+    assert not explain(ws, "b", "steady", D2).member
 
 
 def test_null_is_not_true(ws):

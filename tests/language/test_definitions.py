@@ -226,6 +226,82 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
             "did you mean bucket()?",
         ),
         (
+            "name: X\ntype: data_driven\nwhere: performed_in_order('signed_up')\n",
+            "performed_in_order() takes 2 to 5 steps, got 1",
+            "a single step is performed('signed_up', ...)",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_in_order('a', 'b', 'c', 'd', 'e', 'f')\n",
+            "performed_in_order() takes 2 to 5 steps, got 6",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_in_order('a', amount)\n",
+            "performed_in_order() takes event names in quotes",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_in_order('a', 'b', gap => '0 days')\n",
+            "gap => needs a positive interval",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_in_order('a', 'b', gapp => '1 day')\n",
+            "unknown option 'gapp'",
+            "did you mean gap =>?",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed('a', gap => '1 day')\n",
+            "unknown option 'gap' of performed()",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_in_order('a', 'b',"
+            " within => '7 days', ago => ('9 days', '2 days'))\n",
+            "ago => cannot be combined with within =>",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_in_order('a', 'b') > 1\n",
+            "cannot compare",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_regularly('x', every => '7 days')\n",
+            "performed_regularly() needs periods =>, at_least =>",
+            "periods => 4, at_least => 3",
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: performed_regularly('x', every => '7 days', periods => 4, at_least => 5)\n",
+            "at_least => takes a whole number from 1 to 4, not 5",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: performed_regularly('x', every => '7 days', periods => 0, at_least => 1)\n",
+            "periods => takes a whole number from 1 to 100, not 0",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\n"
+            "where: performed_regularly('x', every => '1 month', periods => 2, at_least => 1)\n",
+            "interval unit MONTH is not supported",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_regularly('x', every => '7 days',"
+            " periods => 2, at_least => 1, within => '30 days')\n",
+            "unknown option 'within' of performed_regularly()",
+            "every =>, periods =>, at_least =>, times =>, where =>",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: performed_regularly('x', every => '7 days',"
+            " periods => 2, at_least => 1, times => 0)\n",
+            "times => takes a whole number from 1",
+            None,
+        ),
+        (
             "name: X\ntype: data_driven\nwhere: event_count_distinct('x') > 1\n",
             "event_count_distinct() takes 2 argument(s), got 1",
             None,

@@ -43,6 +43,41 @@ def distinct(column: str, name: str | None, extra: str = "") -> str:
     return f"(SELECT count(DISTINCT e.{column}) {events_where(name, extra)})"
 
 
+def in_order(steps: list[str | None], gap_days: int | None = None, window: str = "") -> str:
+    """Events e0, e1, ... of the steps (None: any name), each strictly after the one before and
+    at most `gap_days` later, every one of them passing `window` (written for `e`)."""
+    aliases = [f"e{i}" for i in range(len(steps))]
+    tests = []
+    for alias, step in zip(aliases, steps, strict=True):
+        name = f"AND {alias}.name = '{step}'" if step else ""
+        tests.append(
+            f"{alias}.person_id = p.person_id AND {alias}.timestamp <= {A} {name}"
+            f" {window.replace('e.', alias + '.')}"
+        )
+    for before, after in zip(aliases, aliases[1:], strict=False):
+        tests.append(f"{before}.timestamp < {after}.timestamp")
+        if gap_days is not None:
+            tests.append(f"{after}.timestamp - {before}.timestamp <= INTERVAL {gap_days} DAY")
+    tables = ", ".join(f"events {alias}" for alias in aliases)
+    return f"EXISTS (SELECT 1 FROM {tables} WHERE {' AND '.join(tests)})"
+
+
+def regularly(
+    name: str | None, every_days: float, periods: int, at_least: int, times: int = 1, extra=""
+) -> str:
+    """At least `at_least` of the periods (as_of - (k+1) x every, as_of - k x every] hold
+    `times` events."""
+    hours = int(every_days * 24)
+    held = []
+    for k in range(periods):
+        period = (
+            f"AND e.timestamp > {A} - INTERVAL {(k + 1) * hours} HOUR"
+            f" AND e.timestamp <= {A} - INTERVAL {k * hours} HOUR {extra}"
+        )
+        held.append(f"(CASE WHEN {count(name, period)} >= {times} THEN 1 ELSE 0 END)")
+    return f"({' + '.join(held)}) >= {at_least}"
+
+
 def bucket(n: int, salt: str = "") -> str:
     return f"(('0x' || substr(md5('{salt}:' || p.person_id), 1, 8))::BIGINT % {n})"
 
@@ -268,6 +303,69 @@ CASES = [
     (
         "event_count_distinct('purchase', timestamp, ago => ('30 days', '10 days')) = 2",
         f"{distinct('timestamp', 'purchase', AGO_30_TO_10)} = 2",
+    ),
+    # sequences: e1.timestamp < e2.timestamp < ..., each gap at most `gap`, all in the window
+    ("performed_in_order('login', 'purchase')", in_order(["login", "purchase"])),
+    ("performed_in_order('login', 'purchase', gap => '1 day')", in_order(["login", "purchase"], 1)),
+    (
+        "performed_in_order('purchase', 'login', 'purchase')",
+        in_order(["purchase", "login", "purchase"]),
+    ),
+    (
+        "performed_in_order('purchase', 'purchase', within => '20 days')",
+        in_order(["purchase", "purchase"], window=f"AND e.timestamp > {A} - INTERVAL 20 DAY"),
+    ),
+    (
+        "NOT performed_in_order('login', 'app_installed', gap => '30 days')"
+        " AND performed_in_order('login', '*')",
+        f"NOT {in_order(['login', 'app_installed'], 30)} AND {in_order(['login', None])}",
+    ),
+    (
+        "performed_in_order('purchase', 'login', ago => ('40 days', '10 days'))",
+        in_order(
+            ["purchase", "login"],
+            window=f"AND e.timestamp > {A} - INTERVAL 40 DAY AND e.timestamp <= {A} - INTERVAL 10"
+            " DAY",
+        ),
+    ),
+    (
+        "performed_in_order('purchase', 'purchase', where => amount > 50)",
+        in_order(["purchase", "purchase"], window="AND e.amount > 50"),
+    ),
+    (
+        "performed_in_order('signed_up', 'purchase', gap => '7 days')",
+        in_order(["signed_up", "purchase"], 7),
+    ),
+    (
+        "performed_in_order('signed_up', 'purchase', gap => '7 days', within => '30 days')",
+        in_order(["signed_up", "purchase"], 7, WITHIN_30),
+    ),
+    # regularly: (as_of() - periods x every, as_of()] in periods of `every`, open on the left
+    (
+        "performed_regularly('page_viewed', every => '1 day', periods => 3, at_least => 2)",
+        regularly("page_viewed", 1, 3, 2),
+    ),
+    (
+        "performed_regularly('page_viewed', every => '1 day', periods => 3, at_least => 3)",
+        regularly("page_viewed", 1, 3, 3),
+    ),
+    (
+        "performed_regularly('purchase', every => '10 days', periods => 3, at_least => 2)",
+        regularly("purchase", 10, 3, 2),
+    ),
+    (
+        "performed_regularly('*', every => '7 days', periods => 2, at_least => 1, times => 2,"
+        " where => name <> 'login')",
+        regularly(None, 7, 2, 1, 2, "AND e.name <> 'login'"),
+    ),
+    (
+        "performed_regularly('login', every => '7 days', periods => 4, at_least => 3)",
+        regularly("login", 7, 4, 3),
+    ),
+    (
+        "NOT performed_regularly('purchase', every => INTERVAL 12 HOUR, periods => 60,"
+        " at_least => 1)",
+        f"NOT {regularly('purchase', 0.5, 60, 1)}",
     ),
     # stable splits: the first 8 hex digits of md5(salt || ':' || person_id), modulo n
     ("bucket(2) = 0", f"{bucket(2)} = 0"),

@@ -17,6 +17,8 @@ import polars as pl
 from transforms.language.polars import TIMESTAMP, CompiledDefinitions, Feature
 from transforms.language.semantics import earliest_needed
 
+SEQUENCE_TAG, SEQUENCE_LATEST = "__step", "__latest"
+"""Helper columns of `sequence`."""
 TEST_PREFIX = "__test_"
 """Columns of per-event tests, shared by the features that use them."""
 COUNT_SUFFIX, SUM_SUFFIX = "__n", "__sum"
@@ -52,6 +54,8 @@ class StateColumn:
 def state_columns(feature: Feature, mask: pl.Expr) -> list[StateColumn]:
     """The aggregates a feature is computed from, given which events count (`mask`)."""
     name, aggregate = feature.name, feature.aggregate
+    if aggregate == "in_order":  # not an aggregate: `sequences` finds them
+        return []
     if aggregate == "count":
         return [StateColumn(name, mask.cast(COUNTS), "sum", "add")]
     if aggregate == "count_distinct":
@@ -104,12 +108,12 @@ def finish(state: pl.LazyFrame, features: list[Feature]) -> pl.LazyFrame:
         count = pl.col(f"{f.name}{COUNT_SUFFIX}")
         return pl.when(count > 0).then(pl.col(f"{f.name}{SUM_SUFFIX}") / count).alias(f.name)
 
-    return state.select("person_id", *(feature(f) for f in features))
+    return state.select("person_id", *(feature(f) for f in features if f.steps is None))
 
 
 def counted_names(features: list[Feature]) -> pl.Expr:
     """Whether an event has a name some feature counts."""
-    names = {f.event for f in features}
+    names = {name for f in features for name in f.event_names}
     return pl.lit(True) if "*" in names else pl.col("name").is_in(sorted(names))
 
 
@@ -131,13 +135,56 @@ def event_features(
     features = list(compiled.features.values()) if features is None else features
     if not features:
         return pl.LazyFrame(schema={"person_id": pl.String})
-    state = aggregate_state(
-        visible_events(events, features, compiled.as_of),
-        features,
-        ["person_id"],
-        {f.name: f.tests for f in features},
+    visible = visible_events(events, features, compiled.as_of)
+    aggregates = [f for f in features if f.steps is None]
+    found = finish(
+        aggregate_state(visible, aggregates, ["person_id"], {f.name: f.tests for f in aggregates}),
+        aggregates,
     )
-    return finish(state, features)
+    for feature in features:
+        if feature.steps is not None:
+            found = found.join(
+                sequence(visible, feature), on="person_id", how="full", coalesce=True
+            )
+    return found
+
+
+def sequence(events: pl.LazyFrame, feature: Feature) -> pl.LazyFrame:
+    """(person_id, TRUE) of the people with events of `feature.steps` in order: step by step,
+    the events of the step that some event of the step before precedes, strictly and at most
+    `feature.gap` earlier (`performed_in_order`, docs/segment_language.md)."""
+    counted = events.filter(feature.condition).select("person_id", "timestamp", "name")
+
+    def of_step(step: str) -> pl.LazyFrame:
+        named = counted if step == "*" else counted.filter(pl.col("name") == step)
+        return named.select("person_id", "timestamp")
+
+    reached = of_step(feature.steps[0])
+    for step in feature.steps[1:]:
+        candidates = of_step(step)
+        # at equal timestamps a candidate sorts first: an event reached at the same instant
+        # does not precede it
+        both = pl.concat(
+            [
+                candidates.with_columns(pl.lit(0, dtype=pl.Int8).alias(SEQUENCE_TAG)),
+                reached.with_columns(pl.lit(1, dtype=pl.Int8).alias(SEQUENCE_TAG)),
+            ]
+        ).sort("person_id", "timestamp", SEQUENCE_TAG)
+        latest = (
+            pl.when(pl.col(SEQUENCE_TAG) == 1)
+            .then(pl.col("timestamp"))
+            .forward_fill()
+            .over("person_id")
+        )
+        follows = pl.col(SEQUENCE_LATEST).is_not_null()
+        if feature.gap is not None:
+            follows &= pl.col("timestamp") - pl.col(SEQUENCE_LATEST) <= feature.gap
+        reached = (
+            both.with_columns(latest.alias(SEQUENCE_LATEST))
+            .filter((pl.col(SEQUENCE_TAG) == 0) & follows)
+            .select("person_id", "timestamp")
+        )
+    return reached.select("person_id").unique().with_columns(pl.lit(True).alias(feature.name))
 
 
 def _mask(tests: tuple[tuple[str, pl.Expr], ...], test_columns: dict[str, str]) -> pl.Expr:

@@ -29,7 +29,7 @@ from transforms.errors import MissingInputError, SegmentsError
 from transforms.language.compiler import condition_expression
 from transforms.language.polars import CompiledDefinitions
 from transforms.language.semantics import DIALECT, bucket_of
-from transforms.language.types import bucket_arguments, feature_of, segment_of
+from transforms.language.types import bucket_arguments, feature_of, periods_of, segment_of
 from transforms.runs.materialize import committed_manual_members, compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table
@@ -167,7 +167,10 @@ def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> l
     seen: list[dict[str, Any]] = []
     names: set[str] = set()
     for sub in node.walk(bfs=False):
-        if (name := feature_of(sub)) is not None:
+        features = [feature_of(sub)] if feature_of(sub) is not None else []
+        if (periods := periods_of(sub)) is not None:
+            features = list(periods[0])  # each period's count, the latest first
+        for name in features:
             feature = compiled.features[name]
             if feature.name in names:
                 continue
@@ -180,7 +183,9 @@ def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> l
                     "window": _window(feature, compiled.as_of),
                 }
             )
-        elif isinstance(sub, exp.Anonymous) and sub.name.lower() == "bucket":
+        if features:
+            continue
+        if isinstance(sub, exp.Anonymous) and sub.name.lower() == "bucket":
             n, salt = bucket_arguments(sub)
             name = f"bucket({n}, '{salt}')"
             if name not in names:
@@ -215,7 +220,7 @@ def _outside_event_call(column: exp.Column) -> bool:
     """A column of the person, not an event column inside an event function's arguments."""
     parent = column.parent
     while parent is not None:
-        if feature_of(parent) is not None:
+        if feature_of(parent) is not None or periods_of(parent) is not None:
             return False
         parent = parent.parent
     return True

@@ -21,7 +21,7 @@ import difflib
 import hashlib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 
 from sqlglot import exp
@@ -37,6 +37,10 @@ from transforms.language.semantics import (
     INTERVAL_UNITS,
     KEYWORDS,
     NUMERIC,
+    REGULARLY_KEYWORDS,
+    REGULARLY_PERIODS,
+    SEQUENCE_KEYWORDS,
+    SEQUENCE_STEPS,
     TEMPORAL,
     TRUNC_UNITS,
     EventAggregate,
@@ -45,6 +49,7 @@ from transforms.language.semantics import (
 from transforms.language.types import (
     ANNOTATION,
     FEATURE,
+    PERIODS,
     SEGMENT,
     Annotation,
     CheckError,
@@ -476,7 +481,8 @@ def _date_diff(node: exp.DateDiff, scope: Scope) -> Annotation:
 def _arguments(node: exp.Anonymous, low: int, high: int) -> list[exp.Expr]:
     args = [a for a in node.expressions if not isinstance(a, exp.Kwarg)]
     if any(isinstance(a, exp.Kwarg) for a in node.expressions) and node.name.lower() not in (
-        AGGREGATES
+        *AGGREGATES,
+        "performed_regularly",
     ):
         raise CheckError(f"{node.name}() takes no named arguments", node)
     if not low <= len(args) <= high:
@@ -544,18 +550,20 @@ def _in_segment(node: exp.Anonymous, scope: Scope) -> Annotation:
     return Annotation("boolean")
 
 
-def _options(node: exp.Anonymous, function: str) -> dict[str, exp.Expr]:
+def _options(
+    node: exp.Anonymous, function: str, keywords: tuple[str, ...] = KEYWORDS
+) -> dict[str, exp.Expr]:
     options: dict[str, exp.Expr] = {}
     for kwarg in (a for a in node.expressions if isinstance(a, exp.Kwarg)):
         key = kwarg.this.name.lower()
-        if key not in KEYWORDS:
-            close = difflib.get_close_matches(key, list(KEYWORDS), n=1)
+        if key not in keywords:
+            close = difflib.get_close_matches(key, list(keywords), n=1)
             raise CheckError(
                 f"unknown option '{key}' of {function}()",
                 kwarg,
                 (f"did you mean {close[0]} =>? " if close else "")
                 + "options are "
-                + ", ".join(f"{k} =>" for k in KEYWORDS),
+                + ", ".join(f"{k} =>" for k in keywords),
             )
         if key in options:
             raise CheckError(f"option '{key}' given twice", kwarg)
@@ -597,6 +605,106 @@ def _ago(node: exp.Expr) -> tuple[timedelta, timedelta]:
     return start, end
 
 
+def _register(scope: Scope, feature: EventAggregate) -> str:
+    """The name of the feature (one per distinct call across all segments), added to the
+    run's features if new and to the segment's."""
+    key = "|".join(
+        str(part)
+        for part in (
+            feature.aggregate,
+            feature.event,
+            feature.column,
+            feature.within,
+            feature.since,
+            feature.until,
+            feature.filter.sql(dialect=DIALECT) if feature.filter is not None else None,
+        )
+    )
+    if feature.ago is not None:  # features without it keep the names earlier runs gave them
+        key += f"|ago={feature.ago[0]},{feature.ago[1]}"
+    if feature.steps is not None:
+        key += f"|steps={feature.steps!r}|gap={feature.gap}"
+    name = FEATURE_PREFIX + hashlib.sha1(key.encode()).hexdigest()[:10]
+    if name not in scope.features:
+        scope.features[name] = replace(feature, name=name)
+    scope.used_features.append(name)
+    return name
+
+
+def _whole_number(node: exp.Expr, key: str, low: int, high: int, scope: Scope) -> int:
+    value = check(node, scope)
+    if not (value.constant and value.type == "integer" and low <= value.value <= high):
+        raise CheckError(
+            f"{key} => takes a whole number from {low} to {high}, not {shown(node)}",
+            node,
+            "write performed_regularly('login', every => '7 days', periods => 4, at_least => 3)",
+        )
+    return value.value
+
+
+def _regularly(node: exp.Anonymous, scope: Scope) -> Annotation:
+    """performed_regularly(name, every =>, periods =>, at_least =>[, times =>][, where =>]):
+    one event count per period, each a feature of its own (they fold like any count)."""
+    function = node.name.lower()
+    if scope.events is None:
+        raise CheckError(f"{function}() cannot be used inside an event filter", node)
+    (name_node,) = _arguments(node, 1, 1)
+    if not (isinstance(name_node, exp.Literal) and name_node.is_string):
+        raise CheckError(
+            f"{function}() needs the event name in quotes first",
+            name_node,
+            f"write {function}('login', every => '7 days', periods => 4, at_least => 3)",
+        )
+    options = _options(node, function, REGULARLY_KEYWORDS)
+    missing = [key for key in ("every", "periods", "at_least") if key not in options]
+    if missing:
+        raise CheckError(
+            f"{function}() needs {', '.join(f'{key} =>' for key in missing)}",
+            node,
+            f"write {function}('login', every => '7 days', periods => 4, at_least => 3)",
+        )
+    every = interval_value(options["every"])
+    if every <= timedelta(0):
+        raise CheckError("every => needs a positive interval", options["every"])
+    periods = _whole_number(options["periods"], "periods", *REGULARLY_PERIODS, scope)
+    at_least = _whole_number(options["at_least"], "at_least", 1, periods, scope)
+    times = (
+        _whole_number(options["times"], "times", 1, 2**31 - 1, scope) if "times" in options else 1
+    )
+    filter_node = options.get("where")
+    event_scope = Scope(
+        columns={c.name: c.logical_type for c in scope.events.columns},
+        as_of=scope.as_of,
+        kind="event column",
+    )
+    if filter_node is not None:
+        _condition(filter_node, event_scope)
+    names = []
+    for k in range(periods):
+        ago = None if k == 0 else ((k + 1) * every, k * every)
+        names.append(
+            _register(
+                scope,
+                EventAggregate(
+                    name="",
+                    aggregate="count",
+                    event=name_node.this,
+                    column=None,
+                    within=every if k == 0 else None,
+                    since=None,
+                    until=None,
+                    filter=filter_node,
+                    type="integer",
+                    window_start=scope.as_of - (k + 1) * every,
+                    ago=ago,
+                    window_end=scope.as_of - ago[1] if ago is not None else None,
+                ),
+            )
+        )
+    node.meta[PERIODS] = (tuple(names), times, at_least)
+    return Annotation("boolean")
+
+
 def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
     function = node.name.lower()
     if scope.events is None:
@@ -606,7 +714,26 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
             "event filters (where => ...) see one event's columns only",
         )
     aggregate, needs_column = AGGREGATES[function]
-    positional = _arguments(node, 2 if needs_column else 1, 2 if needs_column else 1)
+    sequence = aggregate == "in_order"
+    if sequence:
+        low, high = SEQUENCE_STEPS
+        positional = [a for a in node.expressions if not isinstance(a, exp.Kwarg)]
+        if not low <= len(positional) <= high:
+            raise CheckError(
+                f"{function}() takes {low} to {high} steps, got {len(positional)}",
+                node,
+                f"write {function}('signed_up', 'purchase', within => '30 days'); a single step"
+                " is performed('signed_up', ...)",
+            )
+        for step in positional:
+            if not (isinstance(step, exp.Literal) and step.is_string):
+                raise CheckError(
+                    f"{function}() takes event names in quotes",
+                    step,
+                    f"write {function}('signed_up', 'purchase')",
+                )
+    else:
+        positional = _arguments(node, 2 if needs_column else 1, 2 if needs_column else 1)
     name_node = positional[0]
     if not (isinstance(name_node, exp.Literal) and name_node.is_string):
         raise CheckError(
@@ -636,7 +763,13 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
         result = "number" if aggregate == "avg" or typed.type == "number" else "integer"
         if aggregate == "count_distinct":
             result = "integer"
-    options = _options(node, function)
+    options = _options(node, function, SEQUENCE_KEYWORDS if sequence else KEYWORDS)
+    gap = interval_value(options["gap"]) if "gap" in options else None
+    if gap is not None and gap <= timedelta(0):
+        raise CheckError("gap => needs a positive interval", options["gap"])
+    steps = tuple(step.this for step in positional) if sequence else None
+    if sequence:
+        result = "boolean"
     within = interval_value(options["within"]) if "within" in options else None
     if within is not None and within <= timedelta(0):
         raise CheckError("within => needs a positive interval", options["within"])
@@ -658,24 +791,10 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
     filter_node = options.get("where")
     if filter_node is not None:
         _condition(filter_node, event_scope)
-    key = "|".join(
-        str(part)
-        for part in (
-            aggregate,
-            name_node.this,
-            column,
-            within,
-            bounds.get("since"),
-            bounds.get("until"),
-            filter_node.sql(dialect=DIALECT) if filter_node is not None else None,
-        )
-    )
-    if ago is not None:  # features without it keep the names earlier runs gave them
-        key += f"|ago={ago[0]},{ago[1]}"
-    name = FEATURE_PREFIX + hashlib.sha1(key.encode()).hexdigest()[:10]
-    if name not in scope.features:
-        scope.features[name] = EventAggregate(
-            name=name,
+    name = _register(
+        scope,
+        EventAggregate(
+            name="",
             aggregate=aggregate,
             event=name_node.this,
             column=column,
@@ -688,8 +807,10 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
             window_start=window_start,
             ago=ago,
             window_end=scope.as_of - ago[1] if ago is not None else None,
-        )
-    scope.used_features.append(name)
+            steps=steps,
+            gap=gap,
+        ),
+    )
     node.meta[FEATURE] = name
     return Annotation("boolean" if function == "performed" else result)
 
@@ -699,6 +820,7 @@ FUNCTIONS: dict[str, Checker] = {
     "now": _now,
     "days_since": _days_since,
     "in_segment": _in_segment,
+    "performed_regularly": _regularly,
     "bucket": _bucket,
     **dict.fromkeys(AGGREGATES, _event_function),
 }

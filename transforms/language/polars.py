@@ -49,6 +49,7 @@ from transforms.language.types import (
     as_timestamp,
     bucket_arguments,
     feature_of,
+    periods_of,
     segment_of,
     unify,
 )
@@ -440,6 +441,10 @@ def _function(node: exp.Anonymous, ann: Annotation, as_of: datetime) -> Typed:
         return Typed(column >= 1 if node.name.lower() == "performed" else column, ann)
     if segment is not None:
         return Typed(pl.col(SEGMENT_PREFIX + segment), ann)
+    if (periods := periods_of(node)) is not None:
+        names, times, at_least = periods
+        held = pl.sum_horizontal((pl.col(name) >= times).cast(pl.Int64) for name in names)
+        return Typed(held >= at_least, ann)
     if node.name.lower() == "bucket":
         n, salt = bucket_arguments(node)
         buckets = pl.col("person_id").map_batches(
@@ -519,7 +524,7 @@ def feature(aggregate: EventAggregate, as_of: datetime) -> Feature:
     """An event aggregate with its Polars tests."""
     tests = (
         []
-        if aggregate.event == "*"
+        if aggregate.event == "*" or aggregate.steps is not None  # a sequence names each step
         else [(f"name = {aggregate.event!r}", pl.col("name") == aggregate.event)]
     )
     window = []

@@ -80,10 +80,19 @@ AGGREGATES = {
     "event_min": ("min", True),
     "event_max": ("max", True),
     "event_avg": ("avg", True),
+    "performed_in_order": ("in_order", False),
 }
 """Event functions: the aggregate each computes, and whether it takes an event column."""
 KEYWORDS = ("within", "ago", "since", "until", "where")
 """The named arguments of the event functions."""
+SEQUENCE_KEYWORDS = (*KEYWORDS, "gap")
+"""The named arguments of performed_in_order."""
+SEQUENCE_STEPS = (2, 5)
+"""How many steps performed_in_order takes."""
+REGULARLY_KEYWORDS = ("every", "periods", "at_least", "times", "where")
+"""The named arguments of performed_regularly."""
+REGULARLY_PERIODS = (1, 100)
+"""How many periods performed_regularly may count (each is an event count of its own)."""
 AS_OF_FUNCTIONS = ("as_of", "now", "days_since")
 BUCKETS = (2, 1_000_000)
 """The range of n in bucket(n[, 'salt'])."""
@@ -128,7 +137,7 @@ class EventAggregate:
     segment that makes the same call."""
 
     name: str
-    aggregate: str  # count | count_distinct | sum | min | max | avg | first | last
+    aggregate: str  # count | count_distinct | sum | min | max | avg | first | last | in_order
     event: str  # an event name, or '*' for any
     column: str | None
     within: timedelta | None
@@ -146,6 +155,15 @@ class EventAggregate:
     as_of - ago[0] < timestamp <= as_of - ago[1]."""
     window_end: datetime | None = field(default=None, compare=False, repr=False)
     """The run's as-of instant minus the second bound of `ago`: events must be no later."""
+    steps: tuple[str, ...] | None = None
+    """performed_in_order: the event names of the steps, in order (`event` is the first)."""
+    gap: timedelta | None = None
+    """performed_in_order: the longest time between two consecutive steps; None: no limit."""
+
+    @property
+    def event_names(self) -> tuple[str, ...]:
+        """The event names the feature reads ('*' for any)."""
+        return self.steps if self.steps is not None else (self.event,)
 
     @property
     def lookback(self) -> timedelta | None:
@@ -173,7 +191,7 @@ class EventAggregate:
         bounds are whole days, and a filter that does not read the as-of instant. Distinct
         counts never are: the values of one day cannot be told apart from another's once
         counted."""
-        if self.aggregate == "count_distinct":
+        if self.aggregate in ("count_distinct", "in_order"):
             return False
         whole_days = (
             self.lookback is None or self.window_days is not None
@@ -181,12 +199,17 @@ class EventAggregate:
         return whole_days and (self.filter is None or not reads_as_of(self.filter))
 
     @property
-    def default(self) -> int | None:
-        """Value for a person without matching events: 0 for counts and sums, else NULL."""
+    def default(self) -> int | bool | None:
+        """Value for a person without matching events: 0 for counts and sums, FALSE for
+        sequences, else NULL."""
+        if self.aggregate == "in_order":
+            return False
         return 0 if self.aggregate in ("count", "count_distinct", "sum") else None
 
     def describe(self) -> str:
-        args = [repr(self.event)] + ([self.column] if self.column else [])
+        args = [repr(step) for step in self.event_names] + ([self.column] if self.column else [])
+        if self.gap:
+            args.append(f"gap => '{interval_text(self.gap)}'")
         if self.within:
             args.append(f"within => '{interval_text(self.within)}'")
         if self.ago:

@@ -36,7 +36,13 @@ from transforms.language.semantics import (
     EventAggregate,
     earliest_needed,
 )
-from transforms.language.types import annotation, bucket_arguments, feature_of, segment_of
+from transforms.language.types import (
+    annotation,
+    bucket_arguments,
+    feature_of,
+    periods_of,
+    segment_of,
+)
 
 SQL_TYPES = {
     "string": "VARCHAR",
@@ -139,6 +145,24 @@ def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
             )
         if segment is not None:
             return _ident(SEGMENT_PREFIX + segment)
+        if (periods := periods_of(node)) is not None:
+            names, times, at_least = periods
+            held = [
+                exp.Case(
+                    ifs=[
+                        exp.If(
+                            this=exp.GTE(this=_ident(n), expression=exp.Literal.number(times)),
+                            true=exp.Literal.number(1),
+                        )
+                    ],
+                    default=exp.Literal.number(0),
+                )
+                for n in names
+            ]
+            total = held[0]
+            for term in held[1:]:
+                total = exp.Add(this=total, expression=term)
+            return exp.GTE(this=exp.paren(total), expression=exp.Literal.number(at_least))
         if name == "bucket":
             return _bucket(*bucket_arguments(node))
         if name in ("as_of", "now"):
@@ -196,7 +220,7 @@ def predicate(tree: exp.Expr, as_of: datetime) -> exp.Expr:
 def _condition(feature: EventAggregate, as_of: datetime) -> exp.Expr:
     timestamp = _ident("timestamp")
     parts: list[exp.Expr] = []
-    if feature.event != "*":
+    if feature.event != "*" and feature.steps is None:  # a sequence names each step
         parts.append(exp.EQ(this=_ident("name"), expression=exp.Literal.string(feature.event)))
     if feature.window_start is not None:
         parts.append(exp.GT(this=timestamp.copy(), expression=instant(feature.window_start)))
@@ -223,6 +247,61 @@ def _aggregate(feature: EventAggregate, as_of: datetime) -> exp.Expr:
         kinds = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}
         value = kinds[feature.aggregate](this=_ident(feature.column))
     return exp.Filter(this=value, expression=exp.Where(this=_condition(feature, as_of)))
+
+
+# the latest event of the previous step at or before each row, earlier steps' rows sorting
+# after a candidate at the same instant (which they do not precede)
+LATEST_REACHED = exp.maybe_parse(
+    'MAX(CASE WHEN "__step" = 1 THEN "timestamp" END) OVER (PARTITION BY "person_id"'
+    ' ORDER BY "timestamp", "__step" ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)',
+    dialect=DIALECT,
+)
+
+
+def _sequence(
+    feature: EventAggregate, events: str, visible: exp.Expr, as_of: datetime, prefix: str
+) -> list[tuple[str, exp.Query]]:
+    """performed_in_order as CTEs, one per step: (person_id, timestamp) of the events of the
+    step that an event of the step before precedes, strictly and at most `gap` earlier. The
+    last one's people perform the sequence."""
+
+    def of_step(step: str) -> exp.Select:
+        named = exp.EQ(this=_ident("name"), expression=exp.Literal.string(step))
+        test = exp.and_(
+            visible.copy(), _condition(feature, as_of), *([named] if step != "*" else [])
+        )
+        return exp.select("person_id", "timestamp").from_(exp.maybe_parse(events)).where(test)
+
+    ctes = [(f"{prefix}_0", of_step(feature.steps[0]))]
+    for index, step in enumerate(feature.steps[1:], start=1):
+        tagged = exp.union(
+            of_step(step).select(exp.alias_(exp.Literal.number(0), "__step")),
+            exp.select("person_id", "timestamp", exp.alias_(exp.Literal.number(1), "__step")).from_(
+                ctes[-1][0]
+            ),
+            distinct=False,
+        )
+        ranked = exp.select(
+            "person_id", "timestamp", "__step", exp.alias_(LATEST_REACHED.copy(), "__latest")
+        ).from_(tagged.subquery("__both"))
+        follows = [
+            exp.EQ(this=exp.column("__step"), expression=exp.Literal.number(0)),
+            exp.column("__latest").is_(exp.null()).not_(),
+        ]
+        if feature.gap is not None:
+            seconds = exp.Interval(
+                this=exp.Literal.string(str(int(feature.gap.total_seconds()))),
+                unit=exp.var("SECOND"),
+            )
+            earliest = exp.Sub(this=_ident("timestamp"), expression=seconds)
+            follows.append(exp.GTE(this=exp.column("__latest"), expression=earliest))
+        step_query = (
+            exp.select("person_id", "timestamp")
+            .from_(ranked.subquery("__ranked"))
+            .where(exp.and_(*follows))
+        )
+        ctes.append((f"{prefix}_{index}", step_query))
+    return ctes
 
 
 def _no_member_rows(last: str) -> exp.Select:
@@ -285,28 +364,31 @@ def run_query(
     as_of = compiled.as_of
     features = list(compiled.features.values())
     visible = [exp.LTE(this=_ident("timestamp"), expression=instant(as_of))]
-    names = sorted({f.event for f in features})
+    names = sorted({name for f in features for name in f.event_names})
     if features and "*" not in names:
         visible.append(_ident("name").isin(*names))
     earliest = earliest_needed(features, as_of)
     if earliest is not None:
         visible.append(exp.GTE(this=_ident("timestamp"), expression=instant(earliest)))
+    aggregates = [f for f in features if f.steps is None]
     query = (
         exp.select(
-            "person_id", *(exp.alias_(_aggregate(f, as_of), f.name, quoted=True) for f in features)
+            "person_id",
+            *(exp.alias_(_aggregate(f, as_of), f.name, quoted=True) for f in aggregates),
         )
         .from_(exp.maybe_parse(events))
         .where(exp.and_(*visible))
         .group_by("person_id")
     )
+    ctes: list[tuple[str, exp.Query]] = [("__features", query)]
     columns: list[exp.Expr] = [exp.column(exp.Star(), table="p")]
-    for f in features:
+    for f in aggregates:
         value: exp.Expr = exp.column(f.name, table="f", quoted=True)
         if f.default is not None:
             value = exp.Coalesce(this=value, expressions=[exp.Literal.number(f.default)])
         columns.append(exp.alias_(value, f.name, quoted=True))
     people_features = (
-        exp.select(*columns)
+        exp.select()
         .from_(exp.alias_(exp.maybe_parse(people), "p"))
         .join(
             exp.alias_(exp.to_table("__features"), "f"),
@@ -314,7 +396,18 @@ def run_query(
             join_type="left",
         )
     )
-    ctes = [("__features", query), ("__level_0", people_features)]
+    for number, f in enumerate(f for f in features if f.steps is not None):
+        steps = _sequence(f, events, exp.and_(*visible), as_of, f"__sequence_{number}")
+        ctes += steps
+        alias = f"s{number}"
+        found = exp.select("person_id").distinct().from_(steps[-1][0]).subquery(alias)
+        people_features = people_features.join(
+            found, on=f"p.person_id = {alias}.person_id", join_type="left"
+        )
+        reached = exp.column("person_id", table=alias).is_(exp.null()).not_()
+        columns.append(exp.alias_(reached, f.name, quoted=True))
+    people_features = people_features.select(*columns)
+    ctes.append(("__level_0", people_features))
     for number, level in enumerate(compiled.order, start=1):
         outputs: list[exp.Expr] = [exp.Star()]
         for sid in level:

@@ -21,7 +21,7 @@ from transforms.contracts.text import ISO_DATE, ISO_TIMESTAMP_CONSTANT
 from transforms.language.semantics import DIALECT, NUMERIC, TEMPORAL
 from transforms.language.source import source_text
 
-ANNOTATION, FEATURE, SEGMENT = "annotation", "feature", "segment"
+ANNOTATION, FEATURE, SEGMENT, PERIODS = "annotation", "feature", "segment", "periods"
 """The node.meta keys the check pass owns."""
 
 
@@ -66,6 +66,12 @@ def annotation(node: exp.Expr) -> Annotation:
 def feature_of(node: exp.Expr) -> str | None:
     """The feature column an event-function call reads, if it is one."""
     return node.meta.get(FEATURE)
+
+
+def periods_of(node: exp.Expr) -> tuple[tuple[str, ...], int, int] | None:
+    """For a performed_regularly call: the count feature of each period (the latest first),
+    how many events a period needs and how many periods must have them."""
+    return node.meta.get(PERIODS)
 
 
 def segment_of(node: exp.Expr) -> str | None:
