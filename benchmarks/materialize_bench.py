@@ -330,6 +330,16 @@ def same_rows(left: dict[str, pl.DataFrame], right: dict[str, pl.DataFrame]) -> 
     )
 
 
+def validated_rows(data: Path) -> dict[str, list[int | None]]:
+    """Per table of day 2's ingest (as the last segments run left it): [rows read, rows Great
+    Expectations validated]."""
+    from transforms.storage.lake import read_ingest_manifest
+    from transforms.storage.roots import Root
+
+    manifest = read_ingest_manifest(Root(str(data / "lake")), SECOND_DAY)
+    return {t: [r.rows_read, r.rows_validated] for t, r in manifest.tables.items()}
+
+
 def _spread(values: list[float]) -> dict[str, float]:
     return {"median": statistics.median(values), "min": min(values), "max": max(values)}
 
@@ -360,8 +370,8 @@ def materialize_and_diff(attempt: dict[str, Any]) -> float:
 
 
 def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """segments' materialize + diff over the peer's and the floor's time, and its publish's
-    share of its whole run, per repetition."""
+    """segments' materialize + diff over the peer's and the floor's time, and its validate's
+    and publish's shares of its whole run, per repetition."""
     result = {}
     for engine in (e for e in ENGINES if e in runs):
         for other in ("duckdb", "floor"):
@@ -370,12 +380,13 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]
                 for mine, theirs in zip(runs[engine], runs[other], strict=True)
             ]
             result[f"{engine} / {other}"] = _spread(values)
-        shares = [
-            attempt["steps"]["publish"]["seconds"]
-            / sum(s["seconds"] for s in attempt["steps"].values())
-            for attempt in runs[engine]
-        ]
-        result[f"{engine}: publish / whole run"] = _spread(shares)
+        for step in ("validate", "publish"):
+            shares = [
+                attempt["steps"][step]["seconds"]
+                / sum(s["seconds"] for s in attempt["steps"].values())
+                for attempt in runs[engine]
+            ]
+            result[f"{engine}: {step} / whole run"] = _spread(shares)
     return result
 
 
@@ -409,8 +420,8 @@ def print_tables(console: Console, scale: str, repeat: int, summary: dict, ratio
         )
     console.print(table)
     shown = Table(
-        title="materialize + diff, ratio to the peer and the floor; publish's share of the run"
-        " (same repetition)"
+        title="materialize + diff, ratio to the peer and the floor; validate's and publish's"
+        " shares of the run (same repetition)"
     )
     for column in ("ratio", "median", "min", "max"):
         shown.add_column(column, justify="left" if column == "ratio" else "right")
@@ -445,6 +456,8 @@ def run(
     print_tables(console, scale, repeat, summary, ratio)
     rows = {t: produced["segments"][t].height for t in TABLES}
     console.print(f"day 2 rows: {rows}; same membership and changes as segments: {agree}")
+    validated = validated_rows(data)
+    console.print(f"day 2's ingest, rows read / rows Great Expectations validated: {validated}")
     result = {
         "scale": scale,
         "people": SCALES[scale].people,
@@ -458,6 +471,7 @@ def run(
         "ratios": ratio,
         "rows": rows,
         "same_rows": agree,
+        "validated_rows": validated,
     }
     save_result(f"materialize-{scale}", result)
     return result

@@ -18,19 +18,44 @@ rules that look at one row at a time, and batches are plain slices of the rows.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import great_expectations as gx
-import great_expectations.expectations as gxe
 import pandas as pd
 import polars as pl
-from great_expectations.data_context.types.base import ProgressBarsConfig
 
 from transforms.contracts.odcs import Column, TableContract
 from transforms.contracts.rows import is_unique_rule, row_checked_columns
+
+UNUSED_INTEGRATIONS = ("pyspark",)
+"""Packages Great Expectations imports at its own import when they are installed, which
+validating pandas frames never uses: Spark (installed for the Spark engine) adds a second or
+more to every process that validates."""
+
+
+@contextmanager
+def _without(modules: tuple[str, ...]) -> Iterator[None]:
+    """While importing Great Expectations, the `modules` not imported yet look not installed
+    to it; afterwards they import as usual (for the Spark engine)."""
+    hidden = [m for m in modules if m not in sys.modules]
+    for module in hidden:
+        sys.modules[module] = None  # type: ignore[assignment]  # an import then raises
+    try:
+        yield
+    finally:
+        for module in hidden:
+            if sys.modules.get(module, 0) is None:
+                del sys.modules[module]
+
+
+with _without(UNUSED_INTEGRATIONS):
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
 ROW_ID = "__row"
 RULE = "rule"

@@ -27,8 +27,10 @@ ingest leaves the tables as they were.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass
 from datetime import date
@@ -66,6 +68,9 @@ from transforms.storage.roots import Root
 log = logging.getLogger("segments.ingest")
 TABLES = ("people", "events")
 RULES, REASON = "_rules", "_reason"
+EXPECTATIONS = "transforms.contracts.expectations"
+"""Great Expectations and the suites built with it: seconds to import, so imported only by a
+validation with rows to check, in the background while the checks in Polars run."""
 KEEP = "__keep"
 """Staged beside each typed row: False if it was already refused (bad value, re-sent event)."""
 
@@ -399,6 +404,8 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
             f"nothing staged to publish in {lake_root.url_of(folder)}",
             hint=f"run `segments ingest --date {day}`",
         )
+    if reports["events"].rows_read:  # events are validated every row: it will be needed
+        threading.Thread(target=importlib.import_module, args=(EXPECTATIONS,), daemon=True).start()
     prepared = {}
     for table, staged in reports.items():
         log.info("ingest %s %s: validating", table, day)
