@@ -118,6 +118,21 @@ def only_problem(tmp_path: Path, text: str, name: str = "seg.yaml"):
         ),
         ("name: X\ntype: data_driven\nwhere: plan\n", "plan is string, not a condition", None),
         ("name: X\ntype: data_driven\nwhere: in_segment('nope')\n", "unknown segment 'nope'", None),
+        (
+            "name: X\ntype: data_driven\nwhere: days_in_segment('nope') > 3\n",
+            "unknown segment 'nope'",
+            None,
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: days_in_segment(plan) > 3\n",
+            "days_in_segment() takes a quoted segment id",
+            "write days_in_segment('vip')",
+        ),
+        (
+            "name: X\ntype: data_driven\nwhere: days_in_segment('seg') = 'x'\n",
+            "cannot compare",
+            None,
+        ),
         ("name: X\ntype: data_driven\nwhere: plan = = 'x'\n", "cannot parse the predicate", None),
         (
             "name: X\ntype: data_driven\nwhere: t.plan = 'x'\n",
@@ -367,6 +382,24 @@ def test_duplicate_ids_are_refused(tmp_path):
     found = problems_for(tmp_path, {"same.yaml": GOOD, "same.yml": GOOD})
     assert len(found) == 1
     assert "duplicate segment id 'same'" in str(found[0])
+
+
+def test_days_in_segment_suggests_the_closest_id_and_its_cycles_are_refused(tmp_path):
+    found = problems_for(
+        tmp_path,
+        {
+            "buyers.yaml": GOOD,
+            "a.yaml": "name: A\ntype: data_driven\nwhere: days_in_segment('buyer') > 1\n",
+            "b.yaml": "name: B\ntype: data_driven\nwhere: days_in_segment('c') > 1\n",
+            "c.yaml": "name: C\ntype: data_driven\nwhere: in_segment('b')\n",
+        },
+    )
+    messages = {str(p): p.hint for p in found}
+    assert any(
+        "unknown segment 'buyer'" in m and h == "did you mean 'buyers'?"
+        for m, h in messages.items()
+    )
+    assert any("cycle" in m and "b -> c -> b" in m for m in messages), messages
 
 
 def test_cycles_name_every_segment_on_them(tmp_path):

@@ -13,6 +13,7 @@ from sqlglot import exp
 from transforms.config import Settings
 from transforms.engines.registry import Inputs
 from transforms.engines.relations import as_frames, deduplicated_events, person_ids
+from transforms.engines.tenure import previous_members
 from transforms.language.sql import run_query
 from transforms.storage import lake
 from transforms.storage.roots import Root
@@ -57,7 +58,12 @@ class DuckDBEngine:
         if inputs.manual is not None:
             con.register("__manual", inputs.manual.to_arrow())
             manual = exp.to_table("__manual")
-        sql = run_query(inputs.compiled, people, events, manual, dialect=DIALECT)
+        previous = None
+        kept = previous_members(root, day, inputs.compiled)
+        if kept is not None:
+            con.register("__previous", kept.to_arrow())
+            previous = exp.to_table("__previous")
+        sql = run_query(inputs.compiled, people, events, manual, DIALECT, previous)
         return as_frames(
             con.sql(sql).to_arrow_table(),
             con.sql(person_ids(people).sql(dialect=DIALECT)).to_arrow_table(),

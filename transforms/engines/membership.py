@@ -15,7 +15,8 @@ from datetime import datetime
 import polars as pl
 
 from transforms.language.polars import TIMESTAMP, CompiledDefinitions, Feature
-from transforms.language.semantics import earliest_needed
+from transforms.language.semantics import SINCE_PREFIX, earliest_needed
+from transforms.language.types import tenures
 
 SEQUENCE_TAG, SEQUENCE_LATEST = "__step", "__latest"
 """Helper columns of `sequence`."""
@@ -199,10 +200,22 @@ def segment_columns(
     features: pl.LazyFrame,
     compiled: CompiledDefinitions,
     manual_members: pl.LazyFrame | None = None,
+    previous: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """People joined with their event features (defaults filled) and one boolean column per
-    segment (`__seg_<id>`), computed level by level."""
+    segment (`__seg_<id>`), computed level by level. `previous` holds (segment_id, person_id,
+    member_since) of the previous committed run for days_in_segment
+    (`transforms.engines.tenure`); None: there is none."""
     frame = people.join(features, on="person_id", how="left")
+    for sid in tenures([segment.predicate for segment in compiled.segments.values()]):
+        since = SINCE_PREFIX + sid
+        if previous is None:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.Date).alias(since))
+            continue
+        kept = previous.filter(pl.col("segment_id") == sid).select(
+            "person_id", pl.col("member_since").alias(since)
+        )
+        frame = frame.join(kept, on="person_id", how="left")
     frame = frame.with_columns(
         pl.col(f.name).fill_null(f.default)
         for f in compiled.features.values()
@@ -239,6 +252,7 @@ def segment_members(
     compiled: CompiledDefinitions,
     manual_members: pl.LazyFrame | None = None,
     first_row: int = 0,
+    previous: pl.LazyFrame | None = None,
 ) -> pl.LazyFrame:
     """(segment_id, person_id, `__order`) of every member of every segment; `in_order` sorts
     them by segment, then in the snapshot's order (the key order, as ingest writes snapshots
@@ -247,10 +261,11 @@ def segment_members(
     `manual_members` holds (segment_id, person_id) of manual segments; people not in the
     snapshot are never members. `__order` is one integer sort key (segment number, snapshot
     row), so the joins need not keep any order; `people` start at row `first_row` of the
-    snapshot (a range of it).
+    snapshot (a range of it). `previous` is the previous committed run's members, for
+    days_in_segment (`segment_columns`).
     """
     people = people.with_row_index(ROW, offset=first_row)
-    frame = segment_columns(people, features, compiled, manual_members)
+    frame = segment_columns(people, features, compiled, manual_members, previous)
     ordered = sorted(sid for level in compiled.order for sid in level)
     if not ordered:
         return pl.LazyFrame(

@@ -13,6 +13,7 @@ from transforms.config import Settings
 from transforms.engines.membership import event_features, in_order, segment_members
 from transforms.engines.person_order import marked_if_in_person_order, person_ranges
 from transforms.engines.registry import Inputs
+from transforms.engines.tenure import previous_members
 from transforms.storage import lake
 
 
@@ -29,8 +30,10 @@ class PolarsEngine:
         people = marked_if_in_person_order(lake.scan_people(inputs.lake, inputs.day))
         compiled = inputs.compiled
         manual = inputs.manual.lazy() if inputs.manual is not None else None
+        kept = previous_members(inputs.lake, inputs.day, compiled)
+        previous = kept.lazy() if kept is not None else None
         if features is not None:
-            members_plan = segment_members(people, features, compiled, manual)
+            members_plan = segment_members(people, features, compiled, manual, previous=previous)
             members, snapshot = pl.collect_all(
                 [members_plan, people.select("person_id")], engine="streaming"
             )
@@ -44,6 +47,7 @@ class PolarsEngine:
                     compiled,
                     manual,
                     first_row,
+                    previous,
                 ).collect(engine="streaming")
                 for in_range, first_row in person_ranges(snapshot["person_id"])
             )

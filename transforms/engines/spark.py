@@ -20,6 +20,7 @@ from sqlglot import exp
 from transforms.config import Settings
 from transforms.engines.registry import Inputs
 from transforms.engines.relations import as_frames, deduplicated_events, person_ids
+from transforms.engines.tenure import previous_members
 from transforms.errors import ConfigError
 from transforms.language.sql import run_query
 from transforms.storage import lake
@@ -128,7 +129,20 @@ class SparkEngine:
                     .cast(pa.schema([("segment_id", pa.string()), ("person_id", pa.string())]))
                 )
                 manual = _register(views, "__manual", spark.createDataFrame(rows))
-            sql = run_query(inputs.compiled, people, events, manual, dialect=DIALECT)
+            previous = None
+            kept = previous_members(root, day, inputs.compiled)
+            if kept is not None:
+                rows = kept.to_arrow().cast(
+                    pa.schema(
+                        [
+                            ("segment_id", pa.string()),
+                            ("person_id", pa.string()),
+                            ("member_since", pa.date32()),
+                        ]
+                    )
+                )
+                previous = _register(views, "__previous", spark.createDataFrame(rows))
+            sql = run_query(inputs.compiled, people, events, manual, DIALECT, previous)
             return as_frames(
                 spark.sql(sql).toArrow(),
                 spark.sql(person_ids(people).sql(dialect=DIALECT)).toArrow(),

@@ -25,11 +25,18 @@ from sqlglot import exp
 from transforms.config import Settings
 from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_columns
+from transforms.engines.tenure import previous_members
 from transforms.errors import MissingInputError, SegmentsError
 from transforms.language.compiler import condition_expression
 from transforms.language.polars import CompiledDefinitions
-from transforms.language.semantics import DIALECT, bucket_of
-from transforms.language.types import bucket_arguments, feature_of, periods_of, segment_of
+from transforms.language.semantics import DIALECT, SINCE_PREFIX, bucket_of, run_date
+from transforms.language.types import (
+    bucket_arguments,
+    feature_of,
+    periods_of,
+    segment_of,
+    tenure_of,
+)
 from transforms.runs.materialize import committed_manual_members, compile_definitions
 from transforms.storage import lake
 from transforms.storage.catalog import read_catalog, read_manifest, scan_table
@@ -141,7 +148,11 @@ def _evaluated_row(
     manual = committed_manual_members(settings, day, manual_ids)
     own_manual = manual.filter(pl.col("person_id") == person_id).lazy()
     features = event_features(events, compiled)
-    return segment_columns(people, features, compiled, own_manual).collect()
+    kept = previous_members(root, day, compiled)
+    own_previous = (
+        kept.filter(pl.col("person_id") == person_id).lazy() if kept is not None else None
+    )
+    return segment_columns(people, features, compiled, own_manual, own_previous).collect()
 
 
 def _explain(
@@ -192,6 +203,21 @@ def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> l
                 names.add(name)
                 person = row.get_column("person_id").item()
                 seen.append({"kind": "bucket", "name": name, "value": bucket_of(person, n, salt)})
+        elif (sid := tenure_of(sub)) is not None:
+            name = f"days_in_segment('{sid}')"
+            if name not in names:
+                names.add(name)
+                day = run_date(compiled.as_of)
+                since = row.get_column(SINCE_PREFIX + sid).item()
+                member = row.get_column(compiled.segments[sid].column).item()
+                seen.append(
+                    {
+                        "kind": "days in segment",
+                        "name": sid,
+                        "value": (day - (since or day)).days if member else None,
+                        "member_since": _plain(since or day) if member else None,
+                    }
+                )
         elif (sid := segment_of(sub)) is not None:
             if sid not in names:
                 names.add(sid)

@@ -51,6 +51,7 @@ from transforms.language.types import (
     FEATURE,
     PERIODS,
     SEGMENT,
+    TENURE,
     Annotation,
     CheckError,
     as_condition,
@@ -531,12 +532,21 @@ def _bucket(node: exp.Anonymous, scope: Scope) -> Annotation:
     return Annotation("integer")
 
 
+def _days_in_segment(node: exp.Anonymous, scope: Scope) -> Annotation:
+    """days_in_segment('id'): whole days a member of `id` has been one (reads `id` like
+    in_segment, and the member_since of the previous committed run)."""
+    _in_segment(node, scope)
+    node.meta[TENURE] = node.meta.pop(SEGMENT)
+    return Annotation("integer")
+
+
 def _in_segment(node: exp.Anonymous, scope: Scope) -> Annotation:
+    function = node.name.lower()
     (arg,) = _arguments(node, 1, 1)
     if not (isinstance(arg, exp.Literal) and arg.is_string):
-        raise CheckError("in_segment() takes a quoted segment id", arg, "write in_segment('vip')")
+        raise CheckError(f"{function}() takes a quoted segment id", arg, f"write {function}('vip')")
     if scope.events is None:
-        raise CheckError("in_segment() cannot be used inside an event filter", node)
+        raise CheckError(f"{function}() cannot be used inside an event filter", node)
     segment = arg.this
     if segment not in scope.segments:
         close = difflib.get_close_matches(segment, list(scope.segments), n=1)
@@ -820,6 +830,7 @@ FUNCTIONS: dict[str, Checker] = {
     "now": _now,
     "days_since": _days_since,
     "in_segment": _in_segment,
+    "days_in_segment": _days_in_segment,
     "performed_regularly": _regularly,
     "bucket": _bucket,
     **dict.fromkeys(AGGREGATES, _event_function),

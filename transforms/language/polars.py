@@ -38,10 +38,12 @@ from transforms.language.semantics import (
     NEVER_CONVERTS,
     NUMERIC,
     SEGMENT_PREFIX,
+    SINCE_PREFIX,
     TEMPORAL,
     TRUNC_UNITS,
     EventAggregate,
     bucket_of,
+    run_date,
 )
 from transforms.language.types import (
     Annotation,
@@ -51,6 +53,7 @@ from transforms.language.types import (
     feature_of,
     periods_of,
     segment_of,
+    tenure_of,
     unify,
 )
 
@@ -441,6 +444,12 @@ def _function(node: exp.Anonymous, ann: Annotation, as_of: datetime) -> Typed:
         return Typed(column >= 1 if node.name.lower() == "performed" else column, ann)
     if segment is not None:
         return Typed(pl.col(SEGMENT_PREFIX + segment), ann)
+    if (tenure := tenure_of(node)) is not None:
+        day = pl.lit(run_date(as_of), dtype=pl.Date)
+        since = pl.col(SINCE_PREFIX + tenure).fill_null(day)
+        return Typed(
+            pl.when(pl.col(SEGMENT_PREFIX + tenure)).then((day - since).dt.total_days()), ann
+        )
     if (periods := periods_of(node)) is not None:
         names, times, at_least = periods
         held = pl.sum_horizontal((pl.col(name) >= times).cast(pl.Int64) for name in names)

@@ -19,8 +19,9 @@ DIALECT = "duckdb"
 """The dialect predicates are parsed in and canonical text is written in."""
 NUMERIC = ("integer", "number")
 TEMPORAL = ("date", "timestamp")
-FEATURE_PREFIX, SEGMENT_PREFIX = "__f_", "__seg_"
-"""Column names of event features and of segment memberships next to the people columns."""
+FEATURE_PREFIX, SEGMENT_PREFIX, SINCE_PREFIX = "__f_", "__seg_", "__since_"
+"""Column names of event features, of segment memberships and of the member_since of the
+previous committed run (days_in_segment) next to the people columns."""
 INTERVAL_UNITS = {
     "SECOND": timedelta(seconds=1),
     "MINUTE": timedelta(minutes=1),
@@ -105,6 +106,11 @@ def bucket_of(person_id: str, n: int, salt: str = "") -> int:
     md5(salt || ':' || person_id) (of its UTF-8 bytes) as an integer, modulo n."""
     digest = hashlib.md5(f"{salt}:{person_id}".encode()).hexdigest()
     return int(digest[:HEX_DIGITS], 16) % n
+
+
+def run_date(as_of: datetime) -> date:
+    """The run date D whose as-of instant is `as_of`."""
+    return (as_of - timedelta(days=1)).date()
 
 
 def as_of_instant(day: date) -> datetime:

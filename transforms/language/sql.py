@@ -33,8 +33,10 @@ from transforms.language.semantics import (
     INT32,
     NEVER_CONVERTS,
     SEGMENT_PREFIX,
+    SINCE_PREFIX,
     EventAggregate,
     earliest_needed,
+    run_date,
 )
 from transforms.language.types import (
     annotation,
@@ -42,6 +44,8 @@ from transforms.language.types import (
     feature_of,
     periods_of,
     segment_of,
+    tenure_of,
+    tenures,
 )
 
 SQL_TYPES = {
@@ -145,6 +149,11 @@ def _replace(node: exp.Expr, as_of: datetime) -> exp.Expr:
             )
         if segment is not None:
             return _ident(SEGMENT_PREFIX + segment)
+        if (tenure := tenure_of(node)) is not None:
+            day = exp.cast(exp.Literal.string(run_date(as_of).isoformat()), "DATE")
+            since = exp.Coalesce(this=_ident(SINCE_PREFIX + tenure), expressions=[day.copy()])
+            days = exp.DateDiff(this=day.copy(), expression=since, unit=exp.var("DAY"))
+            return exp.Case(ifs=[exp.If(this=_ident(SEGMENT_PREFIX + tenure), true=days)])
         if (periods := periods_of(node)) is not None:
             names, times, at_least = periods
             held = [
@@ -357,10 +366,13 @@ def run_query(
     events: str,
     manual: str | None = None,
     dialect: str = DIALECT,
+    previous: str | None = "previous_members",
 ) -> str:
-    """The whole run's membership query. `people`, `events` and `manual` name relations (a
-    table, a view or a file-reading expression) the engine can read. `compiled` needs only the
-    check pass (`transforms.language.checked.check_segments`); compiled definitions serve too."""
+    """The whole run's membership query. `people`, `events`, `manual` and `previous` name
+    relations (a table, a view or a file-reading expression) the engine can read; `previous`
+    (segment_id, person_id, member_since) is the membership of the previous committed run, read
+    only for days_in_segment (None: there is none). `compiled` needs only the check pass
+    (`transforms.language.checked.check_segments`); compiled definitions serve too."""
     as_of = compiled.as_of
     features = list(compiled.features.values())
     visible = [exp.LTE(this=_ident("timestamp"), expression=instant(as_of))]
@@ -406,6 +418,20 @@ def run_query(
         )
         reached = exp.column("person_id", table=alias).is_(exp.null()).not_()
         columns.append(exp.alias_(reached, f.name, quoted=True))
+    for number, sid in enumerate(tenures([s.predicate for s in compiled.segments.values()])):
+        since: exp.Expr = exp.cast(exp.null(), "DATE")
+        if previous is not None:
+            alias = f"t{number}"
+            kept = (
+                exp.select("person_id", "member_since")
+                .from_(exp.maybe_parse(previous))
+                .where(exp.EQ(this=exp.column("segment_id"), expression=exp.Literal.string(sid)))
+            )
+            people_features = people_features.join(
+                kept.subquery(alias), on=f"p.person_id = {alias}.person_id", join_type="left"
+            )
+            since = exp.column("member_since", table=alias)
+        columns.append(exp.alias_(since, SINCE_PREFIX + sid, quoted=True))
     people_features = people_features.select(*columns)
     ctes.append(("__level_0", people_features))
     for number, level in enumerate(compiled.order, start=1):

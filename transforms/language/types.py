@@ -22,6 +22,7 @@ from transforms.language.semantics import DIALECT, NUMERIC, TEMPORAL
 from transforms.language.source import source_text
 
 ANNOTATION, FEATURE, SEGMENT, PERIODS = "annotation", "feature", "segment", "periods"
+TENURE = "tenure"
 """The node.meta keys the check pass owns."""
 
 
@@ -72,6 +73,18 @@ def periods_of(node: exp.Expr) -> tuple[tuple[str, ...], int, int] | None:
     """For a performed_regularly call: the count feature of each period (the latest first),
     how many events a period needs and how many periods must have them."""
     return node.meta.get(PERIODS)
+
+
+def tenure_of(node: exp.Expr) -> str | None:
+    """The segment a `days_in_segment` call reads, if it is one."""
+    return node.meta.get(TENURE)
+
+
+def tenures(predicates: list[exp.Expr | None]) -> list[str]:
+    """The segments whose days_in_segment the predicates read, sorted."""
+    return sorted(
+        {tenure_of(n) for p in predicates if p is not None for n in p.walk() if tenure_of(n)}
+    )
 
 
 def segment_of(node: exp.Expr) -> str | None:
