@@ -95,6 +95,7 @@ def numbers(depth: int) -> st.SearchStrategy[str]:
                 "bucket(2)",
                 "bucket(10, 'x')",
                 "bucket(1000000, 'salt')",
+                "days_in_segment('t')",
             ]
         ),
         num_literal,
@@ -269,66 +270,95 @@ def _tables(people_rows: list[dict], event_rows: list[dict], folder: Path) -> tu
     return folder / "people.parquet", folder / "events.parquet"
 
 
+TENURED = "plan IN ('pro', 'trial')"
+"""The segment `t` the predicates' days_in_segment('t') reads."""
+
+
+def _previous(members: dict[int, int], folder: Path) -> Path:
+    """The previous run's members of `t`: person -> days before the run date they entered."""
+    day = AS_OF.date() - timedelta(days=1)
+    frame = pl.DataFrame(
+        {
+            "segment_id": ["t"] * len(members),
+            "person_id": [f"p{person}" for person in members],
+            "member_since": [day - timedelta(days=days) for days in members.values()],
+        },
+        schema={"segment_id": pl.String, "person_id": pl.String, "member_since": pl.Date},
+    )
+    frame.write_parquet(folder / "previous.parquet")
+    return folder / "previous.parquet"
+
+
 def _workspace(predicate: str):
-    """The one-segment workspace of `predicate`, or None when the compiler refuses it (the
-    generator can build ill-typed predicates: refusing them is fine)."""
+    """The workspace of `predicate` (segment `s`) and `t`, or None when the compiler refuses
+    it (the generator can build ill-typed predicates: refusing them is fine)."""
     segments = {
-        "s": Segment("s", "s.yaml", SegmentFile(name="s", type="data_driven", where=predicate))
+        "s": Segment("s", "s.yaml", SegmentFile(name="s", type="data_driven", where=predicate)),
+        "t": Segment("t", "t.yaml", SegmentFile(name="t", type="data_driven", where=TENURED)),
     }
     workspace, problems = compile_segments(segments, PEOPLE, EVENTS, AS_OF)
     assert all(p.file == "s.yaml" for p in problems)
     return None if problems else workspace
 
 
-def _polars_members(workspace, people_path: Path, events_path: Path) -> set[str]:
+def _polars_members(workspace, people_path: Path, events_path: Path, previous: Path):
     features = event_features(pl.scan_parquet(events_path), workspace)
-    members = segment_members(pl.scan_parquet(people_path), features, workspace).collect()
-    return set(members["person_id"])
+    members = segment_members(
+        pl.scan_parquet(people_path), features, workspace, previous=pl.scan_parquet(previous)
+    ).collect()
+    return set(members.select("segment_id", "person_id").iter_rows())
 
 
 tables = {
     "people_rows": st.lists(person, min_size=1, max_size=10),
     "event_rows": st.lists(event, max_size=30),
+    "previous": st.dictionaries(st.integers(0, 9), st.integers(0, 10), max_size=10),
 }
 
 
 @given(predicate=conditions(2), **tables)
-def test_polars_and_duckdb_agree(tmp_path_factory, predicate, people_rows, event_rows):
-    people_path, events_path = _tables(people_rows, event_rows, tmp_path_factory.mktemp("fuzz"))
+def test_polars_and_duckdb_agree(tmp_path_factory, predicate, people_rows, event_rows, previous):
+    folder = tmp_path_factory.mktemp("fuzz")
+    people_path, events_path = _tables(people_rows, event_rows, folder)
+    previous_path = _previous(previous, folder)
     workspace = _workspace(predicate)
     if workspace is None:
         return
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    query = run_query(workspace, f"read_parquet('{people_path}')", f"read_parquet('{events_path}')")
-    theirs = {person for _, person in con.sql(query).fetchall()}
-    assert _polars_members(workspace, people_path, events_path) == theirs, predicate
+    query = run_query(
+        workspace,
+        f"read_parquet('{people_path}')",
+        f"read_parquet('{events_path}')",
+        previous=f"read_parquet('{previous_path}')",
+    )
+    theirs = set(con.sql(query).fetchall())
+    assert _polars_members(workspace, people_path, events_path, previous_path) == theirs, predicate
 
 
 @pytest.mark.spark
 @settings(max_examples=SPARK_EXAMPLES)
 @given(predicate=conditions(2), **tables)
-def test_polars_and_spark_agree(spark, tmp_path_factory, predicate, people_rows, event_rows):
-    people_path, events_path = _tables(people_rows, event_rows, tmp_path_factory.mktemp("fuzz"))
+def test_polars_and_spark_agree(
+    spark, tmp_path_factory, predicate, people_rows, event_rows, previous
+):
+    folder = tmp_path_factory.mktemp("fuzz")
+    people_path, events_path = _tables(people_rows, event_rows, folder)
+    previous_path = _previous(previous, folder)
     workspace = _workspace(predicate)
     if workspace is None:
         return
     spark.read.parquet(str(people_path)).createOrReplaceTempView("fuzz_people")
     spark.read.parquet(str(events_path)).createOrReplaceTempView("fuzz_events")
-    query = run_query(workspace, "fuzz_people", "fuzz_events", dialect="spark")
-    theirs = {row.person_id for row in spark.sql(query).collect()}
-    assert _polars_members(workspace, people_path, events_path) == theirs, predicate
+    spark.read.parquet(str(previous_path)).createOrReplaceTempView("fuzz_previous")
+    query = run_query(workspace, "fuzz_people", "fuzz_events", None, "spark", "fuzz_previous")
+    theirs = {(row.segment_id, row.person_id) for row in spark.sql(query).collect()}
+    assert _polars_members(workspace, people_path, events_path, previous_path) == theirs, predicate
 
 
 @settings(max_examples=3, deadline=None)
 @given(predicates=st.lists(conditions(2), min_size=30, max_size=30))
 def test_the_generator_builds_predicates_that_compile(predicates):
     """Guard against a generator that only makes refused predicates (a test that cannot fail)."""
-    compiled = 0
-    for predicate in predicates:
-        segments = {
-            "s": Segment("s", "s.yaml", SegmentFile(name="s", type="data_driven", where=predicate))
-        }
-        _, problems = compile_segments(segments, PEOPLE, EVENTS, AS_OF)
-        compiled += not problems
+    compiled = sum(_workspace(predicate) is not None for predicate in predicates)
     assert compiled >= 10
