@@ -31,10 +31,10 @@ import polars as pl
 from transforms.contracts.odcs import Column, TableContract
 from transforms.contracts.rows import is_unique_rule, row_checked_columns
 
-UNUSED_INTEGRATIONS = ("pyspark",)
+UNUSED_INTEGRATIONS = ("pyspark", "sqlalchemy")
 """Packages Great Expectations imports at its own import when they are installed, which
-validating pandas frames never uses: Spark (installed for the Spark engine) adds a second or
-more to every process that validates."""
+validating pandas frames never uses: Spark (installed for the Spark engine) and SQLAlchemy (for
+the Iceberg catalog) add a second or more each to every process that validates."""
 
 
 @contextmanager

@@ -74,14 +74,13 @@ def unique_failures(frame: pl.DataFrame, contract: TableContract, rows: pl.Serie
     """(`__position`, `rule`) for every copy of a duplicated value of a `unique` column among the
     rows of `frame` where `rows` is true; positions are row numbers in `frame`."""
     found = []
-    candidates = frame.with_row_index("__position").filter(rows)
-    for column in contract.columns:
-        if not column.unique:
-            continue
-        value = pl.col(column.name)
+    unique = [c.name for c in contract.columns if c.unique]
+    candidates = frame.select(unique).with_row_index("__position").filter(rows)
+    for name in unique:
+        value = pl.col(name)
         found.append(
             candidates.filter(value.is_not_null() & value.is_duplicated()).select(
-                "__position", pl.lit(f"{column.name}:unique").alias("rule")
+                "__position", pl.lit(f"{name}:unique").alias("rule")
             )
         )
     if not found:

@@ -176,7 +176,8 @@ class TableReport(Record):
     seconds: dict[str, float] = Field(default_factory=dict)
     """Wall time per step: read, validate, split, write."""
     validation_seconds: dict[str, float] = Field(default_factory=dict)
-    """The validate step split: converting to pandas, and inside Great Expectations."""
+    """The validate step split: waiting for Great Expectations' import and building its suite
+    (`import`, when rows needed it), converting to pandas, and inside Great Expectations."""
 
 
 class IngestReport(Record):
