@@ -205,3 +205,61 @@ def test_a_nightly_ingest_without_changed_rows_or_events_does_not_import_great_e
         ).height
         == 40
     )
+
+
+HARNESS = REPO / "tests" / "support" / "crash_harness.py"
+
+
+def _ingest_killed_at(config: Path, day, kill_at: int, log: Path) -> int:
+    """`segments ingest --date day` in its own process, SIGKILLed before its `kill_at`-th
+    write (0: never); its return code."""
+    command = [sys.executable, str(HARNESS), "--kill-at", str(kill_at)]
+    command += ["--count-file", str(config.parent / "count"), "--log-file", str(log), "--"]
+    command += ["ingest", "--date", day.isoformat(), "--config", str(config)]
+    return subprocess.run(command, cwd=REPO, capture_output=True, text=True).returncode
+
+
+def _workspace(folder: Path) -> tuple[Path, object]:
+    """Landing files of three dates (day 2 with changed, new, bad and duplicated rows; day 3
+    with one more change) and day 1 ingested; (segments.yaml, its settings)."""
+    from transforms.config import load_settings
+
+    folder.mkdir()
+    config = folder / "segments.yaml"
+    paths = {name: str(folder / name) for name in ("landing", "lake", "inbox")}
+    paths["contracts"] = str(CONTRACTS)
+    config.write_text("".join(f"{key}: {value}\n" for key, value in paths.items()))
+    settings = load_settings(config)
+    land(settings, "people", "people.csv", snapshot([*BASE, STILL_BAD]))
+    changed_day(settings)
+    land(settings, "people", "people.csv", snapshot([*BASE[:-1], person_row("p777")]), DAY3)
+    ingest(settings, DAY)
+    return config, settings
+
+
+def test_an_ingest_killed_while_it_publishes_and_its_rerun_give_what_one_ingest_gives(tmp_path):
+    """Day 2's ingest SIGKILLed before its fingerprints, before its manifest, and before its
+    first clean-up, then day 3 ingested (reading the fingerprints of whichever snapshot was
+    published last), then day 2 and day 3 again: the same rows kept and refused as without
+    the kill, and each day's are those of a validation of every row."""
+    config, reference = _workspace(tmp_path / "reference")
+    log = tmp_path / "reference.log"
+    assert _ingest_killed_at(config, DAY2, 0, log) == 0
+    assert _ingest_killed_at(config, DAY3, 0, log) == 0
+    expected = {day: outcome(reference, day) for day in (DAY2, DAY3)}
+    calls = log.read_text().splitlines()
+    day2 = calls[: next(i for i, c in enumerate(calls) if "manifest.json" in c) + 2]
+    points = {
+        "fingerprints": next(i for i, c in enumerate(day2, 1) if "fingerprints.parquet" in c),
+        "manifest": next(i for i, c in enumerate(day2, 1) if "put_if_absent" in c),
+        "clean-up": next(i for i, c in enumerate(day2, 1) if " delete" in c),
+    }
+    for name, point in points.items():
+        config, settings = _workspace(tmp_path / name)
+        assert _ingest_killed_at(config, DAY2, point, tmp_path / f"{name}.log") == -9, name
+        for day in (DAY3, DAY2, DAY3):
+            assert _ingest_killed_at(config, day, 0, tmp_path / f"{name}.log") == 0, name
+        for day in (DAY2, DAY3):
+            assert outcome(settings, day) == expected[day], (name, day)
+    for day in (DAY2, DAY3):
+        assert expected[day] == outcome(full(reference, tmp_path, day, f"full-{day}"), day)
