@@ -14,7 +14,7 @@ import polars as pl
 
 from transforms.language.checked import CheckedDefinitions
 from transforms.language.types import tenures
-from transforms.storage.catalog import read_catalog, read_manifest, scan_table
+from transforms.storage.catalog import members_before, read_catalog
 from transforms.storage.roots import Root
 
 PREVIOUS = {"segment_id": pl.String, "person_id": pl.String, "member_since": pl.Date}
@@ -32,15 +32,4 @@ def previous_members(root: Root, day: date, compiled: CheckedDefinitions) -> pl.
     ids = tenure_segments(compiled)
     if not ids:
         return None
-    catalog = read_catalog(root)
-    previous = catalog.previous(day)
-    manifest = read_manifest(root, catalog, previous) if previous else None
-    if manifest is None:
-        return pl.DataFrame(schema=PREVIOUS)
-    return (
-        scan_table(root, manifest, "membership")
-        .filter(pl.col("segment_id").is_in(ids))
-        .select(list(PREVIOUS))
-        .collect()
-        .cast(PREVIOUS)
-    )
+    return members_before(root, read_catalog(root), day, ids, PREVIOUS)

@@ -691,15 +691,6 @@ def previous_manual_members(
 ) -> pl.DataFrame:
     """(segment_id, person_id) of the manual segments in the latest committed run before
     `day`: what its uploads apply to."""
-    from transforms.storage.catalog import read_manifest, scan_table
+    from transforms.storage.catalog import members_before
 
-    previous = catalog.previous(day)
-    manifest = read_manifest(lake_root, catalog, previous) if previous else None
-    if manifest is None:
-        return pl.DataFrame(schema=MEMBERS)
-    return (
-        scan_table(lake_root, manifest, "membership")
-        .filter(pl.col("segment_id").is_in(manual_ids))
-        .select(list(MEMBERS))
-        .collect()
-    )
+    return members_before(lake_root, catalog, day, manual_ids, MEMBERS)

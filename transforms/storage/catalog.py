@@ -31,6 +31,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import polars as pl
 
@@ -68,6 +69,24 @@ def scan_table(root: Root, manifest: RunManifest, table: str) -> pl.LazyFrame:
     """A committed table of a run as a lazy scan of exactly its manifest's files, for reading
     a filtered part of it."""
     return pl.concat([root.scan_parquet(key) for key in manifest.files[table]])
+
+
+def members_before(
+    root: Root, catalog: Catalog, day: date, segment_ids: list[str], columns: dict[str, Any]
+) -> pl.DataFrame:
+    """`columns` (names and types) of the membership rows of `segment_ids` in the latest
+    committed run before `day`; no rows when there is none."""
+    previous = catalog.previous(day)
+    manifest = read_manifest(root, catalog, previous) if previous else None
+    if manifest is None:
+        return pl.DataFrame(schema=columns)
+    return (
+        scan_table(root, manifest, "membership")
+        .filter(pl.col("segment_id").is_in(segment_ids))
+        .select(list(columns))
+        .collect()
+        .cast(columns)
+    )
 
 
 @contextmanager
