@@ -153,6 +153,7 @@ def test_ingest_from_s3_landing_to_s3_lake(s3: S3Server, bucket: Bucket, prefix:
         quarantine_key,
         f"ingest/ingest_date={DAY}/{attempt}/people.validation.json",
         f"ingest/ingest_date={DAY}/{attempt}/events.validation.json",
+        f"ingest/ingest_date={DAY}/{attempt}/people.fingerprints.parquet",
         manifest_key,
     }
     assert bucket.keys(f"{prefix}/lake") == published
