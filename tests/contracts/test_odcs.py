@@ -143,3 +143,66 @@ def test_committed_docs_match_the_contracts():
     expected = contract_docs([found[name] for name in sorted(found)]) + "\n"
     committed = (REPO / "docs" / "tables.md").read_text(encoding="utf-8")
     assert committed == expected, "regenerate with: segments contracts docs --output docs/tables.md"
+
+
+OBJECT = """      - name: properties
+        logicalType: object
+        properties:
+          - name: plan
+            logicalType: string
+          - name: price
+            logicalType: number"""
+
+
+def test_an_object_property_of_the_events_contract_is_a_struct_of_its_fields():
+    text = MINIMAL.replace("name: things", "name: events").format(properties=OBJECT)
+    contract = parse_contract(text, "events.odcs.yaml")
+    column = contract.column("properties")
+    assert column.dtype == pl.Struct({"plan": pl.String, "price": pl.Float64})
+    assert [f.name for f in column.fields] == ["plan", "price"]
+    assert list(contract.objects) == ["properties"]
+    assert "| `properties.price` | number |" in contract_docs([contract])
+
+
+def test_the_repo_events_contract_declares_typed_properties():
+    column = load_contract(CONTRACTS, "events").column("properties")
+    assert {f.name: f.logical_type for f in column.fields} == {
+        "source": "string",
+        "plan": "string",
+        "product_id": "string",
+        "price": "number",
+    }
+
+
+@pytest.mark.parametrize(
+    ("properties", "message"),
+    [
+        (OBJECT.replace("logicalType: object", "logicalType: string"), "only a property of"),
+        ("      - name: p\n        logicalType: object", "needs nested `properties`"),
+        (OBJECT + "\n        required: true", "an object property takes no rules"),
+        (
+            OBJECT + "\n            logicalTypeOptions: {minimum: 0}",
+            "field price: fields of an object take no rules",
+        ),
+        (
+            OBJECT + "\n          - name: inner\n            logicalType: object\n"
+            "            properties:\n              - name: x\n                logicalType: string",
+            "objects nest one level deep",
+        ),
+        (OBJECT + "\n          - name: Bad-Name\n            logicalType: string", "must match"),
+        (
+            OBJECT + "\n          - name: plan\n            logicalType: string",
+            "fields declared twice",
+        ),
+    ],
+)
+def test_bad_object_properties_are_refused(properties, message):
+    text = MINIMAL.replace("name: things", "name: events").format(properties=properties)
+    with pytest.raises(ContractError) as raised:
+        parse_contract(text, "events.odcs.yaml")
+    assert message in str(raised.value)
+
+
+def test_object_properties_belong_to_the_events_contract_only():
+    with pytest.raises(ContractError, match="supported in the events contract only"):
+        contract_with(OBJECT)

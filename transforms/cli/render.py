@@ -94,6 +94,13 @@ def ingest(report: IngestReport) -> None:
             quarantine.add_row(name, rule, f"{count:,}")
         console.print(quarantine)
     for t in report.tables.values():
+        if t.undeclared_keys:
+            keys = ", ".join(f"{key} ({rows:,} rows)" for key, rows in t.undeclared_keys.items())
+            errors.print(
+                f"[yellow]note:[/] {t.table}: keys not in the {t.table} contract were dropped:"
+                f" {keys}",
+                highlight=False,
+            )
         for file, columns in t.ignored_columns.items():
             errors.print(
                 f"[yellow]note:[/] {file}: columns not in the {t.table} contract were"

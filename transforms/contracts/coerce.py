@@ -8,9 +8,22 @@ failed. Empty or blank text is NULL, not a failure.
 Timestamps in text are ISO-8601 (`T` or space between date and time, optional fraction) with
 `Z` or an offset (`+02:00`, `-0530`), and become UTC; text without an offset is taken as UTC;
 a bare date is its midnight UTC.
+
+An `object` column (`transforms.contracts.odcs`) becomes a struct of its declared fields. From
+text (CSV, JSON lines, a Parquet text column) each value must be a JSON object (empty text and
+JSON `null` are NULL); anything else fails `<column>:type`. Each declared key must hold a JSON
+value of the field's type or `null` (a whole number for integer, any number for number, true or
+false for boolean, text for string, text in the forms above for date and timestamp), else the
+row fails `<column>.<field>:type`. From a Parquet struct, each declared field converts as a
+column of that type would. Keys not declared are dropped; each one holding a value is listed in
+the row's `_undeclared_keys` (`<column>.<key>`) for the ingest report to count.
 """
 
 from __future__ import annotations
+
+import json
+import math
+from typing import Any
 
 import polars as pl
 
@@ -18,6 +31,7 @@ from transforms.contracts.odcs import POLARS_TYPES, Column, TableContract
 from transforms.contracts.text import FALSE_TEXT, ISO_DATE, TRUE_TEXT
 
 CAST_FAILURES = "_cast_failures"
+UNDECLARED = "_undeclared_keys"
 UTC_TIMESTAMP = POLARS_TYPES["timestamp"]
 
 
@@ -139,10 +153,176 @@ def _typed_text(frame: pl.DataFrame, column: Column) -> tuple[pl.Series, pl.Seri
     return value, flags.scatter(positions, converted.get_column("failed"))
 
 
-def coerce(frame: pl.DataFrame, contract: TableContract) -> pl.DataFrame:
-    """The frame with contract-typed columns and a list column of `<column>:type` failures."""
+class _NotJson(ValueError):
+    """JSON text with NaN or Infinity, which JSON does not have."""
+
+
+def _no_constant(text: str) -> Any:
+    raise _NotJson(text)
+
+
+JSON_KINDS = {
+    "string": (str,),
+    "integer": (int, float),
+    "number": (int, float),
+    "boolean": (bool,),
+    "date": (str,),
+    "timestamp": (str,),
+}
+"""The Python types json.loads gives for a value of each field type (before further checks)."""
+
+
+def _json_value(value: Any, logical_type: str) -> tuple[Any, bool]:
+    """(the value as the field's column holds it before typing, whether it is of the wrong
+    type). Dates and timestamps stay text here: they are typed as text columns are."""
+    if value is None:
+        return None, False
+    is_bool = isinstance(value, bool)
+    if not isinstance(value, JSON_KINDS[logical_type]) or (is_bool != (logical_type == "boolean")):
+        return None, True
+    if logical_type == "integer":
+        if isinstance(value, float) and not value.is_integer():
+            return None, True
+        if not -(2**63) <= value < 2**63:
+            return None, True
+        return int(value), False
+    if logical_type == "number":
+        number = float(value)
+        return (None, True) if math.isinf(number) else (number, False)
+    return value, False
+
+
+def _parse_json(text: str, column: Column) -> tuple[dict[str, Any] | None, list[str], list[str]]:
+    """(field values, rules broken, undeclared keys with a value) of one JSON text."""
+    if not text.strip():
+        return None, [], []
+    try:
+        parsed = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, _NotJson, RecursionError):
+        return None, [f"{column.name}:type"], []
+    if parsed is None:
+        return None, [], []
+    if not isinstance(parsed, dict):
+        return None, [f"{column.name}:type"], []
+    declared = {f.name: f.logical_type for f in column.fields}
+    values, failures = {}, []
+    for name, logical_type in declared.items():
+        value, wrong = _json_value(parsed.get(name), logical_type)
+        values[name] = value
+        if wrong:
+            failures.append(f"{column.name}.{name}:type")
+    undeclared = [
+        f"{column.name}.{key}" for key, v in parsed.items() if key not in declared and v is not None
+    ]
+    return values, failures, undeclared
+
+
+def _text_fields(column: Column) -> pl.Struct:
+    """The struct `_parse_json` fills: dates and timestamps still text."""
+    kinds = {"date": pl.String(), "timestamp": pl.String()}
+    return pl.Struct({f.name: kinds.get(f.logical_type, f.dtype) for f in column.fields})
+
+
+def _object_from_text(text: pl.Series, column: Column) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """(struct of the declared fields, rules broken, undeclared keys) of JSON text, each value
+    parsed once however often it repeats."""
+    distinct = text.drop_nulls().unique(maintain_order=True)
+    parsed = [_parse_json(value, column) for value in distinct.to_list()]
+    list_of = pl.List(pl.String)
+    lookup = pl.DataFrame(
+        {
+            "__text": distinct,
+            "__value": pl.Series([p[0] for p in parsed], dtype=_text_fields(column)),
+            "__failures": pl.Series([p[1] for p in parsed], dtype=list_of),
+            "__undeclared": pl.Series([p[2] for p in parsed], dtype=list_of),
+        }
+    )
+    joined = (
+        text.alias("__text")
+        .to_frame()
+        .join(lookup, on="__text", how="left", maintain_order="left")
+        .with_columns(pl.col("__failures", "__undeclared").fill_null(pl.lit([], list_of)))
+    )
+    fields = joined.get_column("__value").struct.unnest()
+    typed, failures = [], [joined.get_column("__failures")]
+    for field in column.fields:
+        value = fields.get_column(field.name)
+        if field.logical_type in ("date", "timestamp"):
+            converted, failed = _typed(fields, field)
+            result = fields.select(converted.alias("v"), failed.alias("f"))
+            value = result.get_column("v")
+            flags = result.get_column("f")
+            rule = pl.Series([f"{column.name}.{field.name}:type"] * len(flags), dtype=pl.String)
+            failures.append(pl.select(pl.when(pl.lit(flags)).then(pl.lit(rule))).to_series())
+        typed.append(value.alias(field.name))
+    present = joined.get_column("__value").is_not_null()
+    struct = pl.select(
+        pl.when(pl.lit(present)).then(pl.struct([pl.lit(v) for v in typed]))
+    ).to_series()
+    listed = pl.select(pl.concat_list([pl.lit(f) for f in failures]).list.drop_nulls())
+    return (
+        struct.cast(column.dtype).alias(column.name),
+        listed.to_series(),
+        joined.get_column("__undeclared"),
+    )
+
+
+def _object_from_struct(
+    frame: pl.DataFrame, column: Column
+) -> tuple[pl.Series, pl.Series, pl.Series]:
+    """(struct of the declared fields, rules broken, undeclared keys) of a struct column: each
+    declared field converted as a column of its type, the other fields dropped."""
+    source = frame.get_column(column.name)
+    fields = source.struct.unnest() if source.dtype.fields else pl.DataFrame(height=len(source))
     typed, failures = [], []
+    for field in column.fields:
+        if field.name not in fields.columns:
+            typed.append(pl.lit(None, field.dtype).alias(field.name))
+            continue
+        value, failed = _typed(fields, field)
+        typed.append(value.alias(field.name))
+        rule = f"{column.name}.{field.name}:type"
+        failures.append(pl.when(failed & source.is_not_null()).then(pl.lit(rule)))
+    declared = {f.name for f in column.fields}
+    undeclared = [
+        pl.when(pl.col(name).is_not_null() & source.is_not_null()).then(
+            pl.lit(f"{column.name}.{name}")
+        )
+        for name in fields.columns
+        if name not in declared
+    ]
+    empty = pl.lit([], pl.List(pl.String))
+    result = fields.select(
+        pl.when(pl.lit(source.is_not_null())).then(pl.struct(typed)).alias("value"),
+        (pl.concat_list(failures).list.drop_nulls() if failures else empty).alias("failures"),
+        (pl.concat_list(undeclared).list.drop_nulls() if undeclared else empty).alias("keys"),
+    )
+    return (
+        result.get_column("value").cast(column.dtype).alias(column.name),
+        result.get_column("failures"),
+        result.get_column("keys"),
+    )
+
+
+def _object(frame: pl.DataFrame, column: Column) -> tuple[pl.Series, pl.Series, pl.Series]:
+    source = frame.schema[column.name]
+    if isinstance(source, pl.Struct):
+        return _object_from_struct(frame, column)
+    text = frame.get_column(column.name)
+    return _object_from_text(text if source == pl.String else text.cast(pl.String), column)
+
+
+def coerce(frame: pl.DataFrame, contract: TableContract) -> pl.DataFrame:
+    """The frame with contract-typed columns and a list column of `<column>:type` failures
+    (and, for a contract with object columns, `_undeclared_keys`)."""
+    typed, failures, undeclared = [], [], []
     for column in contract.columns:
+        if column.logical_type == "object":
+            value, broken, keys = _object(frame, column)
+            typed.append(pl.lit(value))
+            failures.append(pl.lit(broken))
+            undeclared.append(pl.lit(keys))
+            continue
         if column.logical_type != "string" and frame.schema[column.name] == pl.String:
             value, failed = _typed_text(frame, column)
             typed.append(pl.lit(value))
@@ -156,4 +336,6 @@ def coerce(frame: pl.DataFrame, contract: TableContract) -> pl.DataFrame:
     listed = (
         pl.concat_list(failures).list.drop_nulls() if failures else pl.lit([], pl.List(pl.String))
     )
+    if contract.objects:
+        typed.append(pl.concat_list(undeclared).alias(UNDECLARED))
     return frame.with_columns(*typed, listed.alias(CAST_FAILURES))

@@ -16,10 +16,17 @@ date, timestamp), `required`, `unique`, `primaryKey`, `logicalTypeOptions` (`min
 not a column of the Parquet files) and `quality` rules of type library with metric `nullValues`,
 `invalidValues` (`arguments.validValues` or `arguments.pattern`) or `duplicateValues`, each
 with `mustBe: 0`. Every such rule is row-level: a row that breaks it is quarantined.
+
+A property of `logicalType: object` (in the events contract only) holds JSON objects: its
+nested `properties` declare the fields, one level deep, each with a `logicalType` other than
+object and no rules of its own (an object property has none either). Ingest reads the JSON
+text (or a Parquet struct) into a struct of those typed fields (`transforms.contracts.coerce`),
+and segment predicates address a field with a dot: `properties.plan`.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -30,7 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from transforms.errors import ContractError
 
-LogicalType = Literal["string", "integer", "number", "boolean", "date", "timestamp"]
+LogicalType = Literal["string", "integer", "number", "boolean", "date", "timestamp", "object"]
 
 POLARS_TYPES: dict[str, pl.DataType] = {
     "string": pl.String(),
@@ -41,6 +48,10 @@ POLARS_TYPES: dict[str, pl.DataType] = {
     "timestamp": pl.Datetime("us", "UTC"),
 }
 CONTRACT_SUFFIX = ".odcs.yaml"
+OBJECT_TABLES = ("events",)
+"""The tables whose contract may declare `logicalType: object` properties."""
+FIELD_NAME = r"[a-z_][a-z0-9_]*"
+"""The name of a field of an object property: what a predicate writes after the dot."""
 
 
 class _Odcs(BaseModel):
@@ -110,9 +121,13 @@ class Property(_Odcs):
     customProperties: list[dict[str, Any]] | None = None
     logicalTypeOptions: LogicalTypeOptions = Field(default_factory=LogicalTypeOptions)
     quality: list[QualityRule] = Field(default_factory=list)
+    properties: list[Property] | None = None
+    """The fields of an `object` property (one level deep)."""
 
     @model_validator(mode="after")
     def _options_fit_type(self) -> Property:
+        if self.logicalType == "object" or self.properties is not None:
+            _check_object(self)
         opts = self.logicalTypeOptions
         numeric = (opts.minimum, opts.maximum, opts.exclusiveMinimum, opts.exclusiveMaximum)
         if any(v is not None for v in numeric) and self.logicalType not in ("integer", "number"):
@@ -121,6 +136,47 @@ class Property(_Odcs):
         if any(v is not None for v in textual) and self.logicalType != "string":
             raise ValueError("pattern/minLength/maxLength apply to string properties only")
         return self
+
+
+def _has_rules(prop: Property) -> bool:
+    opts = prop.logicalTypeOptions.model_dump(exclude_none=True)
+    keys = prop.required or prop.unique or prop.primaryKey or prop.partitioned
+    return bool(keys or prop.quality or opts)
+
+
+def _check_object(prop: Property) -> None:
+    """An object property: typed fields, one level deep, no rules on it or on its fields."""
+    if prop.logicalType != "object":
+        raise ValueError("only a property of logicalType object may have nested properties")
+    if not prop.properties:
+        raise ValueError(
+            "an object property needs nested `properties`, one per field, each with a logicalType"
+        )
+    if _has_rules(prop):
+        raise ValueError(
+            "an object property takes no rules (required, unique, key, partition, quality,"
+            " logicalTypeOptions)"
+        )
+    names = [f.name for f in prop.properties]
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"fields declared twice: {', '.join(duplicated)}")
+    for nested in prop.properties:
+        if nested.logicalType == "object":
+            raise ValueError(
+                f"field {nested.name}: objects nest one level deep (declare its fields on"
+                f" {prop.name})"
+            )
+        if not re.fullmatch(FIELD_NAME, nested.name):
+            raise ValueError(
+                f"field name {nested.name!r} must match {FIELD_NAME} (predicates write"
+                f" {prop.name}.<field>)"
+            )
+        if _has_rules(nested):
+            raise ValueError(
+                f"field {nested.name}: fields of an object take no rules (a value of the wrong"
+                " type quarantines its row; nothing else is checked)"
+            )
 
 
 class SchemaObject(_Odcs):
@@ -169,10 +225,20 @@ class Column:
     strict_maximum: bool = False
     min_length: int | None = None
     max_length: int | None = None
+    fields: tuple[Column, ...] = ()
+    """The typed fields of an `object` column."""
 
     @property
     def dtype(self) -> pl.DataType:
+        if self.logical_type == "object":
+            return pl.Struct({f.name: f.dtype for f in self.fields})
         return POLARS_TYPES[self.logical_type]
+
+    def field(self, name: str) -> Column:
+        for declared in self.fields:
+            if declared.name == name:
+                return declared
+        raise KeyError(name)
 
 
 @dataclass(frozen=True)
@@ -197,6 +263,11 @@ class TableContract:
     def primary_key(self) -> str | None:
         keys = [c.name for c in self.columns if c.primary_key]
         return keys[0] if keys else None
+
+    @property
+    def objects(self) -> dict[str, Column]:
+        """The `object` columns, by name."""
+        return {c.name: c for c in self.columns if c.logical_type == "object"}
 
     def column(self, name: str) -> Column:
         for col in self.columns:
@@ -241,6 +312,7 @@ def _column(prop: Property) -> Column:
         strict_maximum=opts.exclusiveMaximum is not None,
         min_length=opts.minLength,
         max_length=opts.maxLength,
+        fields=tuple(_column(f) for f in prop.properties or ()),
     )
 
 
@@ -273,6 +345,14 @@ def parse_contract(text: str, file: str) -> TableContract:
     duplicated = sorted({n for n in names if names.count(n) > 1})
     if duplicated:
         raise ContractError(f"properties declared twice: {', '.join(duplicated)}", file=file)
+    objects = [p.name for p in obj.properties if p.logicalType == "object"]
+    if objects and obj.name not in OBJECT_TABLES:
+        raise ContractError(
+            f"{', '.join(objects)}: logicalType object is supported in the"
+            f" {', '.join(OBJECT_TABLES)} contract only (event properties)",
+            file=file,
+            hint="declare each attribute as a property of its own",
+        )
     return TableContract(
         table=obj.name,
         file=file,
@@ -379,5 +459,11 @@ def contract_docs(contracts: list[TableContract]) -> str:
             key = " (primary key)" if col.primary_key else " (partition)" if col.partition else ""
             desc = " ".join(col.description.split())
             out.append(f"| `{col.name}`{key} | {col.logical_type} | {_rules_text(col)} | {desc} |")
+            for nested in col.fields:
+                text = " ".join(nested.description.split())
+                rules = "a JSON value of this type, or null"
+                out.append(
+                    f"| `{col.name}.{nested.name}` | {nested.logical_type} | {rules} | {text} |"
+                )
         out.append("")
     return "\n".join(out)

@@ -164,11 +164,21 @@ def _read_csv(data: bytes, file: str) -> pl.DataFrame:
         ) from exc
 
 
-def _read_jsonl(data: bytes, file: str, text_columns: list[str]) -> pl.DataFrame:
+def _read_jsonl(
+    data: bytes, file: str, text_columns: list[str], object_columns: list[str]
+) -> pl.DataFrame:
+    """Object columns are read as their JSON text, whether a line holds an object or text."""
     if not data.strip():
         return pl.DataFrame()
     try:
-        frame = pl.read_ndjson(data, infer_schema_length=None)
+        try:
+            frame = pl.read_ndjson(
+                data,
+                infer_schema_length=None,
+                schema_overrides=dict.fromkeys(object_columns, pl.String()),
+            )
+        except pl.exceptions.SchemaFieldNotFoundError:  # no line has the object column
+            frame = pl.read_ndjson(data, infer_schema_length=None)
         text = [c for c in text_columns if c in frame.columns]
         return frame.with_columns(pl.col(text).cast(pl.String)) if text else frame
     except pl.exceptions.PolarsError as exc:
@@ -225,7 +235,10 @@ def read_landed_file(root: Root, info: FileInfo, contract: TableContract) -> Lan
         frame = _read_csv(data, shown)
     elif kind == "jsonl":
         frame = _read_jsonl(
-            data, shown, [c.name for c in contract.columns if c.logical_type == "string"]
+            data,
+            shown,
+            [c.name for c in contract.columns if c.logical_type == "string"],
+            list(contract.objects),
         )
     else:
         frame = _read_parquet(data, shown)

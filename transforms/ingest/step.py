@@ -4,7 +4,8 @@ For each table (people, events) of date D:
 1. read every landing file (`transforms.ingest.landing`); an unreadable file, a file of an unknown
    format, a missing required column or a missing people snapshot fails the step;
 2. type each column to its contract (`transforms.contracts.coerce`); unconvertible values are
-   flagged;
+   flagged, as are object values that are not JSON objects or hold a declared field of another
+   type; keys of object columns the contract does not declare are dropped and counted;
 3. events only: drop re-sent events (an `event_id` seen earlier in the day's files, or ingested
    on an earlier date), counted;
 4. validate: uniqueness over the whole table in Polars, every other rule with the Great
@@ -43,7 +44,7 @@ from typing import Any
 import polars as pl
 
 from transforms.config import Settings
-from transforms.contracts.coerce import CAST_FAILURES, coerce
+from transforms.contracts.coerce import CAST_FAILURES, UNDECLARED, coerce
 from transforms.contracts.odcs import TableContract, load_contract
 from transforms.contracts.rows import (
     FINGERPRINT,
@@ -114,15 +115,45 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
         if landed.missing_optional:
             report.missing_columns[landed.file] = list(landed.missing_optional)
         typed.append(coerce(landed.frame, contract))
-        raw.append(landed.frame.select(pl.col(_typed_columns(contract)).cast(pl.String)))
+        raw.append(landed.frame.select(_raw_text(landed.frame, contract)))
     if not typed:
         empty = pl.DataFrame(schema=contract.polars_schema())
+        undeclared = [pl.lit([], pl.List(pl.String)).alias(UNDECLARED)] if contract.objects else []
         return empty.with_columns(
             pl.lit(None, pl.String).alias(SOURCE_FILE),
             pl.lit(None, pl.Int64).alias(SOURCE_ROW),
             pl.lit([], pl.List(pl.String)).alias(CAST_FAILURES),
+            *undeclared,
         ), pl.DataFrame(schema={n: pl.String for n in _typed_columns(contract)})
     return pl.concat(typed, how="vertical"), pl.concat(raw, how="vertical")
+
+
+def _raw_text(frame: pl.DataFrame, contract: TableContract) -> list[pl.Expr]:
+    """The text of each typed column as landed: a struct (an object column from Parquet or
+    JSON lines) as its JSON text."""
+    return [
+        pl.col(name).struct.json_encode()
+        if isinstance(frame.schema[name], pl.Struct)
+        else pl.col(name).cast(pl.String)
+        for name in _typed_columns(contract)
+    ]
+
+
+def _undeclared_counts(typed: pl.DataFrame) -> dict[str, int]:
+    """`<column>.<key>` -> rows whose object held a value under that undeclared key."""
+    if UNDECLARED not in typed.columns:
+        return {}
+    keys = typed.get_column(UNDECLARED).explode().drop_nulls()
+    counted = keys.value_counts(sort=True, name="rows").sort(
+        ["rows", UNDECLARED], descending=[True, False]
+    )
+    return dict(
+        zip(
+            counted.get_column(UNDECLARED).to_list(),
+            counted.get_column("rows").to_list(),
+            strict=True,
+        )
+    )
 
 
 def _typed_columns(contract: TableContract) -> list[str]:
@@ -133,7 +164,13 @@ def _typed_columns(contract: TableContract) -> list[str]:
 
 def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
     column, kind = rule.split(":", 1)
+    if "." in column:  # a field of an object column
+        name, key = column.split(".", 1)
+        declared = contract.column(name).field(key).logical_type
+        return f"{column} in {raw.get(name)!r} is not a {declared} (or null)"
     value = raw.get(column)
+    if contract.column(column).logical_type == "object" and kind == "type":
+        return f"{column} {value!r} is not a JSON object"
     col = contract.column(column)
     if kind == "required":
         return f"{column} is missing"
@@ -207,6 +244,7 @@ def _stage_table(
     started = time.perf_counter()
     typed, raw = _read(landing, contract, day, report)
     report.rows_read = typed.height
+    report.undeclared_keys = _undeclared_counts(typed)
     if table == "people" and not report.files:
         raise MissingInputError(
             f"no people snapshot for {day}: no files in {landing.url_of(f'people/{day}')}/",
@@ -468,13 +506,16 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
     for table, ready in prepared.items():
         r = ready.report
         log.info(
-            "ingest %s %s: %d rows read, %d written, %d quarantined, %d re-sent dropped",
+            "ingest %s %s: %d rows read, %d written, %d quarantined, %d re-sent dropped%s",
             table,
             day,
             r.rows_read,
             r.rows_written,
             r.quarantined,
             r.duplicates_dropped,
+            "".join(
+                f", {rows} {key} dropped (undeclared)" for key, rows in r.undeclared_keys.items()
+            ),
             extra=RESULT,
         )
     return report

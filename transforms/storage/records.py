@@ -161,6 +161,9 @@ class TableReport(Record):
     fingerprints: list[Fingerprint] | None = None
     """The landing files read. None in manifests written before fingerprints were recorded."""
     broken_rules: dict[str, int] = Field(default_factory=dict)
+    undeclared_keys: dict[str, int] = Field(default_factory=dict)
+    """Keys of object columns that the contract does not declare, dropped at ingest:
+    `<column>.<key>` -> how many rows held a value under it."""
     ignored_columns: dict[str, list[str]] = Field(default_factory=dict)
     missing_columns: dict[str, list[str]] = Field(default_factory=dict)
     validation_success: bool = True

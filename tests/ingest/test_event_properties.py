@@ -1,0 +1,179 @@
+"""Event properties at ingest: the JSON object of the events contract's `properties` column becomes
+a typed struct of its declared fields, from CSV, JSON lines and Parquet (text or struct); rows
+whose value is not a JSON object or holds a declared field of another type are quarantined with
+the rule broken; undeclared keys are dropped and counted."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+
+from tests.support.workspace import (
+    DAY,
+    EVENTS_HEADER,
+    PEOPLE_HEADER,
+    lake_table,
+    land,
+    parquet_bytes,
+    person_row,
+)
+from transforms.ingest.step import ingest
+
+FIELDS = ("source", "plan", "product_id", "price")
+
+
+def csv_row(event_id: str, properties: str | None) -> str:
+    quoted = "" if properties is None else '"' + properties.replace('"', '""') + '"'
+    return f"{event_id},p01,purchase,2026-03-30T09:00:00Z,10,USD,{quoted}\n"
+
+
+def land_people(settings) -> None:
+    land(settings, "people", "people.csv", PEOPLE_HEADER + person_row("p01"))
+
+
+def events_by_id(settings) -> dict[str, dict | None]:
+    events = lake_table(settings, f"events/ingest_date={DAY}")
+    assert events.schema["properties"] == pl.Struct(
+        {"source": pl.String, "plan": pl.String, "product_id": pl.String, "price": pl.Float64}
+    )
+    return dict(zip(events["event_id"], events["properties"].to_list(), strict=True))
+
+
+def quarantined(settings) -> dict[str, tuple[str, str, str]]:
+    rows = lake_table(settings, f"quarantine/events/ingest_date={DAY}")
+    return {
+        r["event_id"]: (r["properties"], r["_rules"], r["_reason"])
+        for r in rows.iter_rows(named=True)
+    }
+
+
+def test_csv_json_text_becomes_typed_fields_and_bad_rows_are_quarantined(settings):
+    land_people(settings)
+    rows = [
+        csv_row("ok", '{"plan": "pro", "price": 12.5, "color": "red", "size": null}'),
+        csv_row("int_price", '{"price": 3, "product_id": "sku_1"}'),
+        csv_row("empty", None),
+        csv_row("json_null", "null"),
+        csv_row("no_keys", "{}"),
+        csv_row("not_json", "{plan: pro}"),
+        csv_row("array", "[1, 2]"),
+        csv_row("text_price", '{"price": "12.5", "color": "blue"}'),
+        csv_row("bool_plan", '{"plan": true}'),
+        csv_row("nan", '{"price": NaN}'),
+    ]
+    land(settings, "events", "events.csv", EVENTS_HEADER + "".join(rows))
+    report = ingest(settings, DAY).tables["events"]
+
+    kept = events_by_id(settings)
+    assert kept == {
+        "ok": {"source": None, "plan": "pro", "product_id": None, "price": 12.5},
+        "int_price": {"source": None, "plan": None, "product_id": "sku_1", "price": 3.0},
+        "empty": None,
+        "json_null": None,
+        "no_keys": dict.fromkeys(FIELDS),
+    }
+    refused = quarantined(settings)
+    assert {k: v[1] for k, v in refused.items()} == {
+        "not_json": "properties:type",
+        "array": "properties:type",
+        "text_price": "properties.price:type",
+        "bool_plan": "properties.plan:type",
+        "nan": "properties:type",
+    }
+    assert refused["not_json"][0] == "{plan: pro}"  # the text as landed
+    assert refused["not_json"][2] == "properties '{plan: pro}' is not a JSON object"
+    assert (
+        "properties.price" in refused["text_price"][2]
+        and "not a number" in refused["text_price"][2]
+    )
+    assert report.broken_rules == {
+        "properties:type": 3,
+        "properties.price:type": 1,
+        "properties.plan:type": 1,
+    }
+    # `size` held null: nothing was dropped; the quarantined row's `color` is counted too
+    assert report.undeclared_keys == {"properties.color": 2}
+    assert report.quarantined == 5 and report.rows_written == 5
+
+
+def test_jsonl_objects_and_json_text_read_alike(settings):
+    land_people(settings)
+    lines = [
+        {"event_id": "obj", "person_id": "p01", "name": "login",
+         "timestamp": "2026-03-30T09:00:00Z", "properties": {"source": "app", "extra": 1}},
+        {"event_id": "text", "person_id": "p01", "name": "login",
+         "timestamp": "2026-03-30T09:00:00Z", "properties": '{"source": "app", "extra": 1}'},
+        {"event_id": "wrong", "person_id": "p01", "name": "login",
+         "timestamp": "2026-03-30T09:00:00Z", "properties": {"source": 7}},
+    ]  # fmt: skip
+    land(settings, "events", "events.jsonl", "\n".join(json.dumps(line) for line in lines))
+    report = ingest(settings, DAY).tables["events"]
+    app = {"source": "app", "plan": None, "product_id": None, "price": None}
+    assert events_by_id(settings) == {"obj": app, "text": app}
+    assert {k: v[1] for k, v in quarantined(settings).items()} == {
+        "wrong": "properties.source:type"
+    }
+    assert report.undeclared_keys == {"properties.extra": 2}
+
+
+def test_parquet_struct_and_parquet_json_text(settings):
+    land_people(settings)
+    base = {
+        "person_id": ["p01", "p01", "p01"],
+        "name": ["purchase"] * 3,
+        "timestamp": ["2026-03-30T09:00:00Z"] * 3,
+    }
+    struct = pl.DataFrame(
+        {
+            **base,
+            "event_id": ["s1", "s2", "s3"],
+            "properties": [
+                {"price": "9.5", "plan": "pro", "coupon": "X"},  # text converts as a column's
+                {"price": "cheap", "plan": None, "coupon": None},
+                None,
+            ],
+        }
+    )
+    text = pl.DataFrame(
+        {**base, "event_id": ["t1", "t2", "t3"], "properties": ['{"price": 4}', "oops", None]}
+    )
+    land(settings, "events", "struct.parquet", parquet_bytes(struct))
+    land(settings, "events", "text.parquet", parquet_bytes(text))
+    report = ingest(settings, DAY).tables["events"]
+    assert events_by_id(settings) == {
+        "s1": {"source": None, "plan": "pro", "product_id": None, "price": 9.5},
+        "s3": None,
+        "t1": {"source": None, "plan": None, "product_id": None, "price": 4.0},
+        "t3": None,
+    }
+    refused = quarantined(settings)
+    assert {k: v[1] for k, v in refused.items()} == {
+        "s2": "properties.price:type",
+        "t2": "properties:type",
+    }
+    assert json.loads(refused["s2"][0]) == {"price": "cheap", "plan": None, "coupon": None}
+    assert report.undeclared_keys == {"properties.coupon": 1}
+
+
+def test_the_ingest_report_prints_the_dropped_keys(settings, capsys):
+    from transforms.cli import render
+
+    land_people(settings)
+    land(
+        settings,
+        "events",
+        "events.csv",
+        EVENTS_HEADER + csv_row("a", '{"utm": "x", "plan": "pro"}') + csv_row("b", '{"utm": 1}'),
+    )
+    report = ingest(settings, DAY)
+    render.ingest(report)
+    assert "properties.utm (2 rows)" in capsys.readouterr().err
+    manifest = json.loads((settings_path(settings) / "manifest.json").read_text())
+    assert manifest["tables"]["events"]["undeclared_keys"] == {"properties.utm": 2}
+
+
+def settings_path(settings):
+    from pathlib import Path
+
+    return Path(settings.lake) / "ingest" / f"ingest_date={DAY}"
