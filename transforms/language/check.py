@@ -77,6 +77,8 @@ class Scope:
     used_features: list[str] = field(default_factory=list)
     references: list[str] = field(default_factory=list)
     kind: str = "person attribute"
+    objects: dict[str, dict[str, str]] = field(default_factory=dict)
+    """Object columns (event properties): column -> field -> type, addressed `column.field`."""
 
 
 Checker = Callable[[exp.Expr, Scope], Annotation]
@@ -143,12 +145,93 @@ def _condition(node: exp.Expr, scope: Scope) -> Annotation:
 # --- names and literals -------------------------------------------------------------------
 
 
-def _column(node: exp.Column, scope: Scope) -> Annotation:
-    if node.table:
+def _event_objects(events: TableContract) -> dict[str, dict[str, str]]:
+    return {
+        name: {f.name: f.logical_type for f in column.fields}
+        for name, column in events.objects.items()
+    }
+
+
+def event_scope(scope: Scope) -> Scope:
+    """Where an event function's column and `where =>` are checked: one event's columns, and
+    the fields of its object columns."""
+    assert scope.events is not None
+    return Scope(
+        columns={
+            c.name: c.logical_type for c in scope.events.columns if c.logical_type != "object"
+        },
+        as_of=scope.as_of,
+        kind="event column",
+        objects=_event_objects(scope.events),
+    )
+
+
+def column_path(node: exp.Column) -> str:
+    """The name a checked column reads: `plan`, or `properties.plan` for a field of an object
+    column."""
+    return f"{node.table}.{node.name}" if node.table else node.name
+
+
+def _field(node: exp.Column, scope: Scope) -> Annotation:
+    """`properties.plan`: a declared field of an object column of the events."""
+    table, name = node.table, node.name
+    if node.args.get("db") or node.args.get("catalog"):
+        raise CheckError(
+            f"{shown(node)} is not a field: objects nest one level deep",
+            node,
+            "write <column>.<field>, e.g. properties.plan",
+        )
+    fields = scope.objects.get(table)
+    if fields is None:
+        events = _event_objects(scope.events) if scope.events is not None else {}
+        if table in events:
+            raise CheckError(
+                f"{shown(node)} is an event property: it is read inside an event function",
+                node,
+                f"write e.g. event_count('purchase', where => {table}.{name} = ...) >= 1",
+            )
+        if scope.objects:
+            close = difflib.get_close_matches(table, list(scope.objects), n=1)
+            hint = (
+                f"did you mean '{close[0]}.{name}'?"
+                if close
+                else (
+                    "fields of "
+                    + ", ".join(sorted(scope.objects))
+                    + " are written <column>.<field>"
+                )
+            )
+            raise CheckError(f"unknown object column '{table}'", node, hint)
         raise CheckError(
             f"qualified name {shown(node)} is not allowed", node, f"write just {node.name}"
         )
+    if name not in fields:
+        close = difflib.get_close_matches(name, list(fields), n=1)
+        hint = (
+            f"did you mean '{table}.{close[0]}'?"
+            if close
+            else ("declared: " + ", ".join(f"{table}.{f}" for f in sorted(fields)))
+        )
+        raise CheckError(
+            f"unknown field '{table}.{name}' of the event properties",
+            node,
+            hint + f" (fields are declared in the events contract under {table})",
+        )
+    return Annotation(fields[name])
+
+
+def _column(node: exp.Column, scope: Scope) -> Annotation:
+    if node.table:
+        return _field(node, scope)
     name = node.name
+    if name in scope.objects:
+        example = next(iter(scope.objects[name]), "field")
+        raise CheckError(
+            f"{name} is an object: a predicate reads one of its fields",
+            node,
+            f"write {name}.{example}; declared: "
+            + ", ".join(f"{name}.{f}" for f in scope.objects[name]),
+        )
     if name not in scope.columns:
         close = difflib.get_close_matches(name, list(scope.columns), n=1)
         hint = (
@@ -682,13 +765,8 @@ def _regularly(node: exp.Anonymous, scope: Scope) -> Annotation:
         _whole_number(options["times"], "times", 1, 2**31 - 1, scope) if "times" in options else 1
     )
     filter_node = options.get("where")
-    event_scope = Scope(
-        columns={c.name: c.logical_type for c in scope.events.columns},
-        as_of=scope.as_of,
-        kind="event column",
-    )
     if filter_node is not None:
-        _condition(filter_node, event_scope)
+        _condition(filter_node, event_scope(scope))
     names = []
     for k in range(periods):
         ago = None if k == 0 else ((k + 1) * every, k * every)
@@ -751,8 +829,7 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
             name_node,
             f"write {function}('purchase', ...) or '*' for any event",
         )
-    event_columns = {c.name: c.logical_type for c in scope.events.columns}
-    event_scope = Scope(columns=event_columns, as_of=scope.as_of, kind="event column")
+    events = event_scope(scope)
     column, column_type, result = (
         None,
         None,
@@ -762,14 +839,15 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
         column_node = positional[1]
         if not isinstance(column_node, exp.Column):
             raise CheckError(f"{function}() takes an event column second", column_node)
-        typed = check(column_node, event_scope)
+        typed = check(column_node, events)
+        column = column_path(column_node)
         if typed.type not in NUMERIC and aggregate != "count_distinct":
             raise CheckError(
-                f"{function}() needs a numeric event column; {column_node.name} is {typed.type}",
+                f"{function}() needs a numeric event column; {column} is {typed.type}",
                 column_node,
                 "event_count_distinct() counts the values of a column of any type",
             )
-        column, column_type = column_node.name, typed.type
+        column_type = typed.type
         result = "number" if aggregate == "avg" or typed.type == "number" else "integer"
         if aggregate == "count_distinct":
             result = "integer"
@@ -792,15 +870,13 @@ def _event_function(node: exp.Anonymous, scope: Scope) -> Annotation:
             " '0 days'): keep one of them",
         )
     bounds = {
-        key: _time_bound(options[key], key, event_scope)
-        for key in ("since", "until")
-        if key in options
+        key: _time_bound(options[key], key, events) for key in ("since", "until") if key in options
     }
     lookback = ago[0] if ago is not None else within
     window_start = scope.as_of - lookback if lookback is not None else None
     filter_node = options.get("where")
     if filter_node is not None:
-        _condition(filter_node, event_scope)
+        _condition(filter_node, events)
     name = _register(
         scope,
         EventAggregate(

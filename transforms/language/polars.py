@@ -125,7 +125,21 @@ def condition(node: exp.Expr, as_of: datetime) -> pl.Expr:
 Generator = Callable[[Any, Annotation, datetime], Typed]
 
 
+def event_column(path: str) -> pl.Expr:
+    """An event column by the name the check pass records (`column_path`): `amount`, or
+    `properties.price`, a field of the struct column `properties`."""
+    column, _, name = path.partition(".")
+    return pl.col(column).struct.field(name) if name else pl.col(column)
+
+
+def event_columns_read(path: str) -> str:
+    """The column of the events frame `event_column(path)` reads."""
+    return path.partition(".")[0]
+
+
 def _column(node: exp.Column, ann: Annotation, as_of: datetime) -> Typed:
+    if node.table:
+        return Typed(pl.col(node.table).struct.field(node.name), ann)
     return Typed(pl.col(node.name), ann)
 
 

@@ -24,7 +24,9 @@ from datetime import datetime
 
 from sqlglot import exp
 
+from transforms.contracts.odcs import Column
 from transforms.contracts.text import FALSE_TEXT, ISO_DATE, ISO_TIMESTAMP, TRUE_TEXT
+from transforms.errors import SegmentsError
 from transforms.language.checked import CheckedDefinitions
 from transforms.language.dialects import HEX_NUMBER, ROUNDS_HALF_TO_EVEN, for_dialect, rewrite
 from transforms.language.semantics import (
@@ -55,7 +57,21 @@ SQL_TYPES = {
     "boolean": "BOOLEAN",
     "date": "DATE",
     "timestamp": "TIMESTAMPTZ",
+    "object": "STRUCT",
 }
+"""The SQL type of each logical type (an object column is a STRUCT of its declared fields:
+`column_type`)."""
+
+
+def column_type(column: Column) -> str:
+    """A contract column's type as DuckDB writes it: `BIGINT`, or for an object column
+    `STRUCT("source" VARCHAR, "price" DOUBLE, ...)`."""
+    if column.logical_type != "object":
+        return SQL_TYPES[column.logical_type]
+    fields = ", ".join(f'"{f.name}" {SQL_TYPES[f.logical_type]}' for f in column.fields)
+    return f"STRUCT({fields})"
+
+
 # the text forms CAST turns into dates and timestamps (docs/segment_language.md)
 ISO_TEXT = {"date": ISO_DATE, "timestamp": ISO_TIMESTAMP}
 
@@ -68,6 +84,30 @@ def instant(value: datetime) -> exp.Expr:
 
 def _ident(name: str) -> exp.Column:
     return exp.column(name, quoted=True)
+
+
+def _event_column(path: str) -> exp.Column:
+    """An event column by the name the check pass records: `"amount"`, or for a field of an
+    object column `"properties"."price"`, which reads the field of the struct column in every
+    dialect of `STRUCT_FIELD_DIALECTS`."""
+    column, _, name = path.partition(".")
+    return exp.column(name, table=column, quoted=True) if name else _ident(column)
+
+
+STRUCT_FIELD_DIALECTS = ("duckdb", "spark", "databricks", "bigquery", "trino", "presto", "athena")
+"""Dialects where `column.field` reads a field of a struct (ROW) column: the only ones the SQL
+of a predicate on event properties is written for. Others (Snowflake's OBJECT, Postgres'
+composite types, ...) spell a field of an object otherwise and are refused."""
+
+
+def reads_properties(compiled: CheckedDefinitions) -> list[str]:
+    """The features that read a field of an object column of the events, by description."""
+    found = []
+    for feature in compiled.features.values():
+        columns = [] if feature.filter is None else list(feature.filter.find_all(exp.Column))
+        if (feature.column and "." in feature.column) or any(c.table for c in columns):
+            found.append(feature.describe())
+    return found
 
 
 def _try_cast(node: exp.Expr, type_: str) -> exp.Expr:
@@ -248,13 +288,13 @@ def _aggregate(feature: EventAggregate, as_of: datetime) -> exp.Expr:
     if feature.aggregate == "count":
         value: exp.Expr = exp.Count(this=exp.Star())
     elif feature.aggregate == "count_distinct":
-        value = exp.Count(this=exp.Distinct(expressions=[_ident(feature.column)]))
+        value = exp.Count(this=exp.Distinct(expressions=[_event_column(feature.column)]))
     elif feature.aggregate in ("first", "last"):
         kind = exp.Min if feature.aggregate == "first" else exp.Max
         value = kind(this=_ident("timestamp"))
     else:
         kinds = {"sum": exp.Sum, "min": exp.Min, "max": exp.Max, "avg": exp.Avg}
-        value = kinds[feature.aggregate](this=_ident(feature.column))
+        value = kinds[feature.aggregate](this=_event_column(feature.column))
     return exp.Filter(this=value, expression=exp.Where(this=_condition(feature, as_of)))
 
 
@@ -374,6 +414,14 @@ def run_query(
     only for days_in_segment (None: there is none). `compiled` needs only the check pass
     (`transforms.language.checked.check_segments`); compiled definitions serve too."""
     as_of = compiled.as_of
+    properties = reads_properties(compiled)
+    if properties and dialect not in STRUCT_FIELD_DIALECTS:
+        raise SegmentsError(
+            f"{properties[0]} reads an event property, a field of a struct column, which the"
+            f" SQL is not written for in {dialect}",
+            hint="compile for one of " + ", ".join(STRUCT_FIELD_DIALECTS) + " (or leave out the"
+            " segments that read event properties)",
+        )
     features = list(compiled.features.values())
     visible = [exp.LTE(this=_ident("timestamp"), expression=instant(as_of))]
     names = sorted({name for f in features for name in f.event_names})
