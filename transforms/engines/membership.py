@@ -14,7 +14,13 @@ from datetime import datetime
 
 import polars as pl
 
-from transforms.language.polars import TIMESTAMP, CompiledDefinitions, Feature
+from transforms.language.polars import (
+    TIMESTAMP,
+    CompiledDefinitions,
+    Feature,
+    event_column,
+    event_columns_read,
+)
 from transforms.language.semantics import SINCE_PREFIX, earliest_needed
 from transforms.language.types import tenures
 
@@ -60,12 +66,16 @@ def state_columns(feature: Feature, mask: pl.Expr) -> list[StateColumn]:
     if aggregate == "count":
         return [StateColumn(name, mask.cast(COUNTS), "sum", "add")]
     if aggregate == "count_distinct":
-        return [StateColumn(name, pl.when(mask).then(pl.col(feature.column)), "n_unique", "none")]
+        return [
+            StateColumn(name, pl.when(mask).then(event_column(feature.column)), "n_unique", "none")
+        ]
     if aggregate in ("first", "last", "min", "max"):
-        value = pl.col("timestamp") if aggregate in ("first", "last") else pl.col(feature.column)
+        value = (
+            pl.col("timestamp") if aggregate in ("first", "last") else event_column(feature.column)
+        )
         extreme = "min" if aggregate in ("first", "min") else "max"
         return [StateColumn(name, pl.when(mask).then(value), extreme, extreme)]
-    value = pl.when(mask).then(pl.col(feature.column))
+    value = pl.when(mask).then(event_column(feature.column))
     counted = StateColumn(f"{name}{COUNT_SUFFIX}", value.is_not_null().cast(COUNTS), "sum", "add")
     if aggregate == "sum":
         if feature.column_type == "integer":
@@ -86,7 +96,7 @@ def aggregate_state(
     feature's tests (by feature name). Each test is computed once per event and shared."""
     shared = {text: test for f in features for text, test in tests[f.name]}
     test_columns = {text: f"{TEST_PREFIX}{i}" for i, text in enumerate(shared)}
-    values = sorted({f.column for f in features if f.column} | {"timestamp"})
+    values = sorted({event_columns_read(f.column) for f in features if f.column} | {"timestamp"})
     columns = [
         column for f in features for column in state_columns(f, _mask(tests[f.name], test_columns))
     ]
