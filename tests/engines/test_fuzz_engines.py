@@ -66,6 +66,13 @@ event_filter = st.sampled_from(
         ", where => currency = 'USD'",
         ", where => amount IS NULL",
         ", where => currency IN ('EUR', NULL)",
+        # event properties: fields of the `properties` struct, NULL where the event has none
+        ", where => properties.plan = 'pro'",
+        ", where => properties.source <> 'web'",
+        ", where => properties.price > 10",
+        ", where => properties.price IS NULL",
+        ", where => coalesce(properties.product_id, 'none') IN ('sku_1', 'none')",
+        ", where => properties.price < amount AND properties.source = 'app'",
     ]
 )
 event_name = st.sampled_from([*EVENT_NAMES, "*"])
@@ -77,10 +84,34 @@ def event_call(draw, kind: str) -> str:
     if kind == "count":
         if draw(st.booleans()):
             return f"event_count('{name}'{win}{flt})"
-        column = draw(st.sampled_from(["currency", "amount", "name", "timestamp"]))
+        column = draw(
+            st.sampled_from(
+                ["currency", "amount", "name", "timestamp", "properties.plan", "properties.price"]
+            )
+        )
         return f"event_count_distinct('{name}', {column}{win}{flt})"
     aggregate = draw(st.sampled_from(["event_sum", "event_min", "event_max", "event_avg"]))
-    return f"{aggregate}('{name}', amount{win}{flt})"
+    column = draw(st.sampled_from(["amount", "properties.price"]))
+    return f"{aggregate}('{name}', {column}{win}{flt})"
+
+
+property_filter = event_filter.filter(lambda text: "properties." in text)
+property_condition = st.one_of(
+    st.tuples(event_name, window, property_filter).map(
+        lambda t: f"event_count('{t[0]}'{t[1]}{t[2]}) >= 1"
+    ),
+    st.tuples(
+        st.sampled_from(["event_sum", "event_min", "event_max", "event_avg"]),
+        event_name,
+        window,
+        event_filter,
+        st.sampled_from(["> 10", "<= 9.5", "IS NULL", "= 0"]),
+    ).map(lambda t: f"{t[0]}('{t[1]}', properties.price{t[2]}{t[3]}) {t[4]}"),
+    st.tuples(event_name, window, property_filter).map(
+        lambda t: f"performed_in_order('{t[0]}', '{t[0]}'{t[1]}{t[2]})"
+    ),
+)
+"""A condition on event properties, whatever else the predicate reads."""
 
 
 def numbers(depth: int) -> st.SearchStrategy[str]:
@@ -173,6 +204,7 @@ def conditions(depth: int) -> st.SearchStrategy[str]:
         st.tuples(event_name, window, event_filter).map(
             lambda t: f"performed('{t[0]}'{t[1]}{t[2]})"
         ),
+        property_condition,
         st.tuples(
             st.lists(event_name, min_size=2, max_size=4),
             st.sampled_from(
@@ -240,6 +272,16 @@ event = st.fixed_dictionaries(
         ).map(_stamp),
         "amount": nullable(st.sampled_from([0.0, 5.0, 10.0, 12.5, 250.0])),
         "currency": nullable(st.sampled_from(["USD", "EUR", "GBP"])),
+        "properties": nullable(
+            st.fixed_dictionaries(
+                {
+                    "source": nullable(st.sampled_from(["app", "web"])),
+                    "plan": nullable(st.sampled_from(["pro", "free", ""])),
+                    "product_id": nullable(st.sampled_from(["sku_1", "sku_2"])),
+                    "price": nullable(st.sampled_from([0.0, 9.5, 10.0, 12.5, 300.0])),
+                }
+            )
+        ),
     }
 )
 
@@ -258,7 +300,7 @@ def _tables(people_rows: list[dict], event_rows: list[dict], folder: Path) -> tu
                 "timestamp": row["timestamp"],
                 "amount": row["amount"],
                 "currency": row["currency"],
-                "properties": None,
+                "properties": row["properties"],
             }
             for i, row in enumerate(event_rows)
         ],
@@ -362,3 +404,12 @@ def test_the_generator_builds_predicates_that_compile(predicates):
     """Guard against a generator that only makes refused predicates (a test that cannot fail)."""
     compiled = sum(_workspace(predicate) is not None for predicate in predicates)
     assert compiled >= 10
+
+
+@settings(max_examples=3, deadline=None)
+@given(predicates=st.lists(property_condition, min_size=20, max_size=20))
+def test_the_generator_builds_predicates_on_event_properties(predicates):
+    """The leaf on event properties (one of the leaves `conditions` draws from) compiles: the
+    engines are compared on predicates reading the properties struct too."""
+    assert all("properties." in p for p in predicates)
+    assert sum(_workspace(p) is not None for p in predicates) >= 10

@@ -531,3 +531,55 @@ def test_problems_quote_the_predicate_as_written(tmp_path, where, message, text)
     assert problem.problem == message
     if text:
         assert problem.text == text
+
+
+@pytest.mark.parametrize(
+    ("where", "message", "hint"),
+    [
+        (
+            "performed('purchase', where => properties.plann = 'pro')",
+            "unknown field 'properties.plann' of the event properties",
+            "did you mean 'properties.plan'?",
+        ),
+        (
+            "event_sum('purchase', properties.prise) > 1",
+            "unknown field 'properties.prise' of the event properties",
+            "did you mean 'properties.price'?",
+        ),
+        (
+            "performed('purchase', where => properties.price = 'abc')",
+            "cannot compare properties.price (number) with 'abc' (string)",
+            "CAST one side",
+        ),
+        (
+            "event_sum('purchase', properties.plan) > 1",
+            "event_sum() needs a numeric event column; properties.plan is string",
+            "event_count_distinct()",
+        ),
+        (
+            "performed('purchase', where => propertie.plan = 'pro')",
+            "unknown object column 'propertie'",
+            "did you mean 'properties.plan'?",
+        ),
+        (
+            "properties.plan = 'pro'",
+            "properties.plan is an event property: it is read inside an event function",
+            "where => properties.plan",
+        ),
+        (
+            "performed('purchase', where => properties IS NULL)",
+            "properties is an object: a predicate reads one of its fields",
+            "properties.source",
+        ),
+        (
+            "performed('purchase', where => properties.plan.tier = 'x')",
+            "properties.plan.tier is not a field: objects nest one level deep",
+            "<column>.<field>",
+        ),
+        ("people.plan = 'pro'", "qualified name people.plan is not allowed", "write just plan"),
+    ],
+)
+def test_event_properties_are_checked_like_columns(tmp_path, where, message, hint):
+    problem = only_problem(tmp_path, f"name: X\ntype: data_driven\nwhere: {where}\n")
+    assert problem.problem == message
+    assert hint in problem.hint

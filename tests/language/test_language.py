@@ -98,6 +98,12 @@ AGO_60_TO_14 = f"AND e.timestamp > {A} - INTERVAL 60 DAY AND e.timestamp <= {A} 
 AGO_36_TO_12_HOURS = (
     f"AND e.timestamp > {A} - INTERVAL 36 HOUR AND e.timestamp <= {A} - INTERVAL 12 HOUR"
 )
+APP = " AND e.properties.source = 'app'"
+PRO_PLAN = "AND e.properties.plan = 'pro'"
+NOT_WEB = "AND e.properties.source <> 'web'"
+APP_OR_NONE = "AND coalesce(e.properties.source, 'none') = 'app'"
+SKU_PREFIX = "AND upper(e.properties.product_id) LIKE 'SKU%'"
+SKU_1_OR_2 = "AND e.properties.product_id IN ('sku_1', 'sku_2')"
 AGO_20_TO_5 = f"AND e.timestamp > {A} - INTERVAL 20 DAY AND e.timestamp <= {A} - INTERVAL 5 DAY"
 
 CASES = [
@@ -410,6 +416,62 @@ CASES = [
     (
         "event_count('purchase', ago => ('36 hours', '12 hours'), where => amount > 0) = 1",
         f"{count('purchase', AGO_36_TO_12_HOURS + ' AND e.amount > 0')} = 1",
+    ),
+    # event properties: declared fields of the events' `properties` object, written with a dot
+    (
+        "event_count('page_viewed', where => properties.plan = 'pro') >= 2",
+        f"{count('page_viewed', PRO_PLAN)} >= 2",
+    ),
+    (
+        "event_sum('purchase', properties.price) > 100",
+        f"coalesce({agg('sum(e.properties.price)', 'purchase')}, 0) > 100",
+    ),
+    (
+        "event_sum('purchase', properties.price, within => '30 days',"
+        " where => properties.source = 'app') >= 100",
+        f"coalesce({agg('sum(e.properties.price)', 'purchase', WITHIN_30 + APP)}, 0) >= 100",
+    ),
+    (
+        "event_count('purchase', where => properties.price IS NULL) >= 1",
+        f"{count('purchase', 'AND e.properties.price IS NULL')} >= 1",
+    ),
+    (
+        "event_count('*', where => properties.source <> 'web') = 0",
+        f"{count(None, NOT_WEB)} = 0",
+    ),
+    (
+        "event_max('purchase', properties.price) < event_max('purchase', amount)",
+        f"{agg('max(e.properties.price)', 'purchase')} < {agg('max(e.amount)', 'purchase')}",
+    ),
+    (
+        "event_count_distinct('purchase', properties.product_id) >= 2",
+        f"{distinct('properties.product_id', 'purchase')} >= 2",
+    ),
+    (
+        "event_avg('purchase', properties.price,"
+        " where => properties.product_id IN ('sku_1', 'sku_2')) > 100",
+        f"{agg('avg(e.properties.price)', 'purchase', SKU_1_OR_2)} > 100",
+    ),
+    (
+        "event_count('purchase', where => properties.price < amount) >= 1",
+        f"{count('purchase', 'AND e.properties.price < e.amount')} >= 1",
+    ),
+    (
+        "performed('login', where => coalesce(properties.source, 'none') = 'app')",
+        f"{count('login', APP_OR_NONE)} >= 1",
+    ),
+    (
+        "event_count('purchase', where => upper(properties.product_id) LIKE 'SKU%') >= 2",
+        f"{count('purchase', SKU_PREFIX)} >= 2",
+    ),
+    (
+        "performed_in_order('purchase', 'purchase', where => properties.source = 'web')",
+        in_order(["purchase", "purchase"], window=APP.replace("'app'", "'web'")),
+    ),
+    (
+        "performed_regularly('page_viewed', every => '1 day', periods => 4, at_least => 2,"
+        " where => properties.plan = 'pro')",
+        regularly("page_viewed", 1, 4, 2, extra=PRO_PLAN),
     ),
 ]
 

@@ -54,3 +54,11 @@ def test_every_predicate_on_the_page_is_checked_against_duckdb():
     documented = documented_predicates()
     assert len(documented) > 50  # the span finder does find the examples
     assert documented - {predicate for predicate, _ in CASES} == set()
+
+
+def test_the_events_properties_struct_is_the_contracts():
+    from transforms.language.sql import column_type
+
+    properties = load_contract(CONTRACTS, "events").column("properties")
+    unquoted = column_type(properties).replace('"', "")  # the page writes it unquoted
+    assert f"`{unquoted}`" in DOC

@@ -109,6 +109,39 @@ _EVENTS = [
     ("e20", "p10", "purchase", _t(5), 0.0, "USD"),
     ("e21", "p10", "purchase", _t(6), 150.0, "USD"),
 ]
+
+
+def _props(source=None, plan=None, product_id=None, price=None) -> dict:
+    return {"source": source, "plan": plan, "product_id": product_id, "price": price}
+
+
+# the events contract's `properties` (a struct of its declared fields), by event id; None: NULL
+_PROPERTIES = {
+    "e01": _props("app", product_id="sku_1", price=100.0),
+    "e02": _props("web", product_id="sku_2", price=80.0),
+    "e03": _props("app"),
+    "e04": _props("web", product_id="sku_1", price=500.0),
+    "e05": _props("app", product_id="sku_3"),  # NULL price
+    "e06": None,
+    "e07": _props("app", product_id="sku_1", price=999.0),
+    "e08": _props("web", plan="pro"),
+    "e09": _props(product_id="sku_2", price=0.0),
+    "e10": _props("app", product_id="sku_2", price=300.0),
+    "e11": _props("web"),
+    "e12": _props(plan="pro"),
+    "e13": _props(plan="free"),
+    "e14": _props(plan="pro"),
+    "e15": _props("web", product_id="sku_3", price=60.0),
+    "e16": None,
+    "e17": _props("app"),
+    "e18": _props("app"),
+    "e19": _props("app", price=5000.0),
+    "e20": _props("web", product_id="sku_1", price=0.0),
+    "e21": _props("web", product_id="sku_1", price=150.0),
+}
+PROPERTIES_TYPE = pl.Struct(
+    {"source": pl.String, "plan": pl.String, "product_id": pl.String, "price": pl.Float64}
+)
 EVENTS = pl.DataFrame(
     _EVENTS,
     schema={
@@ -120,7 +153,9 @@ EVENTS = pl.DataFrame(
         "currency": pl.String,
     },
     orient="row",
-).with_columns(pl.lit(None, dtype=pl.String).alias("properties"))
+).with_columns(
+    pl.Series("properties", [_PROPERTIES[event[0]] for event in _EVENTS], dtype=PROPERTIES_TYPE)
+)
 
 
 def write_fixture(folder: Path) -> tuple[Path, Path]:
