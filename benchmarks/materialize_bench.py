@@ -1,29 +1,35 @@
-"""The nightly run: 50 segments over 44 event features, against hand-written DuckDB and the floor.
+"""The nightly run: 56 segments over 48 event features, against hand-written DuckDB and the floor.
 
     python -m benchmarks.materialize_bench --scale S     # 1M people, 10M events
     python -m benchmarks.materialize_bench --scale L     # 10M people, 100M events
 
 Writes the workspace of `benchmarks.workspace` once (landing Parquet: 90 days of history up to
-day 1, day 2; the inbox, 50 definitions) and runs day 1 once (ingest of the history, first
+day 1, day 2; the inbox, 56 definitions) and runs day 1 once (ingest of the history, first
 run). Then, --repeat times each, interleaved, in separate processes (so peak memory is each
 one's own), from the same state of the lake (the one day 1 left):
 - segments: the nightly run of day 2 (`transforms.runs.steps`, one step after the other: ingest and
   validate one day of events and a new snapshot, manual uploads, materialize, diff, commit),
   each step's wall time and peak memory;
+- segments-full: the same run with a full recompute (`segments run --full`): the features from
+  the events instead of folded into day 1's feature state;
 - segments-duckdb: the same run with `engine="duckdb"`;
 - segments-spark (only with --spark): the same run with `engine="spark"` (Spark in local mode
   on this machine's cores; its JVM's peak memory is added to the materialize step's);
 - duckdb (the peer): the same membership and diff written by hand as DuckDB SQL on the lake's
   Parquet files (`count(*) FILTER (WHERE ...)` per feature in one pass, one column per
   segment, EXCEPT both ways against the previous membership);
+- preview: `segments preview <segment> --date <day 2>` (the CLI, in its own process) on the
+  lake day 2's run left: the command's time and its process's, start-up included;
 - floor: one scan of the event columns the features need and one group-by person (Polars).
-Checks that both engines and the peer produce exactly the same membership and changes, prints
-medians, minimum, maximum and the ratios, and writes benchmarks/results/materialize-<scale>.json.
+Checks that every segments run and the peer produce exactly the same membership and changes,
+prints medians, minimum, maximum and the ratios, and writes
+benchmarks/results/materialize-<scale>.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import shutil
@@ -42,10 +48,13 @@ from benchmarks.ingest_bench import HERE, REPO, save_result
 from benchmarks.workspace import (
     FEATURES,
     HAND_WRITTEN,
+    LANGUAGE_2,
+    SEQUENCES,
     Scale,
     hand_sql,
     history_landings,
     segment_templates,
+    tenure_segments,
     write_definitions,
     write_inbox,
     write_landing,
@@ -58,8 +67,18 @@ SCALES = {
     "S": Scale(1_000_000, 10_000_000),
     "L": Scale(10_000_000, 100_000_000),
 }
-CONTENDERS = ("segments", "segments-duckdb", "duckdb", "floor")
-ENGINES = {"segments": "polars", "segments-duckdb": "duckdb", "segments-spark": "spark"}
+CONTENDERS = ("segments", "segments-full", "segments-duckdb", "preview", "duckdb", "floor")
+OPTIONAL = ("segments-full", "segments-duckdb", "preview")
+"""The contenders `--without` may leave out."""
+ENGINES = {
+    "segments": ("polars", False),
+    "segments-full": ("polars", True),
+    "segments-duckdb": ("duckdb", False),
+    "segments-spark": ("spark", False),
+}
+"""The segments runs: (engine, full recompute)."""
+PREVIEW_SEGMENT = "abandoned_checkout"
+"""The segment `preview` previews by default: an event count and a two-step sequence."""
 MANUAL = ("vip", "do_not_contact")
 TABLES = ("membership", "changes")
 
@@ -91,16 +110,16 @@ def reset_peak() -> None:
     Path("/proc/self/clear_refs").write_text("5")
 
 
-def nightly_run(data: Path, engine: str) -> dict[str, Any]:
+def nightly_run(data: Path, engine: str, full: bool = False) -> dict[str, Any]:
     """Day 2's run, step by step, then its publish to the Iceberg tables (as `segments run`
-    does): each step's seconds and peak memory."""
+    does; with `full`, as `segments run --full` does): each step's seconds and peak memory."""
     from transforms.runs.attempt import begin
     from transforms.runs.iceberg import publish_runs
     from transforms.runs.steps import STEPS
 
     settings = settings_of(data)
     steps = {}
-    plan = begin(settings, SECOND_DAY, engine=engine)
+    plan = begin(settings, SECOND_DAY, engine=engine, full=full)
     for step in (*STEPS, lambda settings, _: publish_runs(settings)):
         reset_peak()
         started = time.perf_counter()
@@ -108,6 +127,25 @@ def nightly_run(data: Path, engine: str) -> dict[str, Any]:
         name = step.__name__.removesuffix("_step") if step in STEPS else "publish"
         steps[name] = {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}
     return steps
+
+
+def preview(data: Path, segment: str) -> dict[str, Any]:
+    """`segments preview <segment> --date <day 2>`, the command line in this process (imported
+    and called as the `segments` script does): the command's seconds and peak memory, and the
+    peak memory of this process before it (start-up and imports; the parent adds its time)."""
+    from transforms.cli.app import app
+
+    arguments = ["preview", segment, "--date", SECOND_DAY.isoformat(), "--sample", "0"]
+    for flag in ("lake", "definitions", "contracts"):
+        arguments += [f"--{flag}", str(getattr(settings_of(data), flag))]
+    before = peak_mb()
+    reset_peak()
+    started = time.perf_counter()
+    app(arguments, standalone_mode=False)
+    return {
+        "preview": {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()},
+        "start-up": {"seconds": 0.0, "peak_mb": before},
+    }
 
 
 def _glob(data: Path, table: str, column: str, day: str = "*") -> str:
@@ -119,6 +157,15 @@ def peer_query(data: Path) -> str:
     as_of = as_of_instant(SECOND_DAY).strftime("%Y-%m-%d %H:%M:%S+00")
     longest = max(f.days for f in FEATURES)
     features = ",\n      ".join(f"{f.sql(as_of)} AS f{i}" for i, f in enumerate(FEATURES))
+    step_names = ", ".join(sorted({f"'{name}'" for q in SEQUENCES for name in q.steps}))
+    step_days = max(q.days for q in SEQUENCES)
+    sequences = ",\n  ".join(q.sql(i, "steps", as_of) for i, q in enumerate(SEQUENCES))
+    sequence_joins = " ".join(f"LEFT JOIN q{i} USING (person_id)" for i in range(len(SEQUENCES)))
+    tenure_joins = " ".join(
+        f"LEFT JOIN (SELECT person_id, member_since AS since_{sid} FROM previous"
+        f" WHERE segment_id = '{sid}') AS tenure_{sid} USING (person_id)"
+        for sid in tenure_segments()
+    )
     manual_flags = ", ".join(f"bool_or(segment_id = '{sid}') AS manual_{sid}" for sid in MANUAL)
     manual = ",\n      ".join(f"coalesce(manual_{sid}, false) AS s_{sid}" for sid in MANUAL)
     segments = ",\n      ".join(
@@ -143,8 +190,15 @@ CREATE TEMP TABLE people AS
 CREATE TEMP TABLE previous AS
   SELECT segment_id, person_id, member_since FROM read_parquet('{previous}');
 CREATE TEMP TABLE uploads AS {uploads};
+CREATE TEMP TABLE steps AS
+  SELECT person_id, name, timestamp
+  FROM read_parquet('{_glob(data, "events", "ingest_date")}')
+  WHERE name IN ({step_names})
+    AND timestamp <= TIMESTAMPTZ '{as_of}'
+    AND timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {step_days} DAY;
 CREATE TEMP TABLE current AS
-  WITH f AS (
+  WITH {sequences},
+  f AS (
     SELECT person_id,
       {features}
     FROM read_parquet('{_glob(data, "events", "ingest_date")}')
@@ -161,6 +215,8 @@ CREATE TEMP TABLE current AS
       {manual},
       {segments}
     FROM people LEFT JOIN f USING (person_id) LEFT JOIN manual_flags USING (person_id)
+      {sequence_joins}
+      {tenure_joins}
   )
   {members};
 COPY (
@@ -215,14 +271,16 @@ def floor(data: Path) -> dict[str, Any]:
     return {"scan+group-by": {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}}
 
 
-def child(contender: str, data: Path) -> None:
+def child(contender: str, data: Path, segment: str = PREVIEW_SEGMENT) -> None:
     """Run one contender once, in its own process; print its steps as JSON."""
     if contender == "duckdb":
         steps = peer(data)
     elif contender == "floor":
         steps = floor(data)
+    elif contender == "preview":
+        steps = preview(data, segment)
     else:
-        steps = nightly_run(data, ENGINES[contender])
+        steps = nightly_run(data, *ENGINES[contender])
         if contender == "segments-spark":
             steps["materialize"]["peak_mb"] += _jvm_peak_mb()
     print(json.dumps(steps))
@@ -240,14 +298,20 @@ def _jvm_peak_mb() -> float:
     return int(line.split()[1]) / 1024
 
 
-def _measure(contender: str, data: Path) -> dict[str, Any]:
+def _measure(contender: str, data: Path, segment: str = PREVIEW_SEGMENT) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.materialize_bench", "--child", contender]
-    process = subprocess.Popen([*command, "--data", str(data)], stdout=subprocess.PIPE, cwd=REPO)
+    command += ["--data", str(data), "--preview-segment", segment]
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=REPO)
     output = process.stdout.read().decode()
     _, status, _ = os.wait4(process.pid, 0)
+    wall = time.perf_counter() - started
     if status != 0:
         raise RuntimeError(f"the {contender} run failed")
     steps = json.loads(output.strip().splitlines()[-1])
+    if contender == "preview":  # what a user waits for: the process, start-up and imports too
+        command_seconds = steps["preview"]["seconds"]
+        steps["start-up"]["seconds"] = max(wall - command_seconds, 0.0)
     # the run's peak is its largest step's (each step's own peak is read from /proc; rusage's
     # maximum is no use here: it counts the parent's pages the child had before exec)
     peak = max(s["peak_mb"] for s in steps.values())
@@ -275,32 +339,48 @@ def restore_day_one(data: Path) -> None:
 
 
 def prepare(scale: str, console: Console) -> Path:
+    """The workspace of `scale` in benchmarks/data/<scale>/nightly/ (beside the ingest
+    benchmark's landing), see `prepare_in`."""
+    return prepare_in(HERE / "data" / scale / "nightly", SCALES[scale], console)
+
+
+def definitions_digest(folder: Path) -> str:
+    """A digest of the definition files in `folder` (names and text)."""
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.yaml")):
+        digest.update(f"{path.name}\n{path.read_text()}\n".encode())
+    return digest.hexdigest()
+
+
+def prepare_in(data: Path, scale: Scale, console: Console) -> Path:
     """The workspace, its ingested history and day 1's committed run, each written once and
-    reused (delete `.ingested` or `day1/` to redo one)."""
+    reused (delete `.ingested` or `day1/` to redo one; day 1 is redone when the definitions
+    it ran with are not the workspace's, `day1/.complete` holds their digest)."""
     from transforms.ingest.step import ingest
     from transforms.runs.steps import run
 
-    data = HERE / "data" / scale / "nightly"  # beside the ingest benchmark's landing
-    write_landing(data / "landing", SCALES[scale])
+    write_landing(data / "landing", scale)
     write_definitions(data / "definitions")
     if not (data / ".ingested").exists():
         shutil.rmtree(data / "lake", ignore_errors=True)
-        for day, _, _ in history_landings(SCALES[scale]):
+        for day, _, _ in history_landings(scale):
             console.log(f"ingest the history landed on {day} (once)")
             ingest(settings_of(data), day)
         _copy_tree(data / "lake", data / "ingested")
         (data / ".ingested").touch()
-    if not (data / "day1" / ".complete").exists():
+    digest = definitions_digest(data / "definitions")
+    done = data / "day1" / ".complete"
+    if not done.exists() or done.read_text() != digest:
         for folder in ("inbox", "day1"):
             shutil.rmtree(data / folder, ignore_errors=True)
         _copy_tree(data / "ingested", data / "lake")
-        write_inbox(data / "inbox", SCALES[scale].people, FIRST_DAY)
+        write_inbox(data / "inbox", scale.people, FIRST_DAY)
         console.log("day 1: the first run (once)")
         run(settings_of(data), FIRST_DAY)
-        write_inbox(data / "inbox", SCALES[scale].people, SECOND_DAY)
+        write_inbox(data / "inbox", scale.people, SECOND_DAY)
         for root in ("lake", "inbox"):
             _copy_tree(data / root, data / "day1" / root)
-        (data / "day1" / ".complete").touch()
+        done.write_text(digest)
     if not (data / "day1" / "lake" / "catalog.db").exists():
         from transforms.runs.iceberg import publish_runs
 
@@ -316,8 +396,10 @@ def _committed(data: Path, table: str) -> pl.DataFrame:
     return frame.drop("run_date", strict=False).sort("segment_id", "person_id")
 
 
-def outputs(data: Path, contender: str) -> dict[str, pl.DataFrame]:
-    """Day 2's membership and changes as a contender wrote them."""
+def outputs(data: Path, contender: str) -> dict[str, pl.DataFrame] | None:
+    """Day 2's membership and changes as a contender wrote them (None: it writes none)."""
+    if contender in ("floor", "preview"):
+        return None
     if contender == "duckdb":
         return {t: pl.read_parquet(data / "peer" / f"{t}.parquet") for t in TABLES}
     return {t: _committed(data, t) for t in TABLES}
@@ -370,8 +452,9 @@ def materialize_and_diff(attempt: dict[str, Any]) -> float:
 
 
 def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
-    """segments' materialize + diff over the peer's and the floor's time, and its validate's
-    and publish's shares of its whole run, per repetition."""
+    """Each segments run's materialize + diff over the peer's and the floor's time, and its
+    validate's and publish's shares of its whole run; the full recompute's materialize + diff
+    over the nightly run's; all per repetition."""
     result = {}
     for engine in (e for e in ENGINES if e in runs):
         for other in ("duckdb", "floor"):
@@ -387,12 +470,19 @@ def ratios(runs: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, float]]
                 for attempt in runs[engine]
             ]
             result[f"{engine}: {step} / whole run"] = _spread(shares)
+    if "segments-full" in runs:
+        values = [
+            materialize_and_diff(full) / materialize_and_diff(nightly)
+            for full, nightly in zip(runs["segments-full"], runs["segments"], strict=True)
+        ]
+        result["segments-full / segments"] = _spread(values)
     return result
 
 
 def print_tables(console: Console, scale: str, repeat: int, summary: dict, ratio: dict) -> None:
     table = Table(
-        title=f"Nightly run at scale {scale}: 50 segments, {len(FEATURES)} event features;"
+        title=f"Nightly run at scale {scale}: {len(segment_templates())} segments,"
+        f" {len(FEATURES)} event features, {len(SEQUENCES)} sequences;"
         f" {repeat} runs each, interleaved"
     )
     for column in ("contender", "step", "median s", "min s", "max s", "peak MB (median)"):
@@ -420,8 +510,8 @@ def print_tables(console: Console, scale: str, repeat: int, summary: dict, ratio
         )
     console.print(table)
     shown = Table(
-        title="materialize + diff, ratio to the peer and the floor; validate's and publish's"
-        " shares of the run (same repetition)"
+        title="materialize + diff, ratio to the peer and the floor (and full recompute to"
+        " nightly); validate's and publish's shares of the run (same repetition)"
     )
     for column in ("ratio", "median", "min", "max"):
         shown.add_column(column, justify="left" if column == "ratio" else "right")
@@ -430,30 +520,68 @@ def print_tables(console: Console, scale: str, repeat: int, summary: dict, ratio
     console.print(shown)
 
 
+def preview_line(summary: dict, segment: str) -> str | None:
+    """`segments preview`'s median (min-max), the command and its whole process."""
+    if "preview" not in summary:
+        return None
+    command = summary["preview"]["steps"]["preview"]
+    whole = summary["preview"]["total_seconds"]
+    s = command["seconds"]
+    return (
+        f"segments preview {segment} --date {SECOND_DAY} (day 2, after its run): the command"
+        f" {s['median']:.2f} s median ({s['min']:.2f}-{s['max']:.2f}), peak"
+        f" {command['peak_mb']['median']:,.0f} MB; its process, start-up included,"
+        f" {whole['median']:.2f} s ({whole['min']:.2f}-{whole['max']:.2f})"
+    )
+
+
+def measure(
+    data: Path,
+    repeat: int,
+    contenders: tuple[str, ...],
+    console: Console,
+    segment: str = PREVIEW_SEGMENT,
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, pl.DataFrame]]]:
+    """Each contender `repeat` times, interleaved (so all see the same machine state): the
+    runs' figures, and the membership and changes each contender that writes them wrote last.
+    The segments runs start from day 1's state; preview, the peer and the floor read the lake
+    as the segments run before them left it (day 2 ingested and committed)."""
+    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
+    produced: dict[str, dict[str, pl.DataFrame]] = {}
+    for attempt in range(repeat):
+        for contender in contenders:
+            if contender in ENGINES:
+                restore_day_one(data)
+            with console.status(f"{contender} run {attempt + 1}/{repeat}"):
+                runs[contender].append(_measure(contender, data, segment))
+            written = outputs(data, contender)
+            if written is not None:
+                produced[contender] = written
+    return runs, produced
+
+
 def run(
-    scale: str, repeat: int, spark: bool = False, without: tuple[str, ...] = ()
+    scale: str,
+    repeat: int,
+    spark: bool = False,
+    without: tuple[str, ...] = (),
+    segment: str = PREVIEW_SEGMENT,
 ) -> dict[str, Any]:
     console = Console()
     data = prepare(scale, console)
     contenders = (*CONTENDERS, "segments-spark") if spark else CONTENDERS
     contenders = tuple(c for c in contenders if c not in without)
-    runs: dict[str, list[dict[str, Any]]] = {c: [] for c in contenders}
-    produced: dict[str, dict[str, pl.DataFrame]] = {}
-    for attempt in range(repeat):
-        for contender in contenders:  # interleaved, so all see the same machine state
-            if contender.startswith("segments"):
-                restore_day_one(data)
-            with console.status(f"{contender} run {attempt + 1}/{repeat}"):
-                runs[contender].append(_measure(contender, data))
-            if contender != "floor":
-                produced[contender] = outputs(data, contender)
+    runs, produced = measure(data, repeat, contenders, console, segment)
     agree = {
         other: same_rows(produced["segments"], produced[other])
-        for other in ("segments-duckdb", "duckdb", "segments-spark")
-        if other in produced
+        for other in produced
+        if other != "segments"
     }
     summary, ratio = summarize(runs), ratios(runs)
     print_tables(console, scale, repeat, summary, ratio)
+    line = preview_line(summary, segment)
+    if line:
+        console.print(line)
     rows = {t: produced["segments"][t].height for t in TABLES}
     console.print(f"day 2 rows: {rows}; same membership and changes as segments: {agree}")
     validated = validated_rows(data)
@@ -464,7 +592,9 @@ def run(
         "events": SCALES[scale].events,
         "segments": len(segment_templates()),
         "features": len(FEATURES),
-        "hand_written_segments": len(HAND_WRITTEN),
+        "hand_written_segments": len(HAND_WRITTEN) + len(LANGUAGE_2),
+        "sequences": len(SEQUENCES),
+        "preview_segment": segment if "preview" in contenders else None,
         "repeat": repeat,
         "runs": runs,
         "summary": summary,
@@ -488,16 +618,21 @@ def main() -> None:
         "--without",
         nargs="*",
         default=[],
-        choices=["segments-duckdb"],
-        help="Leave a contender out (the DuckDB engine takes long at L).",
+        choices=list(OPTIONAL),
+        help="Leave contenders out (the DuckDB engine takes long at L).",
+    )
+    parser.add_argument(
+        "--preview-segment",
+        default=PREVIEW_SEGMENT,
+        help=f"The segment the preview contender previews (default {PREVIEW_SEGMENT}).",
     )
     parser.add_argument("--child", choices=[*CONTENDERS, "segments-spark"], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data)
+        child(args.child, args.data, args.preview_segment)
     else:
-        run(args.scale, args.repeat, args.spark, tuple(args.without))
+        run(args.scale, args.repeat, args.spark, tuple(args.without), args.preview_segment)
 
 
 if __name__ == "__main__":

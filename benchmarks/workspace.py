@@ -1,15 +1,18 @@
 """A seeded, realistic benchmark workspace: landing files for two consecutive days, inbox
-uploads and 50 segment definitions.
+uploads and 56 segment definitions.
 
 - people: one snapshot per day (day 2: a few people joined, left, or changed plan);
 - events: 90 days of history landed on day 1, one day of new events landed on day 2; activity
   is skewed (a few very active people, many idle), 40 event names with Zipf-like frequencies,
   money events carry an amount and a currency;
-- definitions: attribute filters, 44 distinct event features (windows of 1 to 90 days, some
-  with event-column filters), `in_segment` chains and two manual segments fed from the inbox.
+- definitions: attribute filters, 48 distinct event features (windows of 1 to 90 days, some
+  with event-column filters, an `ago` window, `event_count_distinct`, `performed_regularly`),
+  two `performed_in_order` sequences, `bucket`, `days_in_segment`, `in_segment` chains and
+  two manual segments fed from the inbox.
 
 Every segment is also written as hand-written SQL over one row per person (feature columns
-`f<i>`, segment columns `s_<id>`), for the DuckDB peer of `benchmarks.materialize_bench`.
+`f<i>`, sequence columns `q<i>`, segment columns `s_<id>`, the previous run's `member_since`
+as `since_<id>`), for the DuckDB peer of `benchmarks.materialize_bench`.
 """
 
 from __future__ import annotations
@@ -245,16 +248,29 @@ def write_inbox(folder: Path, people: int, day: date) -> dict[str, list[str]]:
 class FeatureSpec:
     """One event aggregate, as a definition writes it and as an engineer writes it in SQL."""
 
-    aggregate: str  # count | sum | last
+    aggregate: str  # count | sum | last | distinct
     event: str
     days: int
     where: str | None = None
     """An event-column filter, the same text in the segment language and in DuckDB SQL."""
+    ago: int = 0
+    """When not 0, the window is `ago => ('<days> days', '<ago> days')`: (as_of - days, as_of -
+    ago]."""
+    column: str | None = None
+    """The column whose distinct values `distinct` counts."""
 
     def call(self) -> str:
-        column = ", amount" if self.aggregate == "sum" else ""
-        function = {"count": "event_count", "sum": "event_sum", "last": "last_event_at"}
-        options = f", within => '{self.days} days'"
+        column = {"sum": ", amount", "distinct": f", {self.column}"}.get(self.aggregate, "")
+        function = {
+            "count": "event_count",
+            "sum": "event_sum",
+            "last": "last_event_at",
+            "distinct": "event_count_distinct",
+        }
+        if self.ago:
+            options = f", ago => ('{self.days} days', '{self.ago} days')"
+        else:
+            options = f", within => '{self.days} days'"
         if self.where:
             options += f", where => {self.where}"
         return f"{function[self.aggregate]}('{self.event}'{column}{options})"
@@ -262,14 +278,102 @@ class FeatureSpec:
     def sql(self, as_of: str) -> str:
         tests = [] if self.event == "*" else [f"name = '{self.event}'"]
         tests.append(f"timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {self.days} DAY")
+        if self.ago:
+            tests.append(f"timestamp <= TIMESTAMPTZ '{as_of}' - INTERVAL {self.ago} DAY")
         if self.where:
             tests.append(f"({self.where})")
-        value = {"count": "count(*)", "sum": "sum(amount)", "last": "max(timestamp)"}
+        value = {
+            "count": "count(*)",
+            "sum": "sum(amount)",
+            "last": "max(timestamp)",
+            "distinct": f"count(DISTINCT {self.column})",
+        }
         return f"{value[self.aggregate]} FILTER (WHERE {' AND '.join(tests)})"
 
     def sql_value(self, index: int) -> str:
         """The feature column as a predicate sees it (counts and sums are 0 without events)."""
         return f"f{index}" if self.aggregate == "last" else f"coalesce(f{index}, 0)"
+
+
+@dataclass(frozen=True)
+class RegularlySpec:
+    """`performed_regularly`: at least `at_least` of the last `periods` periods of `every` days
+    hold `times` events or more; in SQL, one count per period and how many reach `times`."""
+
+    event: str
+    every: int
+    periods: int
+    at_least: int
+    times: int = 1
+
+    @property
+    def days(self) -> int:
+        return self.every * self.periods
+
+    def call(self) -> str:
+        return (
+            f"performed_regularly('{self.event}', every => '{self.every} days',"
+            f" periods => {self.periods}, at_least => {self.at_least}, times => {self.times})"
+        )
+
+    def sql(self, as_of: str) -> str:
+        periods = [
+            f"(count(*) FILTER (WHERE name = '{self.event}'"
+            f" AND timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {(k + 1) * self.every} DAY"
+            f" AND timestamp <= TIMESTAMPTZ '{as_of}' - INTERVAL {k * self.every} DAY)"
+            f" >= {self.times})::INTEGER"
+            for k in range(self.periods)
+        ]
+        return " + ".join(periods)
+
+    def sql_value(self, index: int) -> str:
+        return f"coalesce(f{index}, 0) >= {self.at_least}"
+
+
+@dataclass(frozen=True)
+class SequenceSpec:
+    """`performed_in_order`: events named like the steps, each strictly after the one before
+    and at most `gap_hours` after it, all in the last `days` days."""
+
+    steps: tuple[str, ...]
+    gap_hours: int
+    days: int
+
+    def call(self) -> str:
+        steps = ", ".join(f"'{step}'" for step in self.steps)
+        return (
+            f"performed_in_order({steps}, gap => '{self.gap_hours} hours',"
+            f" within => '{self.days} days')"
+        )
+
+    def sql(self, index: int, events: str, as_of: str) -> str:
+        """CTEs `q<index>_<k>` (the step-k events that end an ordered run of the first k steps)
+        and `q<index>` (person_id, q<index>: the people who did all of them), over the relation
+        `events`: each step's events ASOF-joined to the latest qualifying event of the step
+        before, strictly earlier."""
+        window = (
+            f"timestamp <= TIMESTAMPTZ '{as_of}'"
+            f" AND timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {self.days} DAY"
+        )
+        first = f"q{index}_1"
+        ctes = [
+            f"{first} AS (SELECT person_id, timestamp FROM {events}"
+            f" WHERE name = '{self.steps[0]}' AND {window})"
+        ]
+        for k, step in enumerate(self.steps[1:], start=2):
+            ctes.append(
+                f"q{index}_{k} AS (SELECT b.person_id, b.timestamp"
+                f" FROM (SELECT person_id, timestamp FROM {events}"
+                f" WHERE name = '{step}' AND {window}) b"
+                f" ASOF JOIN q{index}_{k - 1} a"
+                f" ON b.person_id = a.person_id AND b.timestamp > a.timestamp"
+                f" WHERE b.timestamp <= a.timestamp + INTERVAL {self.gap_hours} HOUR)"
+            )
+        ctes.append(
+            f"q{index} AS (SELECT DISTINCT person_id, TRUE AS q{index}"
+            f" FROM q{index}_{len(self.steps)})"
+        )
+        return ",\n  ".join(ctes)
 
 
 WINDOWS = [1, 3, 7, 14, 30, 60, 90]
@@ -289,8 +393,19 @@ FEATURES = [
     FeatureSpec("count", "refund_requested", 60, "amount > 50"),
     FeatureSpec("last", "purchase", 90),
     FeatureSpec("count", "session_started", 7),
+    FeatureSpec("count", "purchase", 90, ago=30),
+    FeatureSpec("distinct", "purchase", 90, column="currency"),
+    FeatureSpec("distinct", "*", 30, column="name"),
+    RegularlySpec("page_viewed", every=7, periods=4, at_least=3),
 ]
-"""44 distinct features: 30 names with windows of 1 to 90 days, any-event counts, filters."""
+"""48 distinct features: 30 names with windows of 1 to 90 days, any-event counts, filters, an
+`ago` window, distinct counts and a regularity (its four weekly counts are features of their
+own in the project; the peer computes them inline)."""
+SEQUENCES = [
+    SequenceSpec(("item_viewed", "added_to_cart", "purchase"), gap_hours=72, days=30),
+    SequenceSpec(("checkout_started", "purchase"), gap_hours=24, days=14),
+]
+"""`performed_in_order` calls; Q{i} in a template."""
 F = {
     "page7": 0,
     "session14": 2,
@@ -311,6 +426,12 @@ F = {
     "refunds60": 41,
     "last_purchase": 42,
     "session7": 43,
+    "checkout14": 17,
+    "purchase30": 18,
+    "purchase_90_30_ago": 44,
+    "currencies90": 45,
+    "names30": 46,
+    "weekly_pages": 47,
 }
 
 HAND_WRITTEN = [
@@ -340,6 +461,17 @@ HAND_WRITTEN = [
     ("upsell_free", "S(engaged_reachable) AND plan = 'free' AND NOT S(vip)"),
 ]
 """Segments as teams write them; F{x} is a feature, S(id) another segment."""
+LANGUAGE_2 = [
+    ("lapsed_purchasers", "F{purchase_90_30_ago} >= 1 AND F{purchase30} = 0"),
+    ("multi_currency_buyers", "F{currencies90} >= 2 AND F{names30} >= 8"),
+    ("cart_to_purchase", "Q{{0}} AND S(reachable)"),
+    ("abandoned_checkout", "F{checkout14} >= 1 AND NOT Q{{1}}"),
+    ("engaged_holdout", "S(engaged) AND B(100) < 10"),
+    ("weekly_regulars", "F{weekly_pages} AND D(engaged) >= 1 AND NOT S(engaged_holdout)"),
+]
+"""Segments using the language's later additions: an `ago` window, `event_count_distinct`,
+`performed_in_order` (Q{i}), `bucket` (B(n)), `performed_regularly` and `days_in_segment`
+(D(id): whole days since the previous run's `member_since`)."""
 PLAN_NAMES = ["free", "trial", "pro", "enterprise"]
 
 
@@ -358,25 +490,68 @@ def _generated(count: int) -> list[tuple[str, str]]:
     return specs
 
 
+GENERATED = 24
+
+
 def segment_templates() -> list[tuple[str, str | None]]:
-    """(segment id, template) of the 50 segments; manual segments have no template."""
-    hand = [(sid, text.format(**F)) for sid, text in HAND_WRITTEN]
-    return [("vip", None), ("do_not_contact", None), *hand, *_generated(50 - 2 - len(hand))]
+    """(segment id, template) of the 56 segments, each after the segments it reads; manual
+    segments have no template."""
+    hand = [(sid, text.format(**F)) for sid, text in [*HAND_WRITTEN, *LANGUAGE_2]]
+    return [("vip", None), ("do_not_contact", None), *hand, *_generated(GENERATED)]
 
 
-def _render(template: str, feature: Callable[[int], str], segment: Callable[[str], str]) -> str:
+def tenure_segments() -> list[str]:
+    """The segments whose `days_in_segment` some template reads (D(id))."""
+    found = {m.group(1) for _, t in segment_templates() if t for m in _DAYS.finditer(t)}
+    return sorted(found)
+
+
+_DAYS = re.compile(r"\bD\((\w+)\)")
+
+
+def _render(
+    template: str,
+    feature: Callable[[int], str],
+    segment: Callable[[str], str],
+    sequence: Callable[[int], str],
+    days: Callable[[str], str],
+    bucket: Callable[[int], str],
+) -> str:
     text = re.sub(r"\bF(\d+)\b", lambda m: feature(int(m.group(1))), template)
+    text = re.sub(r"\bQ\{(\d+)\}", lambda m: sequence(int(m.group(1))), text)
+    text = re.sub(r"\bB\((\d+)\)", lambda m: bucket(int(m.group(1))), text)
+    text = _DAYS.sub(lambda m: days(m.group(1)), text)
     return re.sub(r"\bS\((\w+)\)", lambda m: segment(m.group(1)), text)
 
 
 def definition(template: str) -> str:
     """A template in the segment language."""
-    return _render(template, lambda i: FEATURES[i].call(), lambda s: f"in_segment('{s}')")
+    return _render(
+        template,
+        lambda i: FEATURES[i].call(),
+        lambda s: f"in_segment('{s}')",
+        lambda i: SEQUENCES[i].call(),
+        lambda s: f"days_in_segment('{s}')",
+        lambda n: f"bucket({n})",
+    )
 
 
-def hand_sql(template: str) -> str:
-    """A template in hand-written SQL over feature columns f<i> and segment columns s_<id>."""
-    return _render(template, lambda i: FEATURES[i].sql_value(i), lambda s: f"s_{s}")
+def hand_sql(template: str, day: date = SECOND_DAY) -> str:
+    """A template in hand-written SQL over feature columns f<i>, sequence columns q<i>,
+    segment columns s_<id> and the previous run's member_since as since_<id>, for run date
+    `day`."""
+    return _render(
+        template,
+        lambda i: FEATURES[i].sql_value(i),
+        lambda s: f"s_{s}",
+        lambda i: f"coalesce(q{i}, false)",
+        lambda s: (
+            f"CASE WHEN s_{s} THEN date_diff('day', coalesce(since_{s}, DATE '{day}'),"
+            f" DATE '{day}') END"
+        ),
+        # the first 8 hexadecimal digits of md5(':' || person_id) as an integer, modulo n
+        lambda n: f"(('0x' || left(md5(':' || person_id), 8))::BIGINT % {n})",
+    )
 
 
 def write_definitions(folder: Path) -> None:
