@@ -554,6 +554,9 @@ def measure(
                 restore_day_one(data)
             with console.status(f"{contender} run {attempt + 1}/{repeat}"):
                 runs[contender].append(_measure(contender, data, segment))
+            steps = runs[contender][-1]["steps"]
+            shown = ", ".join(f"{name} {step['seconds']:.2f}" for name, step in steps.items())
+            console.log(f"{contender} run {attempt + 1}/{repeat} (s): {shown}")
             written = outputs(data, contender)
             if written is not None:
                 produced[contender] = written
