@@ -86,6 +86,11 @@ def test_demo_writes_a_workspace_and_ingests_both_days(settings):
     assert result.exit_code == 0, result.output
     assert "Ingest 2026-03-30" in result.stdout and "Ingest 2026-03-31" in result.stdout
     assert "plan:validValues" in result.stdout  # the demo's broken rows are shown
+    # clicked emails carry a campaign the events contract does not declare: dropped, counted
+    assert re.search(
+        r"keys not in the events contract were dropped: properties\.campaign \(\d", result.output
+    )
+    assert "app_buyers" in result.stdout  # the demo's segment on event properties
     assert "Published to Iceberg" in result.stdout
     # the README's recipe reads the demo's runs as Iceberg tables
     readme = (REPO / "README.md").read_text(encoding="utf-8")

@@ -59,6 +59,23 @@ def test_compile_prints_sql_for_a_dialect():
     every = runner.invoke(app, ["compile", "--all", "--dialect", "spark", *flags])
     assert every.exit_code == 0, every.output
     ids = [p.stem for p in (REPO / "segment_definitions").glob("*.yaml")]
-    assert len(ids) == 18
+    assert len(ids) == 19
     assert all(f"IF(`__seg_{sid}`, '{sid}', NULL)" in every.stdout for sid in ids)
     assert "EXPLODE(" in every.stdout and "UNION ALL" not in every.stdout
+    assert "`properties`.`price`" in every.stdout  # app_buyers reads an event property
+
+
+def test_compile_refuses_a_dialect_without_struct_fields_for_event_properties():
+    runner = CliRunner()
+    flags = ["--definitions", str(REPO / "segment_definitions"), "--contracts", str(CONTRACTS)]
+    flags += ["--date", "2026-03-30"]
+    refused = runner.invoke(app, ["compile", "--all", "--dialect", "snowflake", *flags])
+    assert refused.exit_code == 1
+    assert "sum('purchase', properties.price, within => '30 days'" in refused.stderr
+    assert "reads an event property" in refused.stderr and "bigquery" in refused.stderr
+    for dialect, field in (("duckdb", '"properties"."price"'), ("bigquery", "`price`")):
+        shown = runner.invoke(app, ["compile", "app_buyers", "--dialect", dialect, *flags])
+        assert shown.exit_code == 0, shown.output
+        assert field in shown.stdout
+    other = runner.invoke(app, ["compile", "repeat_buyers", "--dialect", "snowflake", *flags])
+    assert other.exit_code == 0, other.output

@@ -15,6 +15,7 @@ input format the pipeline reads.
 from __future__ import annotations
 
 import io
+import json
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -57,7 +58,8 @@ FIRST_NAMES = [
     "Sol",
     "Tess",
 ]
-# (name, share of all events); purchases carry an amount and a currency.
+# (name, share of all events); purchases carry an amount and a currency, and every event
+# properties (`_properties`).
 EVENT_KINDS = [
     ("page_viewed", 0.42),
     ("email_opened", 0.14),
@@ -149,11 +151,27 @@ def demo_events(
             "timestamp": pl.select(stamps.dt.cast_time_unit("us")).to_series(),
             "amount": pl.Series(amount[order], dtype=pl.Float64).fill_nan(None),
             "currency": pl.Series(currency[order].tolist(), dtype=pl.String),
-            "properties": np.where(
-                np.arange(total) % 3 == 0, '{"source": "app"}', '{"source": "web"}'
-            ).tolist(),
+            "properties": _properties(kind[order], amount[order]),
         }
     )
+
+
+def _properties(kinds: np.ndarray, amounts: np.ndarray) -> list[str]:
+    """Each event's properties as JSON text, from its position and kind (no random draws, so
+    the rest of the demo is what it was): every event's `source`; a purchase's `product_id` and
+    `price` (its amount); a renewal's `plan`; a campaign on clicked emails, which the events
+    contract does not declare (ingest drops it and counts it)."""
+    texts = []
+    for position, (kind, amount) in enumerate(zip(kinds.tolist(), amounts.tolist(), strict=True)):
+        properties: dict[str, object] = {"source": "app" if position % 3 == 0 else "web"}
+        if kind == "purchase":
+            properties |= {"product_id": f"sku_{position * 7919 % 40:03d}", "price": amount}
+        elif kind == "subscription_renewed":
+            properties["plan"] = "enterprise" if position % 5 == 0 else "pro"
+        elif kind == "email_clicked":
+            properties["campaign"] = "spring_sale"
+        texts.append(json.dumps(properties))
+    return texts
 
 
 def _csv_bytes(frame: pl.DataFrame) -> bytes:
