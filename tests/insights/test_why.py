@@ -210,3 +210,41 @@ def test_a_replace_list_explains_who_it_kept_and_who_it_replaced(ws):
     assert c.member and c.uploads == [
         {"run_date": "2026-04-01", "file": "vip/replace/sync.csv", "line": 2, "action": "added"}
     ]
+
+
+def test_a_feature_on_event_properties_shows_the_values_it_saw(settings, tmp_path: Path):
+    where = (
+        "event_sum('purchase', properties.price, within => '7 days',"
+        " where => properties.source = 'app') >= 20"
+    )
+    ws = with_definitions(
+        settings,
+        tmp_path / "definitions",
+        {"app_buyers": f"name: App buyers\ntype: data_driven\nwhere: {where}\n"},
+    )
+    land(ws, "people", "p.csv", PEOPLE, D1)
+    rows = [
+        ("e1", "2026-03-29T10:00:00Z", '{"source": "app", "price": 12.5}'),
+        ("e2", "2026-03-30T10:00:00Z", '{"source": "web", "price": 30}'),
+        ("e3", "2026-03-30T11:00:00Z", '{"price": 1}'),
+        ("e4", "2026-03-01T10:00:00Z", '{"source": "store", "price": 99}'),  # outside 7 days
+    ]
+    text = "".join(
+        f'{eid},a,purchase,{ts},1,USD,"{props.replace(chr(34), chr(34) * 2)}"\n'
+        for eid, ts, props in rows
+    )
+    land(ws, "events", "e.csv", EVENTS_HEADER + text, D1)
+    run(ws, D1)
+    result = explain(ws, "a", "app_buyers", D1)
+    assert not result.member
+    (seen,) = result.tree.saw
+    assert seen["value"] == 12.5  # only e1 came from the app
+    assert seen["properties"] == {
+        "properties.price": [1.0, 12.5, 30.0],
+        "properties.source": ["app", "web", None],
+    }
+    args = ["--lake", ws.lake, "--inbox", ws.inbox, "--definitions", ws.definitions]
+    args += ["--contracts", ws.contracts, "--date", str(D1)]
+    printed = CliRunner().invoke(app, ["why", "a", "app_buyers", *args])
+    assert printed.exit_code == 0, printed.output
+    assert "properties.source seen: 'app', 'web', None" in printed.stdout

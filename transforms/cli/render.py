@@ -266,7 +266,10 @@ def why(result: Explanation, person: str, segment: str) -> None:
             for seen in node.saw:
                 window = f"  [dim]({seen['window']})[/]" if seen.get("window") else ""
                 shown = truth(seen["value"]) if seen["kind"] == "segment" else repr(seen["value"])
-                child.add(f"[dim]{seen['kind']}[/] {seen['name']} = {shown}{window}")
+                leaf = child.add(f"[dim]{seen['kind']}[/] {seen['name']} = {shown}{window}")
+                for field, values in seen.get("properties", {}).items():
+                    listed = ", ".join(map(repr, values))
+                    leaf.add(f"[dim]{field} seen:[/] {listed}", highlight=False)
             for sub in node.children:
                 add(child, sub)
 

@@ -4,7 +4,9 @@ A data-driven segment's predicate is shown as its tree: every AND, OR and NOT no
 condition below them with its truth value for this person (TRUE, FALSE or NULL: SQL logic, a
 member when the whole predicate is TRUE), and for each condition the values it saw: attributes
 from the people snapshot of D, each event feature with the window it covered, and the member
-status of the segments it references. Every value is computed by the same compiler and the same
+status of the segments it references. An event feature that reads event properties
+(`properties.plan`) also lists, per field, the values the person's events of its name and
+window held (before its `where =>`). Every value is computed by the same compiler and the same
 feature aggregation as the run itself, over this one person's rows.
 
 A manual segment has no predicate: its explanation is the uploads that named the person (and
@@ -27,8 +29,9 @@ from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_columns
 from transforms.engines.tenure import previous_members
 from transforms.errors import MissingInputError, SegmentsError
+from transforms.language.check import column_path
 from transforms.language.compiler import condition_expression
-from transforms.language.polars import CompiledDefinitions
+from transforms.language.polars import TIMESTAMP, CompiledDefinitions, Feature, event_column
 from transforms.language.semantics import DIALECT, SINCE_PREFIX, bucket_of, run_date
 from transforms.language.types import (
     bucket_arguments,
@@ -110,14 +113,14 @@ def explain(settings: Settings, person_id: str, segment_id: str, day: date) -> E
             uploads=uploads,
             committed_member=committed,
         )
-    row = _evaluated_row(settings, compiled, day, person_id)
+    row, events_seen = _evaluated_row(settings, compiled, day, person_id)
     if row.height == 0:
         return Explanation(
             person_id, segment_id, day.isoformat(), "data_driven", False, False, None, [], committed
         )
     people = load_contract(settings.contracts, "people")
     events = load_contract(settings.contracts, "events")
-    tree = _explain(segment.predicate, row, compiled, people, events)
+    tree = _explain(segment.predicate, row, compiled, people, events, events_seen)
     return Explanation(
         person_id,
         segment_id,
@@ -137,13 +140,13 @@ def _person_row(root: Root, day: date, person_id: str) -> pl.DataFrame:
 
 def _evaluated_row(
     settings: Settings, compiled: CompiledDefinitions, day: date, person_id: str
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """The person's attributes, event features and segment columns, as the run computes them
     (manual segments as the committed run of D has them, or, before D has committed, the latest
-    committed run before D: `committed_manual_members`)."""
+    committed run before D: `committed_manual_members`), and the person's events."""
     root = Root(settings.lake, settings.storage_options)
     people = lake.scan_people(root, day).filter(pl.col("person_id") == person_id)
-    events = lake.scan_events(root, day).filter(pl.col("person_id") == person_id)
+    events = lake.scan_events(root, day).filter(pl.col("person_id") == person_id).collect().lazy()
     manual_ids = [sid for sid, s in compiled.segments.items() if s.manual]
     manual = committed_manual_members(settings, day, manual_ids)
     own_manual = manual.filter(pl.col("person_id") == person_id).lazy()
@@ -152,11 +155,17 @@ def _evaluated_row(
     own_previous = (
         kept.filter(pl.col("person_id") == person_id).lazy() if kept is not None else None
     )
-    return segment_columns(people, features, compiled, own_manual, own_previous).collect()
+    members = segment_columns(people, features, compiled, own_manual, own_previous).collect()
+    return members, events.collect()
 
 
 def _explain(
-    node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions, people: Any, events: Any
+    node: exp.Expr,
+    row: pl.DataFrame,
+    compiled: CompiledDefinitions,
+    people: Any,
+    events: Any,
+    seen_events: pl.DataFrame,
 ) -> Condition:
     while isinstance(node, exp.Paren):
         node = node.this
@@ -164,16 +173,55 @@ def _explain(
     if isinstance(node, (exp.And, exp.Or)):
         kind = "and" if isinstance(node, exp.And) else "or"
         children = [
-            _explain(part, row, compiled, people, events) for part in node.flatten(unnest=True)
+            _explain(part, row, compiled, people, events, seen_events)
+            for part in node.flatten(unnest=True)
         ]
         return Condition(node.sql(dialect=DIALECT), kind, value, children)
     if isinstance(node, exp.Not):
-        child = _explain(node.this, row, compiled, people, events)
+        child = _explain(node.this, row, compiled, people, events, seen_events)
         return Condition(node.sql(dialect=DIALECT), "not", value, [child])
-    return Condition(node.sql(dialect=DIALECT), "condition", value, saw=_seen(node, row, compiled))
+    saw = _seen(node, row, compiled, seen_events)
+    return Condition(node.sql(dialect=DIALECT), "condition", value, saw=saw)
 
 
-def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> list[dict[str, Any]]:
+PROPERTY_VALUES_SHOWN = 10
+"""At most this many distinct values of an event property are listed per feature."""
+
+
+def _property_values(feature: Feature, events: pl.DataFrame, as_of: datetime) -> dict[str, Any]:
+    """For a feature reading event properties: each field it reads -> the distinct values
+    (sorted, NULL last, at most `PROPERTY_VALUES_SHOWN`) the person's events held among those
+    of its names and window, before its `where =>`."""
+    fields = sorted(
+        {
+            *([feature.column] if feature.column and "." in feature.column else []),
+            *(
+                column_path(c)
+                for c in (feature.filter.find_all(exp.Column) if feature.filter else ())
+                if c.table
+            ),
+        }
+    )
+    if not fields:
+        return {}
+    where = feature.filter.sql(dialect=DIALECT) if feature.filter is not None else None
+    tests = [test for text, test in feature.tests if text != where]
+    if feature.steps is not None and "*" not in feature.steps:
+        tests.append(pl.col("name").is_in(list(feature.steps)))
+    visible = pl.col("timestamp") <= pl.lit(as_of, dtype=TIMESTAMP)
+    counted = events.filter(pl.all_horizontal(visible, *tests))
+    shown = {}
+    for path in fields:
+        values = counted.select(event_column(path).unique().sort(nulls_last=True)).to_series()
+        listed = [_plain(v) for v in values.to_list()]
+        more = len(listed) - PROPERTY_VALUES_SHOWN
+        shown[path] = listed[:PROPERTY_VALUES_SHOWN] + ([f"... {more} more"] if more > 0 else [])
+    return shown
+
+
+def _seen(
+    node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions, events: pl.DataFrame
+) -> list[dict[str, Any]]:
     """The attributes, features and segments a condition reads, with this person's values."""
     seen: list[dict[str, Any]] = []
     names: set[str] = set()
@@ -186,14 +234,15 @@ def _seen(node: exp.Expr, row: pl.DataFrame, compiled: CompiledDefinitions) -> l
             if feature.name in names:
                 continue
             names.add(feature.name)
-            seen.append(
-                {
-                    "kind": "event feature",
-                    "name": feature.describe(),
-                    "value": _plain(row.get_column(feature.name).item()),
-                    "window": _window(feature, compiled.as_of),
-                }
-            )
+            entry = {
+                "kind": "event feature",
+                "name": feature.describe(),
+                "value": _plain(row.get_column(feature.name).item()),
+                "window": _window(feature, compiled.as_of),
+            }
+            if values := _property_values(feature, events, compiled.as_of):
+                entry["properties"] = values
+            seen.append(entry)
         if features:
             continue
         if isinstance(sub, exp.Anonymous) and sub.name.lower() == "bucket":
