@@ -1,0 +1,112 @@
+"""Event features on event properties fold into the nightly feature state like any other: a
+`where =>` on a property is one more filter, a property field one more aggregated column. The
+folded runs commit what recomputing from every event (`--full`) and the DuckDB engine's SQL
+commit, day after day, with late and early events and events without properties."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, time, timedelta
+
+import polars as pl
+
+from tests.engines.test_feature_state import (
+    DAYS,
+    PEOPLE,
+    assert_same_run,
+    committed,
+    definitions_of,
+    members,
+)
+from tests.support.workspace import (
+    EVENTS_HEADER,
+    PEOPLE_HEADER,
+    land,
+    person_row,
+    with_definitions,
+    workspace_settings,
+)
+from transforms.runs.steps import run
+from transforms.storage.catalog import read_catalog, read_manifest, read_table
+from transforms.storage.roots import Root
+
+DEFINITIONS = {
+    "pro_viewers": "event_count('view', within => '3 days', where => properties.plan = 'pro') >= 2",
+    "app_spend": "event_sum('purchase', properties.price, within => '4 days',"
+    " where => properties.source = 'app') > 6",
+    "priced": "event_max('purchase', properties.price, ago => ('5 days', '1 day')) >= 5",
+    "average_price": "event_avg('purchase', properties.price) >= 3",
+    "no_source": "event_count('*', within => '2 days', where => properties.source IS NULL) >= 3",
+    "web_first": "first_event_at('*', within => '6 days', where => properties.source = 'web')"
+    " < as_of() - INTERVAL '3 days'",
+    "regular_pro": "performed_regularly('view', every => '1 day', periods => 4, at_least => 2,"
+    " where => properties.plan = 'pro')",
+}
+
+
+def _properties(rng: random.Random, name: str) -> str:
+    """JSON text of an event's properties, or nothing (NULL), or an empty object."""
+    roll = rng.random()
+    if roll < 0.1:
+        return ""
+    if roll < 0.15:
+        return "{}"
+    value: dict[str, object] = {"source": rng.choice(["app", "web", None])}
+    if name == "view":
+        value["plan"] = rng.choice(["pro", "free"])
+    if name == "purchase" and rng.random() < 0.9:
+        value["price"] = rng.randint(0, 40) / 4
+    return json.dumps(value)
+
+
+def land_days(settings, seed: int) -> None:
+    rng = random.Random(seed)
+    for day in DAYS:
+        people = [p for p in PEOPLE if rng.random() > 0.05]
+        land(settings, "people", "p.csv", PEOPLE_HEADER + "".join(map(person_row, people)), day)
+        rows = []
+        for i in range(120):
+            moment = datetime.combine(day, time()) + timedelta(days=1)
+            if rng.random() < 0.15:
+                moment -= timedelta(days=rng.randint(-1, 9))  # exactly on a bucket edge
+            else:
+                moment -= timedelta(seconds=rng.randint(-2 * 86400, 10 * 86400))
+            name = rng.choice(["login", "view", "view", "purchase"])
+            quoted = _properties(rng, name).replace('"', '""')
+            properties = f'"{quoted}"' if quoted else ""
+            person = rng.choice(PEOPLE)
+            rows.append(f"{day}-{i},{person},{name},{moment:%Y-%m-%dT%H:%M:%S}Z,,,{properties}\n")
+        land(settings, "events", "e.csv", EVENTS_HEADER + "".join(rows), day)
+
+
+def workspace(folder, seed: int):
+    settings = with_definitions(
+        workspace_settings(folder), folder / "definitions", definitions_of(DEFINITIONS)
+    )
+    land_days(settings, seed)
+    return settings
+
+
+def table_of(settings, day, table: str) -> pl.DataFrame:
+    """A committed table of a run that keeps no feature state (the DuckDB engine)."""
+    root = Root(settings.lake)
+    return read_table(root, read_manifest(root, read_catalog(root), day), table).sort(pl.all())
+
+
+def test_property_features_fold_like_any_other(tmp_path):
+    folded, full = workspace(tmp_path / "folded", 7), workspace(tmp_path / "full", 7)
+    reference = workspace(tmp_path / "duckdb", 7)
+    for index, day in enumerate(DAYS):
+        run(folded, day)
+        run(full, day, full=True)
+        run(reference, day, engine="duckdb")
+        manifest = assert_same_run(folded, full, day)
+        assert manifest.features == ("recomputed (no previous run)" if index == 0 else "folded")
+        _, tables, _ = committed(folded, day)
+        for table, frame in tables.items():
+            assert frame.equals(table_of(reference, day, table)), (day, table)
+    for sid in DEFINITIONS:  # every feature decided somebody's membership on some day
+        assert any(members(folded, d).filter(pl.col("segment_id") == sid).height for d in DAYS), sid
+    some = [d for d in DAYS if members(folded, d).height < len(PEOPLE) * len(DEFINITIONS)]
+    assert some  # and nobody is in every segment every day
