@@ -50,7 +50,8 @@ def reports(settings, tmp_path: Path) -> list[Path]:
         rows = "".join(person_row(p, plan) for p, plan in people.items())
         land(ws, "people", "p.csv", PEOPLE_HEADER + rows + "bad,,,gold,,,,,,\n", day)
         bought = list(people)[: index + 1]
-        events = "".join(f"{day}{p},{p},purchase,{day}T09:00:00Z,1,USD,\n" for p in bought)
+        utm = '"{""utm"": ""spring""}"'  # a key the events contract does not declare
+        events = "".join(f"{day}{p},{p},purchase,{day}T09:00:00Z,1,USD,{utm}\n" for p in bought)
         land(ws, "events", "e.csv", EVENTS_HEADER + events, day)
         paths.append(Path(html_report(ws, run(ws, day, accept_shrink=True)).html))
     return paths
@@ -68,6 +69,7 @@ def test_every_run_writes_a_self_contained_report_next_to_its_manifest(reports):
     assert "data-segment='buyers'" in html and "data-segment='pro'" in html
     assert html.count("<circle class='point'") == 6  # three runs of two segments
     assert "quarantined" in html and "people.quarantine" not in html
+    assert "undeclared keys dropped" in html and "properties.utm (2)" in html
 
 
 @pytest.mark.skipif(

@@ -230,13 +230,14 @@ def _inputs(ingest: IngestReport | None, manual: ManualUploads, inbox: str) -> s
             f"{_count_cell(t.quarantined, '', 'bad')}"
             f"<td class='n'>{t.duplicates_dropped:,}</td>"
             f"<td>{escape(', '.join(f'{r} ({n})' for r, n in t.broken_rules.items()))}</td>"
+            f"<td>{escape(', '.join(f'{k} ({n})' for k, n in t.undeclared_keys.items()))}</td>"
             "</tr>"
             for table, t in ingest.tables.items()
         )
         parts.append(
             "<table><tr><th>table</th><th class='n'>rows read</th><th class='n'>written</th>"
             "<th class='n'>quarantined</th><th class='n'>re-sent dropped</th>"
-            f"<th>rules broken</th></tr>{rows}</table>"
+            f"<th>rules broken</th><th>undeclared keys dropped</th></tr>{rows}</table>"
         )
     uploads = "".join(
         f"<tr><td>{escape(u.file)}</td><td>{escape(u.action)}</td>"
