@@ -140,12 +140,22 @@ def assert_in_person_order(settings, manifest: dict) -> None:
 
 @pytest.mark.parametrize("seed", [1, 2])
 def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
+    """Folded, recomputed (`--full`) and the DuckDB engine's SQL, written apart from the Polars
+    state (every feature from the events in one query), commit the same rows: windows, `ago`,
+    sums, averages, extremes, last_event_at, sequences, performed_regularly, distinct counts."""
     folded, full = workspace(tmp_path / "folded", seed), workspace(tmp_path / "full", seed)
+    reference = workspace(tmp_path / "duckdb", seed)
     for index, day in enumerate(DAYS):
         run(folded, day)
         run(full, day, full=True)
+        run(reference, day, engine="duckdb")
         manifest = assert_same_run(folded, full, day)
         assert manifest.features == ("recomputed (no previous run)" if index == 0 else "folded")
+        _, tables, _ = committed(folded, day)
+        root = Root(reference.lake)
+        sql_run = read_manifest(root, read_catalog(root), day)
+        for table, frame in tables.items():
+            assert frame.equals(read_table(root, sql_run, table).sort(pl.all())), (day, table)
     root = Root(folded.lake)
     final = read_manifest(root, read_catalog(root), DAYS[-1])
     assert set(final.feature_state.events) == set(DAYS)
@@ -346,6 +356,9 @@ def test_a_recompute_by_ranges_of_people_gives_what_one_pass_gives(tmp_path, mon
             assert len(person_order.person_ranges(pl.Series(PEOPLE))) == 5
             run(by_ranges, day, full=True)
         assert_same_run(by_ranges, whole, day)
+    run(whole, DAYS[3], full=True)
+    run(by_ranges, DAYS[3])  # folds the partials each range of people wrote
+    assert assert_same_run(by_ranges, whole, DAYS[3]).features == "folded"
 
 
 def test_an_evaluation_from_the_events_by_ranges_of_people_gives_what_one_pass_gives(
@@ -360,9 +373,80 @@ def test_an_evaluation_from_the_events_by_ranges_of_people_gives_what_one_pass_g
     )
     run(settings, DAYS[2])
     manual = pl.DataFrame({"segment_id": ["vip"] * 3, "person_id": ["p03", "p17", "p29"]})
-    one_pass = evaluate(settings, DAYS[2], options=EvaluationOptions(manual_members=manual))
+    one_pass = evaluate(
+        settings, DAYS[2], options=EvaluationOptions(manual_members=manual, kept_features=False)
+    )
     monkeypatch.setattr(person_order, "PEOPLE_PER_RANGE", 4)
-    by_ranges = evaluate(settings, DAYS[2], options=EvaluationOptions(manual_members=manual))
+    by_ranges = evaluate(
+        settings, DAYS[2], options=EvaluationOptions(manual_members=manual, kept_features=False)
+    )
+    assert not by_ranges.kept_features
     assert by_ranges.members.equals(one_pass.members)
     assert by_ranges.snapshot.equals(one_pass.snapshot)
     assert set(one_pass.members["segment_id"]) >= {"chained", "vip", "spender"}
+
+
+def from_events(settings, day: date, only: set[str] | None = None):
+    return evaluate(settings, day, options=EvaluationOptions(only=only, kept_features=False))
+
+
+def test_members_from_the_committed_feature_state_are_the_members_from_the_events(tmp_path):
+    """`segments preview` and `plan` read the features of a committed run from the state it
+    kept, only the columns a segment needs; what the state lacks (features recomputed every
+    run: hours windows, days_since, sequences, distinct counts) comes from the events."""
+    settings = workspace(tmp_path, 9)
+    for day in DAYS[:4]:
+        run(settings, day)
+    for day in DAYS[2:4]:  # the latest two runs keep their state
+        every = evaluate(settings, day)
+        assert every.kept_features
+        assert every.members.equals(from_events(settings, day).members), day
+    for sid in DEFINITIONS:
+        one = evaluate(settings, DAYS[3], options=EvaluationOptions(only={sid}))
+        expected = from_events(settings, DAYS[3], {sid})
+        assert one.members.equals(expected.members), sid
+        assert one.snapshot.equals(expected.snapshot), sid
+    only_recomputed = evaluate(settings, DAYS[3], options=EvaluationOptions(only={"lately"}))
+    assert not only_recomputed.kept_features  # nothing to read from the state
+    earliest = evaluate(settings, DAYS[0])  # only the latest two runs keep their state
+    assert not earliest.kept_features
+    assert earliest.members.equals(from_events(settings, DAYS[0]).members)
+
+
+def test_a_new_feature_is_computed_from_the_events_beside_the_kept_ones(tmp_path):
+    settings = workspace(tmp_path, 10)
+    run(settings, DAYS[0])
+    run(settings, DAYS[1])
+    edited = definitions(
+        {
+            "weekly": "event_count('view', within => '7 days') >= 3 AND "
+            "event_count('login', within => '1 day') >= 1"
+        }
+    )
+    with_definitions(settings, Path(settings.definitions), edited)
+    kept = evaluate(settings, DAYS[1], options=EvaluationOptions(only={"weekly"}))
+    assert kept.kept_features  # the login count is kept, the 7-day view count is new
+    assert kept.members.equals(from_events(settings, DAYS[1], {"weekly"}).members)
+    assert kept.members.height
+
+
+def test_feature_state_that_cannot_be_trusted_is_not_read(tmp_path):
+    """Events of a date up to the run's ingested again since, or a totals file missing: every
+    feature from the events."""
+    from transforms.ingest.step import ingest
+
+    settings = workspace(tmp_path, 11)
+    run(settings, DAYS[0])
+    run(settings, DAYS[1])
+    expected = from_events(settings, DAYS[1]).members
+    ingest(settings, DAYS[1])
+    again = evaluate(settings, DAYS[1])
+    assert not again.kept_features
+    assert again.members.equals(expected)
+    run(settings, DAYS[2])
+    (totals,) = manifest_of(settings, DAYS[2]).feature_state.totals
+    expected = from_events(settings, DAYS[2]).members
+    Path(settings.lake, totals).unlink()
+    missing = evaluate(settings, DAYS[2])
+    assert not missing.kept_features
+    assert missing.members.equals(expected)

@@ -32,12 +32,14 @@ features (tests compare them over many days).
 
 from __future__ import annotations
 
+import itertools
 import logging
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import polars as pl
 
+from transforms.engines import person_order
 from transforms.engines.membership import (
     COUNT_SUFFIX,
     StateColumn,
@@ -46,9 +48,12 @@ from transforms.engines.membership import (
     event_features,
     finish,
     state_columns,
-    visible_events,
 )
-from transforms.engines.person_order import in_person_order, person_ranges, positions
+from transforms.engines.person_order import (
+    in_person_order,
+    marked_if_in_person_order,
+    positions,
+)
 from transforms.language.polars import CompiledDefinitions, Feature
 from transforms.storage import lake
 from transforms.storage.records import FeatureState, RunManifest
@@ -57,7 +62,11 @@ from transforms.storage.roots import Root
 log = logging.getLogger("segments.feature_state")
 
 TOTALS, PARTIALS = lake.STATE_TABLES
-BUCKET = "bucket"
+BUCKET, INGESTED = "bucket", "__ingested"
+PEOPLE_PER_PARTIALS = 1_000_000
+"""A recompute aggregates the events per (ingest date, bucket, person) for about this many
+people of the snapshot at a time (`_recompute`): at 10M people and 100M events, ranges of
+this size hold about 7M partial rows each."""
 FORMAT = 2
 """Version of the state's files: a run folds only state of its own format (2: in person
 order, counts as Int32)."""
@@ -126,11 +135,8 @@ def run_features(
         totals = _fold(root, kept.totals, day, previous_day, partials, foldable)
         how = "folded"
     else:
-        partials = [
-            p for d in days for p in _write_partials(root, day, attempt, d, events[d], foldable)
-        ]
         people = lake.scan_people(root, day).select("person_id").collect().to_series()
-        totals = _recompute(lake.scan_events(root, day), foldable, compiled, people)
+        totals, partials = _recompute(root, day, attempt, events, foldable, people)
         how = f"recomputed ({problem})"
     own = f"{lake.partition(PARTIALS, day)}/"
     files = {
@@ -154,6 +160,36 @@ def run_features(
         events=events,
     )
     return RunFeatures(features, how, record, files)
+
+
+def committed_features(
+    root: Root, day: date, compiled: CompiledDefinitions, record: FeatureState | None
+) -> pl.LazyFrame | None:
+    """The event features of the compiled definitions at `day`, read from the feature state
+    `record` the committed run of `day` kept (its totals are the features at `day`): the
+    foldable features it holds from its totals, only their columns, the others recomputed
+    from the events. None when it holds none of them or cannot be trusted (another format,
+    files missing, events of dates up to `day` ingested again since); the caller then
+    recomputes every feature. What `segments preview` and `segments plan` read."""
+    if record is None or record.format != FORMAT:
+        return None
+    kept = [f for f in compiled.features.values() if f.foldable and f.name in record.features]
+    names = {f.name for f in kept}
+    if not kept:
+        return None
+    days = [d for d in lake.ingested_days(root) if d <= day]
+    events = {d: lake.read_ingest_manifest(root, d).outputs["events"] for d in days}
+    if events != record.events or not lake.checked_against_earlier(root, days):
+        return None
+    if not all(root.exists(key) for key in record.totals):
+        return None
+    totals = pl.concat([root.scan_parquet(key) for key in record.totals], how="vertical")
+    features = marked_if_in_person_order(finish(totals, kept))
+    others = [f for f in compiled.features.values() if f.name not in names]
+    if others:
+        recomputed = event_features(lake.scan_events(root, day), compiled, others)
+        features = features.join(recomputed, on="person_id", how="full", coalesce=True)
+    return features
 
 
 KEPT_RUNS = 2
@@ -246,27 +282,105 @@ def _write_partials(
 
 
 def _recompute(
-    events: pl.LazyFrame, features: list[Feature], compiled: CompiledDefinitions, people: pl.Series
-) -> pl.DataFrame:
-    """The totals from the events, as a run without state computes its features: one range of
-    person ids at a time (`person_order.person_ranges`), each aggregated apart, so the group-by
-    holds the state of a few million people at once instead of everybody's."""
-    tests = {f.name: f.tests for f in features}
-    parts = [
-        in_person_order(
-            _prune(
-                aggregate_state(
-                    visible_events(events.filter(people_in_range), features, compiled.as_of),
-                    features,
-                    ["person_id"],
-                    tests,
-                ).collect(engine="streaming"),
-                features,
-            )
+    root: Root,
+    day: date,
+    attempt: str,
+    events: dict[date, list[str]],
+    features: list[Feature],
+    people: pl.Series,
+) -> tuple[pl.DataFrame, list[Partial]]:
+    """The totals and the partials of every ingest date from the events, in one pass over
+    them: per range of person ids (`person_order.person_ranges`, `PEOPLE_PER_PARTIALS` of the
+    snapshot each), the events are aggregated per (ingest date, bucket, person), without the
+    windows; that aggregate is written as the partials, and the totals are aggregated from it,
+    each feature over the buckets of its window (as a fold counts them)."""
+    tests = {f.name: f.event_tests for f in features}
+
+    def same_as(f: Feature) -> tuple:
+        return f.aggregate, f.column, f.column_type, *(text for text, _ in tests[f.name])
+
+    same_partials = {}  # features whose partials are the same columns (windows apart): once
+    for f in features:
+        same_partials.setdefault(same_as(f), f)
+    copies = [
+        pl.col(kept.name).alias(own.name)
+        for f in features
+        for kept, own in zip(
+            state_columns(same_partials[same_as(f)], pl.lit(True)),
+            state_columns(f, pl.lit(True)),
+            strict=True,
         )
-        for people_in_range, _ in person_ranges(people)
     ]
-    return in_person_order(pl.concat(parts))  # ranges in order: a check, not a sort
+    counted = counted_names(features)
+    totals, written = [], []
+    for index, in_range in enumerate(_ranges(people)):
+        scans = [
+            root.scan_parquet(key)
+            .filter(in_range & counted)
+            .with_columns(pl.lit(ingested).alias(INGESTED))
+            for ingested, keys in sorted(events.items())
+            for key in keys
+        ]
+        partial = (
+            aggregate_state(
+                pl.concat(scans, how="vertical_relaxed").with_columns(bucket()),
+                list(same_partials.values()),
+                [INGESTED, BUCKET, "person_id"],
+                tests,
+            )
+            .select(INGESTED, BUCKET, "person_id", *copies)
+            .collect(engine="streaming")
+        )
+        totals.append(in_person_order(_prune(_totals_of(partial, day, features), features)))
+        parts = partial.partition_by(INGESTED, BUCKET, as_dict=True)
+        del partial
+        for (ingested, day_bucket), part in sorted(parts.items()):
+            target = lake.partial_file(day, ingested, day_bucket, attempt, index)
+            root.write_parquet(
+                part.drop(INGESTED, BUCKET).sort("person_id"), target, statistics=False
+            )
+            written.append(Partial(ingested, day_bucket, target))
+        del parts
+    return in_person_order(pl.concat(totals)), written  # ranges in order: a check, not a sort
+
+
+def _ranges(people: pl.Series) -> list[pl.Expr]:
+    """Filters that split every person_id (NULL with the first) into consecutive ranges of
+    about `PEOPLE_PER_PARTIALS` of the snapshot's `people` (or `person_order.PEOPLE_PER_RANGE`
+    if fewer), as `person_order.person_ranges` does."""
+    ids = people.drop_nulls()
+    ids = ids if ids.is_sorted() else ids.sort()
+    size = min(PEOPLE_PER_PARTIALS, person_order.PEOPLE_PER_RANGE)
+    count = max(1, -(-ids.len() // size))
+    if count == 1:
+        return [pl.lit(True)]
+    bounds = [ids[ids.len() * i // count] for i in range(1, count)]
+    person = pl.col("person_id")
+    middle = [(person >= low) & (person < high) for low, high in itertools.pairwise(bounds)]
+    return [person.is_null() | (person < bounds[0]), *middle, person >= bounds[-1]]
+
+
+def _totals_of(partial: pl.DataFrame, day: date, features: list[Feature]) -> pl.DataFrame:
+    """Run `day`'s totals from the partial aggregates of every (ingest date, bucket): each
+    feature over the buckets that count at `day` (`_counts`)."""
+    bucket_of = pl.col(BUCKET)
+    inside, aggregates = [], []
+    for f in features:
+        counts = bucket_of <= day - timedelta(days=f.window_end_days or 0)
+        if f.window_days is not None:
+            counts &= bucket_of > day - timedelta(days=f.window_days)
+        for c in state_columns(f, pl.lit(True)):
+            inside.append(pl.when(counts).then(pl.col(c.name)).alias(c.name))
+            aggregates.append(getattr(pl.col(c.name), c.aggregate)())
+    return (
+        partial.lazy()
+        .filter(bucket_of <= day)
+        .select("person_id", *inside)
+        .group_by("person_id")
+        .agg(aggregates)
+        .cast(partial.select(pl.exclude(INGESTED, BUCKET)).schema)
+        .collect(engine="streaming")
+    )
 
 
 def _counts(partial: Partial, day: date, feature: Feature, upto: date) -> bool:

@@ -21,6 +21,7 @@ import polars as pl
 
 from transforms.config import Settings
 from transforms.contracts.odcs import load_contract
+from transforms.engines.feature_state import committed_features
 from transforms.engines.registry import DEFAULT_ENGINE, Engine, Inputs, load_engine
 from transforms.errors import DefinitionErrors
 from transforms.language.compiler import compile_segments
@@ -28,7 +29,7 @@ from transforms.language.definitions import load_segments
 from transforms.language.polars import CompiledDefinitions
 from transforms.language.semantics import as_of_instant
 from transforms.manual.inbox import previous_manual_members
-from transforms.storage.catalog import read_catalog
+from transforms.storage.catalog import read_catalog, read_manifest
 from transforms.storage.roots import Root
 
 
@@ -52,6 +53,8 @@ class Evaluation:
     snapshot: pl.DataFrame
     """person_id of everyone in the run's people snapshot."""
     seconds: dict[str, float] = field(default_factory=dict)
+    kept_features: bool = False
+    """Whether the event features were read from the committed run's feature state."""
 
     @property
     def people(self) -> int:
@@ -75,7 +78,12 @@ class EvaluationOptions:
     """The compiled definitions, when the caller already has them."""
     features: pl.LazyFrame | None = None
     """The event features of every person (`transforms.engines.feature_state`), for an engine
-    that folds them (`Engine.folds_features`); recomputed from the events when not given."""
+    that folds them (`Engine.folds_features`). When not given, such an engine reads them from
+    the feature state the committed run of the date kept, if it can be trusted
+    (`feature_state.committed_features`; only the features the segments need), and computes
+    from the events what it lacks; otherwise every feature is computed from the events."""
+    kept_features: bool = True
+    """False: never read the committed feature state, compute every feature from the events."""
 
 
 def evaluate(
@@ -99,14 +107,13 @@ def evaluate(
     if manual_members is None:
         manual_ids = [sid for sid, segment in compiled.segments.items() if segment.manual]
         manual_members = committed_manual_members(settings, day, manual_ids)
-    inputs = Inputs(
-        settings,
-        Root(settings.lake, settings.storage_options),
-        day,
-        compiled,
-        manual_members,
-        options.features,
-    )
+    lake = Root(settings.lake, settings.storage_options)
+    features = options.features
+    if features is None and engine.folds_features and options.kept_features:
+        committed = read_manifest(lake, read_catalog(lake), day)
+        if committed is not None:
+            features = committed_features(lake, day, compiled, committed.feature_state)
+    inputs = Inputs(settings, lake, day, compiled, manual_members, features)
     compiled_at = time.perf_counter()
     members, snapshot = engine.members(inputs)
     return Evaluation(
@@ -117,6 +124,7 @@ def evaluate(
             "compile": round(compiled_at - started, 3),
             "evaluate": round(time.perf_counter() - compiled_at, 3),
         },
+        kept_features=options.features is None and features is not None,
     )
 
 
