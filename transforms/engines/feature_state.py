@@ -26,8 +26,15 @@ one's, a rerun of the latest date the one before it.
 
 Whatever cannot be trusted (no state from P, state of another `FORMAT`, features P did not
 keep, a date re-ingested since, a missing file, ingests out of order) and `--full` make the run
-recompute from the events and write the state afresh. Folding and recomputing give the same
-features (tests compare them over many days).
+recompute from the events and write the state afresh (`_recompute`: one pass over the events
+per range of people, aggregated per ingest date, bucket and person; that aggregate is written
+as the partials and summed over each window into the totals, as a fold sums the partials).
+Folding and recomputing give the same features (tests compare them over many days, and with
+the DuckDB engine's SQL).
+
+The totals a committed run kept are its features at its date: `segments preview` and
+`segments plan` read the columns they need from them (`committed_features`) instead of
+recomputing every feature from the events.
 """
 
 from __future__ import annotations

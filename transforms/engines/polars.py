@@ -1,8 +1,9 @@
 """The Polars engine, in process: the segments' Polars expressions over the lake's files.
 
-It takes the event features a run folded from the previous run's kept state
-(`transforms.engines.feature_state`); without them (a preview, a plan) it computes them from
-the events, one range of people at a time (`transforms.engines.person_order.person_ranges`).
+It takes the event features a run folded from the previous run's kept state, or a preview or
+plan read from a committed run's (`transforms.engines.feature_state`); without them it computes
+them from the events, one range of people at a time
+(`transforms.engines.person_order.person_ranges`).
 """
 
 from __future__ import annotations

@@ -1,6 +1,10 @@
 """The materialize step: the members of every segment for run date D, computed without
 writing anything (`transforms.runs.steps` diffs and commits them; `segments preview` shows them).
 
+With the Polars engine, the event features of a committed date are read from the feature state
+its run kept (only those the segments evaluated need; `feature_state.committed_features`),
+unless the caller gives them or asks for them from the events (`EvaluationOptions`).
+
 The manual segments' members are the ones the caller gives (the runs step: the previous run's
 with the inbox's uploads applied), or else those the committed runs hold
 (`committed_manual_members`), so `segments preview`, `plan` and `why` see what the run of D saw,
