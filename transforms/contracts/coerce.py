@@ -161,109 +161,128 @@ def _no_constant(text: str) -> Any:
     raise _NotJson(text)
 
 
-JSON_KINDS = {
-    "string": (str,),
-    "integer": (int, float),
-    "number": (int, float),
-    "boolean": (bool,),
-    "date": (str,),
-    "timestamp": (str,),
-}
-"""The Python types json.loads gives for a value of each field type (before further checks)."""
+_DECODE = json.JSONDecoder(parse_constant=_no_constant).decode
+INT64 = (-(2**63), 2**63)
 
 
 def _json_value(value: Any, logical_type: str) -> tuple[Any, bool]:
     """(the value as the field's column holds it before typing, whether it is of the wrong
-    type). Dates and timestamps stay text here: they are typed as text columns are."""
-    if value is None:
-        return None, False
-    is_bool = isinstance(value, bool)
-    if not isinstance(value, JSON_KINDS[logical_type]) or (is_bool != (logical_type == "boolean")):
-        return None, True
-    if logical_type == "integer":
-        if isinstance(value, float) and not value.is_integer():
-            return None, True
-        if not -(2**63) <= value < 2**63:
-            return None, True
-        return int(value), False
+    type) of a JSON value other than null. Dates and timestamps stay text here: they are typed
+    as text columns are."""
+    kind = type(value)
+    if logical_type == "string" or logical_type in ("date", "timestamp"):
+        return (value, False) if kind is str else (None, True)
     if logical_type == "number":
-        number = float(value)
-        return (None, True) if math.isinf(number) else (number, False)
-    return value, False
+        if kind is float:
+            return (None, True) if math.isinf(value) else (value, False)
+        return (float(value), False) if kind is int else (None, True)
+    if logical_type == "integer":
+        if kind is float and value.is_integer():
+            value, kind = int(value), int
+        return (value, False) if kind is int and INT64[0] <= value < INT64[1] else (None, True)
+    return (value, False) if kind is bool else (None, True)
 
 
-def _parse_json(text: str, column: Column) -> tuple[dict[str, Any] | None, list[str], list[str]]:
-    """(field values, rules broken, undeclared keys with a value) of one JSON text."""
-    if not text.strip():
-        return None, [], []
-    try:
-        parsed = json.loads(text, parse_constant=_no_constant)
-    except (json.JSONDecodeError, _NotJson, RecursionError):
-        return None, [f"{column.name}:type"], []
-    if parsed is None:
-        return None, [], []
-    if not isinstance(parsed, dict):
-        return None, [f"{column.name}:type"], []
-    declared = {f.name: f.logical_type for f in column.fields}
-    values, failures = {}, []
-    for name, logical_type in declared.items():
-        value, wrong = _json_value(parsed.get(name), logical_type)
-        values[name] = value
-        if wrong:
-            failures.append(f"{column.name}.{name}:type")
-    undeclared = [
-        f"{column.name}.{key}" for key, v in parsed.items() if key not in declared and v is not None
-    ]
-    return values, failures, undeclared
-
-
-def _text_fields(column: Column) -> pl.Struct:
-    """The struct `_parse_json` fills: dates and timestamps still text."""
+def _text_fields(column: Column) -> dict[str, pl.DataType]:
+    """The type of each field as `_parse_objects` fills it: dates and timestamps still text."""
     kinds = {"date": pl.String(), "timestamp": pl.String()}
-    return pl.Struct({f.name: kinds.get(f.logical_type, f.dtype) for f in column.fields})
+    return {f.name: kinds.get(f.logical_type, f.dtype) for f in column.fields}
+
+
+def _parse_objects(texts: list[str], column: Column) -> pl.DataFrame:
+    """Each JSON text parsed: a frame of the declared fields (dates and timestamps as text) and
+    `__present` (a JSON object), and per text the rules it broke and the undeclared keys holding
+    a value, as `rule|rule` / `key|key` text (None when there are none)."""
+    fields = [(f.name, f.logical_type) for f in column.fields]
+    declared = {name for name, _ in fields}
+    values: list[list[Any]] = [[None] * len(texts) for _ in fields]
+    present = [False] * len(texts)
+    failures: list[str | None] = [None] * len(texts)
+    undeclared: list[str | None] = [None] * len(texts)
+    not_object = f"{column.name}:type"
+    for row, text in enumerate(texts):
+        try:
+            parsed = _DECODE(text)
+        except (json.JSONDecodeError, _NotJson, RecursionError):
+            failures[row] = None if not text.strip() else not_object  # blank text is NULL
+            continue
+        if parsed is None:
+            continue
+        if type(parsed) is not dict:
+            failures[row] = not_object
+            continue
+        present[row] = True
+        broken = []
+        for index, (name, logical_type) in enumerate(fields):
+            value = parsed.get(name)
+            if value is None:
+                continue
+            value, wrong = _json_value(value, logical_type)
+            if wrong:
+                broken.append(f"{column.name}.{name}:type")
+            else:
+                values[index][row] = value
+        if broken:
+            failures[row] = "|".join(broken)
+        if len(parsed) > len(declared) or not parsed.keys() <= declared:
+            extra = [
+                f"{column.name}.{key}"
+                for key, value in parsed.items()
+                if key not in declared and value is not None
+            ]
+            undeclared[row] = "|".join(extra) if extra else None
+    types = _text_fields(column)
+    frame = pl.DataFrame(
+        [pl.Series(name, values[i], dtype=types[name]) for i, (name, _) in enumerate(fields)]
+        + [
+            pl.Series("__present", present, dtype=pl.Boolean),
+            pl.Series("__failures", failures, dtype=pl.String),
+            pl.Series("__undeclared", undeclared, dtype=pl.String),
+        ]
+    )
+    return frame
 
 
 def _object_from_text(text: pl.Series, column: Column) -> tuple[pl.Series, pl.Series, pl.Series]:
-    """(struct of the declared fields, rules broken, undeclared keys) of JSON text, each value
-    parsed once however often it repeats."""
+    """(struct of the declared fields, rules broken, undeclared keys) of JSON text. A text
+    repeated on many rows is parsed once."""
     distinct = text.drop_nulls().unique(maintain_order=True)
-    parsed = [_parse_json(value, column) for value in distinct.to_list()]
-    list_of = pl.List(pl.String)
-    lookup = pl.DataFrame(
-        {
-            "__text": distinct,
-            "__value": pl.Series([p[0] for p in parsed], dtype=_text_fields(column)),
-            "__failures": pl.Series([p[1] for p in parsed], dtype=list_of),
-            "__undeclared": pl.Series([p[2] for p in parsed], dtype=list_of),
-        }
-    )
-    joined = (
-        text.alias("__text")
-        .to_frame()
-        .join(lookup, on="__text", how="left", maintain_order="left")
-        .with_columns(pl.col("__failures", "__undeclared").fill_null(pl.lit([], list_of)))
-    )
-    fields = joined.get_column("__value").struct.unnest()
-    typed, failures = [], [joined.get_column("__failures")]
+    repeats = distinct.len() < 0.5 * text.len()
+    parsed = _parse_objects((distinct if repeats else text.fill_null("")).to_list(), column)
+    if repeats:
+        parsed = (
+            text.alias("__text")
+            .to_frame()
+            .join(
+                parsed.with_columns(distinct.alias("__text")),
+                on="__text",
+                how="left",
+                maintain_order="left",
+            )
+            .drop("__text")
+        )
+    empty = pl.lit([], pl.List(pl.String))
+    failures = [pl.col("__failures").str.split("|").fill_null(empty)]
+    typed = []
     for field in column.fields:
-        value = fields.get_column(field.name)
         if field.logical_type in ("date", "timestamp"):
-            converted, failed = _typed(fields, field)
-            result = fields.select(converted.alias("v"), failed.alias("f"))
-            value = result.get_column("v")
-            flags = result.get_column("f")
-            rule = pl.Series([f"{column.name}.{field.name}:type"] * len(flags), dtype=pl.String)
-            failures.append(pl.select(pl.when(pl.lit(flags)).then(pl.lit(rule))).to_series())
-        typed.append(value.alias(field.name))
-    present = joined.get_column("__value").is_not_null()
-    struct = pl.select(
-        pl.when(pl.lit(present)).then(pl.struct([pl.lit(v) for v in typed]))
-    ).to_series()
-    listed = pl.select(pl.concat_list([pl.lit(f) for f in failures]).list.drop_nulls())
+            value, failed = _typed(parsed, field)
+            typed.append(value.alias(field.name))
+            failures.append(pl.when(failed).then(pl.lit(f"{column.name}.{field.name}:type")))
+        else:
+            typed.append(pl.col(field.name))
+    result = parsed.select(
+        pl.when(pl.col("__present").fill_null(False))
+        .then(pl.struct(typed))
+        .cast(column.dtype)
+        .alias(column.name),
+        pl.concat_list(failures).list.drop_nulls().alias("failures"),
+        pl.col("__undeclared").str.split("|").fill_null(empty).alias("keys"),
+    )
     return (
-        struct.cast(column.dtype).alias(column.name),
-        listed.to_series(),
-        joined.get_column("__undeclared"),
+        result.get_column(column.name),
+        result.get_column("failures"),
+        result.get_column("keys"),
     )
 
 
