@@ -354,8 +354,9 @@ def definitions_digest(folder: Path) -> str:
 
 def prepare_in(data: Path, scale: Scale, console: Console) -> Path:
     """The workspace, its ingested history and day 1's committed run, each written once and
-    reused (delete `.ingested` or `day1/` to redo one; day 1 is redone when the definitions
-    it ran with are not the workspace's, `day1/.complete` holds their digest)."""
+    reused (delete `.ingested` or `day1/` to redo one; day 1 is redone after the history is,
+    and when the definitions it ran with are not the workspace's: `day1/.complete` holds their
+    digest)."""
     from transforms.ingest.step import ingest
     from transforms.runs.steps import run
 
@@ -367,6 +368,7 @@ def prepare_in(data: Path, scale: Scale, console: Console) -> Path:
             console.log(f"ingest the history landed on {day} (once)")
             ingest(settings_of(data), day)
         _copy_tree(data / "lake", data / "ingested")
+        shutil.rmtree(data / "day1", ignore_errors=True)  # ran on the history of before
         (data / ".ingested").touch()
     digest = definitions_digest(data / "definitions")
     done = data / "day1" / ".complete"
