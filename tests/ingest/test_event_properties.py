@@ -6,10 +6,13 @@ the rule broken; undeclared keys are dropped and counted."""
 from __future__ import annotations
 
 import json
+import shutil
+from datetime import UTC, date, datetime
 
 import polars as pl
 
 from tests.support.workspace import (
+    CONTRACTS,
     DAY,
     EVENTS_HEADER,
     PEOPLE_HEADER,
@@ -177,3 +180,80 @@ def settings_path(settings):
     from pathlib import Path
 
     return Path(settings.lake) / "ingest" / f"ingest_date={DAY}"
+
+
+TYPED_FIELDS = """          - name: seats
+            logicalType: integer
+          - name: trial
+            logicalType: boolean
+          - name: renews_on
+            logicalType: date
+          - name: seen_at
+            logicalType: timestamp
+"""
+
+
+def typed_contracts(tmp_path):
+    """The repository's contracts with properties fields of every other type."""
+    folder = tmp_path / "contracts"
+    shutil.copytree(CONTRACTS, folder)
+    events = folder / "events.odcs.yaml"
+    text = events.read_text()
+    marker = "          - name: source\n"
+    assert marker in text
+    events.write_text(text.replace(marker, TYPED_FIELDS + marker))
+    return str(folder)
+
+
+def test_integer_boolean_date_and_timestamp_fields(settings, tmp_path):
+    settings = settings.model_copy(update={"contracts": typed_contracts(tmp_path)})
+    land_people(settings)
+    rows = [
+        csv_row(
+            "ok",
+            '{"seats": 3, "trial": true, "renews_on": "2026-04-01",'
+            ' "seen_at": "2026-03-30T10:00:00+02:00"}',
+        ),
+        csv_row("whole", '{"seats": 4.0, "seen_at": "2026-03-30"}'),
+        csv_row("fraction", '{"seats": 4.5}'),
+        csv_row("huge", '{"seats": 9223372036854775808}'),
+        csv_row("flag_text", '{"trial": "yes"}'),
+        csv_row("seats_bool", '{"seats": true}'),
+        csv_row("bad_date", '{"renews_on": "2026-02-30"}'),
+        csv_row("bad_time", '{"seen_at": "yesterday", "renews_on": 20260401}'),
+    ]
+    land(settings, "events", "events.csv", EVENTS_HEADER + "".join(rows))
+    report = ingest(settings, DAY).tables["events"]
+    events = lake_table(settings, f"events/ingest_date={DAY}")
+    assert events.schema["properties"] == pl.Struct(
+        {
+            "seats": pl.Int64,
+            "trial": pl.Boolean,
+            "renews_on": pl.Date,
+            "seen_at": pl.Datetime("us", "UTC"),
+            **{f: pl.String for f in ("source", "plan", "product_id")},
+            "price": pl.Float64,
+        }
+    )
+    kept = {
+        r["event_id"]: {k: v for k, v in r["properties"].items() if v is not None}
+        for r in events.iter_rows(named=True)
+    }
+    assert kept == {
+        "ok": {
+            "seats": 3,
+            "trial": True,
+            "renews_on": date(2026, 4, 1),
+            "seen_at": datetime(2026, 3, 30, 8, tzinfo=UTC),
+        },
+        "whole": {"seats": 4, "seen_at": datetime(2026, 3, 30, tzinfo=UTC)},
+    }
+    assert {k: v[1] for k, v in quarantined(settings).items()} == {
+        "fraction": "properties.seats:type",
+        "huge": "properties.seats:type",
+        "flag_text": "properties.trial:type",
+        "seats_bool": "properties.seats:type",
+        "bad_date": "properties.renews_on:type",
+        "bad_time": "properties.renews_on:type, properties.seen_at:type",
+    }
+    assert report.undeclared_keys == {}
