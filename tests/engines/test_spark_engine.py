@@ -225,3 +225,22 @@ def test_spark_refuses_an_object_store_lake_and_says_what_to_configure(tmp_path)
     message = str(refused.value)
     assert "object store" in message and "hadoop-aws" in message
     assert "--engine polars or --engine duckdb" in message
+
+
+def test_event_properties_of_every_field_type_give_the_same_members_on_spark(
+    spark, tmp_path_factory
+):
+    """The fields of the properties struct (integer, boolean, date, timestamp, text, number),
+    NULL objects and NULL fields: Spark reads them as Polars and DuckDB do."""
+    from tests.language import test_property_types as typed
+
+    files = typed.write_files(tmp_path_factory.mktemp("spark-property-types"))
+    contracts = load_contract(CONTRACTS, "people"), typed.EVENTS_CONTRACT
+    names = {f"case_{i:03d}": predicate for i, (predicate, _) in enumerate(typed.CASES)}
+    segments = {sid: segment(sid, predicate) for sid, predicate in names.items()}
+    workspace, problems = compile_segments(segments, *contracts, AS_OF)
+    assert problems == []
+    ours = polars_result(files, workspace, None)
+    theirs = spark_result(spark, files, run_query(workspace, "people", "events", None, "spark"))
+    assert disagreements(ours, theirs, list(names), names) == {}
+    assert all(ours.get(sid) for sid in names)  # every case selects somebody
