@@ -53,7 +53,13 @@ EXPECTED_EVENTS = pl.DataFrame(
         "timestamp": [datetime(2026, 3, 30, 9), datetime(2026, 3, 31, 0, 59, 59)],  # UTC
         "amount": [25.0, None],
         "currency": ["USD", None],
-        "properties": ['{"source": "web"}', None],
+        # the events contract's properties object: a struct of its declared fields
+        "properties": [{"source": "web", "plan": None, "product_id": None, "price": None}, None],
+    },
+    schema_overrides={
+        "properties": pl.Struct(
+            {"source": pl.String, "plan": pl.String, "product_id": pl.String, "price": pl.Float64}
+        )
     },
 ).with_columns(pl.col("timestamp").dt.replace_time_zone("UTC"))
 
