@@ -348,7 +348,8 @@ def _recompute(
             )
             written.append(Partial(ingested, day_bucket, target))
         del parts
-    return in_person_order(pl.concat(totals)), written  # ranges in order: a check, not a sort
+    # ranges in order: a check, not a sort; the ranges not copied into one
+    return in_person_order(pl.concat(totals, rechunk=False)), written
 
 
 def _ranges(people: pl.Series) -> list[pl.Expr]:
