@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import polars as pl
+import pytest
 
 from tests.support.workspace import (
     CONTRACTS,
@@ -21,7 +23,10 @@ from tests.support.workspace import (
     parquet_bytes,
     person_row,
 )
+from transforms.errors import ContractError
 from transforms.ingest.step import ingest
+from transforms.storage.lake import scan_events
+from transforms.storage.roots import Root
 
 FIELDS = ("source", "plan", "product_id", "price")
 
@@ -257,3 +262,36 @@ def test_integer_boolean_date_and_timestamp_fields(settings, tmp_path):
         "bad_time": "properties.renews_on:type, properties.seen_at:type",
     }
     assert report.undeclared_keys == {}
+
+
+def text_properties_contracts(tmp_path):
+    """The repository's contracts as they were before properties was an object: JSON text."""
+    folder = tmp_path / "old-contracts"
+    shutil.copytree(CONTRACTS, folder)
+    events = folder / "events.odcs.yaml"
+    text = events.read_text()
+    start = text.index("        logicalType: object")
+    events.write_text(text[:start] + "        logicalType: string\n")
+    return str(folder)
+
+
+def test_an_earlier_date_of_another_form_is_named_until_ingested_again(settings, tmp_path):
+    day2 = DAY + timedelta(days=1)
+    old = settings.model_copy(update={"contracts": text_properties_contracts(tmp_path)})
+    for day in (DAY, day2):
+        land(settings, "people", "people.csv", PEOPLE_HEADER + person_row("p01"), day)
+        rows = csv_row(f"{day}", '{"source": "app"}').replace("2026-03-30T", f"{day}T")
+        land(settings, "events", "events.csv", EVENTS_HEADER + rows, day)
+    ingest(old, DAY)
+    assert lake_table(settings, f"events/ingest_date={DAY}").schema["properties"] == pl.String
+
+    with pytest.raises(ContractError) as refused:
+        ingest(settings, day2)
+    assert f"the events ingested on {DAY} hold properties as String" in str(refused.value)
+    assert f"segments ingest --date {DAY}" in refused.value.hint
+    assert not (Path(settings.lake) / f"events/ingest_date={day2}").exists()
+
+    ingest(settings, DAY)  # again, with the contract of now
+    ingest(settings, day2)
+    events = scan_events(Root(settings.lake), day2).collect()
+    assert events["properties"].struct.field("source").to_list() == ["app", "app"]

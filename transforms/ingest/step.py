@@ -53,7 +53,12 @@ from transforms.contracts.rows import (
     suite_hash,
     unique_failures,
 )
-from transforms.errors import ConcurrentRunError, InputFileError, MissingInputError
+from transforms.errors import (
+    ConcurrentRunError,
+    ContractError,
+    InputFileError,
+    MissingInputError,
+)
 from transforms.ingest.landing import (
     SOURCE_FILE,
     SOURCE_ROW,
@@ -234,12 +239,48 @@ def _quarantine_rows(
     ).select(list(schema))
 
 
+def _parquet_schema(root: Root, key: str) -> pl.Schema:
+    """The schema of a Parquet file of `root`, from its footer."""
+    if root.is_local:
+        return pl.read_parquet_schema(root.local_path(key))
+    with root.open(key) as handle:
+        return pl.read_parquet_schema(handle)
+
+
+def _check_earlier_objects(lake_root: Root, contract: TableContract, day: date) -> None:
+    """Refuse to ingest `day` when the latest date ingested before it holds an object column
+    (event properties) in another form than the contract's: text written before the column
+    was declared an object, or other fields. Runs read the events of every date as one table,
+    which would then fail; ingesting the earlier dates again, oldest first, brings them to the
+    contract's form."""
+    if not contract.objects:
+        return
+    earlier = [d for d in lake.ingested_days(lake_root) if d < day]
+    manifest = lake.read_ingest_manifest(lake_root, earlier[-1]) if earlier else None
+    keys = manifest.outputs.get(contract.table) if manifest else None
+    if not keys:
+        return
+    found, expected = _parquet_schema(lake_root, keys[0]), contract.polars_schema()
+    differ = [name for name in contract.objects if found.get(name) != expected[name]]
+    if differ:
+        shown = ", ".join(f"{name} as {found.get(name)}" for name in differ)
+        raise ContractError(
+            f"the {contract.table} ingested on {earlier[-1]} hold {shown}, not the"
+            f" {', '.join(f'{n} {expected[n]}' for n in differ)} this contract declares: runs"
+            " could not read both",
+            file=contract.file,
+            hint=f"ingest the dates before {day} again, oldest first (segments ingest --date"
+            f" {earlier[0]}, ...), or restore the contract they were ingested with",
+        )
+
+
 def _stage_table(
     settings: Settings, landing: Root, lake_root: Root, table: str, day: date, folder: str
 ) -> TableReport:
     """Read and type one table's landing files; stage the typed rows, their raw text and the
     rows already refused (unconvertible values, re-sent events) under `folder`."""
     contract = load_contract(settings.contracts, table)
+    _check_earlier_objects(lake_root, contract, day)
     report = TableReport(table=table)
     started = time.perf_counter()
     typed, raw = _read(landing, contract, day, report)
