@@ -295,3 +295,21 @@ def test_an_earlier_date_of_another_form_is_named_until_ingested_again(settings,
     ingest(settings, day2)
     events = scan_events(Root(settings.lake), day2).collect()
     assert events["properties"].struct.field("source").to_list() == ["app", "app"]
+
+
+def test_a_list_or_object_in_a_declared_field_is_of_the_wrong_type(settings):
+    land_people(settings)
+    base = {"person_id": ["p01"] * 2, "name": ["login"] * 2, "timestamp": ["2026-03-30"] * 2}
+    struct = pl.DataFrame(
+        {**base, "event_id": ["s1", "s2"], "properties": [{"plan": ["pro"]}, {"plan": None}]}
+    )
+    land(settings, "events", "struct.parquet", parquet_bytes(struct))
+    text = csv_row("t1", '{"plan": {"tier": "pro"}}') + csv_row("t2", '{"source": ["app"]}')
+    land(settings, "events", "text.csv", EVENTS_HEADER + text)
+    ingest(settings, DAY)
+    assert {k: v[1] for k, v in quarantined(settings).items()} == {
+        "s1": "properties.plan:type",
+        "t1": "properties.plan:type",
+        "t2": "properties.source:type",
+    }
+    assert list(events_by_id(settings)) == ["s2"]

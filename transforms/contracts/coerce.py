@@ -298,7 +298,11 @@ def _object_from_struct(
         if field.name not in fields.columns:
             typed.append(pl.lit(None, field.dtype).alias(field.name))
             continue
-        value, failed = _typed(fields, field)
+        if fields.schema[field.name].is_nested():  # a list or struct is never a field's type
+            value = pl.lit(None, field.dtype)
+            failed = pl.col(field.name).is_not_null()
+        else:
+            value, failed = _typed(fields, field)
         typed.append(value.alias(field.name))
         rule = f"{column.name}.{field.name}:type"
         failures.append(pl.when(failed & source.is_not_null()).then(pl.lit(rule)))
