@@ -156,7 +156,13 @@ def peer_query(data: Path) -> str:
     """Membership and changes of day 2, written by hand as a data engineer would."""
     as_of = as_of_instant(SECOND_DAY).strftime("%Y-%m-%d %H:%M:%S+00")
     longest = max(f.days for f in FEATURES)
-    features = ",\n      ".join(f"{f.sql(as_of)} AS f{i}" for i, f in enumerate(FEATURES))
+    features = ",\n      ".join(
+        f"{f.sql(as_of)} AS f{i}" for i, f in enumerate(FEATURES) if not _own_pass(f)
+    )
+    events = f"read_parquet('{_glob(data, 'events', 'ingest_date')}')"
+    own = [(i, f) for i, f in enumerate(FEATURES) if _own_pass(f)]
+    own_passes = "".join(f",\n  {f.relation(i, events, as_of)}" for i, f in own)
+    own_joins = " ".join(f"LEFT JOIN d{i} USING (person_id)" for i, _ in own)
     step_names = ", ".join(sorted({f"'{name}'" for q in SEQUENCES for name in q.steps}))
     step_days = max(q.days for q in SEQUENCES)
     sequences = ",\n  ".join(q.sql(i, "steps", as_of) for i, q in enumerate(SEQUENCES))
@@ -197,7 +203,7 @@ CREATE TEMP TABLE steps AS
     AND timestamp <= TIMESTAMPTZ '{as_of}'
     AND timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {step_days} DAY;
 CREATE TEMP TABLE current AS
-  WITH {sequences},
+  WITH {sequences}{own_passes},
   f AS (
     SELECT person_id,
       {features}
@@ -215,7 +221,7 @@ CREATE TEMP TABLE current AS
       {manual},
       {segments}
     FROM people LEFT JOIN f USING (person_id) LEFT JOIN manual_flags USING (person_id)
-      {sequence_joins}
+      {sequence_joins} {own_joins}
       {tenure_joins}
   )
   {members};
@@ -239,6 +245,10 @@ COPY (
   ORDER BY segment_id, person_id
 ) TO '{data / "peer" / "changes.parquet"}' (FORMAT parquet);
 """
+
+
+def _own_pass(feature: Any) -> bool:
+    return getattr(feature, "own_pass", False)
 
 
 def peer(data: Path) -> dict[str, Any]:

@@ -275,13 +275,33 @@ class FeatureSpec:
             options += f", where => {self.where}"
         return f"{function[self.aggregate]}('{self.event}'{column}{options})"
 
-    def sql(self, as_of: str) -> str:
+    @property
+    def own_pass(self) -> bool:
+        """Computed apart from the one pass of the other features (`relation`): a distinct
+        count in that pass's group-by makes DuckDB keep a hash table per person and value."""
+        return self.aggregate == "distinct"
+
+    def _tests(self, as_of: str) -> list[str]:
         tests = [] if self.event == "*" else [f"name = '{self.event}'"]
         tests.append(f"timestamp > TIMESTAMPTZ '{as_of}' - INTERVAL {self.days} DAY")
         if self.ago:
             tests.append(f"timestamp <= TIMESTAMPTZ '{as_of}' - INTERVAL {self.ago} DAY")
         if self.where:
             tests.append(f"({self.where})")
+        return tests
+
+    def relation(self, index: int, events: str, as_of: str) -> str:
+        """A CTE `d<index>` (person_id, f<index>) of a feature computed in its own pass: the
+        distinct (person, value) pairs of the window, counted per person."""
+        tests = [*self._tests(as_of), f"timestamp <= TIMESTAMPTZ '{as_of}'"]
+        return (
+            f"d{index} AS (SELECT person_id, count({self.column}) AS f{index}"
+            f" FROM (SELECT DISTINCT person_id, {self.column} FROM {events}"
+            f" WHERE {' AND '.join(tests)}) GROUP BY person_id)"
+        )
+
+    def sql(self, as_of: str) -> str:
+        tests = self._tests(as_of)
         value = {
             "count": "count(*)",
             "sum": "sum(amount)",
