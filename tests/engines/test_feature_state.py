@@ -71,24 +71,30 @@ def definitions_of(where: dict[str, str]) -> dict[str, str]:
     return {sid: f"name: {sid}\ntype: data_driven\nwhere: {text}\n" for sid, text in where.items()}
 
 
-def land_days(settings, seed: int) -> None:
-    """Each day's snapshot, and events spread from ten days before the day to two days after
-    it (late and early arrivals), some exactly on midnight, amounts exact in binary."""
+def event_moment(rng: random.Random, day: date) -> datetime:
+    """When an event landed on `day` happened: from ten days before the day to two days after
+    it (late and early arrivals), some exactly on midnight."""
+    moment = datetime.combine(day, time()) + timedelta(days=1)
+    if rng.random() < 0.15:
+        return moment - timedelta(days=rng.randint(-1, 9))  # exactly on a bucket edge
+    return moment - timedelta(seconds=rng.randint(-2 * 86400, 10 * 86400))
+
+
+def amount_row(rng: random.Random, event_id: str, moment: datetime) -> str:
+    """An events CSV row whose purchases mostly carry an amount exact in binary."""
+    name = rng.choice(["login", "view", "view", "purchase", "other"])
+    amount = rng.randint(0, 24) / 4 if name == "purchase" and rng.random() < 0.9 else ""
+    person = rng.choice(PEOPLE)
+    return f"{event_id},{person},{name},{moment:%Y-%m-%dT%H:%M:%S}Z,{amount},USD,\n"
+
+
+def land_days(settings, seed: int, event_row=amount_row) -> None:
+    """Each day's snapshot, and 120 events (`event_row`) at `event_moment`s around the day."""
     rng = random.Random(seed)
     for day in DAYS:
         people = [p for p in PEOPLE if rng.random() > 0.05]
         land(settings, "people", "p.csv", PEOPLE_HEADER + "".join(map(person_row, people)), day)
-        rows = []
-        for i in range(120):
-            moment = datetime.combine(day, time()) + timedelta(days=1)
-            if rng.random() < 0.15:
-                moment -= timedelta(days=rng.randint(-1, 9))  # exactly on a bucket edge
-            else:
-                moment -= timedelta(seconds=rng.randint(-2 * 86400, 10 * 86400))
-            name = rng.choice(["login", "view", "view", "purchase", "other"])
-            amount = rng.randint(0, 24) / 4 if name == "purchase" and rng.random() < 0.9 else ""
-            person = rng.choice(PEOPLE)
-            rows.append(f"{day}-{i},{person},{name},{moment:%Y-%m-%dT%H:%M:%S}Z,{amount},USD,\n")
+        rows = [event_row(rng, f"{day}-{i}", event_moment(rng, day)) for i in range(120)]
         land(settings, "events", "e.csv", EVENTS_HEADER + "".join(rows), day)
 
 

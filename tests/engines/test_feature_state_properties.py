@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import random
-from datetime import datetime, time, timedelta
+from datetime import datetime
 
 import polars as pl
 
@@ -17,13 +17,10 @@ from tests.engines.test_feature_state import (
     assert_same_run,
     committed,
     definitions_of,
+    land_days,
     members,
 )
 from tests.support.workspace import (
-    EVENTS_HEADER,
-    PEOPLE_HEADER,
-    land,
-    person_row,
     with_definitions,
     workspace_settings,
 )
@@ -60,31 +57,20 @@ def _properties(rng: random.Random, name: str) -> str:
     return json.dumps(value)
 
 
-def land_days(settings, seed: int) -> None:
-    rng = random.Random(seed)
-    for day in DAYS:
-        people = [p for p in PEOPLE if rng.random() > 0.05]
-        land(settings, "people", "p.csv", PEOPLE_HEADER + "".join(map(person_row, people)), day)
-        rows = []
-        for i in range(120):
-            moment = datetime.combine(day, time()) + timedelta(days=1)
-            if rng.random() < 0.15:
-                moment -= timedelta(days=rng.randint(-1, 9))  # exactly on a bucket edge
-            else:
-                moment -= timedelta(seconds=rng.randint(-2 * 86400, 10 * 86400))
-            name = rng.choice(["login", "view", "view", "purchase"])
-            quoted = _properties(rng, name).replace('"', '""')
-            properties = f'"{quoted}"' if quoted else ""
-            person = rng.choice(PEOPLE)
-            rows.append(f"{day}-{i},{person},{name},{moment:%Y-%m-%dT%H:%M:%S}Z,,,{properties}\n")
-        land(settings, "events", "e.csv", EVENTS_HEADER + "".join(rows), day)
+def properties_row(rng: random.Random, event_id: str, moment: datetime) -> str:
+    """An events CSV row whose properties JSON is `_properties`, quoted for CSV."""
+    name = rng.choice(["login", "view", "view", "purchase"])
+    quoted = _properties(rng, name).replace('"', '""')
+    properties = f'"{quoted}"' if quoted else ""
+    person = rng.choice(PEOPLE)
+    return f"{event_id},{person},{name},{moment:%Y-%m-%dT%H:%M:%S}Z,,,{properties}\n"
 
 
 def workspace(folder, seed: int):
     settings = with_definitions(
         workspace_settings(folder), folder / "definitions", definitions_of(DEFINITIONS)
     )
-    land_days(settings, seed)
+    land_days(settings, seed, properties_row)
     return settings
 
 

@@ -18,6 +18,7 @@ from tests.support.workspace import (
     DAY,
     EVENTS_HEADER,
     PEOPLE_HEADER,
+    events_contract_with_typed_fields,
     lake_table,
     land,
     parquet_bytes,
@@ -187,26 +188,11 @@ def settings_path(settings):
     return Path(settings.lake) / "ingest" / f"ingest_date={DAY}"
 
 
-TYPED_FIELDS = """          - name: seats
-            logicalType: integer
-          - name: trial
-            logicalType: boolean
-          - name: renews_on
-            logicalType: date
-          - name: seen_at
-            logicalType: timestamp
-"""
-
-
 def typed_contracts(tmp_path):
     """The repository's contracts with properties fields of every other type."""
     folder = tmp_path / "contracts"
     shutil.copytree(CONTRACTS, folder)
-    events = folder / "events.odcs.yaml"
-    text = events.read_text()
-    marker = "          - name: source\n"
-    assert marker in text
-    events.write_text(text.replace(marker, TYPED_FIELDS + marker))
+    (folder / "events.odcs.yaml").write_text(events_contract_with_typed_fields())
     return str(folder)
 
 

@@ -12,29 +12,16 @@ import pytest
 
 from tests.language.test_language import A, count, segment
 from tests.support.language_fixture import AS_OF, PEOPLE
-from tests.support.workspace import CONTRACTS
+from tests.support.workspace import CONTRACTS, events_contract_with_typed_fields
 from transforms.contracts.odcs import load_contract, parse_contract
 from transforms.engines.membership import event_features, segment_members
 from transforms.language.compiler import compile_segments
 from transforms.language.sql import run_query
 
-EXTRA_FIELDS = """          - name: seats
-            logicalType: integer
-          - name: trial
-            logicalType: boolean
-          - name: renews_on
-            logicalType: date
-          - name: seen_at
-            logicalType: timestamp
-"""
-
 
 def typed_events_contract():
     path = CONTRACTS / "events.odcs.yaml"
-    text = path.read_text().replace(
-        "          - name: source\n", EXTRA_FIELDS + "          - name: source\n"
-    )
-    return parse_contract(text, str(path))
+    return parse_contract(events_contract_with_typed_fields(), str(path))
 
 
 EVENTS_CONTRACT = typed_events_contract()

@@ -123,6 +123,25 @@ def commit_in_lockstep(monkeypatch: pytest.MonkeyPatch, parties: int = 2) -> Non
 
 EVENTS_HEADER = "event_id,person_id,name,timestamp,amount,currency,properties\n"
 
+TYPED_PROPERTY_FIELDS = """          - name: seats
+            logicalType: integer
+          - name: trial
+            logicalType: boolean
+          - name: renews_on
+            logicalType: date
+          - name: seen_at
+            logicalType: timestamp
+"""
+
+
+def events_contract_with_typed_fields() -> str:
+    """The repository's events contract text with properties fields of every other type
+    (TYPED_PROPERTY_FIELDS) declared before `source`."""
+    text = (CONTRACTS / "events.odcs.yaml").read_text()
+    marker = "          - name: source\n"
+    assert marker in text
+    return text.replace(marker, TYPED_PROPERTY_FIELDS + marker)
+
 
 def person_row(pid: str, plan: str = "free") -> str:
     """One well-formed people CSV row (after PEOPLE_HEADER)."""
