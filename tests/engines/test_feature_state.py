@@ -144,13 +144,10 @@ def assert_in_person_order(settings, manifest: dict) -> None:
         assert pl.read_parquet(Path(settings.lake, key))["person_id"].is_sorted(), key
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
-    """Folded, recomputed (`--full`) and the DuckDB engine's SQL, written apart from the Polars
-    state (every feature from the events in one query), commit the same rows: windows, `ago`,
-    sums, averages, extremes, last_event_at, sequences, performed_regularly, distinct counts."""
-    folded, full = workspace(tmp_path / "folded", seed), workspace(tmp_path / "full", seed)
-    reference = workspace(tmp_path / "duckdb", seed)
+def run_folded_full_and_duckdb(folded, full, reference) -> None:
+    """Runs every day in three workspaces landed alike: folded, `--full` and on the DuckDB
+    engine; asserts each day that all three commit the same rows and that the folded run
+    folded (after the first day)."""
     for index, day in enumerate(DAYS):
         run(folded, day)
         run(full, day, full=True)
@@ -162,6 +159,15 @@ def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
         sql_run = read_manifest(root, read_catalog(root), day)
         for table, frame in tables.items():
             assert frame.equals(read_table(root, sql_run, table).sort(pl.all())), (day, table)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_folded_runs_equal_full_recomputes_day_after_day(tmp_path, seed):
+    """Folded, recomputed (`--full`) and the DuckDB engine's SQL, written apart from the Polars
+    state (every feature from the events in one query), commit the same rows: windows, `ago`,
+    sums, averages, extremes, last_event_at, sequences, performed_regularly, distinct counts."""
+    folded, full = workspace(tmp_path / "folded", seed), workspace(tmp_path / "full", seed)
+    run_folded_full_and_duckdb(folded, full, workspace(tmp_path / "duckdb", seed))
     root = Root(folded.lake)
     final = read_manifest(root, read_catalog(root), DAYS[-1])
     assert set(final.feature_state.events) == set(DAYS)

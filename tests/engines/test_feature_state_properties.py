@@ -14,19 +14,15 @@ import polars as pl
 from tests.engines.test_feature_state import (
     DAYS,
     PEOPLE,
-    assert_same_run,
-    committed,
     definitions_of,
     land_days,
     members,
+    run_folded_full_and_duckdb,
 )
 from tests.support.workspace import (
     with_definitions,
     workspace_settings,
 )
-from transforms.runs.steps import run
-from transforms.storage.catalog import read_catalog, read_manifest, read_table
-from transforms.storage.roots import Root
 
 DEFINITIONS = {
     "pro_viewers": "event_count('view', within => '3 days', where => properties.plan = 'pro') >= 2",
@@ -74,24 +70,9 @@ def workspace(folder, seed: int):
     return settings
 
 
-def table_of(settings, day, table: str) -> pl.DataFrame:
-    """A committed table of a run that keeps no feature state (the DuckDB engine)."""
-    root = Root(settings.lake)
-    return read_table(root, read_manifest(root, read_catalog(root), day), table).sort(pl.all())
-
-
 def test_property_features_fold_like_any_other(tmp_path):
     folded, full = workspace(tmp_path / "folded", 7), workspace(tmp_path / "full", 7)
-    reference = workspace(tmp_path / "duckdb", 7)
-    for index, day in enumerate(DAYS):
-        run(folded, day)
-        run(full, day, full=True)
-        run(reference, day, engine="duckdb")
-        manifest = assert_same_run(folded, full, day)
-        assert manifest.features == ("recomputed (no previous run)" if index == 0 else "folded")
-        _, tables, _ = committed(folded, day)
-        for table, frame in tables.items():
-            assert frame.equals(table_of(reference, day, table)), (day, table)
+    run_folded_full_and_duckdb(folded, full, workspace(tmp_path / "duckdb", 7))
     for sid in DEFINITIONS:  # every feature decided somebody's membership on some day
         assert any(members(folded, d).filter(pl.col("segment_id") == sid).height for d in DAYS), sid
     some = [d for d in DAYS if members(folded, d).height < len(PEOPLE) * len(DEFINITIONS)]
