@@ -92,12 +92,16 @@ def test_a_named_config_file_that_does_not_exist_is_an_error(tmp_path):
 def test_spark_settings_follow_file_then_environment_then_flags(tmp_path, monkeypatch):
     assert load_settings().spark_master == "local[2]"
     assert load_settings().spark_remote is None
+    assert load_settings().spark_s3a is False
     path = write_config(
         tmp_path,
-        "spark_master: local[4]\nspark_conf: {spark.driver.memory: 2g}\n",
+        "spark_master: local[4]\nspark_conf: {spark.driver.memory: 2g}\nspark_s3a: true\n",
     )
     assert load_settings(path).spark_master == "local[4]"
     assert load_settings(path).spark_conf == {"spark.driver.memory": "2g"}
+    assert load_settings(path).spark_s3a is True
+    monkeypatch.setenv("SEGMENTS_SPARK_S3A", "false")
+    assert load_settings(path).spark_s3a is False
     monkeypatch.setenv("SEGMENTS_SPARK_MASTER", "spark://cluster:7077")
     monkeypatch.setenv("SEGMENTS_SPARK_REMOTE", "sc://connect:15002")
     assert load_settings(path).spark_master == "spark://cluster:7077"

@@ -29,6 +29,7 @@ ENV_FIELDS = (
     "keep_superseded_files_for",
     "spark_master",
     "spark_remote",
+    "spark_s3a",
 )
 
 
@@ -86,6 +87,12 @@ class Settings(BaseModel):
         default_factory=dict,
         description="More Spark settings for a session the engine starts, e.g."
         " {spark.driver.memory: 4g, spark.sql.shuffle.partitions: '64'}.",
+    )
+    spark_s3a: bool = Field(
+        False,
+        description="The Spark cluster provides hadoop-aws (and the AWS SDK jars of its Hadoop):"
+        " `--engine spark` then reads an s3:// lake as s3a://, with the endpoint and"
+        " credentials of storage_options. Off: the spark engine refuses object-store lakes.",
     )
 
     @field_validator("keep_superseded_files_for", mode="before")

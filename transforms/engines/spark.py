@@ -2,8 +2,10 @@
 
 Spark (in process as `local[N]`, on a cluster, or through Spark Connect) reads the lake's
 Parquet files itself and runs the Spark SQL of the run's query; only the membership rows and
-the snapshot's person ids come back to this process, as Arrow, for the diff. Spark reads local
-lakes only (`SparkEngine.check`). pyspark is imported when a session is started.
+the snapshot's person ids come back to this process, as Arrow, for the diff. Spark reads a local
+lake (a folder every executor sees), or an s3:// lake through hadoop-aws (`s3a://`) when the
+cluster provides it (`spark_s3a`; `SparkEngine.check`). pyspark is imported when a session is
+started.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 import pyarrow as pa
@@ -30,20 +32,80 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DIALECT = "spark"
-# a session the spark engine starts in this process: quiet, on the loopback interface only
-LOCAL_SPARK_CONF = {
+# a session the spark engine starts: quiet; with a local master, on the loopback interface only
+# (a cluster's executors must reach the driver at an address of its own)
+QUIET_SPARK_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.log.level": "ERROR",
-    "spark.driver.host": "127.0.0.1",
-    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.session.timeZone": "UTC",
 }
+LOOPBACK_SPARK_CONF = {"spark.driver.host": "127.0.0.1", "spark.driver.bindAddress": "127.0.0.1"}
+S3A_FILESYSTEM = "org.apache.hadoop.fs.s3a.S3AFileSystem"
+
+
+def s3a_conf(storage_options: dict[str, Any]) -> dict[str, str]:
+    """The `spark.hadoop.fs.s3a.*` settings with which hadoop-aws reads what s3fs reads with
+    the lake's `storage_options`: the endpoint (TLS or not from its scheme), the key, secret
+    and session token, the region, and path-style addressing when the options ask for it
+    (`config_kwargs: {s3: {addressing_style: path}}`) or name an endpoint (an S3-compatible
+    server) without asking for `virtual`. Options left out leave hadoop-aws' defaults (its
+    credential chain: the AWS_* variables, the instance's role)."""
+    options = {**storage_options, **(storage_options.get("client_kwargs") or {})}
+    addressing = ((options.get("config_kwargs") or {}).get("s3") or {}).get("addressing_style")
+    endpoint = options.get("endpoint_url")
+    conf = {"fs.s3a.impl": S3A_FILESYSTEM}
+    if endpoint:
+        conf["fs.s3a.endpoint"] = str(endpoint)
+        scheme = str(endpoint).partition("://")[0].lower()
+        if scheme in ("http", "https"):
+            conf["fs.s3a.connection.ssl.enabled"] = str(scheme == "https").lower()
+    if addressing == "path" or (endpoint and addressing != "virtual"):
+        conf["fs.s3a.path.style.access"] = "true"
+    elif addressing == "virtual":
+        conf["fs.s3a.path.style.access"] = "false"
+    for option, key in (
+        ("key", "fs.s3a.access.key"),
+        ("secret", "fs.s3a.secret.key"),
+        ("token", "fs.s3a.session.token"),
+        ("region_name", "fs.s3a.endpoint.region"),
+    ):
+        if options.get(option):
+            conf[key] = str(options[option])
+    if options.get("token"):
+        conf["fs.s3a.aws.credentials.provider"] = (
+            "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
+        )
+    return {f"spark.hadoop.{key}": value for key, value in conf.items()}
+
+
+def s3a_url(url: str) -> str:
+    """An s3:// address as hadoop-aws reads it: `s3://bucket/key` -> `s3a://bucket/key`."""
+    scheme, _, rest = url.partition("://")
+    return f"s3a://{rest}" if scheme == "s3" else url
+
+
+def _on_s3(root: Root) -> bool:
+    return "s3" in root.fs.protocol or "s3a" in root.fs.protocol
+
+
+def session_conf(settings: Settings) -> dict[str, str]:
+    """The Spark settings of a session the engine starts on `settings.spark_master`: quiet, in
+    UTC, on the loopback interface for a local master, hadoop-aws' for an s3:// lake when
+    `spark_s3a` is set; `spark_conf` overrides any of them."""
+    conf = dict(QUIET_SPARK_CONF)
+    if settings.spark_master.startswith("local"):
+        conf.update(LOOPBACK_SPARK_CONF)
+    lake = Root(settings.lake, settings.storage_options)
+    if settings.spark_s3a and _on_s3(lake):
+        conf.update(s3a_conf(settings.storage_options))
+    return {**conf, **settings.spark_conf}
 
 
 def spark_session(settings: Settings) -> SparkSession:
     """The session the spark engine runs on: the active one if there is one (a notebook's, a
-    test's), else one started from `settings` (spark_remote, or spark_master and spark_conf).
-    Its SQL time zone is UTC, which the generated SQL's instants assume."""
+    test's), else one started from `settings` (spark_remote, or spark_master and
+    `session_conf`). Its SQL time zone is UTC, which the generated SQL's instants assume."""
     try:
         from pyspark.errors import PySparkException
         from pyspark.sql import SparkSession
@@ -56,8 +118,11 @@ def spark_session(settings: Settings) -> SparkSession:
     if settings.spark_remote:
         builder = builder.remote(settings.spark_remote)
     else:
-        conf = {**LOCAL_SPARK_CONF, "spark.sql.session.timeZone": "UTC", **settings.spark_conf}
-        builder = builder.master(settings.spark_master).appName("segments").config(map=conf)
+        builder = (
+            builder.master(settings.spark_master)
+            .appName("segments")
+            .config(map=session_conf(settings))
+        )
     where = settings.spark_remote or settings.spark_master
     try:
         session = builder.getOrCreate()
@@ -95,16 +160,27 @@ class SparkEngine:
     folds_features = False
 
     def check(self, settings: Settings) -> None:
-        """Spark reads the lake's files itself: the lake must be local (pyspark and, for a
-        local master, Java 17 are checked as the session starts: `spark_session`)."""
+        """Spark reads the lake's files itself: the lake must be local, or on S3 with
+        `spark_s3a` set (pyspark and, for a local master, Java 17 are checked as the session
+        starts: `spark_session`)."""
         root = Root(settings.lake, settings.storage_options)
-        if not root.is_local:
+        if root.is_local:
+            return
+        if not _on_s3(root):
+            raise ConfigError(
+                f"the spark engine reads the lake's files itself, and {root.url} is an object"
+                " store it cannot read (through hadoop-aws, `spark_s3a` reads s3:// lakes only)",
+                hint="use --engine polars or --engine duckdb for this lake, or set `lake` to an"
+                " s3:// URL or a path every Spark executor can read",
+            )
+        if not settings.spark_s3a:
             raise ConfigError(
                 f"the spark engine reads the lake's files itself, and {root.url} is an object"
                 " store",
-                hint="Spark reads s3:// through hadoop-aws (s3a://), which this version does not"
-                " set up: use --engine polars or --engine duckdb for an object-store lake, or set"
-                " `lake` to a path every Spark executor can read (a shared or mounted volume)",
+                hint="if the Spark cluster provides hadoop-aws (with the AWS SDK jars of its"
+                " Hadoop), set `spark_s3a: true` and Spark reads the lake as s3a://; else use"
+                " --engine polars or --engine duckdb for an object-store lake, or set `lake` to"
+                " a path every Spark executor can read (a shared or mounted volume)",
             )
 
     def members(self, inputs: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -114,7 +190,9 @@ class SparkEngine:
         root, day = inputs.lake, inputs.day
 
         def read(keys: list[str]):
-            return spark.read.parquet(*(root.local_path(k) for k in keys))
+            if root.is_local:
+                return spark.read.parquet(*(root.local_path(k) for k in keys))
+            return spark.read.parquet(*(s3a_url(root.url_of(k)) for k in keys))
 
         with _temp_views(spark) as views:
             people = _register(views, "__people", read(lake.people_files(root, day)))
