@@ -142,22 +142,51 @@ def event_features(
     events: pl.LazyFrame, compiled: CompiledDefinitions, features: list[Feature] | None = None
 ) -> pl.LazyFrame:
     """One row per person who has events, one column per feature of the compiled definitions (or of
-    `features`), recomputed from the events."""
+    `features`), recomputed from the events: the aggregates in one pass over the events any of
+    them reads; each distinct count and each sequence over only the events of its own names and
+    window (a 30-day distinct count does not group the 90 days another feature reads)."""
     features = list(compiled.features.values()) if features is None else features
     if not features:
         return pl.LazyFrame(schema={"person_id": pl.String})
-    visible = visible_events(events, features, compiled.as_of)
-    aggregates = [f for f in features if f.steps is None]
-    found = finish(
-        aggregate_state(visible, aggregates, ["person_id"], {f.name: f.tests for f in aggregates}),
-        aggregates,
-    )
+    aggregates = [f for f in features if f.aggregate not in ("count_distinct", "in_order")]
+    found = None
+    if aggregates:
+        visible = visible_events(events, aggregates, compiled.as_of)
+        found = finish(
+            aggregate_state(
+                visible, aggregates, ["person_id"], {f.name: f.tests for f in aggregates}
+            ),
+            aggregates,
+        )
     for feature in features:
-        if feature.steps is not None:
-            found = found.join(
-                sequence(visible, feature), on="person_id", how="full", coalesce=True
+        if feature not in aggregates:
+            own = visible_events(events, [feature], compiled.as_of)
+            of_one = (
+                sequence(own, feature)
+                if feature.steps is not None
+                else distinct_count(own, feature)
+            )
+            found = (
+                of_one
+                if found is None
+                else found.join(of_one, on="person_id", how="full", coalesce=True)
             )
     return found
+
+
+def distinct_count(events: pl.LazyFrame, feature: Feature) -> pl.LazyFrame:
+    """(person_id, how many distinct non-NULL values of `feature.column` their counted events
+    hold) for the people with at least one such value: the distinct (person, value) pairs
+    counted per person, which groups far less than a distinct count per group."""
+    value = event_column(feature.column).alias("__value")
+    return (
+        events.filter(feature.condition)
+        .select("person_id", value)
+        .drop_nulls("__value")
+        .unique()
+        .group_by("person_id")
+        .agg(pl.len().cast(pl.Int64).alias(feature.name))
+    )
 
 
 def sequence(events: pl.LazyFrame, feature: Feature) -> pl.LazyFrame:
