@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
+from unittest.mock import patch
 
 import polars as pl
 import pytest
-from polars.testing import assert_series_equal
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal, assert_series_equal
 
 from transforms.contracts.coerce import CAST_FAILURES, coerce, iso_timestamp
 from transforms.contracts.odcs import Column, TableContract
@@ -155,3 +159,126 @@ def test_the_common_form_shortcut_types_every_value_as_the_full_conversion(logic
     out = coerce(frame, contract)
     assert_series_equal(out["v"], expected["v"])
     assert [bool(f) for f in out[CAST_FAILURES].to_list()] == expected["f"].to_list()
+
+
+OBJECT = Column(
+    "o",
+    "object",
+    fields=(
+        Column("s", "string"),
+        Column("n", "number"),
+        Column("i", "integer"),
+        Column("b", "boolean"),
+        Column("d", "date"),
+        Column("t", "timestamp"),
+    ),
+)
+SPACE = st.sampled_from(["", " ", "  ", "\t", "\n", "\r\n", "\u00a0", "\u2028"])
+NUMBER_TOKENS = st.sampled_from(
+    ["-0", "-0.0", "0", "4.0", "4.5", "1e3", "1E+3", "1e-400", "1e400", "-1e400", "00", "1.",
+     ".5", "9223372036854775807", "9223372036854775808", "-9223372036854775809",
+     "12345678901234567890123", "9007199254740993", "0.30000000000000004", "1" * 320,
+     "NaN", "Infinity", "-Infinity", "+1"]
+)  # fmt: skip
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=8),
+    st.sampled_from(["2026-01-31", "2026-02-30", "2026-01-31T10:00:00Z", " 2026-01-31 ", ""]),
+)
+VALUES = st.one_of(
+    SCALARS.map(lambda value: json.dumps(value, ensure_ascii=False)),
+    SCALARS.map(json.dumps),
+    NUMBER_TOKENS,
+    st.lists(SCALARS, max_size=2).map(json.dumps),
+    st.dictionaries(st.sampled_from("sx"), SCALARS, max_size=2).map(json.dumps),
+    st.sampled_from(['"a\\"b"', '"tab\\tbed"', '"\t"', "tru", "nul", '"\\u00e9"']),
+)
+TYPED = {
+    "s": st.text(max_size=8),
+    "n": st.one_of(st.floats(allow_nan=False, allow_infinity=False), st.integers()),
+    "i": st.integers(min_value=-(2**64), max_value=2**64),
+    "b": st.booleans(),
+    "d": st.sampled_from(["2026-01-31", "2026-02-30", "2026-1-31"]),
+    "t": st.sampled_from(["2026-01-31T10:00:00Z", "2026-01-31", "yesterday"]),
+}
+PLAIN = st.fixed_dictionaries({}, optional={k: st.none() | v for k, v in TYPED.items()})
+KEYS = st.sampled_from(["s", "n", "i", "b", "d", "t", "x", "extra", "S", "s ", "\\u0073"])
+
+
+@st.composite
+def json_texts(draw) -> str | None:
+    """Mostly JSON objects in any spacing: of declared fields holding their type, or of any
+    keys (declared or not, repeated or escaped) holding any value; also other JSON, malformed
+    text, blank text and NULL."""
+    kind = draw(
+        st.sampled_from(["object"] * 5 + ["plain"] * 3 + ["json", "text", "blank", "null", "cut"])
+    )
+    if kind == "plain":  # declared keys, each once, holding a value of the field's type
+        space = draw(SPACE)
+        separators = (f",{space}", f"{draw(SPACE)}:{space}")
+        return json.dumps(draw(PLAIN), ensure_ascii=draw(st.booleans()), separators=separators)
+    if kind == "json":
+        return draw(SCALARS.map(json.dumps))
+    if kind == "text":
+        return draw(st.text(max_size=12))
+    if kind == "blank":
+        return draw(st.sampled_from(["", "  ", "\t\n", "\u00a0"]))
+    if kind == "null":
+        return None
+    members = draw(st.lists(st.tuples(KEYS, SPACE, SPACE, VALUES), max_size=5))
+    inner = f",{draw(SPACE)}".join(f'"{k}"{a}:{b}{v}' for k, a, b, v in members)
+    text = f"{draw(SPACE)}{{{draw(SPACE)}{inner}{draw(SPACE)}}}{draw(SPACE)}"
+    return text[: draw(st.integers(1, len(text)))] if kind == "cut" else text
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(json_texts(), max_size=12))
+@example(
+    [
+        '{"n": -0, "i": 4.0}',
+        '{"n": 1e400}',
+        '{"n": ' + "9" * 400 + "}",
+        '{"i": 9223372036854775808, "s": "a"}',
+        '{"s": "a", "s": "b"}',
+        '{"s": "a", "x": null}',
+        '{"s": "a", "x": {"y": 1}}',
+        '{"s": {"x": 1}, "b": 1}',
+        '{"d": "2026-02-30", "t": "2026-01-31 10:00:00+02:00"}',
+        None,
+        " ",
+    ]
+)
+def test_object_text_read_in_polars_is_read_as_python_reads_it(texts):
+    """Every text `_fast_objects` reads in Polars, `_parse_objects` (Python) reads the same
+    way, and `coerce` turns any mix of texts into what Python alone makes of them: the same
+    values, rules broken and undeclared keys."""
+    from transforms.contracts.coerce import _fast_objects, _parse_objects
+
+    frame = pl.DataFrame({"o": pl.Series(texts, dtype=pl.String)})
+    fast, rest = _fast_objects(frame["o"].drop_nulls().unique(), OBJECT)
+    assert set(fast["__text"]) | set(rest) == set(frame["o"].drop_nulls())
+    expected = _parse_objects(fast["__text"].to_list(), OBJECT)
+    assert_frame_equal(fast.drop("__text"), expected)
+
+    contract = TableContract("t", "t.odcs.yaml", "", (OBJECT,))
+    with patch("transforms.contracts.coerce._fast_objects", lambda t, _c: (fast[:0], t)):
+        python = coerce(frame, contract)
+    assert_frame_equal(coerce(frame, contract), python)
+
+
+def test_the_fast_path_reads_plain_objects_itself():
+    """The property test's premise: the usual export text is read in Polars."""
+    from transforms.contracts.coerce import _fast_objects
+
+    texts = pl.Series(
+        [
+            '{"s": "web", "n": 12.5, "i": -3, "b": true, "d": "2026-01-31", "t": null}',
+            '{ "n" : 3 }',
+            "{}",
+        ]
+    )
+    fast, rest = _fast_objects(texts, OBJECT)
+    assert fast["__text"].to_list() == texts.to_list() and rest.is_empty()
