@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import random
-import shutil
 import subprocess
 import sys
 import time
@@ -24,13 +23,8 @@ import pytest
 import yaml
 
 from tests.engines.test_sql_engines import committed
-from tests.support.spark_cluster import (
-    CLUSTER_CONF,
-    LOOPBACK_ENV,
-    ClusterDriver,
-    SparkCluster,
-    standalone_cluster,
-)
+from tests.support import spark_cluster as cluster_support
+from tests.support.spark_cluster import CLUSTER_CONF, LOOPBACK_ENV, ClusterDriver, SparkCluster
 from tests.support.workspace import (
     EVENTS_HEADER,
     PEOPLE_HEADER,
@@ -47,16 +41,7 @@ from transforms.storage.roots import Root
 
 pytestmark = pytest.mark.spark_cluster
 SEGMENTS = Path(sys.executable).with_name("segments")
-
-
-@pytest.fixture(scope="session")
-def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCluster]:
-    """One standalone cluster for the test session; skipped only when no Java runtime can be
-    found."""
-    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
-        pytest.skip("the Spark cluster tests need Java 17: no `java` on the PATH and no JAVA_HOME")
-    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster")) as cluster:
-        yield cluster
+spark_cluster = cluster_support.spark_cluster  # the fixture: one cluster for the session
 
 
 @pytest.fixture(scope="module")

@@ -1,11 +1,12 @@
 """A Spark standalone cluster on the loopback interface, for the spark engine's cluster tests.
 
-`standalone_cluster` starts, from the installed pyspark distribution (`bin/spark-class`), one
-master and two workers of one core each, every process in its own process group with
-`SPARK_LOCAL_IP=127.0.0.1`, and waits until both workers have registered with the master (its
-JSON at http://127.0.0.1:<webui>/json/). It kills every process group on the way out, whatever
-happened. A worker can be killed (SIGKILL of its group: the worker and its executor) and
-started again.
+The `spark_cluster` fixture (one cluster for the test session; a test module imports it to use
+it) skips when no Java runtime can be found. `standalone_cluster` starts, from the installed
+pyspark distribution (`bin/spark-class`), one master and two workers of one core each, every
+process in its own process group with `SPARK_LOCAL_IP=127.0.0.1`, and waits until both workers
+have registered with the master (its JSON at http://127.0.0.1:<webui>/json/). It kills every
+process group on the way out, whatever happened. A worker can be killed (SIGKILL of its group:
+the worker and its executor) and started again.
 
 `ClusterDriver` is the driver of the pipeline's runs on the cluster: a Python process of its
 own (the test process may hold a local-mode session already, and one process has one
@@ -17,6 +18,7 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -31,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pyspark
+import pytest
 
 from tests.support.workspace import SPARK_TEST_CONF
 from transforms.config import Settings
@@ -216,6 +219,16 @@ def standalone_cluster(folder: Path) -> Iterator[SparkCluster]:
         yield cluster
     finally:
         cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def spark_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SparkCluster]:
+    """One standalone cluster for the test session; skipped only when no Java runtime can be
+    found."""
+    if not (shutil.which("java") or os.environ.get("JAVA_HOME")):
+        pytest.skip("the Spark cluster tests need Java 17: no `java` on the PATH and no JAVA_HOME")
+    with standalone_cluster(tmp_path_factory.mktemp("spark-cluster")) as cluster:
+        yield cluster
 
 
 # --- the driver process --------------------------------------------------------------------
