@@ -104,7 +104,7 @@ class SparkCluster:
             Daemon(
                 f"worker-{i}",
                 ["org.apache.spark.deploy.worker.Worker", self.master_url, "--host", "127.0.0.1"]
-                + ["--port", str(free_port()), "--webui-port", str(free_port())]
+                + ["--webui-port", str(free_port())]
                 + ["--cores", "1", "--memory", "1g", "--work-dir", str(self.work_dir(i))],
                 folder / f"worker-{i}.log",
             )
@@ -139,13 +139,10 @@ class SparkCluster:
         except OSError:
             return None
 
-    def alive_worker_ports(self) -> set[int]:
+    def alive_workers(self) -> int:
+        """How many workers the master counts as alive."""
         state = self.state() or {"workers": []}
-        return {w["port"] for w in state["workers"] if w["state"] == "ALIVE"}
-
-    def worker_port(self, index: int) -> int:
-        args = self.workers[index].args
-        return int(args[args.index("--port") + 1])
+        return sum(w["state"] == "ALIVE" for w in state["workers"])
 
     def _wait(self, what: str, ready, daemons: list[Daemon]) -> None:
         """Wait until `ready()`; fail with the logs' tails if a process exits or time runs out."""
@@ -174,22 +171,22 @@ class SparkCluster:
 
     def wait_for_workers(self) -> None:
         """Until every worker is registered with the master as ALIVE."""
-        ports = {self.worker_port(i) for i in range(len(self.workers))}
         self._wait(
-            f"{len(ports)} workers registered",
-            lambda: ports <= self.alive_worker_ports(),
+            f"{len(self.workers)} workers registered",
+            lambda: self.alive_workers() == len(self.workers),
             [self.master, *self.workers],
         )
 
     def kill_worker(self, index: int) -> None:
-        """SIGKILL worker `index` and its executor (its process group), as a lost machine."""
+        """SIGKILL worker `index` and its executor (its process group), as a lost machine;
+        returns once the master no longer counts it (it drops a worker whose connection
+        closes), so that `wait_for_workers` after a restart waits for the new one."""
         process = self.workers[index].process
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
-        port = self.worker_port(index)
         self._wait(
             f"the master forgets worker-{index}",
-            lambda: port not in self.alive_worker_ports(),
+            lambda: self.alive_workers() < len(self.workers),
             [self.master],
         )
 
