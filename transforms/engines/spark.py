@@ -32,9 +32,9 @@ if TYPE_CHECKING:
     from pyspark.sql import SparkSession
 
 DIALECT = "spark"
-# a session the spark engine starts: quiet; with a local master, on the loopback interface only
-# (a cluster's executors must reach the driver at an address of its own)
-QUIET_SPARK_CONF = {
+# a session the spark engine starts: quiet, in UTC; with a local master, on the loopback
+# interface only (a cluster's executors must reach the driver at an address of its own)
+SESSION_SPARK_CONF = {
     "spark.ui.enabled": "false",
     "spark.ui.showConsoleProgress": "false",
     "spark.log.level": "ERROR",
@@ -93,7 +93,7 @@ def session_conf(settings: Settings) -> dict[str, str]:
     """The Spark settings of a session the engine starts on `settings.spark_master`: quiet, in
     UTC, on the loopback interface for a local master, hadoop-aws' for an s3:// lake when
     `spark_s3a` is set; `spark_conf` overrides any of them."""
-    conf = dict(QUIET_SPARK_CONF)
+    conf = dict(SESSION_SPARK_CONF)
     if settings.spark_master.startswith("local"):
         conf.update(LOOPBACK_SPARK_CONF)
     lake = Root(settings.lake, settings.storage_options)
