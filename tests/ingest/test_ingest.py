@@ -9,7 +9,9 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from polars.testing import assert_frame_equal
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal, assert_series_equal
 
 from tests.support.workspace import (
     DAY,
@@ -24,7 +26,7 @@ from tests.support.workspace import (
     s3_settings,
 )
 from transforms.errors import InputFileError, MissingInputError
-from transforms.ingest.step import ingest, landing_changes, publish, stage
+from transforms.ingest.step import _first_occurrences, ingest, landing_changes, publish, stage
 from transforms.storage import lake
 from transforms.storage.lake import read_ingest_manifest, scan_events
 from transforms.storage.records import IngestReport
@@ -580,3 +582,12 @@ def test_a_large_csv_file_read_from_its_path_gives_the_same_rows_and_errors(sett
     line = LOCAL_READ_BYTES // 50 + 2
     with pytest.raises(InputFileError, match=rf"line {line}: line has 11 fields"):
         ingest(settings, DAY)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(["e1", "e2", "", "E1"]), st.text(max_size=3))))
+def test_the_first_of_each_event_id_is_found_as_polars_finds_it(ids):
+    """Re-sent events are found by the ids' hashes, comparing the ids only where hashes
+    repeat: the same rows as `is_first_distinct`."""
+    values = pl.Series("event_id", ids, dtype=pl.String)
+    assert_series_equal(_first_occurrences(values), values.is_first_distinct(), check_names=False)

@@ -298,18 +298,31 @@ def _stage_table(
         earlier, resent = lake.resent_events(lake_root, day, typed.get_column(key))
         report.checked_against = [d.isoformat() for d in earlier]
         report.checked_attempts = {d.isoformat(): attempt for d, attempt in earlier.items()}
-        ids = pl.col(key)
-        first = typed.select(
-            ids.is_null() | (ids.is_first_distinct() & ~ids.is_in(resent.implode()))
-        )
-        report.duplicates_dropped = int((keep & ~first.to_series()).sum())
-        keep = keep & first.to_series()
+        ids = typed.get_column(key)
+        first = ids.is_null() | (_first_occurrences(ids) & ~ids.is_in(resent.implode()))
+        report.duplicates_dropped = int((keep & ~first).sum())
+        keep = keep & first
     staged = typed.with_columns(keep.alias(KEEP))  # read whole: no column statistics needed
     lake_root.write_parquet(staged, f"{folder}/{table}.typed.parquet", statistics=False)
     lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet", statistics=False)
     _timed(report, "read", started)
     lake_root.write_bytes(_staged_report(folder, table), report.to_bytes())
     return report
+
+
+def _first_occurrences(values: pl.Series) -> pl.Series:
+    """Whether each of `values` is the first row holding it, as `is_first_distinct` tells.
+
+    Only the rows whose hash another row shares are compared: sorting the hashes of 10M event
+    ids takes a sixth of the time of the hash table `is_first_distinct` builds over them."""
+    hashes = values.hash()
+    ordered = hashes.sort()
+    shared = ordered.filter(ordered == ordered.shift(1))
+    first = pl.repeat(True, values.len(), dtype=pl.Boolean, eager=True)
+    if shared.is_empty():
+        return first
+    positions = hashes.is_in(shared.implode()).arg_true()
+    return first.scatter(positions, values.gather(positions).is_first_distinct())
 
 
 def _staged_report(folder: str, table: str) -> str:
