@@ -11,7 +11,10 @@ of rescanning the history, each run keeps two tables (README, "Event features ar
   when its bucket is <= D - T: buckets are whole days of every window.
 - `feature_totals`: the state columns of every foldable feature at D, one row per person.
 
-Both are kept in person order (`transforms.engines.person_order`).
+The totals, and the partials a folding run writes, are kept in person order
+(`transforms.engines.person_order`); a recompute writes its partials in the order its aggregate
+gives (a fold finds any partial's people by binary search, and sorting them all cost a
+recompute about as much as writing them).
 
 Run D after run P folds: per window, the partial files that count at D and did not at P are
 added, those that counted at P and no longer do are taken away. Integer columns subtract
@@ -299,8 +302,8 @@ def _recompute(
     """The totals and the partials of every ingest date from the events, in one pass over
     them: per range of person ids (`person_order.person_ranges`, `PEOPLE_PER_PARTIALS` of the
     snapshot each), the events are aggregated per (ingest date, bucket, person), without the
-    windows; that aggregate is written as the partials, and the totals are aggregated from it,
-    each feature over the buckets of its window (as a fold counts them)."""
+    windows; that aggregate is written as the partials (unsorted), and the totals are aggregated
+    from it, each feature over the buckets of its window (as a fold counts them)."""
     tests = {f.name: f.event_tests for f in features}
 
     def same_as(f: Feature) -> tuple:
@@ -343,9 +346,7 @@ def _recompute(
         del partial
         for (ingested, day_bucket), part in sorted(parts.items()):
             target = lake.partial_file(day, ingested, day_bucket, attempt, index)
-            root.write_parquet(
-                part.drop(INGESTED, BUCKET).sort("person_id"), target, statistics=False
-            )
+            root.write_parquet(part.drop(INGESTED, BUCKET), target, statistics=False)
             written.append(Partial(ingested, day_bucket, target))
         del parts
     # ranges in order: a check, not a sort; the ranges not copied into one
