@@ -1,14 +1,19 @@
 """What the spark engine hands Spark for an s3:// lake when the cluster provides hadoop-aws
 (`spark_s3a`): the s3a settings from the lake's storage_options and s3a:// paths. hadoop-aws is
-not installed here, so these check the settings and paths, not a read through them."""
+not installed here, so these check the settings and paths, and that Spark is asked for s3a://,
+not a read through it."""
 
 from __future__ import annotations
 
 import pytest
 
-from tests.support.workspace import workspace_settings
+from tests.support.workspace import s3_settings, workspace_settings
+from transforms.cli.demo import FIRST_DAY, write_demo_workspace
 from transforms.engines.spark import ENGINE, s3a_conf, s3a_url, session_conf
 from transforms.errors import ConfigError
+from transforms.ingest.step import ingest
+from transforms.runs.materialize import evaluate
+from transforms.storage.roots import Root
 
 SEAWEED = {"endpoint_url": "http://127.0.0.1:8333", "key": "admin", "secret": "s3cret"}
 
@@ -86,3 +91,18 @@ def test_a_session_for_an_s3_lake_with_spark_s3a_carries_the_s3a_settings(tmp_pa
         tmp_path, spark_s3a=True, spark_conf={"spark.hadoop.fs.s3a.endpoint": "http://other"}
     )
     assert session_conf(overridden)["spark.hadoop.fs.s3a.endpoint"] == "http://other"
+
+
+@pytest.mark.s3
+@pytest.mark.spark
+def test_an_s3_lake_reaches_spark_as_s3a_paths(spark, s3, prefix):
+    """With spark_s3a, Spark is asked to read the lake's files as s3a://: without hadoop-aws
+    (as here) it cannot load the S3A file system, which the error says with what to install."""
+    settings = s3_settings(s3, prefix, spark_s3a=True)
+    options = settings.storage_options
+    write_demo_workspace(Root(settings.landing, options), Root(settings.inbox, options), 200)
+    ingest(settings, FIRST_DAY)
+    with pytest.raises(ConfigError) as refused:
+        evaluate(settings, FIRST_DAY, engine="spark")
+    assert "S3AFileSystem not found" in str(refused.value)
+    assert "hadoop-aws" in refused.value.hint and "spark_s3a" in refused.value.hint

@@ -192,7 +192,19 @@ class SparkEngine:
         def read(keys: list[str]):
             if root.is_local:
                 return spark.read.parquet(*(root.local_path(k) for k in keys))
-            return spark.read.parquet(*(s3a_url(root.url_of(k)) for k in keys))
+            try:
+                return spark.read.parquet(*(s3a_url(root.url_of(k)) for k in keys))
+            except Exception as exc:  # py4j's or Spark Connect's, whose text names the class
+                if "S3AFileSystem not found" not in str(exc):
+                    raise
+                raise ConfigError(
+                    f"spark_s3a is set, and Spark cannot load hadoop-aws to read {root.url}"
+                    " (class org.apache.hadoop.fs.s3a.S3AFileSystem not found)",
+                    hint="put hadoop-aws of the cluster's Hadoop version and its AWS SDK bundle"
+                    " on the driver's and the executors' classpath (e.g. spark_conf:"
+                    " {spark.jars.packages: org.apache.hadoop:hadoop-aws:<version>}), or unset"
+                    " spark_s3a and use --engine polars or duckdb for this lake",
+                ) from exc
 
         with _temp_views(spark) as views:
             people = _register(views, "__people", read(lake.people_files(root, day)))
