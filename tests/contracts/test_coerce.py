@@ -282,3 +282,24 @@ def test_the_fast_path_reads_plain_objects_itself():
     )
     fast, rest = _fast_objects(texts, OBJECT)
     assert fast["__text"].to_list() == texts.to_list() and rest.is_empty()
+
+
+def test_each_row_lists_the_rules_it_broke_in_column_order():
+    columns = (Column("a", "integer"), OBJECT, Column("c", "date"), Column("z", "number"))
+    frame = pl.DataFrame(
+        {
+            "a": ["1", "x", "y", None, "2"],
+            "o": ['{"n": "x", "i": 1.5}', "{}", None, "[]", '{"x": 1}'],
+            "c": ["bad", "2026-01-01", "bad", None, None],
+            "z": pl.Series([1.0, 2.0, None, 3.0, None], dtype=pl.Float64),
+        }
+    )
+    out = coerce(frame, TableContract("t", "t.odcs.yaml", "", columns))
+    assert out[CAST_FAILURES].to_list() == [
+        ["o.n:type", "o.i:type", "c:type"],
+        ["a:type"],
+        ["a:type", "c:type"],
+        ["o:type"],
+        [],
+    ]
+    assert out["_undeclared_keys"].to_list() == [[], [], [], [], ["o.x"]]
