@@ -289,15 +289,15 @@ def _fast_value(token: pl.Expr, logical_type: str) -> tuple[pl.Expr, pl.Expr]:
     return value, value.is_not_null()
 
 
-def _fast_objects(texts: pl.Series, column: Column) -> tuple[pl.DataFrame, pl.Series]:
-    """(`_parse_objects`' frame of the texts Polars reads as it would, with their `__text`;
-    the other texts).
+def _fast_objects(texts: pl.Series, column: Column) -> tuple[pl.Series, pl.DataFrame]:
+    """(which of `texts` Polars reads as `_parse_objects` would, `_parse_objects`' frame of
+    those texts).
 
     Read in Polars: `FLAT_OBJECT` texts whose every key is a declared field, at most once,
     holding null or a value `_fast_value` is sure of. Those are JSON objects that break no
     rule and hold no undeclared key; `_parse_objects` decides every other text."""
     if not all(re.fullmatch(FIELD_NAME, f.name) for f in column.fields):
-        return _parse_objects([], column).with_columns(__text=pl.lit(None, pl.String)), texts
+        return pl.repeat(False, texts.len(), eager=True), _parse_objects([], column)
     text = pl.col("__text")
     tokens = (
         texts.alias("__text")
@@ -322,24 +322,32 @@ def _fast_objects(texts: pl.Series, column: Column) -> tuple[pl.DataFrame, pl.Se
         sure.append((absent | certain) & (keys <= 1))
     undeclared = pl.col("__members") - pl.sum_horizontal(pl.col("^__keys .*$"))
     sure.append(undeclared == 0)
-    checked = tokens.with_columns(pl.all_horizontal(sure).fill_null(False).alias("__fast"))
-    rest = checked.filter(~pl.col("__fast")).get_column("__text")
-    parsed = checked.filter(pl.col("__fast")).select(
+    fast = tokens.select(pl.all_horizontal(sure).fill_null(False)).to_series()
+    parsed = tokens.filter(fast).select(
         *values,
         pl.lit(True).alias("__present"),
         pl.lit(None, pl.String).alias("__failures"),
         pl.lit(None, pl.String).alias("__undeclared"),
-        text,
     )
-    return parsed, rest
+    return fast, parsed
+
+
+def _parsed_texts(texts: pl.Series, column: Column) -> tuple[pl.DataFrame, pl.Series]:
+    """(`_parse_objects`' frame of distinct `texts`, where each text's row is in it): those
+    `_fast_objects` reads first, then those read in Python."""
+    fast, parsed = _fast_objects(texts, column)
+    parsed = pl.concat([parsed, _parse_objects(texts.filter(~fast).to_list(), column)])
+    read_fast = fast.cum_sum() - 1
+    read_in_python = fast.sum() + (~fast).cum_sum() - 1
+    return parsed, read_fast.zip_with(fast, read_in_python).cast(pl.UInt32)
 
 
 def _object_from_text(text: pl.Series, column: Column) -> tuple[pl.Series, pl.Series, pl.Series]:
     """(struct of the declared fields, rules broken, undeclared keys) of JSON text. Each
     distinct text is read once: in Polars when `_fast_objects` can, else in Python."""
-    fast, rest = _fast_objects(text.drop_nulls().unique(), column)
-    parsed = pl.concat([fast.drop("__text"), _parse_objects(rest.to_list(), column)])
-    distinct = pl.concat([fast.get_column("__text"), rest])
+    coded = text.cast(pl.Categorical(pl.Categories.random()))  # own categories: codes 0, 1, ...
+    distinct = coded.dtype.categories.to_series()
+    parsed, where = _parsed_texts(distinct, column)
     parsed = pl.concat([parsed, parsed.clear(1).with_columns(__present=False)])  # NULL text
     empty = pl.lit([], pl.List(pl.String))
     failures = [pl.col("__failures").str.split("|").fill_null(empty)]
@@ -356,9 +364,9 @@ def _object_from_text(text: pl.Series, column: Column) -> tuple[pl.Series, pl.Se
         pl.concat_list(failures).list.drop_nulls().alias("failures"),
         pl.col("__undeclared").str.split("|").fill_null(empty).alias("keys"),
     )
-    # each row's position in `distinct`, and NULL text's after them; gathered from one chunk
+    # each row's position in `parsed` (NULL text's is the last); gathered from one chunk
     # (gathering 10M rows from the three concatenated above takes 10x longer)
-    rows = text.cast(pl.Enum(distinct)).to_physical().cast(pl.UInt32).fill_null(distinct.len())
+    rows = where.gather(coded.to_physical()).fill_null(distinct.len())
     result = result.rechunk()[rows]
     return (
         result.get_column(column.name),
