@@ -115,11 +115,12 @@ def nightly_run(data: Path, engine: str, full: bool = False) -> dict[str, Any]:
     does; with `full`, as `segments run --full` does): each step's seconds and peak memory."""
     from transforms.runs.attempt import begin
     from transforms.runs.iceberg import publish_runs
-    from transforms.runs.steps import STEPS
+    from transforms.runs.steps import STEPS, warm_up
 
     settings = settings_of(data)
     steps = {}
     plan = begin(settings, SECOND_DAY, engine=engine, full=full)
+    warm_up(settings, plan)
     for step in (*STEPS, lambda settings, _: publish_runs(settings)):
         reset_peak()
         started = time.perf_counter()

@@ -35,6 +35,7 @@ from __future__ import annotations
 import importlib
 import json
 import logging
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ TABLES = ("people", "events")
 RULES, REASON = "_rules", "_reason"
 EXPECTATIONS = "transforms.contracts.expectations"
 """Great Expectations and the suites built with it: seconds to import, so imported only by a
-validation with rows to check, in the background while the checks in Polars run."""
+validation with rows to check, in the background while the checks in Polars run
+(`import_validator_in_background`)."""
 KEEP = "__keep"
 """Staged beside each typed row: False if it was already refused (bad value, re-sent event)."""
 
@@ -493,6 +495,22 @@ def ingest(settings: Settings, day: date) -> IngestReport:
         lake_root.delete_folder(folder)
 
 
+_IMPORTING: list[threading.Thread] = []
+"""The background import of `EXPECTATIONS`, once started."""
+
+
+def import_validator_in_background() -> None:
+    """Start importing Great Expectations (`EXPECTATIONS`) in a background thread, so that a
+    validation later in this process finds it imported, or part way (a second import of a
+    module waits for the first). `publish` waits for it to end: while it runs, pyspark and
+    SQLAlchemy look not installed to this process (`expectations.UNUSED_INTEGRATIONS`)."""
+    if EXPECTATIONS not in sys.modules and not _IMPORTING:
+        _IMPORTING.append(
+            threading.Thread(target=importlib.import_module, args=(EXPECTATIONS,), daemon=True)
+        )
+        _IMPORTING[0].start()
+
+
 def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestReport:
     """Steps 4-6: validate what `stage` left in `folder`, then publish it as attempt `attempt`."""
     lake_root = Root(settings.lake, settings.storage_options)
@@ -505,11 +523,13 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
             hint=f"run `segments ingest --date {day}`",
         )
     if reports["events"].rows_read:  # events are validated every row: it will be needed
-        threading.Thread(target=importlib.import_module, args=(EXPECTATIONS,), daemon=True).start()
+        import_validator_in_background()
     prepared = {}
     for table, staged in reports.items():
         log.info("ingest %s %s: validating", table, day)
         prepared[table] = _validate_table(settings, lake_root, staged, folder, day)
+    for started in _IMPORTING:  # nothing else of the run imports while modules look missing
+        started.join()
 
     outputs: dict[str, list[str]] = {}
     own = [
