@@ -304,7 +304,8 @@ def _stage_table(
         first = ids.is_null() | (_first_occurrences(ids) & ~ids.is_in(resent.implode()))
         report.duplicates_dropped = int((keep & ~first).sum())
         keep = keep & first
-    staged = typed.with_columns(keep.alias(KEEP))  # read whole: no column statistics needed
+    # read whole (no column statistics needed); the undeclared keys are counted already
+    staged = typed.drop(UNDECLARED, strict=False).with_columns(keep.alias(KEEP))
     lake_root.write_parquet(staged, f"{folder}/{table}.typed.parquet", statistics=False)
     lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet", statistics=False)
     _timed(report, "read", started)
