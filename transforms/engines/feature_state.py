@@ -312,15 +312,16 @@ def _recompute(
     same_partials = {}  # features whose partials are the same columns (windows apart): once
     for f in features:
         same_partials.setdefault(same_as(f), f)
-    copies = [
-        pl.col(kept.name).alias(own.name)
+    source_of = {  # each state column: the column of the aggregate that holds it
+        own.name: kept.name
         for f in features
         for kept, own in zip(
             state_columns(same_partials[same_as(f)], pl.lit(True)),
             state_columns(f, pl.lit(True)),
             strict=True,
         )
-    ]
+    }
+    copies = [pl.col(kept).alias(own) for own, kept in source_of.items()]
     counted = counted_names(features)
     totals, written = [], []
     for index, in_range in enumerate(_ranges(people)):
@@ -331,22 +332,20 @@ def _recompute(
             for ingested, keys in sorted(events.items())
             for key in keys
         ]
-        partial = (
-            aggregate_state(
-                pl.concat(scans, how="vertical_relaxed").with_columns(bucket()),
-                list(same_partials.values()),
-                [INGESTED, BUCKET, "person_id"],
-                tests,
-            )
-            .select(INGESTED, BUCKET, "person_id", *copies)
-            .collect(engine="streaming")
+        partial = aggregate_state(
+            pl.concat(scans, how="vertical_relaxed").with_columns(bucket()),
+            list(same_partials.values()),
+            [INGESTED, BUCKET, "person_id"],
+            tests,
+        ).collect(engine="streaming")
+        totals.append(
+            in_person_order(_prune(_totals_of(partial, day, features, source_of), features))
         )
-        totals.append(in_person_order(_prune(_totals_of(partial, day, features), features)))
         parts = partial.partition_by(INGESTED, BUCKET, as_dict=True)
         del partial
         for (ingested, day_bucket), part in sorted(parts.items()):
             target = lake.partial_file(day, ingested, day_bucket, attempt, index)
-            root.write_parquet(part.drop(INGESTED, BUCKET), target, statistics=False)
+            root.write_parquet(part.select("person_id", *copies), target, statistics=False)
             written.append(Partial(ingested, day_bucket, target))
         del parts
     # ranges in order: a check, not a sort; the ranges not copied into one
@@ -369,9 +368,12 @@ def _ranges(people: pl.Series) -> list[pl.Expr]:
     return [person.is_null() | (person < bounds[0]), *middle, person >= bounds[-1]]
 
 
-def _totals_of(partial: pl.DataFrame, day: date, features: list[Feature]) -> pl.DataFrame:
-    """Run `day`'s totals from the partial aggregates of every (ingest date, bucket): each
-    feature over the buckets that count at `day` (`_counts`)."""
+def _totals_of(
+    partial: pl.DataFrame, day: date, features: list[Feature], source_of: dict[str, str]
+) -> pl.DataFrame:
+    """Run `day`'s totals from the partial aggregates of every (ingest date, bucket), in which
+    state column `c` is the column `source_of[c]`: each feature over the buckets that count at
+    `day` (`_counts`)."""
     bucket_of = pl.col(BUCKET)
     inside, aggregates = [], []
     for f in features:
@@ -379,15 +381,16 @@ def _totals_of(partial: pl.DataFrame, day: date, features: list[Feature]) -> pl.
         if f.window_days is not None:
             counts &= bucket_of > day - timedelta(days=f.window_days)
         for c in state_columns(f, pl.lit(True)):
-            inside.append(pl.when(counts).then(pl.col(c.name)).alias(c.name))
+            inside.append(pl.when(counts).then(pl.col(source_of[c.name])).alias(c.name))
             aggregates.append(getattr(pl.col(c.name), c.aggregate)())
+    schema = {"person_id": pl.String, **{c: partial.schema[k] for c, k in source_of.items()}}
     return (
         partial.lazy()
         .filter(bucket_of <= day)
         .select("person_id", *inside)
         .group_by("person_id")
         .agg(aggregates)
-        .cast(partial.select(pl.exclude(INGESTED, BUCKET)).schema)
+        .cast(schema)
         .collect(engine="streaming")
     )
 
