@@ -341,13 +341,21 @@ def _recompute(
         totals.append(
             in_person_order(_prune(_totals_of(partial, day, features, source_of), features))
         )
-        parts = partial.partition_by(INGESTED, BUCKET, as_dict=True)
+        # one (ingest date, bucket) at a time: a partition of all at once copies the aggregate
+        rows = (
+            partial.select(INGESTED, BUCKET)
+            .with_row_index("__rows")
+            .group_by(INGESTED, BUCKET)
+            .agg("__rows")
+            .sort(INGESTED, BUCKET)
+        )
+        columns = partial.select("person_id", *copies)  # no copy: the same columns, renamed
         del partial
-        for (ingested, day_bucket), part in sorted(parts.items()):
+        for i, (ingested, day_bucket) in enumerate(rows.select(INGESTED, BUCKET).iter_rows()):
             target = lake.partial_file(day, ingested, day_bucket, attempt, index)
-            root.write_parquet(part.select("person_id", *copies), target, statistics=False)
+            root.write_parquet(columns.gather(rows["__rows"][i]), target, statistics=False)
             written.append(Partial(ingested, day_bucket, target))
-        del parts
+        del columns
     # ranges in order: a check, not a sort; the ranges not copied into one
     return in_person_order(pl.concat(totals, rechunk=False)), written
 
