@@ -42,7 +42,7 @@ from transforms.language.semantics import (
     TEMPORAL,
     TRUNC_UNITS,
     EventAggregate,
-    bucket_of,
+    buckets_of,
     run_date,
 )
 from transforms.language.types import (
@@ -471,7 +471,7 @@ def _function(node: exp.Anonymous, ann: Annotation, as_of: datetime) -> Typed:
     if node.name.lower() == "bucket":
         n, salt = bucket_arguments(node)
         buckets = pl.col("person_id").map_batches(
-            lambda ids: pl.Series([bucket_of(i, n, salt) for i in ids], dtype=pl.Int64),
+            lambda ids: pl.Series(buckets_of(ids.to_list(), n, salt), dtype=pl.Int64),
             return_dtype=pl.Int64,
             is_elementwise=True,
         )
