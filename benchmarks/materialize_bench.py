@@ -119,8 +119,8 @@ def nightly_run(data: Path, engine: str, full: bool = False) -> dict[str, Any]:
 
     settings = settings_of(data)
     steps = {}
+    warm_up(settings, SECOND_DAY)
     plan = begin(settings, SECOND_DAY, engine=engine, full=full)
-    warm_up(settings, plan)
     for step in (*STEPS, lambda settings, _: publish_runs(settings)):
         reset_peak()
         started = time.perf_counter()

@@ -128,7 +128,7 @@ def ingest_step(settings: Settings, plan: Attempt) -> IngestStepResult:
 
     settings = pinned(settings, plan)
     staging = Staging.of(Root(settings.lake, settings.storage_options), plan)
-    why = _why_ingest(settings, plan)
+    why = _why_ingest(settings, plan.day, plan.reingest)
     if why is None:
         log.info("run %s: already ingested, and its landing files did not change", plan.day)
         return IngestStepResult(ingested=False)
@@ -145,24 +145,25 @@ def ingest_step(settings: Settings, plan: Attempt) -> IngestStepResult:
     return result
 
 
-def _why_ingest(settings: Settings, plan: Attempt) -> str | None:
-    """Why the run reads D's landing files, or None when D's ingest is current."""
-    if lake.read_ingest_manifest(Root(settings.lake, settings.storage_options), plan.day) is None:
+def _why_ingest(settings: Settings, day: date, reingest: bool) -> str | None:
+    """Why the run of `day` reads its landing files, or None when its ingest is current."""
+    if lake.read_ingest_manifest(Root(settings.lake, settings.storage_options), day) is None:
         return "not ingested yet"
-    if plan.reingest:
+    if reingest:
         return "re-ingest asked for"
-    changed = landing_changes(settings, plan.day)
+    changed = landing_changes(settings, day)
     if changed:
         return "landing files changed since the ingest: " + "; ".join(changed)
     return None
 
 
-def warm_up(settings: Settings, plan: Attempt) -> None:
-    """What a process that runs every step of `plan` (`run`, the benchmark) starts with: when
-    the run will ingest, Great Expectations is imported in the background while the ingest
-    step reads, so the validate step does not wait seconds for it. (The Airflow DAG runs each
-    step in a process of its own: its validate task imports it.)"""
-    if _why_ingest(pinned(settings, plan), plan) is not None:
+def warm_up(settings: Settings, day: date, reingest: bool = False) -> None:
+    """What a process that runs every step of the run of `day` (`run`, the benchmark) starts
+    with, before `begin`: when the run will ingest, Great Expectations is imported in the
+    background while the attempt begins and the ingest step reads, so the validate step does
+    not wait seconds for it. (The Airflow DAG runs each step in a process of its own: its
+    validate task imports it.)"""
+    if _why_ingest(settings, day, reingest) is not None:
         import_validator_in_background()
 
 
@@ -409,6 +410,7 @@ def run(
     later = read_catalog(Root(settings.lake, settings.storage_options)).later(day)
     allowed = tuple(later) if rebuild_later else ()
     for index, each in enumerate([day, *later] if rebuild_later else [day]):
+        warm_up(settings, each, reingest and each == day)
         plan = begin(
             settings,
             each,
@@ -418,7 +420,6 @@ def run(
             reingest=reingest and each == day,
             allowed_later=allowed[index:],
         )
-        warm_up(settings, plan)
         try:
             for step in STEPS:
                 name = step.__name__.removesuffix("_step")
