@@ -9,7 +9,8 @@ import pytest
 
 from tests.support.workspace import s3_settings, workspace_settings
 from transforms.cli.demo import FIRST_DAY, write_demo_workspace
-from transforms.engines.spark import ENGINE, s3a_conf, s3a_url, session_conf
+from transforms.engines.spark import ENGINE, s3a_conf, session_conf
+from transforms.engines.spark_tables import s3a_url
 from transforms.errors import ConfigError
 from transforms.ingest.step import ingest
 from transforms.runs.materialize import evaluate

@@ -35,6 +35,7 @@ def read_parquet(root: Root, keys: list[str]) -> exp.Expr:
 
 class DuckDBEngine:
     name = "duckdb"
+    distributed = False
     folds_features = False
 
     def check(self, settings: Settings) -> None:

@@ -20,6 +20,7 @@ from transforms.storage import lake
 
 class PolarsEngine:
     name = "polars"
+    distributed = False
     folds_features = True
 
     def check(self, settings: Settings) -> None:

@@ -1,7 +1,9 @@
 """The engines that compute membership, by name: what each one is and where it lives.
 
 An engine (`Engine`) computes, for a run date, the members of every segment and the person ids
-of the date's people snapshot; the diff and the commit are the same whatever the engine. Every
+of the date's people snapshot; the diff and the commit are the same whatever the engine. A
+`distributed` engine (Spark) also stages the members and diffs them where the data is
+(`DistributedEngine`), so that the process that runs the steps never holds them. Every
 list of engine names (the CLI's `--engine`, the DAG's `engine` param) is `ENGINES`;
 `load_engine` turns a name into its engine. Importing this module imports no engine:
 each one's module (and its polars, duckdb or pyspark) is imported when it is loaded, so the
@@ -21,6 +23,7 @@ if TYPE_CHECKING:
     import polars as pl
 
     from transforms.config import Settings
+    from transforms.engines.changes import RunContext
     from transforms.language.polars import CompiledDefinitions
     from transforms.storage.roots import Root
 
@@ -53,6 +56,9 @@ class Engine(Protocol):
     """Computes the members of every segment for a run date."""
 
     name: str
+    distributed: bool
+    """Whether the run's members are staged and diffed by the engine itself, where the data is
+    (`DistributedEngine`), instead of coming back to this process for the Polars diff."""
     folds_features: bool
     """Whether a run folds the event features from the previous run's kept state
     (`transforms.engines.feature_state`) and hands them to `members` in `Inputs.features`; an
@@ -66,6 +72,54 @@ class Engine(Protocol):
     def members(self, inputs: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
         """(segment_id, person_id) of every member of every segment of `inputs.compiled`, and
         the person_id of everyone in the people snapshot of `inputs.day`."""
+        ...
+
+
+@dataclass(frozen=True)
+class StagedDiff:
+    """What a distributed engine diffs and where it writes the result: keys (folders of
+    Parquet parts, or files) in the lake."""
+
+    context: RunContext
+    previous: list[str]
+    """The previous committed run's membership files, in order ([]: there is none)."""
+    members: str
+    """The folder of the members the engine staged (`DistributedEngine.stage_members`)."""
+    snapshot: str
+    """The folder of the snapshot's person ids it staged."""
+    manual_actions: str
+    """The file of (segment_id, person_id, action) of the run's manual uploads."""
+    membership: str
+    """The folder to write the membership parts in, in key order."""
+    changes: str
+    """The folder to write the changes parts in, in key order."""
+
+
+@dataclass(frozen=True)
+class DiffCounts:
+    """What a distributed diff counted: rows per segment, of the membership and of the
+    changes."""
+
+    sizes: dict[str, int]
+    """segment_id -> members."""
+    moves: dict[tuple[str, str], int]
+    """(segment_id, change) -> change rows."""
+
+
+class DistributedEngine(Engine, Protocol):
+    """An engine whose executors write the members and the run's tables (`Engine.distributed`):
+    only counts come back."""
+
+    def stage_members(self, inputs: Inputs, members: str, snapshot: str) -> tuple[int, int]:
+        """Write, as Parquet parts in the folders `members` and `snapshot` (keys in
+        `inputs.lake`, replaced), what `members` returns; (people, members) counted."""
+        ...
+
+    def diff_members(self, settings: Settings, diff: StagedDiff) -> DiffCounts:
+        """Write the membership (segment_id, person_id, member_since) and the changes
+        (`transforms.runs.diff.CHANGES_SCHEMA`) of `diff.context`'s run, each in key order
+        across its parts in part order, what `transforms.runs.diff.diff` computes from the same
+        inputs; the counts of what it wrote."""
         ...
 
 

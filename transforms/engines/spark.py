@@ -1,11 +1,14 @@
 """The Spark engine: the Spark SQL of `transforms.language.sql`, run where the data is.
 
 Spark (in process as `local[N]`, on a cluster, or through Spark Connect) reads the lake's
-Parquet files itself and runs the Spark SQL of the run's query; only the membership rows and
-the snapshot's person ids come back to this process, as Arrow, for the diff. Spark reads a local
-lake (a folder every executor sees), or an s3:// lake through hadoop-aws (`s3a://`) when the
-cluster provides it (`spark_s3a`; `SparkEngine.check`). pyspark is imported when a session is
-started.
+Parquet files itself and runs the Spark SQL of the run's query. In a run the engine is
+distributed (`DistributedEngine`): the executors write the members and the snapshot's person ids
+into the attempt's staging folder, then diff them against the previous run's membership files
+and write the run's tables (`transforms.engines.spark_tables`); only counts come back to this
+process. `segments preview` and `evaluate` collect the members (`SparkEngine.members`). Spark
+reads a local lake (a folder every executor sees), or an s3:// lake through hadoop-aws
+(`s3a://`) when the cluster provides it (`spark_s3a`; `SparkEngine.check`). pyspark is imported
+when a session is started.
 """
 
 from __future__ import annotations
@@ -20,16 +23,22 @@ import pyarrow as pa
 from sqlglot import exp
 
 from transforms.config import Settings
-from transforms.engines.registry import Inputs
+from transforms.engines.registry import DiffCounts, Inputs, StagedDiff
 from transforms.engines.relations import as_frames, deduplicated_events, person_ids
-from transforms.engines.tenure import previous_members
+from transforms.engines.spark_tables import (
+    diff_members,
+    membership,
+    read_parquet,
+    write_parts,
+)
+from transforms.engines.tenure import previous_files, tenure_segments
 from transforms.errors import ConfigError
 from transforms.language.sql import run_query
 from transforms.storage import lake
 from transforms.storage.roots import Root
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 DIALECT = "spark"
 # a session the spark engine starts: quiet, in UTC; with a local master, on the loopback
@@ -77,12 +86,6 @@ def s3a_conf(storage_options: dict[str, Any]) -> dict[str, str]:
             "org.apache.hadoop.fs.s3a.TemporaryAWSCredentialsProvider"
         )
     return {f"spark.hadoop.{key}": value for key, value in conf.items()}
-
-
-def s3a_url(url: str) -> str:
-    """An s3:// address as hadoop-aws reads it: `s3://bucket/key` -> `s3a://bucket/key`."""
-    scheme, _, rest = url.partition("://")
-    return f"s3a://{rest}" if scheme == "s3" else url
 
 
 def _on_s3(root: Root) -> bool:
@@ -157,6 +160,7 @@ def _register(views: list[str], name: str, frame) -> exp.Table:
 
 class SparkEngine:
     name = "spark"
+    distributed = True
     folds_features = False
 
     def check(self, settings: Settings) -> None:
@@ -185,58 +189,53 @@ class SparkEngine:
 
     def members(self, inputs: Inputs) -> tuple[pl.DataFrame, pl.DataFrame]:
         """Computed by Spark (the session of `spark_session`) reading the lake's Parquet files
-        itself."""
+        itself, and collected to this process (`segments preview`, `evaluate`)."""
         spark = spark_session(inputs.settings)
-        root, day = inputs.lake, inputs.day
-
-        def read(keys: list[str]):
-            if root.is_local:
-                return spark.read.parquet(*(root.local_path(k) for k in keys))
-            try:
-                return spark.read.parquet(*(s3a_url(root.url_of(k)) for k in keys))
-            except Exception as exc:  # py4j's or Spark Connect's, whose text names the class
-                if "S3AFileSystem not found" not in str(exc):
-                    raise
-                raise ConfigError(
-                    f"spark_s3a is set, and Spark cannot load hadoop-aws to read {root.url}"
-                    " (class org.apache.hadoop.fs.s3a.S3AFileSystem not found)",
-                    hint="put hadoop-aws of the cluster's Hadoop version and its AWS SDK bundle"
-                    " on the driver's and the executors' classpath (e.g. spark_conf:"
-                    " {spark.jars.packages: org.apache.hadoop:hadoop-aws:<version>}), or unset"
-                    " spark_s3a and use --engine polars or duckdb for this lake",
-                ) from exc
-
         with _temp_views(spark) as views:
-            people = _register(views, "__people", read(lake.people_files(root, day)))
-            events = deduplicated_events(
-                [_register(views, "__events", read(keys)) for keys in lake.event_files(root, day)]
-            )
-            manual = None
-            if inputs.manual is not None:
-                rows = (
-                    inputs.manual.select("segment_id", "person_id")
-                    .to_arrow()
-                    .cast(pa.schema([("segment_id", pa.string()), ("person_id", pa.string())]))
-                )
-                manual = _register(views, "__manual", spark.createDataFrame(rows))
-            previous = None
-            kept = previous_members(root, day, inputs.compiled)
-            if kept is not None:
-                rows = kept.to_arrow().cast(
-                    pa.schema(
-                        [
-                            ("segment_id", pa.string()),
-                            ("person_id", pa.string()),
-                            ("member_since", pa.date32()),
-                        ]
-                    )
-                )
-                previous = _register(views, "__previous", spark.createDataFrame(rows))
-            sql = run_query(inputs.compiled, people, events, manual, DIALECT, previous)
-            return as_frames(
-                spark.sql(sql).toArrow(),
-                spark.sql(person_ids(people).sql(dialect=DIALECT)).toArrow(),
-            )
+            members, snapshot = _run(spark, inputs, views)
+            return as_frames(members.toArrow(), snapshot.toArrow())
+
+    def stage_members(self, inputs: Inputs, members: str, snapshot: str) -> tuple[int, int]:
+        """Computed as `members` computes them, and written by the executors."""
+        spark = spark_session(inputs.settings)
+        with _temp_views(spark) as views:
+            rows, people = _run(spark, inputs, views)
+            people_count = write_parts(people, inputs.lake, snapshot)
+            return people_count, write_parts(rows, inputs.lake, members)
+
+    def diff_members(self, settings: Settings, diff: StagedDiff) -> DiffCounts:
+        """Run by the executors: `transforms.engines.spark_tables.diff_members`."""
+        root = Root(settings.lake, settings.storage_options)
+        return diff_members(spark_session(settings), root, diff)
+
+
+def _run(spark: SparkSession, inputs: Inputs, views: list[str]) -> tuple[DataFrame, DataFrame]:
+    """(the run's members, the snapshot's person ids) as Spark frames of the run's query over
+    the lake's files, registered in `views`. The manual members come from this process; the
+    previous run's member_since, which days_in_segment reads, Spark reads from its files."""
+    root, day = inputs.lake, inputs.day
+    people = _register(views, "__people", read_parquet(spark, root, lake.people_files(root, day)))
+    events = deduplicated_events(
+        [
+            _register(views, "__events", read_parquet(spark, root, keys))
+            for keys in lake.event_files(root, day)
+        ]
+    )
+    manual = None
+    if inputs.manual is not None:
+        rows = (
+            inputs.manual.select("segment_id", "person_id")
+            .to_arrow()
+            .cast(pa.schema([("segment_id", pa.string()), ("person_id", pa.string())]))
+        )
+        manual = _register(views, "__manual", spark.createDataFrame(rows))
+    previous = None
+    ids = tenure_segments(inputs.compiled)
+    if ids:
+        kept = membership(spark, root, previous_files(root, day))
+        previous = _register(views, "__previous", kept.where(kept.segment_id.isin(ids)))
+    sql = run_query(inputs.compiled, people, events, manual, DIALECT, previous)
+    return spark.sql(sql), spark.sql(person_ids(people).sql(dialect=DIALECT))
 
 
 ENGINE = SparkEngine()

@@ -14,7 +14,7 @@ import polars as pl
 
 from transforms.language.checked import CheckedDefinitions
 from transforms.language.types import tenures
-from transforms.storage.catalog import members_before, read_catalog
+from transforms.storage.catalog import manifest_before, members_before, read_catalog
 from transforms.storage.roots import Root
 
 PREVIOUS = {"segment_id": pl.String, "person_id": pl.String, "member_since": pl.Date}
@@ -33,3 +33,10 @@ def previous_members(root: Root, day: date, compiled: CheckedDefinitions) -> pl.
     if not ids:
         return None
     return members_before(root, read_catalog(root), day, ids, PREVIOUS)
+
+
+def previous_files(root: Root, day: date) -> list[str]:
+    """The membership files of the latest committed run before `day` ([] when there is none),
+    for an engine that reads them itself."""
+    manifest = manifest_before(root, read_catalog(root), day)
+    return manifest.files["membership"] if manifest else []

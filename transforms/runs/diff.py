@@ -3,16 +3,17 @@
 `diff` is exactly the set difference of the previous and the current membership, both ways,
 with the most specific reason first (docs/tables.md): `new_segment` / `segment_deleted`,
 `definition_changed`, `left_snapshot`, `added` / `removed` / `cleared` / `replaced` (manual
-uploads), `condition`. It also carries `member_since` over for people who stay. No I/O here.
+uploads), `condition` (the rules: `transforms.engines.changes`, which a distributed engine
+applies too). It also carries `member_since` over for people who stay. No I/O here.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
 
 import polars as pl
 
+from transforms.engines.changes import RunContext, reason_rules
 from transforms.engines.person_order import contains
 
 KEY = ["segment_id", "person_id"]
@@ -23,17 +24,14 @@ CHANGES_SCHEMA = {
     "previous_run_date": pl.Date,
     "reason": pl.String,
 }
+"""The columns of the changes table, in order (a distributed engine writes the same:
+`transforms.engines.spark_tables`)."""
 
 
 @dataclass(frozen=True)
-class DiffContext:
+class DiffContext(RunContext):
     """What a run knows besides the two memberships."""
 
-    run_date: date
-    previous_run_date: date | None
-    previous_definitions: dict[str, str]
-    """Segment id -> definition hash, as recorded by the previous committed run."""
-    current_definitions: dict[str, str]
     snapshot: pl.DataFrame
     """person_id of everyone in the run's people snapshot."""
     manual_actions: pl.DataFrame
@@ -41,33 +39,14 @@ class DiffContext:
     segment, action one of added, removed, cleared, replaced."""
 
 
-def _reason(context: DiffContext, change: str) -> pl.Expr:
-    previous = context.previous_definitions
-    current = context.current_definitions
-    changed = sorted(s for s in current if s in previous and previous[s] != current[s])
-    segment = pl.col("segment_id")
-    action = pl.col("action")
-    if change == "entered":
-        return (
-            pl.when(~segment.is_in(sorted(previous)))
-            .then(pl.lit("new_segment"))
-            .when(segment.is_in(changed))
-            .then(pl.lit("definition_changed"))
-            .when(action == "added")
-            .then(pl.lit("added"))
-            .otherwise(pl.lit("condition"))
+def _reason(context: RunContext, change: str) -> pl.Expr:
+    chain = pl
+    for rule in reason_rules(context, change):
+        found = pl.col(rule.column).is_in(rule.values)
+        chain = chain.when(found if rule.holds else ~found).then(
+            pl.lit(rule.reason) if rule.reason else pl.col("action")
         )
-    return (
-        pl.when(~segment.is_in(sorted(current)))
-        .then(pl.lit("segment_deleted"))
-        .when(segment.is_in(changed))
-        .then(pl.lit("definition_changed"))
-        .when(~pl.col("in_snapshot"))
-        .then(pl.lit("left_snapshot"))
-        .when(action.is_in(["removed", "cleared", "replaced"]))
-        .then(action)
-        .otherwise(pl.lit("condition"))
-    )
+    return chain.otherwise(pl.lit("condition"))
 
 
 def in_key_order(frame: pl.DataFrame) -> pl.DataFrame:

@@ -101,6 +101,26 @@ def evaluate(
     unwritten."""
     started = time.perf_counter()
     engine = load_engine(engine) if isinstance(engine, str) else engine
+    inputs = engine_inputs(settings, day, engine, options)
+    compiled_at = time.perf_counter()
+    members, snapshot = engine.members(inputs)
+    return Evaluation(
+        inputs.compiled,
+        members,
+        snapshot,
+        {
+            "compile": round(compiled_at - started, 3),
+            "evaluate": round(time.perf_counter() - compiled_at, 3),
+        },
+        kept_features=options.features is None and inputs.features is not None,
+    )
+
+
+def engine_inputs(
+    settings: Settings, day: date, engine: Engine, options: EvaluationOptions
+) -> Inputs:
+    """What `engine` computes the members of `day` from, as `evaluate` gives it (`options`):
+    the compiled definitions, the manual members, the event features it folds."""
     compiled = options.compiled or compile_definitions(settings, day)
     if options.only is not None:
         compiled = restrict(compiled, options.only)
@@ -117,19 +137,7 @@ def evaluate(
         committed = read_manifest(lake, read_catalog(lake), day)
         if committed is not None:
             features = committed_features(lake, day, compiled, committed.feature_state)
-    inputs = Inputs(settings, lake, day, compiled, manual_members, features)
-    compiled_at = time.perf_counter()
-    members, snapshot = engine.members(inputs)
-    return Evaluation(
-        compiled,
-        members,
-        snapshot,
-        {
-            "compile": round(compiled_at - started, 3),
-            "evaluate": round(time.perf_counter() - compiled_at, 3),
-        },
-        kept_features=options.features is None and features is not None,
-    )
+    return Inputs(settings, lake, day, compiled, manual_members, features)
 
 
 def committed_manual_members(settings: Settings, day: date, manual_ids: list[str]) -> pl.DataFrame:

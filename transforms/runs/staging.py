@@ -2,12 +2,15 @@
 
 `Staging` owns the names of the files in it: the attempt's plan (`Attempt`), each step's result
 (`IngestStepResult` ... `DiffStepResult`), the frames the steps pass on (`StagedFrame`), the
-pinned inputs and what the ingest step stages. Steps write and read them by type, never by
+folders of Parquet parts a distributed engine's executors write (a frame, or a table before its
+parts are moved into its partition: `parts_folder`), the pinned inputs and what the ingest step
+stages. Steps write and read them by type, never by
 name. The folder is removed when the attempt commits, or when it fails under `segments run`.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import date
 from enum import StrEnum
 from typing import TypeVar
@@ -37,6 +40,9 @@ STAGED_AS: dict[type[Record], str] = {
     DiffStepResult: "diff_step",
 }
 """The file (without `.json`) each staged record is kept in."""
+PART = re.compile(r"part-(\d+)-[^/]*\.parquet")
+"""The name of a Parquet part file Spark writes (`part-00003-<uuid>-c000.zstd.parquet`): its
+task's part number in the group; a task that writes several files counts them in `c000`..."""
 
 
 class StagedFrame(StrEnum):
@@ -47,9 +53,10 @@ class StagedFrame(StrEnum):
     MANUAL_ACTIONS = "manual_actions"
     """(segment_id, person_id, action): the last upload action per person and segment."""
     MEMBERS = "members"
-    """Every segment's members, as the engine computed them."""
+    """Every segment's members, as the engine computed them (a distributed engine stages
+    them as parts: `Staging.parts_folder`)."""
     SNAPSHOT = "snapshot"
-    """The person ids of the run's people snapshot."""
+    """The person ids of the run's people snapshot (parts too, from a distributed engine)."""
 
 
 class Staging:
@@ -87,8 +94,27 @@ class Staging:
         """The staged record of `kind`, or None if none was staged."""
         return self.read(kind) if self.root.exists(self.key(kind)) else None
 
+    def frame_key(self, name: StagedFrame) -> str:
+        """The file frame `name` is staged in (`write_frame`)."""
+        return f"{self.folder}/{name}.parquet"
+
     def write_frame(self, name: StagedFrame, frame: pl.DataFrame, statistics: bool = True) -> None:
-        self.root.write_parquet(frame, f"{self.folder}/{name}.parquet", statistics=statistics)
+        self.root.write_parquet(frame, self.frame_key(name), statistics=statistics)
 
     def read_frame(self, name: StagedFrame) -> pl.DataFrame:
-        return self.root.read_parquet([f"{self.folder}/{name}.parquet"])
+        return self.root.read_parquet([self.frame_key(name)])
+
+    def parts_folder(self, name: str) -> str:
+        """The folder of the Parquet parts a distributed engine's executors write for `name`: a
+        `StagedFrame`, or a table (membership, changes) before its parts are moved."""
+        return f"{self.folder}/parts/{name}"
+
+    def parts(self, name: str) -> list[str]:
+        """Keys of the Parquet parts in `parts_folder(name)`, in part order (not their files'
+        checksums or markers)."""
+        found = []
+        for info in self.root.list_files(self.parts_folder(name)):
+            match = PART.fullmatch(info.name)
+            if match:
+                found.append((int(match.group(1)), info.key))
+        return [key for _, key in sorted(found)]

@@ -27,11 +27,16 @@ import time
 from collections.abc import Callable
 from datetime import date
 
-import polars as pl
-
 from transforms.config import Settings
+from transforms.engines.changes import RunContext
 from transforms.engines.feature_state import KEPT_RUNS, remove_unneeded_state, run_features
-from transforms.engines.registry import DEFAULT_ENGINE, load_engine
+from transforms.engines.registry import (
+    DEFAULT_ENGINE,
+    DiffCounts,
+    DistributedEngine,
+    StagedDiff,
+    load_engine,
+)
 from transforms.errors import SnapshotShrinkError
 from transforms.ingest.step import import_validator_in_background, landing_changes, staged_reports
 from transforms.language.definitions import definition_changes, definition_hashes, load_segments
@@ -46,12 +51,19 @@ from transforms.manual.inbox import (
 )
 from transforms.runs.attempt import begin, discard, local_copy, pinned
 from transforms.runs.diff import DiffContext, diff, segment_slices
-from transforms.runs.materialize import EvaluationOptions, compile_definitions, evaluate
+from transforms.runs.materialize import (
+    EvaluationOptions,
+    compile_definitions,
+    engine_inputs,
+    evaluate,
+)
 from transforms.runs.report import RunReport, report
 from transforms.runs.staging import StagedFrame, Staging
 from transforms.storage import lake
 from transforms.storage.catalog import (
+    TABLES,
     commit,
+    place_parts,
     read_catalog,
     read_manifest,
     read_table,
@@ -98,21 +110,14 @@ def _check_snapshot(
         )
 
 
-def _counts(
-    membership: pl.DataFrame, changes: pl.DataFrame, ids: list[str]
-) -> dict[str, SegmentCounts]:
-    sizes = {sid: length for sid, (_, length) in segment_slices(membership["segment_id"]).items()}
-    moves = dict(
-        ((sid, change), n)
-        for sid, change, n in changes.group_by("segment_id", "change").len().iter_rows()
-    )
+def _counts(counts: DiffCounts, ids: list[str]) -> dict[str, SegmentCounts]:
     return {
         sid: SegmentCounts(
-            size=sizes.get(sid, 0),
-            entered=moves.get((sid, "entered"), 0),
-            exited=moves.get((sid, "exited"), 0),
+            size=counts.sizes.get(sid, 0),
+            entered=counts.moves.get((sid, "entered"), 0),
+            exited=counts.moves.get((sid, "exited"), 0),
         )
-        for sid in sorted(set(ids) | {s for s, _ in moves})
+        for sid in sorted(set(ids) | {s for s, _ in counts.moves})
     }
 
 
@@ -244,7 +249,8 @@ def manual_step(settings: Settings, plan: Attempt) -> ManualStepResult:
 def materialize_step(settings: Settings, plan: Attempt) -> MaterializeStepResult:
     """Compute every segment's members; the shrink guard rail stops the run here. With an
     engine that folds them (`Engine.folds_features`), the event features are folded from the
-    previous run's (`feature_state`)."""
+    previous run's (`feature_state`). A distributed engine (`Engine.distributed`) writes the
+    members and the snapshot's person ids into the staging folder itself."""
     settings = pinned(settings, plan)
     root = Root(settings.lake, settings.storage_options)
     staging = Staging.of(root, plan)
@@ -263,63 +269,116 @@ def materialize_step(settings: Settings, plan: Attempt) -> MaterializeStepResult
             plan.full,
         )
     features_seconds = _since(started)
-    evaluation = evaluate(
-        settings,
-        plan.day,
-        engine,
-        EvaluationOptions(
-            manual_members=staging.read_frame(StagedFrame.MANUAL_MEMBERS),
-            compiled=compiled,
-            features=folded.features if folded else None,
-        ),
+    options = EvaluationOptions(
+        manual_members=staging.read_frame(StagedFrame.MANUAL_MEMBERS),
+        compiled=compiled,
+        features=folded.features if folded else None,
     )
-    _check_snapshot(evaluation.people, previous, settings, plan)
-    staging.write_frame(StagedFrame.MEMBERS, evaluation.members, statistics=False)
-    staging.write_frame(StagedFrame.SNAPSHOT, evaluation.snapshot, statistics=False)
+    started = time.perf_counter()
+    if engine.distributed:
+        people, members = engine.stage_members(
+            engine_inputs(settings, plan.day, engine, options),
+            staging.parts_folder(StagedFrame.MEMBERS),
+            staging.parts_folder(StagedFrame.SNAPSHOT),
+        )
+        _check_snapshot(people, previous, settings, plan)
+    else:
+        evaluation = evaluate(settings, plan.day, engine, options)
+        people, members = evaluation.people, evaluation.members.height
+        _check_snapshot(people, previous, settings, plan)
+        staging.write_frame(StagedFrame.MEMBERS, evaluation.members, statistics=False)
+        staging.write_frame(StagedFrame.SNAPSHOT, evaluation.snapshot, statistics=False)
     result = MaterializeStepResult(
-        people=evaluation.people,
-        members=evaluation.members.height,
-        segments=sorted(evaluation.compiled.segments),
+        people=people,
+        members=members,
+        segments=sorted(compiled.segments),
         features=folded.how if folded else "recomputed",
         feature_state=folded.record if folded else None,
         files=folded.files if folded else {},
-        seconds={"features": features_seconds, "evaluate": evaluation.seconds["evaluate"]},
+        seconds={"features": features_seconds, "evaluate": _since(started)},
     )
     staging.write(result)
     return result
 
 
 def diff_step(settings: Settings, plan: Attempt) -> DiffStepResult:
-    """Enter/exit records against the previous run; writes the attempt's data files."""
+    """Enter/exit records against the previous run; writes the attempt's data files (a
+    distributed engine writes them, in parts, from what it staged: `_diff_distributed`)."""
     settings = pinned(settings, plan)
     started = time.perf_counter()
     root = Root(settings.lake, settings.storage_options)
     staging = Staging.of(root, plan)
     previous_day, previous = _previous(root, plan)
     segments, _ = load_segments(settings.definitions)
-    context = DiffContext(
+    context = RunContext(
         run_date=plan.day,
         previous_run_date=previous_day,
         previous_definitions=previous.definitions if previous else {},
         current_definitions=definition_hashes(segments),
-        snapshot=staging.read_frame(StagedFrame.SNAPSHOT),
-        manual_actions=staging.read_frame(StagedFrame.MANUAL_ACTIONS),
     )
-    changes, membership = diff(  # the two memberships are held by `diff` alone: it frees them
-        read_table(root, previous, "membership") if previous else None,
-        staging.read_frame(StagedFrame.MEMBERS),
-        context,
-    )
+    engine = load_engine(plan.engine)
+    if engine.distributed:
+        files, counts = _diff_distributed(engine, settings, plan, context, previous)
+    else:
+        files, counts = _diff(root, plan, context, previous)
     materialized = staging.read(MaterializeStepResult)
-    tables = {"membership": membership, "changes": changes}
     result = DiffStepResult(
-        files=write_tables(root, plan.day, plan.attempt, tables),
-        rows={name: frame.height for name, frame in tables.items()},
-        segments=_counts(membership, changes, materialized.segments),
+        files=files,
+        rows={"membership": sum(counts.sizes.values()), "changes": sum(counts.moves.values())},
+        segments=_counts(counts, materialized.segments),
         seconds=_since(started),
     )
     staging.write(result)
     return result
+
+
+def _diff(
+    root: Root, plan: Attempt, context: RunContext, previous: RunManifest | None
+) -> tuple[dict[str, list[str]], DiffCounts]:
+    """The Polars diff of what the materialize step staged, written as one file per table;
+    (keys per table, counts)."""
+    staging = Staging.of(root, plan)
+    changes, membership = diff(  # the two memberships are held by `diff` alone: it frees them
+        read_table(root, previous, "membership") if previous else None,
+        staging.read_frame(StagedFrame.MEMBERS),
+        DiffContext(
+            **vars(context),
+            snapshot=staging.read_frame(StagedFrame.SNAPSHOT),
+            manual_actions=staging.read_frame(StagedFrame.MANUAL_ACTIONS),
+        ),
+    )
+    sizes = {sid: length for sid, (_, length) in segment_slices(membership["segment_id"]).items()}
+    moves = changes.group_by("segment_id", "change").len().iter_rows()
+    counts = DiffCounts(sizes, {(sid, change): n for sid, change, n in moves})
+    tables = {"membership": membership, "changes": changes}
+    return write_tables(root, plan.day, plan.attempt, tables), counts
+
+
+def _diff_distributed(
+    engine: DistributedEngine,
+    settings: Settings,
+    plan: Attempt,
+    context: RunContext,
+    previous: RunManifest | None,
+) -> tuple[dict[str, list[str]], DiffCounts]:
+    """The engine's diff of what it staged, written by its executors as parts into the staging
+    folder, then moved into the table partitions; (keys per table, counts)."""
+    root = Root(settings.lake, settings.storage_options)
+    staging = Staging.of(root, plan)
+    counts = engine.diff_members(
+        settings,
+        StagedDiff(
+            context=context,
+            previous=previous.files["membership"] if previous else [],
+            members=staging.parts_folder(StagedFrame.MEMBERS),
+            snapshot=staging.parts_folder(StagedFrame.SNAPSHOT),
+            manual_actions=staging.frame_key(StagedFrame.MANUAL_ACTIONS),
+            membership=staging.parts_folder("membership"),
+            changes=staging.parts_folder("changes"),
+        ),
+    )
+    parts = {table: staging.parts(table) for table in TABLES}
+    return place_parts(root, plan.day, plan.attempt, parts), counts
 
 
 def commit_step(settings: Settings, plan: Attempt) -> RunManifest:

@@ -1,6 +1,8 @@
 """Committing a run on a lake that may be an object store (docs/lifecycle.md, "Commit").
 
-1. data files are written under a fresh attempt name (`part-<attempt>.parquet`);
+1. data files are written under a fresh attempt name (`part-<attempt>.parquet`, or
+   `part-<attempt>-<NNNNN>.parquet` for the parts of a table Spark's executors wrote into the
+   attempt's staging folder and that are moved from there: `place_parts`);
 2. the run's manifest is written as one object that must not exist yet
    (`runs/run_date=D/manifest-<attempt>.json`, `If-None-Match: *`);
 3. the catalog `runs/latest.json`, which lists the committed manifest of every run date, is
@@ -71,13 +73,18 @@ def scan_table(root: Root, manifest: RunManifest, table: str) -> pl.LazyFrame:
     return pl.concat([root.scan_parquet(key) for key in manifest.files[table]])
 
 
+def manifest_before(root: Root, catalog: Catalog, day: date) -> RunManifest | None:
+    """The manifest of the latest committed run before `day`, or None when there is none."""
+    previous = catalog.previous(day)
+    return read_manifest(root, catalog, previous) if previous else None
+
+
 def members_before(
     root: Root, catalog: Catalog, day: date, segment_ids: list[str], columns: dict[str, Any]
 ) -> pl.DataFrame:
     """`columns` (names and types) of the membership rows of `segment_ids` in the latest
     committed run before `day`; no rows when there is none."""
-    previous = catalog.previous(day)
-    manifest = read_manifest(root, catalog, previous) if previous else None
+    manifest = manifest_before(root, catalog, day)
     if manifest is None:
         return pl.DataFrame(schema=columns)
     return (
@@ -112,6 +119,33 @@ def write_tables(
     with superseded(root, day, [k for ks in keys.values() for k in ks]):
         for table, frame in tables.items():
             root.write_parquet(frame, keys[table][0])
+    return keys
+
+
+def place_parts(
+    root: Root, day: date, attempt: str, staged: dict[str, list[str]]
+) -> dict[str, list[str]]:
+    """Step 1 for tables written elsewhere in parts: move the part files `staged` lists per
+    table (keys, in part order) into the table's partition as the data files of attempt
+    `attempt` of run `day` (`lake.data_part`), after removing the ones an earlier try of the
+    attempt left there. A move within the root: on an object store, a copy by the store.
+    Returns the keys per table, in part order."""
+    keys = {
+        table: [lake.data_part(table, day, attempt, index) for index in range(len(parts))]
+        for table, parts in staged.items()
+    }
+    with superseded(root, day, [k for ks in keys.values() for k in ks]):
+        root.delete(
+            [
+                info.key
+                for table in staged
+                for info in root.list_files(lake.partition(table, day))
+                if lake.attempt_of(info.key) == attempt
+            ]
+        )
+        for table, parts in staged.items():
+            for source, target in zip(parts, keys[table], strict=True):
+                root.move(source, target)
     return keys
 
 

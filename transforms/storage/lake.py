@@ -1,11 +1,12 @@
 """The lake's tables and folders (docs/storage.md) and how the pipeline reads them back.
 
 Every module that reads or writes the lake builds its keys here, so the layout can be read off
-this file: Hive partitions `<table>/<column>=<D>/` with one `part-<attempt>` file per attempt,
-quarantine beside them, the ingest step's manifests under `ingest/`, the runs' manifests,
-reports and catalog under `runs/`, the feature state's partials by ingest date and bucket.
-Readers go through the manifests, never through a folder listing, so files of an unfinished
-attempt are never read.
+this file: Hive partitions `<table>/<column>=<D>/` with the files of each attempt named by it
+(`part-<attempt>.parquet`, or `part-<attempt>-<NNNNN>.parquet` for a table written in several
+parts, read in part order), quarantine beside them, the ingest step's manifests under
+`ingest/`, the runs' manifests, reports and catalog under `runs/`, the feature state's partials
+by ingest date and bucket. Readers go through the manifests, never through a folder listing, so
+files of an unfinished attempt are never read.
 """
 
 from __future__ import annotations
@@ -62,6 +63,12 @@ def quarantine_partition(table: str, day: date) -> str:
 def data_file(table: str, day: date, attempt: str) -> str:
     """The file attempt `attempt` writes in the partition of `table` for `day`."""
     return f"{partition(table, day)}/part-{attempt}.parquet"
+
+
+def data_part(table: str, day: date, attempt: str, index: int) -> str:
+    """The `index`th (from 0) of the files attempt `attempt` writes in the partition of `table`
+    for `day` when it writes the table in several parts; the names sort in part order."""
+    return f"{partition(table, day)}/part-{attempt}-{index:05d}.parquet"
 
 
 def quarantine_file(table: str, day: date, attempt: str) -> str:
