@@ -25,9 +25,10 @@ from tests.support.workspace import EVENTS_HEADER, PEOPLE_HEADER, land, workspac
 from transforms.cli.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
 from transforms.config import Settings
 from transforms.runs.attempt import begin
+from transforms.runs.iceberg import publish_runs
 from transforms.runs.steps import STEPS, commit_step, run
 from transforms.storage import lake
-from transforms.storage.catalog import read_catalog, read_manifest, read_table
+from transforms.storage.catalog import committed_files, read_catalog, read_manifest, read_table
 from transforms.storage.roots import Root
 
 pytestmark = pytest.mark.spark
@@ -195,6 +196,9 @@ def test_a_spark_run_commits_its_tables_as_parts_named_by_its_attempt(spark_days
         ]
         listed = {info.key for info in root.list_files(lake.partition(table, DAYS[-1]))}
         assert listed == set(files)  # nothing else: no markers, no checksums
+        assert committed_files(root, table)[1] == [root.url_of(key) for key in files]
+    published = publish_runs(settings, [DAYS[-1]])
+    assert published.runs[DAYS[-1].isoformat()]["membership"] == manifest.rows["membership"]
     polars_settings = workspace(tmp_path)
     run_day(polars_settings, DAYS[0], "polars")
     polars_root = Root(polars_settings.lake)
