@@ -215,6 +215,10 @@ def lake_keys() -> list[str]:
     staging = Staging(Root("/lake"), RUN_DAY, ATTEMPT)
     return [
         *(lake.data_file(table, RUN_DAY, ATTEMPT) for table in partitioned),
+        *(
+            lake.data_part(table, RUN_DAY, ATTEMPT, 0).replace("-00000.", "-<NNNNN>.")
+            for table in ("membership", "changes")
+        ),
         *(lake.quarantine_file(table, RUN_DAY, ATTEMPT) for table in ("people", "events")),
         partial.rsplit("/", 1)[0] + "/",
         lake.CATALOG,
@@ -227,6 +231,7 @@ def lake_keys() -> list[str]:
         *(key.removeprefix(staging.folder + "/") + "/" for key in (staging.inputs, staging.ingest)),
         *(staging.key(kind).rsplit("/", 1)[1] for kind in STAGED_AS),
         *(f"{frame}.parquet" for frame in StagedFrame),
+        staging.parts_folder("<name>").removeprefix(staging.folder + "/") + "/",
     ]
 
 
