@@ -211,28 +211,34 @@ def _identifier(table: Table, header: list[str]) -> tuple[str, int, list[str]]:
 def resolve_people(
     rows,
     kind: str,
-    people: pl.DataFrame,
+    people: pl.DataFrame | pl.LazyFrame,
     report: UploadReport,
     unmatched: list[tuple[int, str, str]] | None = None,
 ) -> list[tuple[str, str, int]]:
     """(person_id, action, line) of the rows naming exactly one known person; the others
     counted in `report` (the first REPORTED_IDS listed) and appended to `unmatched` as (line,
-    value, problem)."""
+    value, problem). Of `people` (person_id, email of the snapshot: a lazy scan is read as a
+    filtered one), only the people the rows name are read."""
     resolved, missed = [], []
+    values = pl.Series("value", sorted({value for _, value, _, _ in rows}), dtype=pl.String)
     if kind == "person_id":
-        known = set(people.get_column("person_id").to_list())
+        named = people.lazy().filter(pl.col("person_id").is_in(values.implode()))
+        known = set(named.select("person_id").collect().to_series().to_list())
         for _, value, action, line in rows:
             if value in known:
                 resolved.append((value, action, line))
             else:
                 missed.append((line, value, "unknown person_id"))
     else:
+        lowered = values.to_frame().select("value", key=_email_key("value"))
+        keys = dict(lowered.iter_rows())
+        named = people.lazy().select("person_id", key=_email_key("email"))
+        named = named.filter(pl.col("key").is_in(lowered["key"].implode()))
         by_email: dict[str, list[str]] = {}
-        for pid, email in people.select("person_id", "email").iter_rows():
-            if email:
-                by_email.setdefault(email.strip().lower(), []).append(pid)
+        for pid, key in named.collect().iter_rows():
+            by_email.setdefault(key, []).append(pid)
         for _, value, action, line in rows:
-            matches = by_email.get(value.strip().lower(), [])
+            matches = by_email.get(keys[value], [])
             if len(matches) == 1:
                 resolved.append((matches[0], action, line))
             elif matches:
@@ -246,6 +252,12 @@ def resolve_people(
     if unmatched is not None:
         unmatched += missed
     return resolved
+
+
+def _email_key(column: str) -> pl.Expr:
+    """An email as uploads match it to the snapshot's: without surrounding whitespace, in lower
+    case."""
+    return pl.col(column).str.strip_chars().str.to_lowercase()
 
 
 CLAIMED = re.compile(
@@ -450,13 +462,14 @@ def apply_uploads(
     inbox: Root,
     uploads: list[Upload],
     before: pl.DataFrame,
-    people: pl.DataFrame,
+    people: pl.DataFrame | pl.LazyFrame,
     refuse: Refuse,
     dry_run: bool = False,
 ) -> ManualResult:
     """Apply uploads in order to the manual members `before` (segment_id, person_id).
 
-    `people` has person_id and email of the run's snapshot; rows naming anyone else are
+    `people` has person_id and email of the run's snapshot (a lazy scan: only the people the
+    uploads name are read, `resolve_people`); rows naming anyone else are
     reported and listed in the upload's errors file (not in a dry run). A file that cannot be
     parsed, or a replace-list that names nobody known, is handed to `refuse`."""
     state: dict[str, set[str]] = {}
@@ -502,7 +515,7 @@ def apply_uploads(
 
 
 def _read_people(
-    inbox: Root, upload: Upload, people: pl.DataFrame, report: UploadReport
+    inbox: Root, upload: Upload, people: pl.DataFrame | pl.LazyFrame, report: UploadReport
 ) -> tuple[list[tuple[str, str, int]], list[tuple[int, str, str]]]:
     """(the rows naming one known person, the others as (line, value, problem)) of an upload;
     UploadError when it cannot be applied."""

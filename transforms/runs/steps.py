@@ -217,7 +217,7 @@ def manual_step(settings: Settings, plan: Attempt) -> ManualStepResult:
         plan.catalog.committed_by,
         reject,
     )
-    people = lake.scan_people(root, plan.day).select("person_id", "email").collect()
+    people = lake.scan_people(root, plan.day).select("person_id", "email")  # read as filtered
     applied = apply_uploads(inbox, uploads, before, people, reject)
     applied.rejected = refusals(inbox, plan.day)  # a retry's own, and its earlier attempts'
 
