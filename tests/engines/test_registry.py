@@ -16,11 +16,12 @@ from transforms.engines.relations import deduplicated_events
 from transforms.errors import ConfigError
 
 
-def test_every_name_loads_its_engine_and_only_polars_folds_features():
+def test_every_name_loads_its_engine_only_polars_folds_features_only_spark_is_distributed():
     engines = [load_engine(name) for name in ENGINES]
     assert [e.name for e in engines] == list(ENGINES) == ["polars", "duckdb", "spark"]
     assert DEFAULT_ENGINE in ENGINES
     assert [e.name for e in engines if e.folds_features] == ["polars"]
+    assert [e.name for e in engines if e.distributed] == ["spark"]
 
 
 def test_an_unknown_engine_is_refused_with_the_names_to_choose_from():
