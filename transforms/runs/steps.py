@@ -274,17 +274,19 @@ def materialize_step(settings: Settings, plan: Attempt) -> MaterializeStepResult
         compiled=compiled,
         features=folded.features if folded else None,
     )
-    started = time.perf_counter()
     if engine.distributed:
+        started = time.perf_counter()
         people, members = engine.stage_members(
             engine_inputs(settings, plan.day, engine, options),
             staging.parts_folder(StagedFrame.MEMBERS),
             staging.parts_folder(StagedFrame.SNAPSHOT),
         )
+        evaluate_seconds = _since(started)  # with the executors' writes
         _check_snapshot(people, previous, settings, plan)
     else:
         evaluation = evaluate(settings, plan.day, engine, options)
         people, members = evaluation.people, evaluation.members.height
+        evaluate_seconds = evaluation.seconds["evaluate"]
         _check_snapshot(people, previous, settings, plan)
         staging.write_frame(StagedFrame.MEMBERS, evaluation.members, statistics=False)
         staging.write_frame(StagedFrame.SNAPSHOT, evaluation.snapshot, statistics=False)
@@ -295,7 +297,7 @@ def materialize_step(settings: Settings, plan: Attempt) -> MaterializeStepResult
         features=folded.how if folded else "recomputed",
         feature_state=folded.record if folded else None,
         files=folded.files if folded else {},
-        seconds={"features": features_seconds, "evaluate": _since(started)},
+        seconds={"features": features_seconds, "evaluate": evaluate_seconds},
     )
     staging.write(result)
     return result
