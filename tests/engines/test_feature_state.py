@@ -309,7 +309,32 @@ def test_partials_outside_every_window_are_forgotten(tmp_path):
         manifest = assert_same_run(settings["folded"], settings["full"], day)
         buckets = {bucket for _, bucket, _ in manifest.feature_state.partials}
         assert min(buckets) > day - timedelta(days=4)  # the longest window is 4 days
+        assert_partials_hold_their_windows(settings["folded"], day)
+        assert_partials_hold_their_windows(settings["full"], day)
     assert manifest.features == "folded"
+
+
+def assert_partials_hold_their_windows(settings, day: date) -> None:
+    """Each partial run `day` lists holds the columns of the features whose window holds its
+    bucket at `day` or later (what a later fold may read); one that run wrote holds no others
+    (every feature has a window)."""
+    from transforms.engines.membership import state_columns
+    from transforms.runs.materialize import compile_definitions
+
+    root = Root(settings.lake)
+    manifest = read_manifest(root, read_catalog(root), day)
+    features = [f for f in compile_definitions(settings, day).features.values() if f.foldable]
+    for _, bucket, key in manifest.feature_state.partials:
+        columns = set(pl.read_parquet_schema(Path(settings.lake, key))) - {"person_id"}
+        inside = {
+            column.name
+            for f in features
+            if bucket > day - timedelta(days=f.window_days)
+            for column in state_columns(f, pl.lit(True))
+        }
+        assert inside <= columns, key
+        if f"/run_date={day}/" in key:
+            assert columns == inside, key
 
 
 def state_files(settings) -> set[str]:

@@ -24,6 +24,10 @@ partials that count at D, for the people concerned only. A feature is foldable w
 is whole days (or absent) and its filter does not read the as-of instant; others are
 recomputed from the events every run.
 
+A partial's file keeps only what a later fold may read (`_read_later`): the columns of the
+features whose window holds its bucket at its run's date or later, of float sums, and, for a
+partial of the events the run ingested or of a bucket not counted yet, of the features without
+a window; in the rows with a value in one of them. A partial left with nothing is not written.
 Only the state of the latest runs is kept (`remove_unneeded_state`): the next run folds the latest
 one's, a rerun of the latest date the one before it.
 
@@ -234,13 +238,50 @@ def remove_unneeded_state(root: Root, kept: list[RunManifest]) -> int:
 
 
 def _still_needed(partials: list[Partial], features: list[Feature], day: date) -> list[Partial]:
-    """The partials a later run can still count: all of them if a feature has no window, else
-    those inside the longest window of some run after `day`."""
-    windows = [f.window_days for f in features]
-    if None in windows:
-        return partials
-    oldest = day - timedelta(days=max(windows))
-    return [p for p in partials if p.bucket > oldest]
+    """The partials a run after `day` may still read (`_read_later`)."""
+    return [p for p in partials if _read_later(features, p.bucket, day)]
+
+
+def _read_later(
+    features: list[Feature], bucket: date, day: date, folded: bool = False
+) -> list[Feature]:
+    """The features whose columns a run after `day` (and run `day` itself when it `folded` the
+    partial: one of the events it ingested) may read from a partial of `bucket`. A fold reads a
+    feature's columns of the partials that enter or leave its window, and of those inside it
+    when it recomputes an extreme that left or a float sum. So a windowed feature's while the
+    bucket is inside the window at `day` or later (bucket > day - window); without a window, a
+    float sum's always (any change recomputes it from all of them), any other's when the
+    partial is new (`folded`) or not counted yet (a bucket after `day`): it never leaves."""
+    read = []
+    for f in features:
+        if f.window_days is not None:
+            later = bucket > day - timedelta(days=f.window_days)
+        else:
+            refold = any(c.fold == "refold" for c in state_columns(f, pl.lit(True)))
+            later = folded or refold or bucket > day
+        if later:
+            read.append(f)
+    return read
+
+
+def _kept_partial(
+    columns: pl.DataFrame,
+    rows: pl.Series | None,
+    features: list[Feature],
+    bucket: date,
+    day: date,
+    folded: bool = False,
+) -> pl.DataFrame | None:
+    """What the file of a partial of `bucket` written by run `day` keeps: of the rows `rows` of
+    `columns` (every row: None), the state columns runs may read (`_read_later`), in the rows
+    with a value in one of them; None when that leaves nothing to write."""
+    read = _read_later(features, bucket, day, folded)
+    if not read:
+        return None
+    names = [c.name for f in read for c in state_columns(f, pl.lit(True))]
+    part = columns.select("person_id", *names)
+    part = _prune(part if rows is None else part.gather(rows), read)
+    return part if part.height else None
 
 
 def _untrusted(
@@ -285,8 +326,11 @@ def _write_partials(
             {f.name: f.event_tests for f in features},
         ).collect(engine="streaming")
         for (day_bucket,), part in sorted(frame.partition_by(BUCKET, as_dict=True).items()):
+            kept = _kept_partial(part, None, features, day_bucket, day, folded=True)
+            if kept is None:
+                continue
             target = lake.partial_file(day, ingested, day_bucket, attempt, index)
-            root.write_parquet(part.drop(BUCKET).sort("person_id"), target, statistics=False)
+            root.write_parquet(kept.sort("person_id"), target, statistics=False)
             written.append(Partial(ingested, day_bucket, target))
     return written
 
@@ -352,8 +396,11 @@ def _recompute(
         columns = partial.select("person_id", *copies)  # no copy: the same columns, renamed
         del partial
         for i, (ingested, day_bucket) in enumerate(rows.select(INGESTED, BUCKET).iter_rows()):
+            kept = _kept_partial(columns, rows["__rows"][i], features, day_bucket, day)
+            if kept is None:
+                continue
             target = lake.partial_file(day, ingested, day_bucket, attempt, index)
-            root.write_parquet(columns.gather(rows["__rows"][i]), target, statistics=False)
+            root.write_parquet(kept, target, statistics=False)
             written.append(Partial(ingested, day_bucket, target))
         del columns
     # ranges in order: a check, not a sort; the ranges not copied into one
