@@ -96,6 +96,7 @@ def diff_members(spark: SparkSession, root: Root, diff: StagedDiff) -> DiffCount
         f.coalesce("in_previous", f.lit(False)).alias("in_previous"),
         f.coalesce("in_current", f.lit(False)).alias("in_current"),
     )
+    both = both.persist(_storage().MEMORY_AND_DISK)  # joined once for the two tables
     kept = both.where("in_current").select(
         *KEY, f.coalesce("member_since", f.lit(context.run_date)).alias("member_since")
     )
@@ -116,11 +117,14 @@ def diff_members(spark: SparkSession, root: Root, diff: StagedDiff) -> DiffCount
             .alias("reason"),
         )
     )
-    for frame, folder, schema in (
-        (kept, diff.membership, MEMBERSHIP),
-        (changes, diff.changes, CHANGES),
-    ):
-        write_parts(_nullable(frame, schema).orderBy(*KEY), root, folder)
+    try:
+        for frame, folder, schema in (
+            (kept, diff.membership, MEMBERSHIP),
+            (changes, diff.changes, CHANGES),
+        ):
+            write_parts(_nullable(frame, schema).orderBy(*KEY), root, folder)
+    finally:
+        both.unpersist()
     written = {t: read_parquet(spark, root, [t]) for t in (diff.membership, diff.changes)}
     sizes = written[diff.membership].groupBy("segment_id").count().collect()
     moves = written[diff.changes].groupBy("segment_id", "change").count().collect()
@@ -146,6 +150,13 @@ def _nullable(frame: DataFrame, schema: str) -> DataFrame:
     knows has no NULL as a required Parquet column)."""
     empty = frame.sparkSession.createDataFrame([], schema)
     return frame.select(*empty.columns).unionByName(empty)
+
+
+def _storage():
+    """pyspark's StorageLevel, imported when a session is running."""
+    from pyspark import StorageLevel
+
+    return StorageLevel
 
 
 def _functions():
