@@ -41,10 +41,10 @@ lock: venv
 fuzz: venv
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest tests/engines/test_fuzz_engines.py -p no:cacheprovider
 
-# At L: no ingest benchmark (one date of 100M events does not fit in memory; the nightly one
+# At M and L: no ingest benchmark (at L one date of 100M events does not fit in memory; the nightly one
 # lands L's history over ten dates) and no DuckDB-engine contender (too slow and large there).
 bench: venv
-	$(if $(filter L,$(SCALE)),,$(BIN)/python -m benchmarks.ingest_bench --scale $(SCALE))
+	$(if $(filter M L,$(SCALE)),,$(BIN)/python -m benchmarks.ingest_bench --scale $(SCALE))
 	$(BIN)/python -m benchmarks.materialize_bench --scale $(SCALE) \
 		$(if $(filter L,$(SCALE)),--without segments-duckdb,)
 

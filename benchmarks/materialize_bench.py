@@ -14,7 +14,11 @@ one's own), from the same state of the lake (the one day 1 left):
   the events instead of folded into day 1's feature state;
 - segments-duckdb: the same run with `engine="duckdb"`;
 - segments-spark (only with --spark): the same run with `engine="spark"` (Spark in local mode
-  on this machine's cores; its JVM's peak memory is added to the materialize step's);
+  on this machine's cores; its JVM's peak memory is added to each step's);
+- segments-spark-cluster (only with --spark-cluster): the same run with `engine="spark"` on a
+  Spark standalone cluster this benchmark starts on the loopback interface (one master, two
+  workers of one core and `--worker-memory` each; tests/support/spark_cluster.py): each step's
+  peak is the driver's, this process's and its Spark JVM's (the executors are the workers');
 - duckdb (the peer): the same membership and diff written by hand as DuckDB SQL on the lake's
   Parquet files (`count(*) FILTER (WHERE ...)` per feature in one pass, one column per
   segment, EXCEPT both ways against the previous membership);
@@ -36,7 +40,9 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +71,10 @@ from transforms.language.semantics import as_of_instant
 SCALES = {
     "XS": Scale(100_000, 1_000_000),
     "S": Scale(1_000_000, 10_000_000),
+    "M": Scale(3_000_000, 30_000_000),
     "L": Scale(10_000_000, 100_000_000),
 }
+"""M (3x S) is for the cluster contender's driver memory against S's (`--spark-cluster`)."""
 CONTENDERS = ("segments", "segments-full", "segments-duckdb", "preview", "duckdb", "floor")
 OPTIONAL = ("segments-full", "segments-duckdb", "preview")
 """The contenders `--without` may leave out."""
@@ -75,6 +83,7 @@ ENGINES = {
     "segments-full": ("polars", True),
     "segments-duckdb": ("duckdb", False),
     "segments-spark": ("spark", False),
+    "segments-spark-cluster": ("spark", False),
 }
 """The segments runs: (engine, full recompute)."""
 PREVIEW_SEGMENT = "abandoned_checkout"
@@ -83,13 +92,27 @@ MANUAL = ("vip", "do_not_contact")
 TABLES = ("membership", "changes")
 
 
-def settings_of(data: Path):
+SPARK_CONTENDERS = ("segments-spark", "segments-spark-cluster")
+CLUSTER_DRIVER_CONF = {
+    "spark.driver.memory": "1g",
+    "spark.driver.host": "127.0.0.1",
+    "spark.driver.bindAddress": "127.0.0.1",
+    "spark.sql.shuffle.partitions": "8",
+}
+"""The driver of the cluster contender: 1 GB of heap, whatever the scale (the executors do the
+work), reachable on the loopback interface."""
+
+
+def settings_of(data: Path, spark_master: str = "local[*]", executor_memory: str = "1g"):
     from transforms.config import load_settings
 
+    on_cluster = not spark_master.startswith("local")
     return load_settings(
         None,
-        spark_master="local[*]",
-        spark_conf={"spark.driver.memory": "6g"},
+        spark_master=spark_master,
+        spark_conf={**CLUSTER_DRIVER_CONF, "spark.executor.memory": executor_memory}
+        if on_cluster
+        else {"spark.driver.memory": "6g"},
         landing=str(data / "landing"),
         lake=str(data / "lake"),
         inbox=str(data / "inbox"),
@@ -98,26 +121,44 @@ def settings_of(data: Path):
     )
 
 
+def _spark_jvm() -> str | None:
+    """The process id of this process's Spark JVM, if it started one (a child process, whose
+    peak its own does not count)."""
+    pyspark = sys.modules.get("pyspark")
+    gateway = pyspark.SparkContext._gateway if pyspark is not None else None
+    return str(gateway.proc.pid) if gateway is not None else None
+
+
 def peak_mb() -> float:
-    """This process's peak resident memory since the last `reset_peak`, in MB."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """This process's peak resident memory since the last `reset_peak`, plus its Spark JVM's
+    if it runs one, in MB."""
+    peak = 0.0
+    for process in ("self", _spark_jvm()):
+        if process is None:
+            continue
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                peak += int(line.split()[1]) / 1024
+    return peak
 
 
 def reset_peak() -> None:
-    Path("/proc/self/clear_refs").write_text("5")
+    for process in ("self", _spark_jvm()):
+        if process is not None:
+            Path(f"/proc/{process}/clear_refs").write_text("5")
 
 
-def nightly_run(data: Path, engine: str, full: bool = False) -> dict[str, Any]:
+def nightly_run(
+    data: Path, engine: str, full: bool = False, settings: Any = None
+) -> dict[str, Any]:
     """Day 2's run, step by step, then its publish to the Iceberg tables (as `segments run`
-    does; with `full`, as `segments run --full` does): each step's seconds and peak memory."""
+    does; with `full`, as `segments run --full` does): each step's seconds and peak memory.
+    `settings`: `settings_of(data)` unless given."""
     from transforms.runs.attempt import begin
     from transforms.runs.iceberg import publish_runs
     from transforms.runs.steps import STEPS, warm_up
 
-    settings = settings_of(data)
+    settings = settings or settings_of(data)
     steps = {}
     warm_up(settings, SECOND_DAY)
     plan = begin(settings, SECOND_DAY, engine=engine, full=full)
@@ -282,36 +323,28 @@ def floor(data: Path) -> dict[str, Any]:
     return {"scan+group-by": {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}}
 
 
-def child(contender: str, data: Path, segment: str = PREVIEW_SEGMENT) -> None:
-    """Run one contender once, in its own process; print its steps as JSON."""
+def child(contender: str, data: Path, segment: str = PREVIEW_SEGMENT, cluster: str = "") -> None:
+    """Run one contender once, in its own process; print its steps as JSON. `cluster`: the
+    master URL and executor memory of the cluster contender's cluster."""
     if contender == "duckdb":
         steps = peer(data)
     elif contender == "floor":
         steps = floor(data)
     elif contender == "preview":
         steps = preview(data, segment)
+    elif contender == "segments-spark-cluster":
+        master, memory = cluster.split(" ")
+        steps = nightly_run(data, "spark", settings=settings_of(data, master, memory))
     else:
         steps = nightly_run(data, *ENGINES[contender])
-        if contender == "segments-spark":
-            steps["materialize"]["peak_mb"] += _jvm_peak_mb()
     print(json.dumps(steps))
 
 
-def _jvm_peak_mb() -> float:
-    """Peak memory of this process's Spark JVM, a child process its own peak does not count."""
-    from pyspark import SparkContext
-
-    gateway = SparkContext._gateway
-    if gateway is None:
-        return 0.0
-    status = Path(f"/proc/{gateway.proc.pid}/status").read_text()
-    line = next(line for line in status.splitlines() if line.startswith("VmHWM"))
-    return int(line.split()[1]) / 1024
-
-
-def _measure(contender: str, data: Path, segment: str = PREVIEW_SEGMENT) -> dict[str, Any]:
+def _measure(
+    contender: str, data: Path, segment: str = PREVIEW_SEGMENT, cluster: str = ""
+) -> dict[str, Any]:
     command = [sys.executable, "-m", "benchmarks.materialize_bench", "--child", contender]
-    command += ["--data", str(data), "--preview-segment", segment]
+    command += ["--data", str(data), "--preview-segment", segment, "--cluster", cluster]
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=REPO)
     output = process.stdout.read().decode()
@@ -327,6 +360,13 @@ def _measure(contender: str, data: Path, segment: str = PREVIEW_SEGMENT) -> dict
     # maximum is no use here: it counts the parent's pages the child had before exec)
     peak = max(s["peak_mb"] for s in steps.values())
     return {"steps": steps, "peak_mb": peak}
+
+
+def _executor_memory(worker_memory: str) -> str:
+    """The executor heap that fits a worker of `worker_memory` (e.g. 6g -> 5g): a worker runs
+    one executor, whose JVM needs some room beyond its heap."""
+    megabytes = int(worker_memory[:-1]) * (1024 if worker_memory[-1] in "gG" else 1)
+    return f"{max(megabytes * 5 // 6, 512)}m"
 
 
 def _copy_tree(source: Path, target: Path) -> None:
@@ -554,6 +594,7 @@ def measure(
     contenders: tuple[str, ...],
     console: Console,
     segment: str = PREVIEW_SEGMENT,
+    cluster: str = "",
 ) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, pl.DataFrame]]]:
     """Each contender `repeat` times, interleaved (so all see the same machine state): the
     runs' figures, and the membership and changes each contender that writes them wrote last.
@@ -566,7 +607,7 @@ def measure(
             if contender in ENGINES:
                 restore_day_one(data)
             with console.status(f"{contender} run {attempt + 1}/{repeat}"):
-                runs[contender].append(_measure(contender, data, segment))
+                runs[contender].append(_measure(contender, data, segment, cluster))
             steps = runs[contender][-1]["steps"]
             shown = ", ".join(f"{name} {step['seconds']:.2f}" for name, step in steps.items())
             console.log(f"{contender} run {attempt + 1}/{repeat} (s): {shown}")
@@ -582,12 +623,25 @@ def run(
     spark: bool = False,
     without: tuple[str, ...] = (),
     segment: str = PREVIEW_SEGMENT,
+    worker_memory: str | None = None,
 ) -> dict[str, Any]:
+    """The benchmark; `worker_memory`: with the cluster contender, each worker's memory."""
     console = Console()
     data = prepare(scale, console)
     contenders = (*CONTENDERS, "segments-spark") if spark else CONTENDERS
+    if worker_memory:
+        contenders = (*contenders, "segments-spark-cluster")
     contenders = tuple(c for c in contenders if c not in without)
-    runs, produced = measure(data, repeat, contenders, console, segment)
+    with ExitStack() as stack:
+        cluster = ""
+        if worker_memory:
+            from tests.support.spark_cluster import standalone_cluster
+
+            folder = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+            console.log(f"starting a standalone cluster (2 workers of 1 core, {worker_memory})")
+            started = stack.enter_context(standalone_cluster(folder, worker_memory))
+            cluster = f"{started.master_url} {_executor_memory(worker_memory)}"
+        runs, produced = measure(data, repeat, contenders, console, segment, cluster)
     agree = {
         other: same_rows(produced["segments"], produced[other])
         for other in produced
@@ -631,6 +685,12 @@ def main() -> None:
         "--spark", action="store_true", help="Time the Spark engine too (slow on one machine)."
     )
     parser.add_argument(
+        "--spark-cluster",
+        metavar="WORKER_MEMORY",
+        help="Time the Spark engine on a standalone cluster of two one-core workers with this"
+        " much memory each (e.g. 6g), started on the loopback interface.",
+    )
+    parser.add_argument(
         "--without",
         nargs="*",
         default=[],
@@ -642,13 +702,21 @@ def main() -> None:
         default=PREVIEW_SEGMENT,
         help=f"The segment the preview contender previews (default {PREVIEW_SEGMENT}).",
     )
-    parser.add_argument("--child", choices=[*CONTENDERS, "segments-spark"], help=argparse.SUPPRESS)
+    parser.add_argument("--child", choices=[*CONTENDERS, *SPARK_CONTENDERS], help=argparse.SUPPRESS)
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--cluster", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.data, args.preview_segment)
+        child(args.child, args.data, args.preview_segment, args.cluster)
     else:
-        run(args.scale, args.repeat, args.spark, tuple(args.without), args.preview_segment)
+        run(
+            args.scale,
+            args.repeat,
+            args.spark,
+            tuple(args.without),
+            args.preview_segment,
+            args.spark_cluster,
+        )
 
 
 if __name__ == "__main__":

@@ -79,9 +79,10 @@ class Daemon:
 
 
 class SparkCluster:
-    """One master and two one-core workers of a Spark standalone cluster under `folder`."""
+    """One master and two one-core workers of `memory` each of a Spark standalone cluster
+    under `folder`."""
 
-    def __init__(self, folder: Path, workers: int = 2) -> None:
+    def __init__(self, folder: Path, workers: int = 2, memory: str = "1g") -> None:
         self.folder = folder
         self.port, self.webui = free_port(), free_port()
         self.master_url = f"spark://127.0.0.1:{self.port}"
@@ -105,7 +106,7 @@ class SparkCluster:
                 f"worker-{i}",
                 ["org.apache.spark.deploy.worker.Worker", self.master_url, "--host", "127.0.0.1"]
                 + ["--webui-port", str(free_port())]
-                + ["--cores", "1", "--memory", "1g", "--work-dir", str(self.work_dir(i))],
+                + ["--cores", "1", "--memory", memory, "--work-dir", str(self.work_dir(i))],
                 folder / f"worker-{i}.log",
             )
             for i in range(workers)
@@ -208,9 +209,10 @@ class SparkCluster:
 
 
 @contextmanager
-def standalone_cluster(folder: Path) -> Iterator[SparkCluster]:
-    """A started cluster under `folder`; every process is killed on the way out."""
-    cluster = SparkCluster(folder)
+def standalone_cluster(folder: Path, worker_memory: str = "1g") -> Iterator[SparkCluster]:
+    """A started cluster under `folder`, each worker with `worker_memory`; every process is
+    killed on the way out."""
+    cluster = SparkCluster(folder, memory=worker_memory)
     try:
         cluster.start()
         yield cluster
