@@ -346,7 +346,9 @@ def _measure(
     command = [sys.executable, "-m", "benchmarks.materialize_bench", "--child", contender]
     command += ["--data", str(data), "--preview-segment", segment, "--cluster", cluster]
     started = time.perf_counter()
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=REPO)
+    # the cluster contender's driver, as its cluster, on the loopback interface only
+    environment = {**os.environ, "SPARK_LOCAL_IP": "127.0.0.1"} if cluster else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, cwd=REPO, env=environment)
     output = process.stdout.read().decode()
     _, status, _ = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
