@@ -129,17 +129,21 @@ def _spark_jvm() -> str | None:
     return str(gateway.proc.pid) if gateway is not None else None
 
 
+def _memory_mb(field: str, processes: tuple[str | None, ...]) -> float:
+    """The sum of `field` (VmHWM: peak since the last `reset_peak`, VmRSS: now) of
+    `processes` (ids, or "self"; None left out) from /proc, in MB."""
+    total = 0.0
+    for process in (p for p in processes if p is not None):
+        for line in Path(f"/proc/{process}/status").read_text().splitlines():
+            if line.startswith(f"{field}:"):
+                total += int(line.split()[1]) / 1024
+    return total
+
+
 def peak_mb() -> float:
     """This process's peak resident memory since the last `reset_peak`, plus its Spark JVM's
     if it runs one, in MB."""
-    peak = 0.0
-    for process in ("self", _spark_jvm()):
-        if process is None:
-            continue
-        for line in Path(f"/proc/{process}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                peak += int(line.split()[1]) / 1024
-    return peak
+    return _memory_mb("VmHWM", ("self", _spark_jvm()))
 
 
 def reset_peak() -> None:
@@ -152,8 +156,9 @@ def nightly_run(
     data: Path, engine: str, full: bool = False, settings: Any = None
 ) -> dict[str, Any]:
     """Day 2's run, step by step, then its publish to the Iceberg tables (as `segments run`
-    does; with `full`, as `segments run --full` does): each step's seconds and peak memory.
-    `settings`: `settings_of(data)` unless given."""
+    does; with `full`, as `segments run --full` does): each step's seconds, peak memory, the
+    memory resident as it started (this process's and its Spark JVM's) and its Spark JVM's
+    peak. `settings`: `settings_of(data)` unless given."""
     from transforms.runs.attempt import begin
     from transforms.runs.iceberg import publish_runs
     from transforms.runs.steps import STEPS, warm_up
@@ -164,10 +169,16 @@ def nightly_run(
     plan = begin(settings, SECOND_DAY, engine=engine, full=full)
     for step in (*STEPS, lambda settings, _: publish_runs(settings)):
         reset_peak()
+        resident = _memory_mb("VmRSS", ("self", _spark_jvm()))
         started = time.perf_counter()
         step(settings, plan)
         name = step.__name__.removesuffix("_step") if step in STEPS else "publish"
-        steps[name] = {"seconds": time.perf_counter() - started, "peak_mb": peak_mb()}
+        steps[name] = {
+            "seconds": time.perf_counter() - started,
+            "peak_mb": peak_mb(),
+            "resident_before_mb": resident,  # what earlier steps left, inside the peak
+            "spark_jvm_peak_mb": _memory_mb("VmHWM", (_spark_jvm(),)),
+        }
     return steps
 
 
