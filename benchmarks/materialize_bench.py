@@ -165,7 +165,7 @@ def nightly_run(
 
     settings = settings or settings_of(data)
     steps = {}
-    warm_up(settings, SECOND_DAY)
+    warm_up(settings, SECOND_DAY, engine=engine)
     plan = begin(settings, SECOND_DAY, engine=engine, full=full)
     for step in (*STEPS, lambda settings, _: publish_runs(settings)):
         reset_peak()

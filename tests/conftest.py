@@ -12,6 +12,11 @@ from typing import Any
 
 import pytest
 
+try:  # before any test imports Great Expectations, which then sees it: the Spark engine's
+    import pyspark  # noqa: F401  # ingest validates Spark DataFrames in this process
+except ImportError:
+    pass
+
 from tests.support.s3_server import S3Server, WeedUnavailable, find_weed, seaweedfs_s3
 from tests.support.workspace import SPARK_TEST_CONF, Bucket, workspace_settings
 from transforms.config import Settings, load_settings

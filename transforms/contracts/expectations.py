@@ -20,10 +20,10 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import polars as pl
@@ -31,10 +31,15 @@ import polars as pl
 from transforms.contracts.odcs import Column, TableContract
 from transforms.contracts.rows import is_unique_rule, row_checked_columns
 
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame as SparkFrame
+
 UNUSED_INTEGRATIONS = ("pyspark", "sqlalchemy")
 """Packages Great Expectations imports at its own import when they are installed, which
 validating pandas frames never uses: Spark (installed for the Spark engine) and SQLAlchemy (for
-the Iceberg catalog) add a second or more each to every process that validates."""
+the Iceberg catalog) add a second or more each to every process that validates. One already
+imported is not hidden: the Spark engine's ingest, which starts its session first, validates
+Spark DataFrames."""
 
 
 @contextmanager
@@ -56,6 +61,14 @@ with _without(UNUSED_INTEGRATIONS):
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
+def _sees_pyspark() -> bool:
+    """Whether Great Expectations found pyspark as it was imported (`UNUSED_INTEGRATIONS`)."""
+    from great_expectations.compatibility import pyspark as integration
+    from great_expectations.compatibility.not_imported import NotImported
+
+    return not isinstance(integration.pyspark, NotImported)
+
 
 ROW_ID = "__row"
 RULE = "rule"
@@ -144,8 +157,18 @@ class Validation:
 class ContractValidator:
     """Validates frames against the Great Expectations suite generated from one contract."""
 
-    def __init__(self, contract: TableContract, batch_rows: int = 1_000_000) -> None:
+    def __init__(
+        self, contract: TableContract, batch_rows: int = 1_000_000, spark: bool = False
+    ) -> None:
+        """`spark`: validate Spark DataFrames (`validate_spark`) with Great Expectations' Spark
+        execution engine, instead of Polars frames converted to pandas (`validate`)."""
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
+        if spark and not _sees_pyspark():
+            raise RuntimeError(
+                "Great Expectations was imported in this process before pyspark, and cannot"
+                " validate Spark DataFrames in it: import pyspark (start the Spark session)"
+                " before transforms.contracts.expectations"
+            )
         self.contract = contract
         self.batch_rows = batch_rows
         self.rules = [rule for rule in suite_rules(contract) if not is_unique_rule(rule[0])]
@@ -158,10 +181,14 @@ class ContractValidator:
         suite = context.suites.add(
             gx.ExpectationSuite(name=f"{contract.table}_contract", expectations=expectations)
         )
-        batch = (
-            context.data_sources.add_pandas(f"{contract.table}_frames")
-            .add_dataframe_asset(contract.table)
-            .add_batch_definition_whole_dataframe("batch")
+        sources = context.data_sources
+        source = (
+            sources.add_spark(f"{contract.table}_frames", persist=False)
+            if spark
+            else sources.add_pandas(f"{contract.table}_frames")
+        )
+        batch = source.add_dataframe_asset(contract.table).add_batch_definition_whole_dataframe(
+            "batch"
         )
         self._context = context
         self._definition = context.validation_definitions.add(
@@ -201,16 +228,44 @@ class ContractValidator:
             ).to_json_dict()
             self._forget_results()
             found.run_seconds += time.perf_counter() - started
-            found.results.append(result)
-            for entry in result["results"]:
-                if entry["success"]:
-                    continue
-                rule = entry["expectation_config"]["meta"][RULE]
-                if entry["exception_info"].get("raised_exception"):
-                    raise RuntimeError(
-                        f"Great Expectations could not evaluate {rule}:"
-                        f" {entry['exception_info'].get('exception_message')}"
-                    )
-                for row in entry["result"].get("unexpected_index_list", []):
-                    found.failures.setdefault(int(row), []).append(rule)
+            _record(found, result, int)
         return found
+
+    def validate_spark(self, frame: SparkFrame, row_id: str) -> Validation:
+        """Run the suite over the Spark DataFrame `frame` (contract columns, typed, and
+        `row_id`, a unique integer per row) on its cluster, as one batch: only the failing
+        rows' ids and values come back (`Validation.failures` is keyed by `row_id`)."""
+        found = Validation()
+        if not self.rules:
+            return found
+        started = time.perf_counter()
+        checked = frame.select(row_id, *row_checked_columns(self.contract))
+        result = self._definition.run(
+            batch_parameters={"dataframe": checked},
+            result_format={
+                "result_format": "COMPLETE",
+                "unexpected_index_column_names": [row_id],
+                "return_unexpected_index_query": False,
+            },
+        ).to_json_dict()
+        self._forget_results()
+        found.run_seconds = time.perf_counter() - started
+        _record(found, result, lambda row: int(row[row_id]))
+        return found
+
+
+def _record(found: Validation, result: dict[str, Any], row_of: Callable[[Any], int]) -> None:
+    """Add a batch's result to `found`: the rules each failing row broke, `row_of` telling the
+    row of an entry of Great Expectations' `unexpected_index_list`."""
+    found.results.append(result)
+    for entry in result["results"]:
+        if entry["success"]:
+            continue
+        rule = entry["expectation_config"]["meta"][RULE]
+        if entry["exception_info"].get("raised_exception"):
+            raise RuntimeError(
+                f"Great Expectations could not evaluate {rule}:"
+                f" {entry['exception_info'].get('exception_message')}"
+            )
+        for row in entry["result"].get("unexpected_index_list", []):
+            found.failures.setdefault(row_of(row), []).append(rule)

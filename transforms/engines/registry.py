@@ -2,8 +2,9 @@
 
 An engine (`Engine`) computes, for a run date, the members of every segment and the person ids
 of the date's people snapshot; the diff and the commit are the same whatever the engine. A
-`distributed` engine (Spark) also stages the members and diffs them where the data is
-(`DistributedEngine`), so that the process that runs the steps never holds them. Every
+`distributed` engine (Spark) also ingests the landing files, stages the members and diffs them
+where the data is (`DistributedEngine`), so that the process that runs the steps never holds
+them. Every
 list of engine names (the CLI's `--engine`, the DAG's `engine` param) is `ENGINES`;
 `load_engine` turns a name into its engine. Importing this module imports no engine:
 each one's module (and its polars, duckdb or pyspark) is imported when it is loaded, so the
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from transforms.config import Settings
     from transforms.engines.changes import RunContext
     from transforms.language.polars import CompiledDefinitions
+    from transforms.storage.records import IngestReport, TableReport
     from transforms.storage.roots import Root
 
 MODULES = {
@@ -113,6 +115,18 @@ class DistributedEngine(Engine, Protocol):
     def stage_members(self, inputs: Inputs, members: str, snapshot: str) -> tuple[int, int]:
         """Write, as Parquet parts in the folders `members` and `snapshot` (keys in
         `inputs.lake`, replaced), what `members` returns; (people, members) counted."""
+        ...
+
+    def stage_ingest(self, settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
+        """What `transforms.ingest.step.stage` does, by the executors: the landing files of
+        `day` read, typed and staged under `folder` of the lake; a report per table."""
+        ...
+
+    def publish_ingest(
+        self, settings: Settings, day: date, folder: str, attempt: str
+    ) -> IngestReport:
+        """What `transforms.ingest.step.publish` does, by the executors: what `stage_ingest`
+        left in `folder` validated, written as attempt `attempt`, its manifest committed."""
         ...
 
     def diff_members(self, settings: Settings, diff: StagedDiff) -> DiffCounts:

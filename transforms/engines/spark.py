@@ -2,7 +2,8 @@
 
 Spark (in process as `local[N]`, on a cluster, or through Spark Connect) reads the lake's
 Parquet files itself and runs the Spark SQL of the run's query. In a run the engine is
-distributed (`DistributedEngine`): the executors write the members and the snapshot's person ids
+distributed (`DistributedEngine`): the executors ingest the landing files
+(`transforms.engines.spark_ingest`), write the members and the snapshot's person ids
 into the attempt's staging folder, then diff them against the previous run's membership files
 and write the run's tables (`transforms.engines.spark_tables`); only counts come back to this
 process. `segments preview` and `evaluate` collect the members (`SparkEngine.members`). Spark
@@ -13,9 +14,12 @@ when a session is started.
 
 from __future__ import annotations
 
+import os
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import date
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -23,6 +27,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from transforms.config import Settings
+from transforms.engines import spark_ingest
 from transforms.engines.registry import DiffCounts, Inputs, StagedDiff
 from transforms.engines.relations import as_frames, deduplicated_events, person_ids
 from transforms.engines.spark_tables import (
@@ -35,6 +40,7 @@ from transforms.engines.tenure import previous_files, tenure_segments
 from transforms.errors import ConfigError
 from transforms.language.sql import run_query
 from transforms.storage import lake
+from transforms.storage.records import IngestReport, TableReport
 from transforms.storage.roots import Root
 
 if TYPE_CHECKING:
@@ -127,6 +133,10 @@ def spark_session(settings: Settings) -> SparkSession:
             .config(map=session_conf(settings))
         )
     where = settings.spark_remote or settings.spark_master
+    # the Python the executors run the ingest tasks (this package) in: this process's, unless
+    # spark_conf or the environment names another (`spark.pyspark.python`, PYSPARK_PYTHON)
+    python = settings.spark_conf.get("spark.pyspark.python", sys.executable)
+    os.environ.setdefault("PYSPARK_PYTHON", python)
     try:
         session = builder.getOrCreate()
     except (ImportError, PySparkException) as exc:
@@ -136,6 +146,8 @@ def spark_session(settings: Settings) -> SparkSession:
             " master, and the pyspark[connect] packages for spark_remote",
         ) from exc
     session.conf.set("spark.sql.session.timeZone", "UTC")
+    # instants as the other engines write them (Spark's default is the legacy INT96)
+    session.conf.set("spark.sql.parquet.outputTimestampType", "TIMESTAMP_MICROS")
     return session
 
 
@@ -202,6 +214,16 @@ class SparkEngine:
             rows, people = _run(spark, inputs, views)
             people_count = write_parts(people, inputs.lake, snapshot)
             return people_count, write_parts(rows, inputs.lake, members)
+
+    def stage_ingest(self, settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
+        """Run by the executors: `transforms.engines.spark_ingest.stage`."""
+        return spark_ingest.stage(spark_session(settings), settings, day, folder)
+
+    def publish_ingest(
+        self, settings: Settings, day: date, folder: str, attempt: str
+    ) -> IngestReport:
+        """Run by the executors: `transforms.engines.spark_ingest.publish`."""
+        return spark_ingest.publish(spark_session(settings), settings, day, folder, attempt)
 
     def diff_members(self, settings: Settings, diff: StagedDiff) -> DiffCounts:
         """Run by the executors: `transforms.engines.spark_tables.diff_members`."""

@@ -74,7 +74,7 @@ from transforms.storage.catalog import remove_older_attempts, superseded
 from transforms.storage.publish import publish as publish_record
 from transforms.storage.publish import version_of
 from transforms.storage.records import IngestReport, TableReport
-from transforms.storage.roots import Root
+from transforms.storage.roots import FileInfo, Root
 
 log = logging.getLogger("segments.ingest")
 TABLES = ("people", "events")
@@ -103,7 +103,11 @@ def _timed(report: TableReport, step: str, started: float) -> None:
     report.seconds[step] = round(time.perf_counter() - started, 3)
 
 
-def _read(landing: Root, contract: TableContract, day: date, report: TableReport):
+def files_to_read(
+    landing: Root, contract: TableContract, day: date, report: TableReport
+) -> list[FileInfo]:
+    """The landing files of the table of `contract` for `day`, fingerprinted in `report`; an
+    InputFileError for a file of an unknown format."""
     files, unknown = landing_files(landing, contract.table, day)
     if unknown:
         raise InputFileError(
@@ -113,6 +117,21 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
             " move other files out of the landing folder",
         )
     report.fingerprints = [fingerprint(info) for info in files]
+    return files
+
+
+def require_snapshot(report: TableReport, landing: Root, day: date) -> None:
+    """A MissingInputError when no people snapshot landed for `day`."""
+    if report.table == "people" and not report.files:
+        raise MissingInputError(
+            f"no people snapshot for {day}: no files in {landing.url_of(f'people/{day}')}/",
+            hint="land the full people snapshot of the date first (CSV, JSON lines or Parquet);"
+            " a run without one would make everybody leave every segment",
+        )
+
+
+def _read(landing: Root, contract: TableContract, day: date, report: TableReport):
+    files = files_to_read(landing, contract, day, report)
     typed, raw = [], []
     for info in files:
         landed = read_landed_file(landing, info, contract)
@@ -122,7 +141,7 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
         if landed.missing_optional:
             report.missing_columns[landed.file] = list(landed.missing_optional)
         typed.append(coerce(landed.frame, contract))
-        raw.append(landed.frame.select(_raw_text(landed.frame, contract)))
+        raw.append(landed.frame.select(raw_text(landed.frame, contract)))
     if not typed:
         empty = pl.DataFrame(schema=contract.polars_schema())
         undeclared = [pl.lit([], pl.List(pl.String)).alias(UNDECLARED)] if contract.objects else []
@@ -131,22 +150,22 @@ def _read(landing: Root, contract: TableContract, day: date, report: TableReport
             pl.lit(None, pl.Int64).alias(SOURCE_ROW),
             pl.lit([], pl.List(pl.String)).alias(CAST_FAILURES),
             *undeclared,
-        ), pl.DataFrame(schema={n: pl.String for n in _typed_columns(contract)})
+        ), pl.DataFrame(schema={n: pl.String for n in typed_columns(contract)})
     return pl.concat(typed, how="vertical"), pl.concat(raw, how="vertical")
 
 
-def _raw_text(frame: pl.DataFrame, contract: TableContract) -> list[pl.Expr]:
+def raw_text(frame: pl.DataFrame, contract: TableContract) -> list[pl.Expr]:
     """The text of each typed column as landed: a struct (an object column from Parquet or
     JSON lines) as its JSON text."""
     return [
         pl.col(name).struct.json_encode()
         if isinstance(frame.schema[name], pl.Struct)
         else pl.col(name).cast(pl.String)
-        for name in _typed_columns(contract)
+        for name in typed_columns(contract)
     ]
 
 
-def _undeclared_counts(typed: pl.DataFrame) -> dict[str, int]:
+def undeclared_counts(typed: pl.DataFrame) -> dict[str, int]:
     """`<column>.<key>` -> rows whose object held a value under that undeclared key."""
     if UNDECLARED not in typed.columns:
         return {}
@@ -163,13 +182,13 @@ def _undeclared_counts(typed: pl.DataFrame) -> dict[str, int]:
     )
 
 
-def _typed_columns(contract: TableContract) -> list[str]:
+def typed_columns(contract: TableContract) -> list[str]:
     """The columns whose typed value is not their text: only their text is staged apart (a
     string column's typed value is its text)."""
     return [c.name for c in contract.columns if c.logical_type != "string"]
 
 
-def _describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
+def describe(rule: str, raw: dict[str, Any], contract: TableContract) -> str:
     column, kind = rule.split(":", 1)
     if "." in column:  # a field of an object column
         name, key = column.split(".", 1)
@@ -211,34 +230,45 @@ def _quarantine_rows(
     """Raw text of the refused rows (text columns from `typed`, the others' text from `raw`,
     the staged text of the typed columns of every row), where they came from, the rules broken
     and why."""
-    schema = {
+    if not rules:
+        return pl.DataFrame(schema=quarantine_schema(contract))
+    positions = sorted(rules)
+    position = pl.int_range(pl.len(), dtype=pl.UInt32)
+    chosen = position.is_in(pl.Series(positions, dtype=pl.UInt32).implode())
+    texts = [n for n in contract.names if n not in typed_columns(contract)]
+    rows = pl.concat(
+        [
+            typed.select(*texts, SOURCE_FILE, SOURCE_ROW).filter(chosen).collect(),
+            raw.select(typed_columns(contract)).filter(chosen).collect(),
+        ],
+        how="horizontal",
+    )
+    return explained(rows, [rules[p] for p in positions], contract)
+
+
+def quarantine_schema(contract: TableContract) -> dict[str, pl.DataType]:
+    """The columns of a quarantine file: every contract column as landed text, where the row
+    came from, the rules it broke and why."""
+    return {
         **{n: pl.String for n in contract.names},
         SOURCE_FILE: pl.String,
         SOURCE_ROW: pl.Int64,
         RULES: pl.String,
         REASON: pl.String,
     }
-    if not rules:
-        return pl.DataFrame(schema=schema)
-    positions = sorted(rules)
-    position = pl.int_range(pl.len(), dtype=pl.UInt32)
-    chosen = position.is_in(pl.Series(positions, dtype=pl.UInt32).implode())
-    texts = [n for n in contract.names if n not in _typed_columns(contract)]
-    rows = pl.concat(
-        [
-            typed.select(*texts, SOURCE_FILE, SOURCE_ROW).filter(chosen).collect(),
-            raw.select(_typed_columns(contract)).filter(chosen).collect(),
-        ],
-        how="horizontal",
-    )
+
+
+def explained(rows: pl.DataFrame, broken: list[list[str]], contract: TableContract) -> pl.DataFrame:
+    """Refused `rows` (the contract's columns as landed text, source file and row) as
+    quarantine rows: `broken[i]` holds the rules row i broke, in suite order."""
     reasons = [
-        "; ".join(_describe(rule, row, contract) for rule in rules[pos])
-        for pos, row in zip(positions, rows.iter_rows(named=True), strict=True)
+        "; ".join(describe(rule, row, contract) for rule in rules)
+        for rules, row in zip(broken, rows.iter_rows(named=True), strict=True)
     ]
     return rows.with_columns(
-        pl.Series(RULES, [", ".join(rules[p]) for p in positions], pl.String),
+        pl.Series(RULES, [", ".join(rules) for rules in broken], pl.String),
         pl.Series(REASON, reasons, pl.String),
-    ).select(list(schema))
+    ).select(list(quarantine_schema(contract)))
 
 
 def _parquet_schema(root: Root, key: str) -> pl.Schema:
@@ -249,7 +279,7 @@ def _parquet_schema(root: Root, key: str) -> pl.Schema:
         return pl.read_parquet_schema(handle)
 
 
-def _check_earlier_objects(lake_root: Root, contract: TableContract, day: date) -> None:
+def check_earlier_objects(lake_root: Root, contract: TableContract, day: date) -> None:
     """Refuse to ingest `day` when the latest date ingested before it holds an object column
     (event properties) in another form than the contract's: text written before the column
     was declared an object, or other fields. Runs read the events of every date as one table,
@@ -282,18 +312,13 @@ def _stage_table(
     """Read and type one table's landing files; stage the typed rows, their raw text and the
     rows already refused (unconvertible values, re-sent events) under `folder`."""
     contract = load_contract(settings.contracts, table)
-    _check_earlier_objects(lake_root, contract, day)
+    check_earlier_objects(lake_root, contract, day)
     report = TableReport(table=table)
     started = time.perf_counter()
     typed, raw = _read(landing, contract, day, report)
     report.rows_read = typed.height
-    report.undeclared_keys = _undeclared_counts(typed)
-    if table == "people" and not report.files:
-        raise MissingInputError(
-            f"no people snapshot for {day}: no files in {landing.url_of(f'people/{day}')}/",
-            hint="land the full people snapshot of the date first (CSV, JSON lines or Parquet);"
-            " a run without one would make everybody leave every segment",
-        )
+    report.undeclared_keys = undeclared_counts(typed)
+    require_snapshot(report, landing, day)
     keep = typed.get_column(CAST_FAILURES).list.len() == 0
     key = contract.primary_key
     if table == "events" and key:
@@ -309,7 +334,7 @@ def _stage_table(
     lake_root.write_parquet(staged, f"{folder}/{table}.typed.parquet", statistics=False)
     lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet", statistics=False)
     _timed(report, "read", started)
-    lake_root.write_bytes(_staged_report(folder, table), report.to_bytes())
+    lake_root.write_bytes(staged_report(folder, table), report.to_bytes())
     return report
 
 
@@ -328,19 +353,30 @@ def _first_occurrences(values: pl.Series) -> pl.Series:
     return first.scatter(positions, values.gather(positions).is_first_distinct())
 
 
-def _staged_report(folder: str, table: str) -> str:
+def staged_report(folder: str, table: str) -> str:
     return f"{folder}/{table}.report.json"
 
 
 def staged_reports(lake_root: Root, folder: str) -> dict[str, TableReport] | None:
     """The report of each table `stage` left in `folder` of the lake, or None if it left
     none (nothing staged, or `publish` published it since)."""
-    keys = {table: _staged_report(folder, table) for table in TABLES}
+    keys = {table: staged_report(folder, table) for table in TABLES}
     if not all(lake_root.exists(key) for key in keys.values()):
         return None
     return {
         table: TableReport.from_bytes(lake_root.read_bytes(key), key) for table, key in keys.items()
     }
+
+
+def staged_to_publish(lake_root: Root, folder: str, day: date) -> dict[str, TableReport]:
+    """`staged_reports`, or a MissingInputError when nothing is staged in `folder`."""
+    reports = staged_reports(lake_root, folder)
+    if reports is None:
+        raise MissingInputError(
+            f"nothing staged to publish in {lake_root.url_of(folder)}",
+            hint=f"run `segments ingest --date {day}`",
+        )
+    return reports
 
 
 SNAPSHOT_TABLES = ("people",)
@@ -466,17 +502,22 @@ def _validate_table(
     return _Prepared(report, valid, quarantine, results, fingerprints)
 
 
-def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
-    """Steps 1-3 of the module docstring: read and type the landing files of `day`, staged
-    under `folder` of the lake for `publish`."""
-    landing = Root(settings.landing, settings.storage_options)
-    lake_root = Root(settings.lake, settings.storage_options)
+def require_landing(landing: Root) -> None:
+    """A MissingInputError when the landing root does not exist."""
     if not landing.exists():
         raise MissingInputError(
             f"the landing root {landing.url} does not exist",
             hint="create it (or the bucket), or point --landing / SEGMENTS_LANDING at the right"
             " place",
         )
+
+
+def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
+    """Steps 1-3 of the module docstring: read and type the landing files of `day`, staged
+    under `folder` of the lake for `publish`."""
+    landing = Root(settings.landing, settings.storage_options)
+    lake_root = Root(settings.lake, settings.storage_options)
+    require_landing(landing)
     reports = {}
     for table in TABLES:
         log.info("ingest %s %s: reading", table, day)
@@ -515,14 +556,8 @@ def import_validator_in_background() -> None:
 def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestReport:
     """Steps 4-6: validate what `stage` left in `folder`, then publish it as attempt `attempt`."""
     lake_root = Root(settings.lake, settings.storage_options)
-    manifest_key = lake.ingest_manifest(day)
-    current = version_of(lake_root, manifest_key)
-    reports = staged_reports(lake_root, folder)
-    if reports is None:
-        raise MissingInputError(
-            f"nothing staged to publish in {lake_root.url_of(folder)}",
-            hint=f"run `segments ingest --date {day}`",
-        )
+    current = version_of(lake_root, lake.ingest_manifest(day))
+    reports = staged_to_publish(lake_root, folder, day)
     if reports["events"].rows_read:  # events are validated every row: it will be needed
         import_validator_in_background()
     prepared = {}
@@ -532,6 +567,16 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
     for started in _IMPORTING:  # nothing else of the run imports while modules look missing
         started.join()
 
+    outputs = _write(lake_root, day, attempt, prepared)
+    return commit_ingest(
+        lake_root, day, attempt, current, {t: p.report for t, p in prepared.items()}, outputs
+    )
+
+
+def _write(
+    lake_root: Root, day: date, attempt: str, prepared: dict[str, _Prepared]
+) -> dict[str, list[str]]:
+    """The files of attempt `attempt` of the ingest of `day`: keys per output."""
     outputs: dict[str, list[str]] = {}
     own = [
         key
@@ -562,13 +607,28 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
                 outputs[f"fingerprints/{table}"] = [f_key]
             _timed(ready.report, "write", started)
 
+    return outputs
+
+
+def commit_ingest(
+    lake_root: Root,
+    day: date,
+    attempt: str,
+    current: str | None,
+    reports: dict[str, TableReport],
+    outputs: dict[str, list[str]],
+) -> IngestReport:
+    """Publish the manifest of attempt `attempt` listing `outputs`, by a conditional write
+    against `current`, the manifest's version when validation started; then remove the files of
+    earlier attempts. A ConcurrentRunError (its files removed) when another ingest of `day`
+    published meanwhile."""
     report = IngestReport(
         date=day.isoformat(),
         attempt=attempt,
-        tables={t: p.report for t, p in prepared.items()},
+        tables=reports,
         outputs=outputs,
     )
-    if not publish_record(lake_root, manifest_key, report, current):
+    if not publish_record(lake_root, lake.ingest_manifest(day), report, current):
         lake_root.delete([key for keys in outputs.values() for key in keys])
         raise ConcurrentRunError(
             f"another ingest of {day} published to {lake_root.url} meanwhile",
@@ -578,8 +638,7 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
     folders += [lake.quarantine_partition(t, day) for t in TABLES] + [lake.ingest_folder(day)]
     folders.append(lake.staging("ingest", day))  # what killed ingests of the date staged
     remove_older_attempts(lake_root, folders, attempt)
-    for table, ready in prepared.items():
-        r = ready.report
+    for table, r in reports.items():
         log.info(
             "ingest %s %s: %d rows read, %d written, %d quarantined, %d re-sent dropped%s",
             table,

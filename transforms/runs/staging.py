@@ -10,7 +10,6 @@ name. The folder is removed when the attempt commits, or when it fails under `se
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from enum import StrEnum
 from typing import TypeVar
@@ -40,9 +39,6 @@ STAGED_AS: dict[type[Record], str] = {
     DiffStepResult: "diff_step",
 }
 """The file (without `.json`) each staged record is kept in."""
-PART = re.compile(r"part-(\d+)-[^/]*\.parquet")
-"""The name of a Parquet part file Spark writes (`part-00003-<uuid>-c000.zstd.parquet`): its
-task's part number in the group; a task that writes several files counts them in `c000`..."""
 
 
 class StagedFrame(StrEnum):
@@ -112,9 +108,4 @@ class Staging:
     def parts(self, name: str) -> list[str]:
         """Keys of the Parquet parts in `parts_folder(name)`, in part order (not their files'
         checksums or markers)."""
-        found = []
-        for info in self.root.list_files(self.parts_folder(name)):
-            match = PART.fullmatch(info.name)
-            if match:
-                found.append((int(match.group(1)), info.key))
-        return [key for _, key in sorted(found)]
+        return lake.part_keys(self.root, self.parts_folder(name))

@@ -139,7 +139,11 @@ def ingest_step(settings: Settings, plan: Attempt) -> IngestStepResult:
         return IngestStepResult(ingested=False)
     log.info("run %s: ingesting: %s", plan.day, why)
     started = time.perf_counter()
-    reports = stage(settings, plan.day, staging.ingest)
+    engine = load_engine(plan.engine)
+    if engine.distributed:
+        reports = engine.stage_ingest(settings, plan.day, staging.ingest)
+    else:
+        reports = stage(settings, plan.day, staging.ingest)
     result = IngestStepResult(
         ingested=True,
         why=why,
@@ -162,12 +166,17 @@ def _why_ingest(settings: Settings, day: date, reingest: bool) -> str | None:
     return None
 
 
-def warm_up(settings: Settings, day: date, reingest: bool = False) -> None:
+def warm_up(
+    settings: Settings, day: date, reingest: bool = False, engine: str = DEFAULT_ENGINE
+) -> None:
     """What a process that runs every step of the run of `day` (`run`, the benchmark) starts
-    with, before `begin`: when the run will ingest, Great Expectations is imported in the
-    background while the attempt begins and the ingest step reads, so the validate step does
-    not wait seconds for it. (The Airflow DAG runs each step in a process of its own: its
-    validate task imports it.)"""
+    with, before `begin`: when the run will ingest on this machine, Great Expectations is
+    imported in the background while the attempt begins and the ingest step reads, so the
+    validate step does not wait seconds for it. (The Airflow DAG runs each step in a process of
+    its own: its validate task imports it. A distributed engine imports it after starting its
+    session: Great Expectations must see pyspark as it is imported.)"""
+    if load_engine(engine).distributed:
+        return
     if _why_ingest(settings, day, reingest) is not None:
         import_validator_in_background()
 
@@ -183,7 +192,11 @@ def validate_step(settings: Settings, plan: Attempt) -> ValidateStepResult:
     staging = Staging.of(root, plan)
     if staged_reports(root, staging.ingest) is None:
         return ValidateStepResult(ingested=False)
-    report = publish(settings, plan.day, staging.ingest, plan.attempt)
+    engine = load_engine(plan.engine)
+    if engine.distributed:
+        report = engine.publish_ingest(settings, plan.day, staging.ingest, plan.attempt)
+    else:
+        report = publish(settings, plan.day, staging.ingest, plan.attempt)
     root.delete_folder(staging.ingest)
     result = ValidateStepResult(
         ingested=True,
@@ -471,7 +484,7 @@ def run(
     later = read_catalog(Root(settings.lake, settings.storage_options)).later(day)
     allowed = tuple(later) if rebuild_later else ()
     for index, each in enumerate([day, *later] if rebuild_later else [day]):
-        warm_up(settings, each, reingest and each == day)
+        warm_up(settings, each, reingest and each == day, engine)
         plan = begin(
             settings,
             each,

@@ -75,6 +75,22 @@ def quarantine_file(table: str, day: date, attempt: str) -> str:
     return f"{quarantine_partition(table, day)}/part-{attempt}.parquet"
 
 
+PART = re.compile(r"part-(\d+)-[^/]*\.parquet")
+"""The name of a Parquet part file Spark writes (`part-00003-<uuid>-c000.zstd.parquet`): its
+task's part number in the group; a task that writes several files counts them in `c000`..."""
+
+
+def part_keys(root: Root, folder: str) -> list[str]:
+    """Keys of the Parquet parts in `folder` of `root`, in part order (not their files'
+    checksums or markers)."""
+    found = []
+    for info in root.list_files(folder):
+        match = PART.fullmatch(info.name)
+        if match:
+            found.append((int(match.group(1)), info.key))
+    return [key for _, key in sorted(found)]
+
+
 def partial_file(day: date, ingested: date, bucket: date, attempt: str, index: int) -> str:
     """A feature partial of run `day`: the events of ingest date `ingested` (its `index`th
     events file) in `bucket`."""
@@ -186,15 +202,20 @@ def scan_people(lake: Root, day: date) -> pl.LazyFrame:
     return _scan(lake, people_files(lake, day))
 
 
+def earlier_events(lake: Root, day: date) -> tuple[dict[date, str], list[str]]:
+    """({each date ingested before `day`: its ingest attempt}, the keys of their events)."""
+    manifests = {d: read_ingest_manifest(lake, d) for d in ingested_days(lake) if d < day}
+    attempts = {d: manifest.attempt for d, manifest in manifests.items()}
+    return attempts, [key for manifest in manifests.values() for key in manifest.outputs["events"]]
+
+
 def resent_events(lake: Root, day: date, event_ids: pl.Series) -> tuple[dict[date, str], pl.Series]:
     """({each date ingested before `day`: its ingest attempt}, which of `event_ids` their
     events already hold).
 
     Reads only the event_id column of the earlier dates and looks each up among `event_ids`
     (a day's events, small next to the history)."""
-    manifests = {d: read_ingest_manifest(lake, d) for d in ingested_days(lake) if d < day}
-    attempts = {d: manifest.attempt for d, manifest in manifests.items()}
-    keys = [key for manifest in manifests.values() for key in manifest.outputs["events"]]
+    attempts, keys = earlier_events(lake, day)
     if not keys:
         return attempts, pl.Series("event_id", [], dtype=pl.String)
     earlier = _scan(lake, keys).select("event_id")
