@@ -10,12 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# before any test imports Great Expectations, which then sees it: the Spark engine's ingest
+# validates Spark DataFrames in this process
+import pyspark  # noqa: F401
 import pytest
-
-try:  # before any test imports Great Expectations, which then sees it: the Spark engine's
-    import pyspark  # noqa: F401  # ingest validates Spark DataFrames in this process
-except ImportError:
-    pass
 
 from tests.support.s3_server import S3Server, WeedUnavailable, find_weed, seaweedfs_s3
 from tests.support.workspace import SPARK_TEST_CONF, Bucket, workspace_settings

@@ -7,6 +7,9 @@ regex, `minimum`/`maximum` -> between, `minLength`/`maxLength` -> value lengths 
 (Great Expectations 1.x validates pandas, not Polars; only the columns that have rules are
 converted), runs the suite on each batch with the COMPLETE result format, and returns Great
 Expectations' own JSON per batch plus, for every failing row, the rules it broke.
+`ContractValidator(contract, spark=True).validate_spark(frame, row_id)` runs the same suite on a
+Spark DataFrame with Great Expectations' Spark execution engine, where the data is: only the
+failing rows' ids and values come back.
 
 `unique`/`primaryKey` (expect values to be unique) is the one rule that needs every row of the
 table at once; the ingest step checks it over the whole table in Polars
@@ -61,6 +64,7 @@ with _without(UNUSED_INTEGRATIONS):
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
+
 
 def _sees_pyspark() -> bool:
     """Whether Great Expectations found pyspark as it was imported (`UNUSED_INTEGRATIONS`)."""

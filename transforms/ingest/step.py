@@ -27,7 +27,8 @@ again instead of ignoring a late or corrected file.
 Steps 1-3 (`stage`) and 4-6 (`publish`) hand over through a staging folder of the lake
 (`lake.staging`), so a scheduler can show and retry them as separate tasks; `ingest` runs both
 and removes its staging folder. Every check runs before the first write to a table, so a failed
-ingest leaves the tables as they were.
+ingest leaves the tables as they were. With `--engine spark`, a run's ingest does the same on
+Spark's executors (`transforms.engines.spark_ingest`), with this module's parts.
 """
 
 from __future__ import annotations
