@@ -20,12 +20,14 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
+from polars.testing import assert_frame_equal
+from pyiceberg.expressions import EqualTo
 
 from tests.support.workspace import EVENTS_HEADER, PEOPLE_HEADER, land, workspace_settings
 from transforms.cli.demo import FIRST_DAY, SECOND_DAY, write_demo_workspace
 from transforms.config import Settings
 from transforms.runs.attempt import begin
-from transforms.runs.iceberg import publish_runs
+from transforms.runs.iceberg import open_catalog, open_tables, publish_runs
 from transforms.runs.steps import STEPS, commit_step, run
 from transforms.storage import lake
 from transforms.storage.catalog import committed_files, read_catalog, read_manifest, read_table
@@ -274,3 +276,28 @@ def test_a_spark_run_brings_no_rows_to_the_driver(spark, tmp_path, monkeypatch):
     root = Root(settings.lake)
     manifest = read_manifest(root, read_catalog(root), SECOND_DAY)
     assert manifest.rows["membership"] > 10 * LIMIT and manifest.people > 10 * LIMIT
+
+
+def test_the_executors_write_the_iceberg_tables_of_a_spark_run(spark_days):
+    """A Spark run's Iceberg data files are written by the executors (several, nothing else
+    left in their folder), and the tables hold the lake's rows of every run."""
+    settings, _ = spark_days
+    publish_runs(settings)
+    root, tables = Root(settings.lake), open_tables(settings, open_catalog(settings))
+    catalog = read_catalog(root)
+    for day in DAYS:
+        manifest = read_manifest(root, catalog, day)
+        for name in ("membership", "changes"):
+            which = EqualTo("run_date", day.isoformat())
+            scan = tables[name].scan(row_filter=which)
+            published = pl.from_arrow(scan.to_arrow()).drop("run_date")
+            expected = read_table(root, manifest, name)
+            assert_frame_equal(published, expected, check_row_order=False, check_dtypes=False)
+            files = [task.file.file_path for task in scan.plan_files()]
+            assert len(files) > 1  # parts, not one file from this process
+    current = pl.from_arrow(tables["membership_current"].scan().to_arrow()).drop("run_date")
+    latest = read_table(root, read_manifest(root, catalog, DAYS[-1]), "membership")
+    assert_frame_equal(current, latest, check_row_order=False, check_dtypes=False)
+    warehouse = Path(settings.lake) / "iceberg"
+    strays = [p for p in warehouse.rglob("*") if p.is_file() and "/data/" in str(p)]
+    assert all(p.name.startswith("part-") and p.suffix == ".parquet" for p in strays)

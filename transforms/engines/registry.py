@@ -108,6 +108,20 @@ class DiffCounts:
     """(segment_id, change) -> change rows."""
 
 
+@dataclass(frozen=True)
+class FileColumn:
+    """A column of the Parquet files a distributed engine writes for another reader (the
+    Iceberg tables' data files)."""
+
+    name: str
+    field_id: int
+    """The Parquet field id the reader matches the column by."""
+    logical_type: str
+    """A contract logical type (`string`, `date`, ...)."""
+    required: bool
+    """Written as a required Parquet column (its values are never NULL)."""
+
+
 class DistributedEngine(Engine, Protocol):
     """An engine whose executors write the members and the run's tables (`Engine.distributed`):
     only counts come back."""
@@ -127,6 +141,19 @@ class DistributedEngine(Engine, Protocol):
     ) -> IngestReport:
         """What `transforms.ingest.step.publish` does, by the executors: what `stage_ingest`
         left in `folder` validated, written as attempt `attempt`, its manifest committed."""
+        ...
+
+    def write_table_files(
+        self,
+        settings: Settings,
+        keys: list[str],
+        folder: str,
+        columns: list[FileColumn],
+        day: date,
+    ) -> list[str]:
+        """The rows of the lake's Parquet files `keys`, with `run_date` = `day`, written by the
+        executors as Parquet files in `folder` (a URL) with exactly `columns` (one the files
+        lack is NULL); the URLs of the files that hold rows."""
         ...
 
     def diff_members(self, settings: Settings, diff: StagedDiff) -> DiffCounts:

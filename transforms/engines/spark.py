@@ -28,12 +28,13 @@ from sqlglot import exp
 
 from transforms.config import Settings
 from transforms.engines import spark_ingest
-from transforms.engines.registry import DiffCounts, Inputs, StagedDiff
+from transforms.engines.registry import DiffCounts, FileColumn, Inputs, StagedDiff
 from transforms.engines.relations import as_frames, deduplicated_events, person_ids
 from transforms.engines.spark_tables import (
     diff_members,
     membership,
     read_parquet,
+    write_files,
     write_parts,
 )
 from transforms.engines.tenure import previous_files, tenure_segments
@@ -224,6 +225,19 @@ class SparkEngine:
     ) -> IngestReport:
         """Run by the executors: `transforms.engines.spark_ingest.publish`."""
         return spark_ingest.publish(spark_session(settings), settings, day, folder, attempt)
+
+    def write_table_files(
+        self,
+        settings: Settings,
+        keys: list[str],
+        folder: str,
+        columns: list[FileColumn],
+        day: date,
+    ) -> list[str]:
+        """Written by the executors: `transforms.engines.spark_tables.write_files`."""
+        root = Root(settings.lake, settings.storage_options)
+        spark = spark_session(settings)
+        return write_files(spark, root, keys, folder, columns, day, settings.storage_options)
 
     def diff_members(self, settings: Settings, diff: StagedDiff) -> DiffCounts:
         """Run by the executors: `transforms.engines.spark_tables.diff_members`."""

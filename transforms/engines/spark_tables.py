@@ -14,11 +14,15 @@ Polars does). The runs step then moves the parts into the table partitions
 
 from __future__ import annotations
 
+from datetime import date
 from typing import TYPE_CHECKING
 
+import pyarrow.parquet as pq
+
 from transforms.engines.changes import ReasonRule, reason_rules
-from transforms.engines.registry import DiffCounts, StagedDiff
-from transforms.errors import ConfigError
+from transforms.engines.registry import DiffCounts, FileColumn, StagedDiff
+from transforms.errors import ConfigError, RecordError
+from transforms.storage import lake
 from transforms.storage.roots import Root
 
 if TYPE_CHECKING:
@@ -132,6 +136,84 @@ def diff_members(spark: SparkSession, root: Root, diff: StagedDiff) -> DiffCount
         sizes={sid: n for sid, n in sizes},
         moves={(sid, change): n for sid, change, n in moves},
     )
+
+
+SPARK_TYPES = {
+    "string": "string",
+    "date": "date",
+    "timestamp": "timestamp",
+    "integer": "bigint",
+    "number": "double",
+    "boolean": "boolean",
+}
+"""Contract logical types as Spark types."""
+NEVER_USED = {
+    "string": "",
+    "date": "1970-01-01",
+    "timestamp": "1970-01-01 00:00:00",
+    "integer": 0,
+    "number": 0.0,
+    "boolean": False,
+}
+"""For each logical type, a value Spark can tell is not NULL (see `write_files`)."""
+
+
+def write_files(
+    spark: SparkSession,
+    root: Root,
+    keys: list[str],
+    folder: str,
+    columns: list[FileColumn],
+    day: date,
+    storage_options: dict,
+) -> list[str]:
+    """See `DistributedEngine.write_table_files`. A required column is written as a required
+    Parquet column: Spark does so for an expression it knows is never NULL, here a coalesce
+    with a value of its type, which is never used (a file with a NULL there is refused
+    first)."""
+    f = _functions()
+    frame = read_parquet(spark, root, keys)
+    required = [c.name for c in columns if c.required and c.name in frame.columns]
+    if required:
+        nulls = frame.where(" OR ".join(f"`{name}` IS NULL" for name in required))
+        if nulls.limit(1).count():
+            raise RecordError(
+                f"the files {', '.join(keys)} hold NULL in {', '.join(required)}, which their"
+                " readers are told is never NULL",
+                hint="run the date again (`segments run --date D`) to rewrite them",
+            )
+    selected = []
+    for column in columns:
+        kind = SPARK_TYPES[column.logical_type]
+        if column.name == "run_date":
+            value = f.lit(day.isoformat()).cast("date")
+        elif column.name in frame.columns:
+            value = f.col(column.name).cast(kind)
+        else:  # added to the contract after the run
+            value = f.lit(None).cast(kind)
+        if column.required:
+            value = f.coalesce(value, f.lit(NEVER_USED[column.logical_type]).cast(kind))
+        field_id = {"parquet.field.id": column.field_id}
+        selected.append(value.alias(column.name, metadata=field_id))
+    target = Root(folder, storage_options)
+    path = target.local_path("") if target.is_local else s3a_url(folder)
+    frame.select(*selected).write.option("compression", "zstd").parquet(path)
+    written, other = [], []
+    for info in target.list_files(""):
+        if not lake.PART.fullmatch(info.name):
+            other.append(info.key)  # Spark's _SUCCESS marker and checksums
+        elif _rows_in(target, info.key):
+            written.append(target.url_of(info.key))
+        else:
+            other.append(info.key)  # Spark writes a file of no rows for no rows
+    target.delete(other)
+    return written
+
+
+def _rows_in(root: Root, key: str) -> int:
+    """The rows of a Parquet file, from its footer."""
+    with root.open(key) as handle:
+        return pq.ParquetFile(handle).metadata.num_rows
 
 
 def _reason(rules: list[ReasonRule]) -> Column:

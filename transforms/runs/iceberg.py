@@ -60,6 +60,7 @@ from pyiceberg.types import (
 
 from transforms.config import Settings
 from transforms.contracts.odcs import POLARS_TYPES, TableContract, load_contract
+from transforms.engines.registry import FileColumn, load_engine
 from transforms.errors import ConcurrentRunError, ConfigError, MissingInputError, SegmentsError
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.records import Catalog, RunManifest
@@ -323,7 +324,7 @@ def publish_runs(
             if progress is not None:
                 progress(f"{day}: publish {', '.join(stale)}")
             try:
-                published[day.isoformat()] = _publish_run(lake, runs, day, tables, stale)
+                published[day.isoformat()] = _publish_run(settings, runs, day, tables, stale)
             except (SegmentsError, OSError) as exc:
                 failed[day.isoformat()] = str(exc)
         if runs.latest is not None and _published_from(
@@ -332,7 +333,7 @@ def publish_runs(
             if progress is not None:
                 progress(f"{runs.latest}: publish membership_current")
             try:
-                rows = _publish_current(lake, runs, tables["membership_current"])
+                rows = _publish_current(settings, runs, tables["membership_current"])
                 published.setdefault(runs.latest.isoformat(), {})["membership_current"] = rows
             except (SegmentsError, OSError) as exc:
                 failed.setdefault(runs.latest.isoformat(), str(exc))
@@ -363,28 +364,46 @@ def _key(runs: Catalog, day: date) -> str:
     return runs.runs[day.isoformat()]
 
 
+def _data_files(
+    settings: Settings, manifest: RunManifest, table: Table, name: str, day: date
+) -> tuple[list[DataFile], int]:
+    """Run `day`'s rows of the lake's table `name` as data files of `table`, and how many rows.
+    A run of a distributed engine has its executors write them (`write_table_files`): only the
+    files' footers are read here. Else `_write` writes them from this process."""
+    engine = load_engine(manifest.engine)
+    if not engine.distributed:
+        frame = read_table(Root(settings.lake, settings.storage_options), manifest, name)
+        return _write(table, frame, day), frame.height
+    columns = [
+        FileColumn(field.name, field.field_id, LOGICAL_TYPES[field.field_type], field.required)
+        for field in table.schema().fields
+    ]
+    folder = f"run_date={day.isoformat()}/" if table.spec().fields else ""
+    location = f"{table.location()}/data/{folder}{uuid.uuid4()}"
+    written = engine.write_table_files(settings, manifest.files[name], location, columns, day)
+    files = [parquet_file_to_data_file(table.io, table.metadata, url) for url in written]
+    return files, sum(file.record_count for file in files)
+
+
 def _publish_run(
-    lake: Root, runs: Catalog, day: date, tables: dict[str, Table], stale: list[str]
+    settings: Settings, runs: Catalog, day: date, tables: dict[str, Table], stale: list[str]
 ) -> dict[str, int]:
     """Replace run `day`'s partition of each table of `stale`; rows per table."""
-    manifest = read_manifest(lake, runs, day)
+    manifest = read_manifest(Root(settings.lake, settings.storage_options), runs, day)
     rows = {}
     for name in stale:
-        frame = read_table(lake, manifest, name)
-        _replace(
-            tables[name], _write(tables[name], frame, day), day, _summary(manifest, _key(runs, day))
-        )
-        rows[name] = frame.height
+        files, rows[name] = _data_files(settings, manifest, tables[name], name, day)
+        _replace(tables[name], files, day, _summary(manifest, _key(runs, day)))
     return rows
 
 
-def _publish_current(lake: Root, runs: Catalog, table: Table) -> int:
+def _publish_current(settings: Settings, runs: Catalog, table: Table) -> int:
     """Replace `membership_current` with the latest run's membership; its rows."""
     day = runs.latest
-    manifest = read_manifest(lake, runs, day)
-    frame = read_table(lake, manifest, "membership")
-    _replace(table, _write(table, frame, day), None, _summary(manifest, _key(runs, day)))
-    return frame.height
+    manifest = read_manifest(Root(settings.lake, settings.storage_options), runs, day)
+    files, rows = _data_files(settings, manifest, table, "membership", day)
+    _replace(table, files, None, _summary(manifest, _key(runs, day)))
+    return rows
 
 
 def _expire(table: Table, keep: timedelta) -> None:
