@@ -157,3 +157,19 @@ def test_no_people_snapshot_is_refused(spark, settings) -> None:
     land(settings, "events", "events.csv", EVENTS_HEADER + EVENTS_DAY1)
     with pytest.raises(MissingInputError, match="no people snapshot"):
         spark_ingest_day(spark, settings, DAY)
+
+
+def test_segments_ingest_runs_on_the_executors_with_engine_spark(spark, settings) -> None:
+    from typer.testing import CliRunner
+
+    from tests.cli.test_app import roots
+    from transforms.cli.app import app
+
+    land(settings, "people", "people.csv", PEOPLE_HEADER + BAD_PEOPLE)
+    command = ["ingest", "--date", DAY.isoformat(), "--engine", "spark", "--json"]
+    result = CliRunner().invoke(app, [*command, *roots(settings)])
+    assert result.exit_code == 0, result.output
+    report = IngestReport.model_validate(json.loads(result.stdout))
+    assert report.tables["people"].quarantined == 6
+    parts = report.outputs["people"]  # the executors' parts, moved into the partition
+    assert parts == [lake.data_part("people", DAY, report.attempt, i) for i in range(len(parts))]

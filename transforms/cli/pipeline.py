@@ -14,6 +14,7 @@ from transforms.cli.context import CliContext, parse_day, uses
 from transforms.cli.options import (
     DEFAULT_ENGINE_NAME,
     DateOpt,
+    EngineName,
     EngineOpt,
     JsonOpt,
     OptionalDateOpt,
@@ -22,12 +23,27 @@ from transforms.cli.options import (
 from transforms.errors import DefinitionErrors, MissingInputError, SegmentsError
 
 
-@uses("landing", "lake", "contracts")
-def ingest(context: CliContext, date_: DateOpt, as_json: JsonOpt = False) -> None:
+@uses("landing", "lake", "contracts", "spark_master", "spark_remote")
+def ingest(
+    context: CliContext,
+    date_: DateOpt,
+    engine: Annotated[
+        EngineName,
+        typer.Option(
+            help="spark: read and validate on Spark's executors; polars or duckdb: in this"
+            " process (both the same way)."
+        ),
+    ] = DEFAULT_ENGINE_NAME,
+    as_json: JsonOpt = False,
+) -> None:
     """Read landing files of a date, type and validate them, write them to the lake."""
+    from transforms.engines.registry import load_engine
     from transforms.ingest.step import ingest as ingest_date
 
-    report = ingest_date(context.settings, parse_day(date_))
+    chosen = load_engine(engine.value)
+    chosen.check(context.settings)
+    steps = (chosen.stage_ingest, chosen.publish_ingest) if chosen.distributed else None
+    report = ingest_date(context.settings, parse_day(date_), steps)
     if as_json:
         render.as_json(report.to_json())
     else:

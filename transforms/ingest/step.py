@@ -39,6 +39,7 @@ import logging
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -526,14 +527,22 @@ def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
     return reports
 
 
-def ingest(settings: Settings, day: date) -> IngestReport:
-    """Ingest the landing files of `day` into the lake; see the module docstring."""
+Stage = Callable[[Settings, date, str], dict[str, TableReport]]
+Publish = Callable[[Settings, date, str, str], IngestReport]
+
+
+def ingest(
+    settings: Settings, day: date, steps: tuple[Stage, Publish] | None = None
+) -> IngestReport:
+    """Ingest the landing files of `day` into the lake; see the module docstring. `steps`:
+    (stage, publish) of an engine that runs them where the data is, instead of this module's."""
     lake_root = Root(settings.lake, settings.storage_options)
     attempt = lake.new_attempt()
     folder = lake.staging("ingest", day, attempt)
+    staging, publishing = steps or (stage, publish)
     try:
-        stage(settings, day, folder)
-        return publish(settings, day, folder, attempt)
+        staging(settings, day, folder)
+        return publishing(settings, day, folder, attempt)
     finally:
         lake_root.delete_folder(folder)
 
