@@ -27,6 +27,7 @@ The executors run this package: they need it installed, with its dependencies, i
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -67,6 +68,7 @@ from transforms.storage.roots import FileInfo, Root
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+log = logging.getLogger("segments.ingest")
 ROW = "__row"
 RAW = "__raw__"
 """Prefix of the staged text, as landed, of each typed column."""
@@ -220,6 +222,7 @@ def _stage_table(
     for parts in (_typed_parts(folder, table), _resent_parts(folder, table)):
         lake_root.delete_folder(parts)  # what an earlier try of this attempt staged
     if files:
+        log.info("ingest %s %s: reading %d files on the executors", table, day, len(files))
         _stage_files(spark, settings, contract, files, folder, report)
     require_snapshot(report, landing, day)
     key = contract.primary_key
@@ -344,6 +347,7 @@ def _publish_table(
         return _write_small(
             lake_root, day, attempt, table, pl.DataFrame(schema=contract.polars_schema()), [], None
         )
+    log.info("ingest %s %s: validating on the executors", table, day)
     staged = _kept(spark, lake_root, folder, table).persist()
     try:
         rules, results = _broken_rules(staged, contract, report)
