@@ -40,7 +40,7 @@ import pyarrow as pa
 from transforms.config import Settings
 from transforms.contracts.coerce import CAST_FAILURES, UNDECLARED, coerce
 from transforms.contracts.odcs import TableContract, load_contract
-from transforms.contracts.rows import rule_order, suite_hash
+from transforms.contracts.rows import suite_hash
 from transforms.engines.spark_tables import read_parquet, write_parts
 from transforms.errors import InputFileError
 from transforms.ingest.landing import SOURCE_FILE, SOURCE_ROW, read_landed_file
@@ -49,6 +49,7 @@ from transforms.ingest.step import (
     TABLES,
     check_earlier_objects,
     commit_ingest,
+    count_rules,
     explained,
     files_to_read,
     raw_text,
@@ -300,9 +301,7 @@ def _broken_rules(
             rules.setdefault(row, []).extend(broken)
         results = validation.results
         report.validation_seconds["great_expectations"] = round(validation.run_seconds, 3)
-    order = rule_order(contract)
-    for row, broken in rules.items():  # conversion failures first, then in suite order
-        rules[row] = sorted(broken, key=lambda rule: order.get(rule, -1))
+    count_rules(rules, contract, report)
     report.validation_success = all(r.get("success") for r in results) and not duplicated
     return rules, results
 
@@ -353,9 +352,6 @@ def _publish_table(
         rules, results = _broken_rules(staged, contract, report)
         report.seconds["validate"] = round(time.perf_counter() - started, 3)
         started = time.perf_counter()
-        for broken in rules.values():
-            for rule in broken:
-                report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
         valid = staged.where(KEEP)
         quarantine = None
         if rules:

@@ -412,6 +412,16 @@ def _rows_at(height: int, positions: pl.Series) -> pl.Series:
     return pl.Series(range(height), dtype=pl.UInt32).is_in(positions.implode())
 
 
+def count_rules(rules: dict[int, list[str]], contract: TableContract, report: TableReport) -> None:
+    """Put the rules each refused row broke in one order (conversion failures first, then the
+    suite's), and count every rule broken in `report.broken_rules`."""
+    order = rule_order(contract)
+    for row, broken in rules.items():
+        rules[row] = sorted(broken, key=lambda rule: order.get(rule, -1))
+        for rule in broken:
+            report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
+
+
 def _validate_table(
     settings: Settings, lake_root: Root, report: TableReport, folder: str, day: date
 ) -> _Prepared:
@@ -470,9 +480,7 @@ def _validate_table(
             rules.setdefault(int(positions[batch_row]), []).extend(broken)
         results = validation.results
         convert, run = validation.convert_seconds, validation.run_seconds
-    order = rule_order(contract)
-    for position, broken in rules.items():  # conversion failures first, then in suite order
-        rules[position] = sorted(broken, key=lambda rule: order.get(rule, -1))
+    count_rules(rules, contract, report)
     report.validation_success = all(r.get("success") for r in results) and not duplicated.height
     _timed(report, "validate", started)
     report.validation_seconds |= {
@@ -481,9 +489,6 @@ def _validate_table(
     }
 
     started = time.perf_counter()
-    for broken in rules.values():
-        for rule in broken:
-            report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
     failed = _rows_at(typed.height, pl.Series(list(rules), dtype=pl.UInt32))
     kept = keep & ~failed
     if fingerprints is not None:
