@@ -189,13 +189,15 @@ def _stage_files(
     report.undeclared_keys = dict(sorted(undeclared.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
-def _resent(spark: SparkSession, lake_root: Root, typed: DataFrame, key: str, day: date):
+def _resent(
+    spark: SparkSession, lake_root: Root, typed: DataFrame, key: str, earlier: list[str]
+) -> DataFrame:
     """The ids (`ROW`) of the re-sent events among `typed` not refused already: a non-null
-    `key` held by an earlier row of the day's files, or by an event ingested before `day`."""
+    `key` held by an earlier row of the day's files, or by an event of the files `earlier`
+    (those of the dates ingested before)."""
     from pyspark.sql import Window
     from pyspark.sql import functions as f
 
-    _, earlier = lake.earlier_events(lake_root, day)
     ids = typed.where(f.col(key).isNotNull()).select(
         key,
         ROW,
@@ -228,12 +230,12 @@ def _stage_table(
     require_snapshot(report, landing, day)
     key = contract.primary_key
     if table == "events" and key:
-        attempts, _ = lake.earlier_events(lake_root, day)
+        attempts, earlier = lake.earlier_events(lake_root, day)
         report.checked_against = [d.isoformat() for d in attempts]
         report.checked_attempts = {d.isoformat(): attempt for d, attempt in attempts.items()}
         if files:
             typed = read_parquet(spark, lake_root, [_typed_parts(folder, table)])
-            resent = _resent(spark, lake_root, typed, key, day)
+            resent = _resent(spark, lake_root, typed, key, earlier)
             report.duplicates_dropped = write_parts(resent, lake_root, _resent_parts(folder, table))
     report.seconds["read"] = round(time.perf_counter() - started, 3)
     lake_root.write_bytes(staged_report(folder, table), report.to_bytes())
