@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -81,6 +82,8 @@ PEOPLE_PER_PARTIALS = 1_000_000
 """A recompute aggregates the events per (ingest date, bucket, person) for about this many
 people of the snapshot at a time (`_recompute`): at 10M people and 100M events, ranges of
 this size hold about 7M partial rows each."""
+WRITERS = 3
+"""Partial files a recompute prepares and writes at a time."""
 FORMAT = 2
 """Version of the state's files: a run folds only state of its own format (2: in person
 order, counts as Int32)."""
@@ -271,16 +274,21 @@ def _kept_partial(
     bucket: date,
     day: date,
     folded: bool = False,
+    source_of: dict[str, str] | None = None,
 ) -> pl.DataFrame | None:
     """What the file of a partial of `bucket` written by run `day` keeps: of the rows `rows` of
     `columns` (every row: None), the state columns runs may read (`_read_later`), in the rows
-    with a value in one of them; None when that leaves nothing to write."""
+    with a value in one of them; None when that leaves nothing to write. `source_of` names the
+    column of `columns` that holds each state column (default: its own): each is gathered
+    once, however many state columns it holds."""
     read = _read_later(features, bucket, day, folded)
     if not read:
         return None
     names = [c.name for f in read for c in state_columns(f, pl.lit(True))]
-    part = columns.select("person_id", *names)
-    part = _prune(part if rows is None else part.gather(rows), read)
+    source_of = source_of or {name: name for name in names}
+    part = columns.select("person_id", *dict.fromkeys(source_of[name] for name in names))
+    part = part if rows is None else part.gather(rows)
+    part = _prune(part.select("person_id", *(pl.col(source_of[n]).alias(n) for n in names)), read)
     return part if part.height else None
 
 
@@ -365,7 +373,6 @@ def _recompute(
             strict=True,
         )
     }
-    copies = [pl.col(kept).alias(own) for own, kept in source_of.items()]
     counted = counted_names(features)
     totals, written = [], []
     for index, in_range in enumerate(_ranges(people)):
@@ -385,26 +392,48 @@ def _recompute(
         totals.append(
             in_person_order(_prune(_totals_of(partial, day, features, source_of), features))
         )
-        # one (ingest date, bucket) at a time: a partition of all at once copies the aggregate
-        rows = (
-            partial.select(INGESTED, BUCKET)
-            .with_row_index("__rows")
-            .group_by(INGESTED, BUCKET)
-            .agg("__rows")
-            .sort(INGESTED, BUCKET)
-        )
-        columns = partial.select("person_id", *copies)  # no copy: the same columns, renamed
+        written += _write_recomputed(root, day, attempt, index, partial, features, source_of)
         del partial
-        for i, (ingested, day_bucket) in enumerate(rows.select(INGESTED, BUCKET).iter_rows()):
-            kept = _kept_partial(columns, rows["__rows"][i], features, day_bucket, day)
-            if kept is None:
-                continue
-            target = lake.partial_file(day, ingested, day_bucket, attempt, index)
-            root.write_parquet(kept, target, statistics=False)
-            written.append(Partial(ingested, day_bucket, target))
-        del columns
     # ranges in order: a check, not a sort; the ranges not copied into one
     return in_person_order(pl.concat(totals, rechunk=False)), written
+
+
+def _write_recomputed(
+    root: Root,
+    day: date,
+    attempt: str,
+    index: int,
+    partial: pl.DataFrame,
+    features: list[Feature],
+    source_of: dict[str, str],
+) -> list[Partial]:
+    """The partial files of a recompute's aggregate of range `index` (`_recompute`), one per
+    (ingest date, bucket), in that order: their rows gathered one partial at a time (a
+    partition of all at once copies the aggregate), `WRITERS` files at a time (gathering and
+    encoding release the GIL, so they overlap the writes: a third less time at 1M people on 2
+    cores)."""
+    rows = (
+        partial.select(INGESTED, BUCKET)
+        .with_row_index("__rows")
+        .group_by(INGESTED, BUCKET)
+        .agg("__rows")
+        .sort(INGESTED, BUCKET)
+    )
+
+    def write(i: int, ingested: date, day_bucket: date) -> Partial | None:
+        kept = _kept_partial(
+            partial, rows["__rows"][i], features, day_bucket, day, source_of=source_of
+        )
+        if kept is None:
+            return None
+        target = lake.partial_file(day, ingested, day_bucket, attempt, index)
+        root.write_parquet(kept, target, statistics=False)
+        return Partial(ingested, day_bucket, target)
+
+    keys = rows.select(INGESTED, BUCKET).iter_rows()
+    with ThreadPoolExecutor(WRITERS) as writers:
+        done = list(writers.map(lambda key: write(key[0], *key[1]), enumerate(keys)))
+    return [p for p in done if p is not None]
 
 
 def _ranges(people: pl.Series) -> list[pl.Expr]:
