@@ -409,8 +409,11 @@ def prepare(scale: str, console: Console) -> Path:
 
 
 def definitions_digest(folder: Path) -> str:
-    """A digest of the definition files in `folder` (names and text)."""
-    digest = hashlib.sha256()
+    """A digest of the definition files in `folder` (names and text) and of the feature state's
+    format (day 1's state must be one the nightly run folds)."""
+    from transforms.engines.feature_state import FORMAT
+
+    digest = hashlib.sha256(f"feature state format {FORMAT}\n".encode())
     for path in sorted(folder.glob("*.yaml")):
         digest.update(f"{path.name}\n{path.read_text()}\n".encode())
     return digest.hexdigest()

@@ -24,7 +24,7 @@ from tests.support.workspace import (
 )
 from transforms.engines import person_order
 from transforms.language.semantics import as_of_instant
-from transforms.runs.materialize import EvaluationOptions, evaluate
+from transforms.runs.materialize import EvaluationOptions, compile_definitions, evaluate
 from transforms.runs.steps import run
 from transforms.storage.catalog import read_catalog, read_manifest, read_table
 from transforms.storage.lake import STATE_TABLES
@@ -116,6 +116,11 @@ def committed(settings, day: date):
     return manifest, tables, totals.select(sorted(totals.columns)).sort("person_id")
 
 
+def compiled_features(settings) -> dict:
+    """The features of the workspace's definitions, by name."""
+    return compile_definitions(settings, DAYS[-1]).features
+
+
 def manifest_of(settings, day: date) -> dict:
     root = Root(settings.lake)
     return read_manifest(root, read_catalog(root), day)
@@ -193,8 +198,64 @@ def test_gaps_between_runs_and_definition_changes(tmp_path):
         run(full, day, full=True)
         hows[day] = assert_same_run(folded, full, day).features
     assert hows[DAYS[1]] == "folded"
-    assert hows[DAYS[4]] == f"recomputed (1 feature(s) new since run {DAYS[1]})"
+    assert hows[DAYS[4]] == "folded, and 1 new feature(s) computed from the events"
     assert hows[DAYS[5]] == "folded"
+
+
+def test_features_added_later_fold_with_the_kept_ones_day_after_day(tmp_path):
+    """Definitions that add features of every kind (windows, `ago`, float sums and averages,
+    extremes, no window) to a folding workspace: the run that meets them folds the kept
+    features and computes only the new ones from the events; that run and every later one
+    (whose folds read both the kept partials and the new features' own) commit what recomputing
+    every feature gives, and the SQL engine's rows."""
+    first = {sid: DEFINITIONS[sid] for sid in ("login_today", "viewer", "busy", "since_march")}
+    folded, full, reference = (
+        with_definitions(
+            workspace_settings(tmp_path / name),
+            tmp_path / name / "definitions",
+            definitions_of(first),
+        )
+        for name in ("folded", "full", "duckdb")
+    )
+    for settings in (folded, full, reference):
+        land_days(settings, 8)
+    hows = []
+    for day in DAYS:
+        if day == DAYS[3]:
+            for settings in (folded, full, reference):
+                with_definitions(settings, Path(settings.definitions), definitions())
+        run(folded, day)
+        run(full, day, full=True)
+        run(reference, day, engine="duckdb")
+        hows.append(assert_same_run(folded, full, day).features)
+        _, tables, _ = committed(folded, day)
+        root = Root(reference.lake)
+        sql_run = read_manifest(root, read_catalog(root), day)
+        for table, frame in tables.items():
+            assert frame.equals(read_table(root, sql_run, table).sort(pl.all())), (day, table)
+    new = sum(f.foldable for f in compiled_features(folded).values()) - 4
+    assert hows == [
+        "recomputed (no previous run)",
+        "folded",
+        "folded",
+        f"folded, and {new} new feature(s) computed from the events",
+        *["folded"] * 4,
+    ]
+
+
+def test_a_state_whose_every_feature_is_new_is_recomputed(tmp_path):
+    folder = tmp_path / "definitions"
+    folded = with_definitions(
+        workspace_settings(tmp_path), folder, definitions_of({"a": DEFINITIONS["busy"]})
+    )
+    land_days(folded, 9)
+    run(folded, DAYS[0])
+    (folder / "a.yaml").unlink()
+    with_definitions(folded, folder, definitions_of({"b": DEFINITIONS["viewer"]}))
+    run(folded, DAYS[1])
+    assert manifest_of(folded, DAYS[1]).features == (
+        f"recomputed (every feature new since run {DAYS[0]})"
+    )
 
 
 def test_a_run_after_one_without_state_or_with_missing_files_recomputes(tmp_path):

@@ -31,8 +31,14 @@ a window; in the rows with a value in one of them. A partial left with nothing i
 Only the state of the latest runs is kept (`remove_unneeded_state`): the next run folds the latest
 one's, a rerun of the latest date the one before it.
 
-Whatever cannot be trusted (no state from P, state of another `FORMAT`, features P did not
-keep, a date re-ingested since, a missing file, ingests out of order) and `--full` make the run
+Features P did not keep (a definition added them) are computed from the events by the run that
+meets them, beside the fold of the kept ones: `_recompute` of those features alone writes their
+partials in files of their own (label `ADDED`) and their totals are joined to the folded ones.
+A partial file therefore holds the columns of the features it was written for (`FORMAT` 3), and
+a fold reads of each file the columns it holds (`_held`).
+
+Whatever else cannot be trusted (no state from P, state of another `FORMAT`, no feature P kept,
+a date re-ingested since, a missing file, ingests out of order) and `--full` make the run
 recompute from the events and write the state afresh (`_recompute`: one pass over the events
 per range of people, aggregated per ingest date, bucket and person; that aggregate is written
 as the partials and summed over each window into the totals, as a fold sums the partials).
@@ -84,9 +90,12 @@ people of the snapshot at a time (`_recompute`): at 10M people and 100M events, 
 this size hold about 7M partial rows each."""
 WRITERS = 3
 """Partial files a recompute prepares and writes at a time."""
-FORMAT = 2
+ADDED = "added-"
+"""The label of the partial files a run writes for the features new since the previous run."""
+FORMAT = 3
 """Version of the state's files: a run folds only state of its own format (2: in person
-order, counts as Int32)."""
+order, counts as Int32; 3: a partial file holds the columns of the features it was written
+for, and a fold reads of each the columns it holds)."""
 
 
 def bucket() -> pl.Expr:
@@ -141,19 +150,27 @@ def run_features(
     if problem is None:
         previous_day, manifest = previous
         kept = manifest.feature_state
-        known = [Partial(*row) for row in kept.partials]
-        new = [
+        known = [f for f in foldable if f.name in kept.features]
+        added = [f for f in foldable if f.name not in kept.features]
+        partials = [Partial(*row) for row in kept.partials] + [
             p
             for d in days
             if d > previous_day
-            for p in _write_partials(root, day, attempt, d, events[d], foldable)
+            for p in _write_partials(root, day, attempt, d, events[d], known)
         ]
-        partials = known + new
-        totals = _fold(root, kept.totals, day, previous_day, partials, foldable)
+        totals = _fold(root, kept.totals, day, previous_day, partials, known)
         how = "folded"
+        if added:  # from the events, beside the kept ones: their own partial files
+            new_totals, new_partials = _recompute(
+                root, day, attempt, events, added, _snapshot_ids(root, day), label=ADDED
+            )
+            totals = _joined(totals, new_totals, foldable)
+            partials += new_partials
+            how = f"folded, and {len(added)} new feature(s) computed from the events"
     else:
-        people = lake.scan_people(root, day).select("person_id").collect().to_series()
-        totals, partials = _recompute(root, day, attempt, events, foldable, people)
+        totals, partials = _recompute(
+            root, day, attempt, events, foldable, _snapshot_ids(root, day)
+        )
         how = f"recomputed ({problem})"
     own = f"{lake.partition(PARTIALS, day)}/"
     files = {
@@ -307,9 +324,8 @@ def _untrusted(
         return f"run {previous_day} kept no feature state"
     if record.format != FORMAT:
         return f"run {previous_day}'s feature state has an earlier format"
-    missing = sorted({f.name for f in foldable} - set(record.features))
-    if missing:
-        return f"{len(missing)} feature(s) new since run {previous_day}"
+    if not any(f.name in record.features for f in foldable):
+        return f"every feature new since run {previous_day}"
     earlier = {d: keys for d, keys in events.items() if d <= previous_day}
     if earlier != record.events:
         return f"events ingested on or before {previous_day} changed since that run"
@@ -350,6 +366,7 @@ def _recompute(
     events: dict[date, list[str]],
     features: list[Feature],
     people: pl.Series,
+    label: str = "",
 ) -> tuple[pl.DataFrame, list[Partial]]:
     """The totals and the partials of every ingest date from the events, in one pass over
     them: per range of person ids (`person_order.person_ranges`, `PEOPLE_PER_PARTIALS` of the
@@ -392,7 +409,7 @@ def _recompute(
         totals.append(
             in_person_order(_prune(_totals_of(partial, day, features, source_of), features))
         )
-        written += _write_recomputed(root, day, attempt, index, partial, features, source_of)
+        written += _write_recomputed(root, day, attempt, index, partial, features, source_of, label)
         del partial
     # ranges in order: a check, not a sort; the ranges not copied into one
     return in_person_order(pl.concat(totals, rechunk=False)), written
@@ -406,8 +423,10 @@ def _write_recomputed(
     partial: pl.DataFrame,
     features: list[Feature],
     source_of: dict[str, str],
+    label: str,
 ) -> list[Partial]:
-    """The partial files of a recompute's aggregate of range `index` (`_recompute`), one per
+    """The partial files of a recompute's aggregate of range `index` (`_recompute`; with the
+    label of its files, if any), one per
     (ingest date, bucket), in that order: their rows gathered one partial at a time (a
     partition of all at once copies the aggregate), `WRITERS` files at a time (gathering and
     encoding release the GIL, so they overlap the writes: a third less time at 1M people on 2
@@ -426,7 +445,7 @@ def _write_recomputed(
         )
         if kept is None:
             return None
-        target = lake.partial_file(day, ingested, day_bucket, attempt, index)
+        target = lake.partial_file(day, ingested, day_bucket, attempt, index, label)
         root.write_parquet(kept, target, statistics=False)
         return Partial(ingested, day_bucket, target)
 
@@ -434,6 +453,25 @@ def _write_recomputed(
     with ThreadPoolExecutor(WRITERS) as writers:
         done = list(writers.map(lambda key: write(key[0], *key[1]), enumerate(keys)))
     return [p for p in done if p is not None]
+
+
+def _snapshot_ids(root: Root, day: date) -> pl.Series:
+    """The person ids of the people snapshot of `day` (what a recompute's ranges split)."""
+    return lake.scan_people(root, day).select("person_id").collect().to_series()
+
+
+def _joined(totals: pl.DataFrame, added: pl.DataFrame, features: list[Feature]) -> pl.DataFrame:
+    """The totals of some features (`totals`) and of the others (`added`) in one frame, in
+    person order: a person in one only has the other's sums 0 and extremes NULL, as a totals
+    row of a person without such events has."""
+    sums = [
+        c.name
+        for f in features
+        for c in state_columns(f, pl.lit(True))
+        if c.fold not in ("max", "min")
+    ]
+    joined = totals.join(added, on="person_id", how="full", coalesce=True)
+    return in_person_order(joined.with_columns(pl.col(sums).fill_null(0)))
 
 
 def _ranges(people: pl.Series) -> list[pl.Expr]:
@@ -492,15 +530,26 @@ def _counts(partial: Partial, day: date, feature: Feature, upto: date) -> bool:
 def _rows_of(
     root: Root, partials: list[Partial], columns_of: dict[str, list[str]], people: pl.Series
 ) -> list[pl.LazyFrame]:
-    """`people`'s rows of each partial file, with its columns `columns_of[key]` renamed
-    `<name>__again`."""
-    return [
-        root.scan_parquet(p.key)
-        .select("person_id", *(pl.col(c).alias(f"{c}__again") for c in columns_of[p.key]))
-        .filter(pl.col("person_id").is_in(people.implode()))
-        for p in partials
-        if columns_of.get(p.key)
-    ]
+    """`people`'s rows of each partial file, with those of its columns `columns_of[key]` it
+    holds renamed `<name>__again`."""
+    rows = []
+    for p in partials:
+        scan = root.scan_parquet(p.key) if columns_of.get(p.key) else None
+        names = _held(scan, columns_of[p.key]) if scan is not None else []
+        if names:
+            rows.append(
+                scan.select("person_id", *(pl.col(c).alias(f"{c}__again") for c in names)).filter(
+                    pl.col("person_id").is_in(people.implode())
+                )
+            )
+    return rows
+
+
+def _held(scan: pl.LazyFrame, names: list[str]) -> list[str]:
+    """Those of `names` a partial file holds: the columns of the features it was written for
+    (`FORMAT` 3), the others are in files of their own."""
+    schema = scan.collect_schema()
+    return [name for name in names if name in schema]
 
 
 def _per_person(scans: list[pl.LazyFrame], outputs: dict[str, tuple[str, pl.DataType]]):
@@ -549,7 +598,8 @@ def _fold(
                 counting.setdefault(p.key, []).extend(names)
 
     def read(key: str, names: list[str]) -> pl.DataFrame:
-        return root.scan_parquet(key).select("person_id", *names).collect()
+        scan = root.scan_parquet(key)
+        return scan.select("person_id", *_held(scan, names)).collect()
 
     arriving = {key: read(key, names) for key, names in added.items()}
     leaving = {key: read(key, names) for key, names in taken.items()}
@@ -557,7 +607,7 @@ def _fold(
     # -5 were pruned as 0); other people without a row leave 0 or NULL
     signed = {f.name for f in features if f.aggregate == "sum" and spec[f.name].fold == "add"}
     changed = [*arriving.values()]
-    changed += [frame for key, frame in leaving.items() if signed & set(taken[key])]
+    changed += [frame for frame in leaving.values() if signed & set(frame.columns)]
     ids, *columns = _with_people(root, previous_totals, changed, spec)
     values = {column.name: column for column in columns}
     stale: dict[str, list[pl.Series]] = {}
@@ -579,10 +629,10 @@ def _fold(
                 kept = pl.select(extreme(column.gather(where), change)).to_series()
                 values[name] = column.scatter(where, kept)
 
-    for key, frame in leaving.items():  # before any addition: an extreme that left is
-        apply(frame, taken[key], -1)  # compared with the previous value
-    for key, frame in arriving.items():
-        apply(frame, added[key], 1)
+    for frame in leaving.values():  # before any addition: an extreme that left is
+        apply(frame, frame.columns[1:], -1)  # compared with the previous value
+    for frame in arriving.values():
+        apply(frame, frame.columns[1:], 1)
     stale = {name: pl.concat(found).unique() for name, found in stale.items()}
     people = pl.concat([pl.Series([], dtype=pl.UInt32), *stale.values()]).unique()
     if people.len():

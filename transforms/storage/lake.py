@@ -91,12 +91,15 @@ def part_keys(root: Root, folder: str) -> list[str]:
     return [key for _, key in sorted(found)]
 
 
-def partial_file(day: date, ingested: date, bucket: date, attempt: str, index: int) -> str:
+def partial_file(
+    day: date, ingested: date, bucket: date, attempt: str, index: int, label: str = ""
+) -> str:
     """A feature partial of run `day`: the events of ingest date `ingested` (its `index`th
-    events file) in `bucket`."""
+    events file, or range of people) in `bucket`; `label` tells apart the files an attempt
+    writes for other features of the same events."""
     return (
         f"{partition(STATE_TABLES[1], day)}/ingest_date={ingested.isoformat()}"
-        f"/bucket={bucket.isoformat()}/part-{attempt}-{index}.parquet"
+        f"/bucket={bucket.isoformat()}/part-{attempt}-{label}{index}.parquet"
     )
 
 
