@@ -11,6 +11,9 @@ Expectations' own JSON per batch plus, for every failing row, the rules it broke
 Spark DataFrame with Great Expectations' Spark execution engine, where the data is: only the
 failing rows' ids and values come back.
 
+Great Expectations does not fingerprint the batches (`HASH_THRESHOLD` below): their result
+documents have no `batch_markers.pandas_data_fingerprint`.
+
 `unique`/`primaryKey` (expect values to be unique) is the one rule that needs every row of the
 table at once; the ingest step checks it over the whole table in Polars
 (`transforms.contracts.rows.unique_failures`) and hands Great Expectations only the rows it
@@ -64,6 +67,13 @@ with _without(UNUSED_INTEGRATIONS):
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.data_context.types.base import ProgressBarsConfig
+    from great_expectations.execution_engine import pandas_execution_engine
+
+pandas_execution_engine.HASH_THRESHOLD = 0
+"""Great Expectations fingerprints every pandas batch smaller than this many bytes (pandas' hash
+of every value, then md5) for a marker of the result's metadata (`batch_markers`) that this
+project never reads: three quarters of its time over a batch of events. At 0 every batch counts
+as too large to fingerprint; the verdicts and failing rows are the same."""
 
 
 def _sees_pyspark() -> bool:
