@@ -240,3 +240,41 @@ def test_great_expectations_validates_every_row_without_fingerprinting_the_batch
     assert len(validation.results) == 3  # one document per batch
     for result in validation.results:
         assert "pandas_data_fingerprint" not in result["meta"]["batch_markers"]
+
+
+def test_range_rules_give_the_same_verdicts_on_every_kind_of_number():
+    """Ranges over numbers Great Expectations checks vectorized (numpy) or value by value
+    (Arrow): NULLs pass, NaN fails, the bounds are inside, integers beyond 2^53 compare
+    exactly."""
+    from transforms.contracts.expectations import ContractValidator
+
+    contract = contract_with(
+        """      - name: small
+        logicalType: integer
+        logicalTypeOptions: {minimum: 13, maximum: 120}
+      - name: huge
+        logicalType: integer
+        logicalTypeOptions: {maximum: 9007199254740992}
+      - name: amount
+        logicalType: number
+        logicalTypeOptions: {minimum: 0}
+      - name: clean
+        logicalType: number
+        logicalTypeOptions: {minimum: 0, maximum: 1}"""
+    )
+    frame = pl.DataFrame(
+        {
+            "small": [13, 120, None, 12, 121, 50],
+            "huge": [2**53, None, 2**53 + 1, 1, -(2**60), 0],
+            "amount": [0.0, float("nan"), None, -0.5, 1e300, 2.0],
+            "clean": [0.0, 1.0, None, 1.5, -1e-9, 0.5],
+        },
+        schema={"small": pl.Int64, "huge": pl.Int64, "amount": pl.Float64, "clean": pl.Float64},
+    )
+    failures = ContractValidator(contract).validate(frame).failures
+    assert failures == {
+        1: ["amount:range"],
+        2: ["huge:range"],
+        3: ["small:range", "amount:range", "clean:range"],
+        4: ["small:range", "clean:range"],
+    }

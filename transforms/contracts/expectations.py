@@ -136,13 +136,30 @@ def rule_expectations(column: Column) -> list[tuple[str, gxe.Expectation]]:
 
 
 def _to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
-    """Arrow-backed columns (no copy of strings), but numpy-backed dates and timestamps:
-    Great Expectations checks Arrow temporal columns about ten times slower."""
+    """Arrow-backed columns (no copy of strings), but numpy-backed dates and timestamps, and
+    numbers numpy holds exactly (`_exact_in_numpy`): Great Expectations checks Arrow temporal
+    columns about ten times slower, and the range of an Arrow number one Python call per value
+    (1M people: 2.3 s, against 0.1 s vectorized)."""
     converted = frame.to_pandas(use_pyarrow_extension_array=True)
     for name, dtype in frame.schema.items():
-        if dtype.is_temporal():
-            converted[name] = frame.get_column(name).to_pandas()
+        column = frame.get_column(name)
+        if dtype.is_temporal() or _exact_in_numpy(column):
+            converted[name] = column.to_pandas()
     return converted
+
+
+def _exact_in_numpy(column: pl.Series) -> bool:
+    """Whether a numpy column holds the values of `column` as they are: floats without NaN
+    (numpy would tell NaN from NULL no more), integers without NULLs (int64) or, with NULLs
+    (then floats), within +-2^53."""
+    if column.dtype.is_float():
+        return not column.is_nan().any()
+    if not column.dtype.is_integer() or column.dtype == pl.UInt64:
+        return False
+    if not column.has_nulls() or column.null_count() == column.len():
+        return True
+    exact = 2**53
+    return -exact <= column.min() and column.max() <= exact
 
 
 def suite_rules(contract: TableContract) -> list[tuple[str, gxe.Expectation]]:
