@@ -425,12 +425,11 @@ def _write_recomputed(
     source_of: dict[str, str],
     label: str,
 ) -> list[Partial]:
-    """The partial files of a recompute's aggregate of range `index` (`_recompute`; with the
-    label of its files, if any), one per
-    (ingest date, bucket), in that order: their rows gathered one partial at a time (a
-    partition of all at once copies the aggregate), `WRITERS` files at a time (gathering and
-    encoding release the GIL, so they overlap the writes: a third less time at 1M people on 2
-    cores)."""
+    """The partial files, named with `label`, of a recompute's aggregate of range `index`
+    (`_recompute`): one per (ingest date, bucket), in that order. Each gathers its rows on its
+    own (a partition of all at once copies the aggregate); `WRITERS` are prepared and written
+    at a time, as gathering and encoding release the GIL (at 1M people on 2 cores the files
+    took 1.6 s instead of 2.5 s)."""
     rows = (
         partial.select(INGESTED, BUCKET)
         .with_row_index("__rows")
@@ -449,9 +448,8 @@ def _write_recomputed(
         root.write_parquet(kept, target, statistics=False)
         return Partial(ingested, day_bucket, target)
 
-    keys = rows.select(INGESTED, BUCKET).iter_rows()
     with ThreadPoolExecutor(WRITERS) as writers:
-        done = list(writers.map(lambda key: write(key[0], *key[1]), enumerate(keys)))
+        done = list(writers.map(write, range(rows.height), rows[INGESTED], rows[BUCKET]))
     return [p for p in done if p is not None]
 
 
@@ -534,13 +532,14 @@ def _rows_of(
     holds renamed `<name>__again`."""
     rows = []
     for p in partials:
-        scan = root.scan_parquet(p.key) if columns_of.get(p.key) else None
-        names = _held(scan, columns_of[p.key]) if scan is not None else []
+        if not columns_of.get(p.key):
+            continue
+        scan = root.scan_parquet(p.key)
+        names = _held(scan, columns_of[p.key])
         if names:
+            again = (pl.col(c).alias(f"{c}__again") for c in names)
             rows.append(
-                scan.select("person_id", *(pl.col(c).alias(f"{c}__again") for c in names)).filter(
-                    pl.col("person_id").is_in(people.implode())
-                )
+                scan.select("person_id", *again).filter(pl.col("person_id").is_in(people.implode()))
             )
     return rows
 
