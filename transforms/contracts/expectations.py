@@ -138,8 +138,8 @@ def rule_expectations(column: Column) -> list[tuple[str, gxe.Expectation]]:
 def _to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
     """Arrow-backed columns (no copy of strings), but numpy-backed dates and timestamps, and
     numbers numpy holds exactly (`_exact_in_numpy`): Great Expectations checks Arrow temporal
-    columns about ten times slower, and the range of an Arrow number one Python call per value
-    (1M people: 2.3 s, against 0.1 s vectorized)."""
+    columns about ten times slower, and the range of an Arrow number with one Python call per
+    value (over 1M people it took 2.26 s so, 1.04 s with numpy numbers)."""
     converted = frame.to_pandas(use_pyarrow_extension_array=True)
     for name, dtype in frame.schema.items():
         column = frame.get_column(name)
@@ -149,9 +149,9 @@ def _to_pandas(frame: pl.DataFrame) -> pd.DataFrame:
 
 
 def _exact_in_numpy(column: pl.Series) -> bool:
-    """Whether a numpy column holds the values of `column` as they are: floats without NaN
-    (numpy would tell NaN from NULL no more), integers without NULLs (int64) or, with NULLs
-    (then floats), within +-2^53."""
+    """Whether a numpy column holds the values of `column` as they are: floats without NaN (in
+    numpy, NaN and NULL are one value), integers without NULLs (int64) or, with NULLs (then
+    floats), within +-2^53."""
     if column.dtype.is_float():
         return not column.is_nan().any()
     if not column.dtype.is_integer() or column.dtype == pl.UInt64:
