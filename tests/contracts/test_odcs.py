@@ -223,7 +223,7 @@ def test_great_expectations_validates_every_row_without_fingerprinting_the_batch
             "name": ["view"] * rows,
             "timestamp": [None if i == 7 else 1_700_000_000_000_000 + i for i in range(rows)],
             "amount": [-1.0 if i % 1000 == 3 else 1.5 for i in range(rows)],
-            "currency": ["EUR" if i != 11 else "XXX" for i in range(rows)],
+            "currency": ["EUR" if i != 11 else "JPY" for i in range(rows)],
         },
         schema_overrides={"timestamp": pl.Datetime("us", "UTC")},
     ).with_columns(pl.lit(None, dtype=contract.polars_schema()["properties"]).alias("properties"))
