@@ -269,22 +269,45 @@ def test_reingest_replaces_the_previous_attempt(settings):
     assert len([k for k in lake_files(settings) if k.endswith(".validation.json")]) == 2
 
 
-def test_an_ingest_removes_what_a_killed_ingest_of_its_date_staged(settings, monkeypatch):
-    import transforms.ingest.step as step
-
+def test_an_ingest_removes_what_a_killed_ingest_of_its_date_staged(settings):
     land_basic(settings)
-
-    def killed(*args, **kwargs):
-        raise KeyboardInterrupt  # as a SIGKILL between the two halves would leave it
-
-    with monkeypatch.context() as patch:
-        patch.setattr(step, "publish", killed)
-        patch.setattr(Root, "delete_folder", lambda self, folder: None)  # no clean-up either
-        with pytest.raises(KeyboardInterrupt):
-            ingest(settings, DAY)
+    # a run's ingest step staged the date, then the run was killed before its validate step
+    stage(settings, DAY, lake.staging("ingest", DAY, lake.new_attempt()))
     assert any(k.startswith("_staging/ingest_date=2026-03-30/") for k in lake_files(settings))
     ingest(settings, DAY)
     assert not [k for k in lake_files(settings) if k.startswith("_staging/")]
+
+
+def test_an_ingest_in_one_process_publishes_what_stage_and_publish_do_without_staging(
+    settings, monkeypatch
+):
+    land_basic(settings)
+    land(settings, "events", "bad.csv", EVENTS_HEADER + "e9,00123,login,not a time,,,\n")
+    written = []
+    write = Root.write_parquet
+
+    def recorded(self, frame, key, *args, **kwargs):
+        written.append(key)
+        return write(self, frame, key, *args, **kwargs)
+
+    monkeypatch.setattr(Root, "write_parquet", recorded)
+    folders = ("people/snapshot_date=", "events/ingest_date=", "quarantine/events/ingest_date=")
+    in_memory = ingest(settings, DAY)
+    assert not [key for key in written if key.startswith("_staging/")]
+    first = [lake_table(settings, f"{folder}2026-03-30") for folder in folders]
+    assert first[2]["_source_file"].to_list() == [
+        str(Path(settings.landing) / "events" / DAY.isoformat() / "bad.csv")
+    ]
+
+    folder = lake.staging("ingest", DAY, lake.new_attempt())
+    stage(settings, DAY, folder)
+    assert any(key.startswith("_staging/") for key in written)
+    staged = publish(settings, DAY, folder, lake.new_attempt())
+    for folder, frame in zip(folders, first, strict=True):
+        assert_frame_equal(lake_table(settings, f"{folder}2026-03-30"), frame)
+    for table in ("people", "events"):
+        for count in ("rows_read", "rows_written", "quarantined", "rows_validated"):
+            assert getattr(in_memory.tables[table], count) == getattr(staged.tables[table], count)
 
 
 # --- fingerprints of the landing files: late and corrected files are noticed -----------------

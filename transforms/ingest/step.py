@@ -26,9 +26,9 @@ again instead of ignoring a late or corrected file.
 
 Steps 1-3 (`stage`) and 4-6 (`publish`) hand over through a staging folder of the lake
 (`lake.staging`), so a scheduler can show and retry them as separate tasks; `ingest` runs both
-and removes its staging folder. Every check runs before the first write to a table, so a failed
-ingest leaves the tables as they were. With `--engine spark`, a run's ingest does the same on
-Spark's executors (`transforms.engines.spark_ingest`), with this module's parts.
+in one process and hands the tables over in memory. Every check runs before the first write to
+a table, so a failed ingest leaves the tables as they were. With `--engine spark`, a run's ingest
+does the same on Spark's executors (`transforms.engines.spark_ingest`), with this module's parts.
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -308,11 +308,21 @@ def check_earlier_objects(lake_root: Root, contract: TableContract, day: date) -
         )
 
 
-def _stage_table(
-    settings: Settings, landing: Root, lake_root: Root, table: str, day: date, folder: str
-) -> TableReport:
-    """Read and type one table's landing files; stage the typed rows, their raw text and the
-    rows already refused (unconvertible values, re-sent events) under `folder`."""
+@dataclass
+class _Staged:
+    """A table read and typed (steps 1-3), for `publish`: the typed rows with `KEEP`, and the
+    landed text of the typed columns (`raw_text`)."""
+
+    report: TableReport
+    typed: pl.LazyFrame
+    raw: pl.LazyFrame
+
+
+def _read_table(
+    settings: Settings, landing: Root, lake_root: Root, table: str, day: date
+) -> _Staged:
+    """Read and type one table's landing files, flag the rows already refused (unconvertible
+    values, re-sent events)."""
     contract = load_contract(settings.contracts, table)
     check_earlier_objects(lake_root, contract, day)
     report = TableReport(table=table)
@@ -331,13 +341,41 @@ def _stage_table(
         first = ids.is_null() | (_first_occurrences(ids) & ~ids.is_in(resent.implode()))
         report.duplicates_dropped = int((keep & ~first).sum())
         keep = keep & first
-    # read whole (no column statistics needed); the undeclared keys are counted already
+    # the undeclared keys are counted already
     staged = typed.drop(UNDECLARED, strict=False).with_columns(keep.alias(KEEP))
-    lake_root.write_parquet(staged, f"{folder}/{table}.typed.parquet", statistics=False)
-    lake_root.write_parquet(raw, f"{folder}/{table}.raw.parquet", statistics=False)
     _timed(report, "read", started)
-    lake_root.write_bytes(staged_report(folder, table), report.to_bytes())
-    return report
+    return _Staged(report, staged.lazy(), raw.lazy())
+
+
+def _write_staged(lake_root: Root, folder: str, staged: _Staged) -> None:
+    """A table `_read_table` read, staged under `folder` (`_scan_staged` reads it back)."""
+    started = time.perf_counter()
+    table = staged.report.table
+    # read whole, soon, once: no column statistics, and Snappy, which reads back faster
+    for part, frame in (("typed", staged.typed), ("raw", staged.raw)):
+        lake_root.write_parquet(
+            frame.collect(),
+            _staged_file(folder, table, part),
+            statistics=False,
+            compression="snappy",
+        )
+    _timed(staged.report, "stage", started)
+    lake_root.write_bytes(staged_report(folder, table), staged.report.to_bytes())
+
+
+def _scan_staged(lake_root: Root, folder: str, report: TableReport) -> _Staged:
+    """What `_write_staged` staged under `folder`, as `report` says."""
+    return _Staged(
+        report,
+        *(
+            lake_root.scan_parquet(_staged_file(folder, report.table, part))
+            for part in ("typed", "raw")
+        ),
+    )
+
+
+def _staged_file(folder: str, table: str, part: str) -> str:
+    return f"{folder}/{table}.{part}.parquet"
 
 
 def _first_occurrences(values: pl.Series) -> pl.Series:
@@ -422,21 +460,15 @@ def count_rules(rules: dict[int, list[str]], contract: TableContract, report: Ta
             report.broken_rules[rule] = report.broken_rules.get(rule, 0) + 1
 
 
-def _validate_table(
-    settings: Settings, lake_root: Root, report: TableReport, folder: str, day: date
-) -> _Prepared:
-    """Validate a staged table: uniqueness over the whole table in Polars, every other rule
+def _validate_table(settings: Settings, lake_root: Root, staged: _Staged, day: date) -> _Prepared:
+    """Validate a table read: uniqueness over the whole table in Polars, every other rule
     with its Great Expectations suite, over the rows that did not pass the same suite in the
     previous snapshot (snapshot tables) or over every row; split valid from refused."""
-    table = report.table
+    report, table = staged.report, staged.report.table
     contract = load_contract(settings.contracts, table)
     started = time.perf_counter()
-    # the raw text is read back only for the rows refused, at the end
-    typed = (
-        lake_root.scan_parquet(f"{folder}/{table}.typed.parquet")
-        .select(*contract.names, CAST_FAILURES, KEEP)
-        .collect()
-    )
+    # the raw text is read only for the rows refused, at the end
+    typed = staged.typed.select(*contract.names, CAST_FAILURES, KEEP).collect()
     keep = typed.get_column(KEEP)
     failing = typed.with_row_index("__position").filter(
         typed.get_column(CAST_FAILURES).list.len() > 0
@@ -498,12 +530,7 @@ def _validate_table(
         valid = valid.sort(contract.primary_key)
     valid = valid.collect()
     del typed, candidates
-    quarantine = _quarantine_rows(
-        lake_root.scan_parquet(f"{folder}/{table}.typed.parquet"),
-        lake_root.scan_parquet(f"{folder}/{table}.raw.parquet"),
-        rules,
-        contract,
-    )
+    quarantine = _quarantine_rows(staged.typed, staged.raw, rules, contract)
     report.rows_written, report.quarantined = valid.height, quarantine.height
     _timed(report, "split", started)
     return _Prepared(report, valid, quarantine, results, fingerprints)
@@ -522,14 +549,21 @@ def require_landing(landing: Root) -> None:
 def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
     """Steps 1-3 of the module docstring: read and type the landing files of `day`, staged
     under `folder` of the lake for `publish`."""
+    reports = {}
+    for staged in _read_tables(settings, day):
+        _write_staged(Root(settings.lake, settings.storage_options), folder, staged)
+        reports[staged.report.table] = staged.report
+    return reports
+
+
+def _read_tables(settings: Settings, day: date) -> Iterator[_Staged]:
+    """Each table read and typed (`_read_table`), one after the other."""
     landing = Root(settings.landing, settings.storage_options)
     lake_root = Root(settings.lake, settings.storage_options)
     require_landing(landing)
-    reports = {}
     for table in TABLES:
         log.info("ingest %s %s: reading", table, day)
-        reports[table] = _stage_table(settings, landing, lake_root, table, day, folder)
-    return reports
+        yield _read_table(settings, landing, lake_root, table, day)
 
 
 Stage = Callable[[Settings, date, str], dict[str, TableReport]]
@@ -539,12 +573,17 @@ Publish = Callable[[Settings, date, str, str], IngestReport]
 def ingest(
     settings: Settings, day: date, steps: tuple[Stage, Publish] | None = None
 ) -> IngestReport:
-    """Ingest the landing files of `day` into the lake; see the module docstring. `steps`:
-    (stage, publish) of an engine that runs them where the data is, instead of this module's."""
+    """Ingest the landing files of `day` into the lake; see the module docstring. Both halves
+    run in this process, so the tables read go to validation in memory, unstaged. `steps`:
+    (stage, publish) of an engine that runs them where the data is, handing over through a
+    staging folder it removes."""
     lake_root = Root(settings.lake, settings.storage_options)
     attempt = lake.new_attempt()
+    if steps is None:
+        current = version_of(lake_root, lake.ingest_manifest(day))
+        return _publish(settings, day, attempt, current, list(_read_tables(settings, day)))
     folder = lake.staging("ingest", day, attempt)
-    staging, publishing = steps or (stage, publish)
+    staging, publishing = steps
     try:
         staging(settings, day, folder)
         return publishing(settings, day, folder, attempt)
@@ -573,12 +612,22 @@ def publish(settings: Settings, day: date, folder: str, attempt: str) -> IngestR
     lake_root = Root(settings.lake, settings.storage_options)
     current = version_of(lake_root, lake.ingest_manifest(day))
     reports = staged_to_publish(lake_root, folder, day)
-    if reports["events"].rows_read:  # events are validated every row: it will be needed
-        import_validator_in_background()
+    staged = [_scan_staged(lake_root, folder, report) for report in reports.values()]
+    return _publish(settings, day, attempt, current, staged)
+
+
+def _publish(
+    settings: Settings, day: date, attempt: str, current: str | None, tables: list[_Staged]
+) -> IngestReport:
+    """Validate the `tables` read, then publish them as attempt `attempt` against `current`,
+    the ingest manifest's version before they were read."""
+    lake_root = Root(settings.lake, settings.storage_options)
+    if any(t.report.table == "events" and t.report.rows_read for t in tables):
+        import_validator_in_background()  # events are validated every row: it will be needed
     prepared = {}
-    for table, staged in reports.items():
-        log.info("ingest %s %s: validating", table, day)
-        prepared[table] = _validate_table(settings, lake_root, staged, folder, day)
+    for staged in tables:
+        log.info("ingest %s %s: validating", staged.report.table, day)
+        prepared[staged.report.table] = _validate_table(settings, lake_root, staged, day)
     for started in _IMPORTING:  # nothing else of the run imports while modules look missing
         started.join()
 

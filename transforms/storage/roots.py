@@ -159,11 +159,13 @@ class Root:
         with self.open(key, "wb") as handle, _storage_errors("cannot write", self.url_of(key)):
             handle.write(data)
 
-    def write_parquet(self, frame: pl.DataFrame, key: str, statistics: bool = True) -> None:
-        """`frame` as zstd Parquet; `statistics=False` leaves out column statistics (a quarter
+    def write_parquet(
+        self, frame: pl.DataFrame, key: str, statistics: bool = True, compression: str = "zstd"
+    ) -> None:
+        """`frame` as Parquet; `statistics=False` leaves out column statistics (a quarter
         faster to write) for files this project only ever reads whole."""
         buffer = io.BytesIO()
-        frame.write_parquet(buffer, compression="zstd", statistics=statistics)
+        frame.write_parquet(buffer, compression=compression, statistics=statistics)
         self.write_bytes(key, buffer.getvalue())
 
     def read_parquet(self, keys: list[str]) -> pl.DataFrame:
