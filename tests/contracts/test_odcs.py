@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import polars as pl
@@ -278,3 +280,18 @@ def test_range_rules_give_the_same_verdicts_on_every_kind_of_number():
         3: ["small:range", "amount:range", "clean:range"],
         4: ["small:range", "clean:range"],
     }
+
+
+def test_great_expectations_imports_without_loading_what_only_unused_expectations_need():
+    """scipy.stats and altair load on first use, and then work as usual."""
+    code = (
+        "import sys; import transforms.contracts.expectations as e;"
+        " print(sorted(m for m in sys.modules if m.startswith(('scipy.stats.', 'altair.'))));"
+        " from scipy import stats; import altair;"
+        " print(stats.entropy([0.5, 0.5], [0.5, 0.5]), altair.Chart.__name__,"
+        " 'scipy.stats._stats_py' in sys.modules)"
+    )
+    shown = subprocess.run(
+        [sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert shown == ["[]", "0.0 Chart True"]
