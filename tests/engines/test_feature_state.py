@@ -462,11 +462,9 @@ def test_a_recompute_by_ranges_of_people_gives_what_one_pass_gives(tmp_path, mon
     assert assert_same_run(by_ranges, whole, DAYS[3]).features == "folded"
 
 
-def test_an_evaluation_from_the_events_by_ranges_of_people_gives_what_one_pass_gives(
-    tmp_path, monkeypatch
-):
-    """Members computed without the feature state (preview, plan), one range at a time: the
-    same rows in the same (key) order."""
+def test_an_evaluation_by_ranges_of_people_gives_what_one_pass_gives(tmp_path, monkeypatch):
+    """Members computed one range of people at a time, from the events or from the kept
+    feature state: the same rows in the same (key) order."""
     chain = {"chained": "in_segment('spender') AND NOT in_segment('login_today')"}
     settings = workspace(tmp_path, 8, chain)
     settings = with_definitions(
@@ -485,6 +483,11 @@ def test_an_evaluation_from_the_events_by_ranges_of_people_gives_what_one_pass_g
     assert by_ranges.members.equals(one_pass.members)
     assert by_ranges.snapshot.equals(one_pass.snapshot)
     assert set(one_pass.members["segment_id"]) >= {"chained", "vip", "spender"}
+    # from the committed feature state (a run's evaluation, preview, plan): the same again
+    kept = evaluate(settings, DAYS[2], options=EvaluationOptions(manual_members=manual))
+    assert kept.kept_features
+    assert kept.members.equals(one_pass.members)
+    assert kept.snapshot.equals(one_pass.snapshot)
 
 
 def from_events(settings, day: date, only: set[str] | None = None):
