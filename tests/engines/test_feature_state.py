@@ -457,8 +457,11 @@ def test_a_recompute_by_ranges_of_people_gives_what_one_pass_gives(tmp_path, mon
             assert len(person_order.person_ranges(pl.Series(PEOPLE))) == 5
             run(by_ranges, day, full=True)
         assert_same_run(by_ranges, whole, day)
+        # the totals too: a file per range, never all ranges in memory at once
+        assert len(manifest_of(by_ranges, day).feature_state.totals) > 1
+        assert len(manifest_of(whole, day).feature_state.totals) == 1
     run(whole, DAYS[3], full=True)
-    run(by_ranges, DAYS[3])  # folds the partials each range of people wrote
+    run(by_ranges, DAYS[3])  # folds the partials and the totals each range of people wrote
     assert assert_same_run(by_ranges, whole, DAYS[3]).features == "folded"
 
 

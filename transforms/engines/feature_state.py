@@ -9,7 +9,8 @@ of rescanning the history, each run keeps two tables (README, "Event features ar
   D+1, so an event is visible at D exactly when its bucket is <= D, inside a window of W
   days exactly when its bucket is > D - W, and at least T days old (`ago => (W, T)`) exactly
   when its bucket is <= D - T: buckets are whole days of every window.
-- `feature_totals`: the state columns of every foldable feature at D, one row per person.
+- `feature_totals`: the state columns of every foldable feature at D, one row per person (a
+  recompute writes a file per range of people, `_recompute`).
 
 The totals, and the partials a folding run writes, are kept in person order
 (`transforms.engines.person_order`); a recompute writes its partials in the order its aggregate
@@ -164,25 +165,26 @@ def run_features(
             new_totals, new_partials = _recompute(
                 root, day, attempt, events, added, _snapshot_ids(root, day), label=ADDED
             )
-            totals = _joined(totals, new_totals, foldable)
+            totals = _joined(totals, pl.concat(new_totals, rechunk=False), foldable)
             partials += new_partials
             how = f"folded, and {len(added)} new feature(s) computed from the events"
+        totals_files = [lake.data_file(TOTALS, day, attempt)]
+        root.write_parquet(totals, totals_files[0], statistics=False)
+        del totals  # read back as the evaluation streams through it, never whole in memory again
     else:
-        totals, partials = _recompute(
-            root, day, attempt, events, foldable, _snapshot_ids(root, day)
+        totals_files, partials = _recompute(
+            root, day, attempt, events, foldable, _snapshot_ids(root, day), totals_written=True
         )
         how = f"recomputed ({problem})"
     own = f"{lake.partition(PARTIALS, day)}/"
     files = {
-        TOTALS: [lake.data_file(TOTALS, day, attempt)],
+        TOTALS: totals_files,
         PARTIALS: [p.key for p in partials if p.key.startswith(own)],
     }
-    root.write_parquet(totals, files[TOTALS][0], statistics=False)
-    del totals  # read back as the evaluation streams through it, never whole in memory again
     log.info("run %s: features %s", day, how)
-    features = finish(root.scan_parquet(files[TOTALS][0]), foldable).with_columns(
-        pl.col("person_id").set_sorted()
-    )
+    # the files hold consecutive ranges of people, each in person order
+    totals = pl.concat([root.scan_parquet(key) for key in totals_files], how="vertical")
+    features = finish(totals, foldable).with_columns(pl.col("person_id").set_sorted())
     if others:
         recomputed = event_features(lake.scan_events(root, day), compiled, others)
         features = features.join(recomputed, on="person_id", how="full", coalesce=True)
@@ -367,12 +369,17 @@ def _recompute(
     features: list[Feature],
     people: pl.Series,
     label: str = "",
-) -> tuple[pl.DataFrame, list[Partial]]:
+    totals_written: bool = False,
+) -> tuple[list, list[Partial]]:
     """The totals and the partials of every ingest date from the events, in one pass over
     them: per range of person ids (`person_order.person_ranges`, `PEOPLE_PER_PARTIALS` of the
     snapshot each), the events are aggregated per (ingest date, bucket, person), without the
     windows; that aggregate is written as the partials (unsorted), and the totals are aggregated
-    from it, each feature over the buckets of its window (as a fold counts them)."""
+    from it, each feature over the buckets of its window (as a fold counts them).
+
+    The totals of each range, in person order, in range order: frames, or with `totals_written`
+    the keys of the files they are written to, one per range (all of them in memory at once
+    were the peak of a recompute of 10M people)."""
     tests = {f.name: f.event_tests for f in features}
 
     def same_as(f: Feature) -> tuple:
@@ -406,13 +413,18 @@ def _recompute(
             [INGESTED, BUCKET, "person_id"],
             tests,
         ).collect(engine="streaming")
-        totals.append(
-            in_person_order(_prune(_totals_of(partial, day, features, source_of), features))
+        in_range_totals = in_person_order(
+            _prune(_totals_of(partial, day, features, source_of), features)
         )
+        if totals_written:
+            key = lake.data_part(TOTALS, day, attempt, index)
+            root.write_parquet(in_range_totals, key, statistics=False)
+            totals.append(key)
+        else:
+            totals.append(in_range_totals)
         written += _write_recomputed(root, day, attempt, index, partial, features, source_of, label)
-        del partial
-    # ranges in order: a check, not a sort; the ranges not copied into one
-    return in_person_order(pl.concat(totals, rechunk=False)), written
+        del partial, in_range_totals
+    return totals, written
 
 
 def _write_recomputed(
@@ -659,11 +671,12 @@ def _with_people(
 ) -> list[pl.Series]:
     """The columns of the previous totals (files `keys`) in person order, with a row for each
     person of the `changed` partials they lack: sums 0, extremes NULL until the partials are
-    applied. Read and merged in one pass when the totals are one file in person order."""
+    applied. Read and merged in one pass when the totals (one file, or the files of a recompute's
+    consecutive ranges of people) are in person order."""
     scans = [root.scan_parquet(key).select("person_id", *spec) for key in keys]
     ids = pl.concat([scan.select("person_id") for scan in scans]).collect().to_series()
-    if len(scans) == 1 and ids.is_sorted():
-        totals = scans[0].with_columns(pl.col("person_id").set_sorted())
+    if ids.is_sorted():
+        totals = pl.concat(scans).with_columns(pl.col("person_id").set_sorted())
     else:
         totals = in_person_order(pl.concat(scans).collect()).lazy()
         ids = totals.select("person_id").collect().to_series()
