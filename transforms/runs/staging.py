@@ -95,7 +95,11 @@ class Staging:
         return f"{self.folder}/{name}.parquet"
 
     def write_frame(self, name: StagedFrame, frame: pl.DataFrame, statistics: bool = True) -> None:
-        self.root.write_parquet(frame, self.frame_key(name), statistics=statistics)
+        """Snappy: read once by a later step of the attempt, then removed (zstd's smaller files
+        took half as long again to write and read)."""
+        self.root.write_parquet(
+            frame, self.frame_key(name), statistics=statistics, compression="snappy"
+        )
 
     def read_frame(self, name: StagedFrame) -> pl.DataFrame:
         return self.root.read_parquet([self.frame_key(name)])
