@@ -370,7 +370,7 @@ def _recompute(
     people: pl.Series,
     label: str = "",
     totals_written: bool = False,
-) -> tuple[list, list[Partial]]:
+) -> tuple[list[pl.DataFrame] | list[str], list[Partial]]:
     """The totals and the partials of every ingest date from the events, in one pass over
     them: per range of person ids (`person_order.person_ranges`, `PEOPLE_PER_PARTIALS` of the
     snapshot each), the events are aggregated per (ingest date, bucket, person), without the

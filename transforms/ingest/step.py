@@ -549,9 +549,10 @@ def require_landing(landing: Root) -> None:
 def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
     """Steps 1-3 of the module docstring: read and type the landing files of `day`, staged
     under `folder` of the lake for `publish`."""
+    lake_root = Root(settings.lake, settings.storage_options)
     reports = {}
     for staged in _read_tables(settings, day):
-        _write_staged(Root(settings.lake, settings.storage_options), folder, staged)
+        _write_staged(lake_root, folder, staged)
         reports[staged.report.table] = staged.report
     return reports
 
