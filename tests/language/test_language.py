@@ -730,3 +730,37 @@ def test_the_polars_engine_buckets_a_column_as_the_python_reference_buckets_each
     lands where `semantics.bucket_of` puts it, whatever its characters, and NULL stays NULL."""
     column = _buckets(pl.Series("person_id", ids, dtype=pl.String), n, salt)
     assert column.to_list() == [None if i is None else bucket_of(i, n, salt) for i in ids]
+
+
+def test_bucket_hashes_only_the_people_the_rest_of_its_and_or_or_leaves_open(
+    fixture_files, contracts, monkeypatch
+):
+    """bucket() beside a condition of AND (OR) hashes only the people for whom that condition is
+    not FALSE (TRUE), whichever side it is on: the others' result is known without it. Members
+    stay those of the SQL back end, NULLs included (country is NULL for p03, p08 and p11)."""
+    import transforms.language.polars as polars_back_end
+
+    hashed: list[str] = []
+    buckets = polars_back_end._buckets
+
+    def counting(ids: pl.Series, n: int, salt: str) -> pl.Series:
+        hashed.extend(ids.drop_nulls().to_list())
+        return buckets(ids, n, salt)
+
+    monkeypatch.setattr(polars_back_end, "_buckets", counting)
+    country = dict(zip(PEOPLE["person_id"], PEOPLE["country"], strict=True))
+    mixed = "country IN ('US', 'DE') AND (bucket(7, 'exp') < 4 OR age > 40)"
+    cases = {
+        "country = 'US' AND bucket(7, 'exp') < 4": {"p01", "p10", "p03", "p08", "p11"},
+        "bucket(7, 'exp') < 4 AND country = 'US'": {"p01", "p10", "p03", "p08", "p11"},
+        "NOT (country = 'DE' AND bucket(7, 'exp') < 4)": {"p02", "p07", "p03", "p08", "p11"},
+        "bucket(7, 'exp') >= 3 OR country = 'US'": set(country) - {"p01", "p10"},
+        mixed: {"p01", "p10", "p02", "p07", "p03", "p11"},  # p08 is 60
+    }
+    for where, open_for in cases.items():
+        hashed.clear()
+        segments = [segment("s", where)]
+        assert polars_members(fixture_files, contracts, segments) == sql_members(
+            fixture_files, contracts, segments
+        ), where
+        assert set(hashed) == open_for, where
