@@ -720,7 +720,7 @@ def test_the_back_ends_know_only_node_classes_the_allowlist_allows():
     assert set(GENERATORS) == set(ALLOWED) - constants
 
 
-@settings(deadline=None)  # each example starts a DuckDB connection
+@settings(deadline=None)  # the first example imports DuckDB and opens its connection
 @given(
     ids=st.lists(st.none() | st.text(max_size=40), max_size=30),
     n=st.integers(*BUCKETS),

@@ -177,7 +177,7 @@ def event_features(
 DISTINCT_AS_BITS = 64
 """A distinct count of at most this many distinct values (event names, currencies) is one bit
 per value, ORed per person: one group-by of the events by person instead of two (at 1M people,
-10M events, a 30-day distinct count of event names took 0.4 s instead of 0.7 s)."""
+10M events, a 30-day distinct count of event names took 0.47 s instead of 0.69 s)."""
 
 
 def distinct_count(events: pl.LazyFrame, feature: Feature) -> pl.LazyFrame:
