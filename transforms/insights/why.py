@@ -36,6 +36,7 @@ from transforms.language.semantics import DIALECT, SINCE_PREFIX, bucket_of, run_
 from transforms.language.types import (
     bucket_arguments,
     feature_of,
+    is_bucket,
     periods_of,
     segment_of,
     tenure_of,
@@ -245,7 +246,7 @@ def _seen(
             seen.append(entry)
         if features:
             continue
-        if isinstance(sub, exp.Anonymous) and sub.name.lower() == "bucket":
+        if is_bucket(sub):
             n, salt = bucket_arguments(sub)
             name = f"bucket({n}, '{salt}')"
             if name not in names:

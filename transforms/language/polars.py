@@ -55,6 +55,7 @@ from transforms.language.types import (
     as_timestamp,
     bucket_arguments,
     feature_of,
+    is_bucket,
     periods_of,
     segment_of,
     tenure_of,
@@ -171,12 +172,8 @@ def _open_only_where(rows: pl.Expr) -> Iterator[None]:
 def _sides(node: exp.Binary) -> tuple[exp.Expr, exp.Expr]:
     """AND / OR's operands, the one that calls bucket() last (when only one does): it is then
     compiled for the rows the other leaves open."""
-    hashes = [any(_is_bucket(n) for n in side.walk()) for side in (node.left, node.right)]
+    hashes = [any(is_bucket(n) for n in side.walk()) for side in (node.left, node.right)]
     return (node.right, node.left) if hashes == [True, False] else (node.left, node.right)
-
-
-def _is_bucket(node: exp.Expr) -> bool:
-    return isinstance(node, exp.Anonymous) and node.name.lower() == "bucket"
 
 
 def _and(node: exp.And, ann: Annotation, as_of: datetime) -> Typed:
@@ -538,7 +535,7 @@ def _function(node: exp.Anonymous, ann: Annotation, as_of: datetime) -> Typed:
         names, times, at_least = periods
         held = pl.sum_horizontal((pl.col(name) >= times).cast(pl.Int64) for name in names)
         return Typed(held >= at_least, ann)
-    if node.name.lower() == "bucket":
+    if is_bucket(node):
         n, salt = bucket_arguments(node)
         ids, open_rows = pl.col("person_id"), HASHED_ONLY_WHERE.get()
         if open_rows is not None:

@@ -92,6 +92,11 @@ def segment_of(node: exp.Expr) -> str | None:
     return node.meta.get(SEGMENT)
 
 
+def is_bucket(node: exp.Expr) -> bool:
+    """Whether a node is a bucket(n[, 'salt']) call."""
+    return isinstance(node, exp.Anonymous) and node.name.lower() == "bucket"
+
+
 def bucket_arguments(node: exp.Expr) -> tuple[int, str]:
     """(n, salt) of a checked bucket(n[, 'salt']) call."""
     args = node.expressions
