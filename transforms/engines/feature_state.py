@@ -23,7 +23,7 @@ exactly; an extreme (first, last, min, max) keeps max(P's value, the added ones)
 value that left the window was the extreme, and a float sum is recomputed; both from the
 partials that count at D, for the people concerned only. A feature is foldable when its window
 is whole days (or absent) and its filter does not read the as-of instant; others are
-recomputed from the events every run.
+recomputed from the events every run, once for every person (`_from_events`), beside the fold.
 
 A partial's file keeps only what a later fold may read (`_read_later`): the columns of the
 features whose window holds its bucket at its run's date or later, of float sums, and, for a
@@ -151,34 +151,19 @@ def run_features(
         features = event_features(lake.scan_events(root, day), compiled)
         return RunFeatures(features, f"recomputed ({why}); no state kept")
     problem = "--full" if full else _untrusted(root, previous, foldable, events)
-    if problem is None:
-        previous_day, manifest = previous
-        kept = manifest.feature_state
-        known = [f for f in foldable if f.name in kept.features]
-        added = [f for f in foldable if f.name not in kept.features]
-        partials = [Partial(*row) for row in kept.partials] + [
-            p
-            for d in days
-            if d > previous_day
-            for p in _write_partials(root, day, attempt, d, events[d], known)
-        ]
-        totals = _fold(root, kept.totals, day, previous_day, partials, known)
-        how = "folded"
-        if added:  # from the events, beside the kept ones: their own partial files
-            new_totals, new_partials = _recompute(
-                root, day, attempt, events, added, _snapshot_ids(root, day), label=ADDED
+    with ThreadPoolExecutor(1) as beside:
+        ahead = None
+        if problem is None:
+            # the features no state holds, from the events beside the fold, which leaves a core
+            # idle between its many small steps (not beside a recompute: its peak is the limit)
+            ahead = beside.submit(_from_events, root, day, compiled, others)
+            totals_files, partials, how = _folded(root, day, attempt, events, foldable, previous)
+        else:
+            totals_files, partials = _recompute(
+                root, day, attempt, events, foldable, _snapshot_ids(root, day), totals_written=True
             )
-            totals = _joined(totals, pl.concat(new_totals, rechunk=False), foldable)
-            partials += new_partials
-            how = f"folded, and {len(added)} new feature(s) computed from the events"
-        totals_files = [lake.data_file(TOTALS, day, attempt)]
-        root.write_parquet(totals, totals_files[0], statistics=False)
-        del totals  # read back as the evaluation streams through it, never whole in memory again
-    else:
-        totals_files, partials = _recompute(
-            root, day, attempt, events, foldable, _snapshot_ids(root, day), totals_written=True
-        )
-        how = f"recomputed ({problem})"
+            how = f"recomputed ({problem})"
+        recomputed = ahead.result() if ahead else _from_events(root, day, compiled, others)
     own = f"{lake.partition(PARTIALS, day)}/"
     files = {
         TOTALS: totals_files,
@@ -188,9 +173,8 @@ def run_features(
     # the files hold consecutive ranges of people, each in person order
     totals = pl.concat([root.scan_parquet(key) for key in totals_files], how="vertical")
     features = finish(totals, foldable).with_columns(pl.col("person_id").set_sorted())
-    if others:
-        recomputed = event_features(lake.scan_events(root, day), compiled, others)
-        features = features.join(recomputed, on="person_id", how="full", coalesce=True)
+    if recomputed is not None:
+        features = features.join(recomputed.lazy(), on="person_id", how="full", coalesce=True)
     record = FeatureState(
         format=FORMAT,
         features=sorted(f.name for f in foldable),
@@ -199,6 +183,54 @@ def run_features(
         events=events,
     )
     return RunFeatures(features, how, record, files)
+
+
+def _folded(
+    root: Root,
+    day: date,
+    attempt: str,
+    events: dict[date, list[str]],
+    foldable: list[Feature],
+    previous: tuple[date, RunManifest],
+) -> tuple[list[str], list[Partial], str]:
+    """(the totals file, the partials, how) of run `day` folded from the `previous` run's
+    state, the features it did not keep computed from the events beside."""
+    previous_day, manifest = previous
+    kept = manifest.feature_state
+    known = [f for f in foldable if f.name in kept.features]
+    added = [f for f in foldable if f.name not in kept.features]
+    partials = [Partial(*row) for row in kept.partials] + [
+        p
+        for d in events
+        if d > previous_day
+        for p in _write_partials(root, day, attempt, d, events[d], known)
+    ]
+    totals = _fold(root, kept.totals, day, previous_day, partials, known)
+    how = "folded"
+    if added:  # from the events, beside the kept ones: their own partial files
+        new_totals, new_partials = _recompute(
+            root, day, attempt, events, added, _snapshot_ids(root, day), label=ADDED
+        )
+        totals = _joined(totals, pl.concat(new_totals, rechunk=False), foldable)
+        partials += new_partials
+        how = f"folded, and {len(added)} new feature(s) computed from the events"
+    key = lake.data_file(TOTALS, day, attempt)
+    root.write_parquet(totals, key, statistics=False)
+    # read back as the evaluation streams through them, never whole in memory again
+    return [key], partials, how
+
+
+def _from_events(
+    root: Root, day: date, compiled: CompiledDefinitions, features: list[Feature]
+) -> pl.DataFrame | None:
+    """The `features` no state holds (distinct counts, sequences, windows of hours), computed
+    from the events once for everyone: evaluated lazily per range of people, they would read
+    the events once per range. None without any."""
+    if not features:
+        return None
+    return event_features(lake.scan_events(root, day), compiled, features).collect(
+        engine="streaming"
+    )
 
 
 def committed_features(
