@@ -122,8 +122,9 @@ class Partial:
 class RunFeatures:
     """The features of a run and the state it leaves for the next one."""
 
-    features: pl.LazyFrame
-    """One row per person with events, a column per feature of the compiled definitions."""
+    features: list[pl.LazyFrame]
+    """A column per feature of the compiled definitions, one row per person with events: the
+    folded ones in person order, and the others (`membership.EventFeatures`)."""
     how: str
     """"folded" from the previous run's state, or why it was recomputed from the events."""
     record: FeatureState | None = None
@@ -149,7 +150,7 @@ def run_features(
     if not foldable or not lake.checked_against_earlier(root, days):
         why = "no foldable features" if not foldable else "dates ingested out of order"
         features = event_features(lake.scan_events(root, day), compiled)
-        return RunFeatures(features, f"recomputed ({why}); no state kept")
+        return RunFeatures([features], f"recomputed ({why}); no state kept")
     problem = "--full" if full else _untrusted(root, previous, foldable, events)
     with ThreadPoolExecutor(1) as beside:
         ahead = None
@@ -172,9 +173,9 @@ def run_features(
     log.info("run %s: features %s", day, how)
     # the files hold consecutive ranges of people, each in person order
     totals = pl.concat([root.scan_parquet(key) for key in totals_files], how="vertical")
-    features = finish(totals, foldable).with_columns(pl.col("person_id").set_sorted())
+    features = [finish(totals, foldable).with_columns(pl.col("person_id").set_sorted())]
     if recomputed is not None:
-        features = features.join(recomputed.lazy(), on="person_id", how="full", coalesce=True)
+        features.append(recomputed.lazy())
     record = FeatureState(
         format=FORMAT,
         features=sorted(f.name for f in foldable),
@@ -235,7 +236,7 @@ def _from_events(
 
 def committed_features(
     root: Root, day: date, compiled: CompiledDefinitions, record: FeatureState | None
-) -> pl.LazyFrame | None:
+) -> list[pl.LazyFrame] | None:
     """The event features of the compiled definitions at `day`, read from the feature state
     `record` the committed run of `day` kept (its totals are the features at `day`): the
     foldable features it holds from its totals, only their columns, the others recomputed
@@ -255,11 +256,10 @@ def committed_features(
     if not all(root.exists(key) for key in record.totals):
         return None
     totals = pl.concat([root.scan_parquet(key) for key in record.totals], how="vertical")
-    features = marked_if_in_person_order(finish(totals, kept))
+    features = [marked_if_in_person_order(finish(totals, kept))]
     others = [f for f in compiled.features.values() if f.name not in names]
     if others:
-        recomputed = event_features(lake.scan_events(root, day), compiled, others)
-        features = features.join(recomputed, on="person_id", how="full", coalesce=True)
+        features.append(event_features(lake.scan_events(root, day), compiled, others))
     return features
 
 

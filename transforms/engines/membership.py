@@ -247,9 +247,28 @@ def _mask(tests: tuple[tuple[str, pl.Expr], ...], test_columns: dict[str, str]) 
     return pl.all_horizontal(pl.col(test_columns[text]) for text, _ in tests)
 
 
+EventFeatures = pl.LazyFrame | list[pl.LazyFrame]
+"""The event features of people: one frame, or several that each hold some of the feature
+columns (none in two), each one row per person. People are joined to each in turn
+(`with_features`): a frame in person order merges with the snapshot, which a full join of
+the frames first would lose (at 10M people, 1.7 s of a 13.7 s evaluation)."""
+
+
+def feature_frames(features: EventFeatures) -> list[pl.LazyFrame]:
+    """The frames `features` consists of."""
+    return features if isinstance(features, list) else [features]
+
+
+def with_features(people: pl.LazyFrame, features: EventFeatures) -> pl.LazyFrame:
+    """`people` with their event features: NULL where a frame has no row for them."""
+    for frame in feature_frames(features):
+        people = people.join(frame, on="person_id", how="left")
+    return people
+
+
 def segment_columns(
     people: pl.LazyFrame,
-    features: pl.LazyFrame,
+    features: EventFeatures,
     compiled: CompiledDefinitions,
     manual_members: pl.LazyFrame | None = None,
     previous: pl.LazyFrame | None = None,
@@ -258,7 +277,7 @@ def segment_columns(
     segment (`__seg_<id>`), computed level by level. `previous` holds (segment_id, person_id,
     member_since) of the previous committed run for days_in_segment
     (`transforms.engines.tenure`); None: there is none."""
-    frame = people.join(features, on="person_id", how="left")
+    frame = with_features(people, features)
     for sid in tenures([segment.predicate for segment in compiled.segments.values()]):
         since = SINCE_PREFIX + sid
         if previous is None:
@@ -300,7 +319,7 @@ ROW, ORDER = "__row", "__order"
 
 def segment_members(
     people: pl.LazyFrame,
-    features: pl.LazyFrame,
+    features: EventFeatures,
     compiled: CompiledDefinitions,
     manual_members: pl.LazyFrame | None = None,
     first_row: int = 0,

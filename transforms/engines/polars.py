@@ -12,7 +12,12 @@ from __future__ import annotations
 import polars as pl
 
 from transforms.config import Settings
-from transforms.engines.membership import event_features, in_order, segment_members
+from transforms.engines.membership import (
+    event_features,
+    feature_frames,
+    in_order,
+    segment_members,
+)
 from transforms.engines.person_order import marked_if_in_person_order, person_ranges
 from transforms.engines.registry import Inputs
 from transforms.engines.tenure import previous_members
@@ -40,7 +45,7 @@ class PolarsEngine:
         members = pl.concat(
             segment_members(
                 people.filter(in_range),
-                features.filter(in_range)
+                [frame.filter(in_range) for frame in feature_frames(features)]
                 if features is not None
                 else event_features(events.filter(in_range), compiled),
                 compiled,

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
     from transforms.config import Settings
     from transforms.engines.changes import RunContext
+    from transforms.engines.membership import EventFeatures
     from transforms.language.polars import CompiledDefinitions
     from transforms.storage.records import IngestReport, TableReport
     from transforms.storage.roots import Root
@@ -49,7 +50,7 @@ class Inputs:
     compiled: CompiledDefinitions
     manual: pl.DataFrame | None = None
     """(segment_id, person_id) of the members of manual segments."""
-    features: pl.LazyFrame | None = None
+    features: EventFeatures | None = None
     """The event features of every person, folded from the previous run's kept state; given
     only to an engine that `folds_features`. None: the engine computes them from the events."""
 

@@ -26,6 +26,7 @@ import polars as pl
 from transforms.config import Settings
 from transforms.contracts.odcs import load_contract
 from transforms.engines.feature_state import committed_features
+from transforms.engines.membership import EventFeatures
 from transforms.engines.registry import DEFAULT_ENGINE, Engine, Inputs, load_engine
 from transforms.errors import DefinitionErrors
 from transforms.language.compiler import compile_segments
@@ -80,7 +81,7 @@ class EvaluationOptions:
     runs (`committed_manual_members`)."""
     compiled: CompiledDefinitions | None = None
     """The compiled definitions, when the caller already has them."""
-    features: pl.LazyFrame | None = None
+    features: EventFeatures | None = None
     """The event features of every person (`transforms.engines.feature_state`), for an engine
     that folds them (`Engine.folds_features`). When not given, such an engine reads them from
     the feature state the committed run of the date kept, if it can be trusted
