@@ -139,7 +139,9 @@ def test_the_merge_is_the_set_difference_whatever_the_input_order(before, after,
     the result is the set differences and member_since, in key order, for any order of rows."""
     previous_rows, current_rows = sorted(before), sorted(after)
     rng.shuffle(current_rows)  # the current membership may come in any order
-    since = {key: D1 - timedelta(days=i) for i, key in enumerate(previous_rows)}
+    if rng.random() < 0.5:  # and so may the previous one, now and then
+        rng.shuffle(previous_rows)
+    since = {key: D1 - timedelta(days=i) for i, key in enumerate(sorted(before))}
     previous = frame(previous_rows, D1).with_columns(
         member_since=pl.Series([since[k] for k in previous_rows], dtype=pl.Date)
     )
