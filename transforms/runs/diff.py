@@ -56,13 +56,14 @@ def in_key_order(frame: pl.DataFrame) -> pl.DataFrame:
     where comparing every row with the one before took 0.42 s)."""
     runs = frame["segment_id"].rle().struct.unnest()
     segments, people = runs["value"], frame["person_id"]
-    ordered = segments.is_sorted() and segments.n_unique() == segments.len()
+    if not (segments.is_sorted() and segments.n_unique() == segments.len()):
+        return frame.sort(KEY)
     start = 0
-    for length in runs["len"] if ordered else []:
+    for length in runs["len"]:
         if not people.slice(start, length).is_sorted():
             return frame.sort(KEY)
         start += length
-    return frame if ordered else frame.sort(KEY)
+    return frame
 
 
 def diff(
