@@ -23,7 +23,8 @@ exactly; an extreme (first, last, min, max) keeps max(P's value, the added ones)
 value that left the window was the extreme, and a float sum is recomputed; both from the
 partials that count at D, for the people concerned only. A feature is foldable when its window
 is whole days (or absent) and its filter does not read the as-of instant; others are
-recomputed from the events every run, once for every person (`_from_events`), beside the fold.
+recomputed from the events every run, once for every person (`_from_events`), beside the fold
+or the recompute.
 
 A partial's file keeps only what a later fold may read (`_read_later`): the columns of the
 features whose window holds its bucket at its run's date or later, of float sums, and, for a
@@ -153,18 +154,18 @@ def run_features(
         return RunFeatures([features], f"recomputed ({why}); no state kept")
     problem = "--full" if full else _untrusted(root, previous, foldable, events)
     with ThreadPoolExecutor(1) as beside:
-        ahead = None
+        # the features no state holds, from the events beside the fold or the recompute: a fold
+        # leaves a core idle between its many small steps, and at 10M people a recompute's peak
+        # comes after them (4.7 GB with them beside, 4.8 GB after)
+        ahead = beside.submit(_from_events, root, day, compiled, others)
         if problem is None:
-            # the features no state holds, from the events beside the fold, which leaves a core
-            # idle between its many small steps (not beside a recompute: its peak is the limit)
-            ahead = beside.submit(_from_events, root, day, compiled, others)
             totals_files, partials, how = _folded(root, day, attempt, events, foldable, previous)
         else:
             totals_files, partials = _recompute(
                 root, day, attempt, events, foldable, _snapshot_ids(root, day), totals_written=True
             )
             how = f"recomputed ({problem})"
-        recomputed = ahead.result() if ahead else _from_events(root, day, compiled, others)
+        recomputed = ahead.result()
     own = f"{lake.partition(PARTIALS, day)}/"
     files = {
         TOTALS: totals_files,
