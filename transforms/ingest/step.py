@@ -39,10 +39,11 @@ import logging
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 import polars as pl
 
@@ -79,6 +80,7 @@ from transforms.storage.records import IngestReport, TableReport
 from transforms.storage.roots import FileInfo, Root
 
 log = logging.getLogger("segments.ingest")
+T = TypeVar("T")
 TABLES = ("people", "events")
 RULES, REASON = "_rules", "_reason"
 EXPECTATIONS = "transforms.contracts.expectations"
@@ -550,21 +552,30 @@ def stage(settings: Settings, day: date, folder: str) -> dict[str, TableReport]:
     """Steps 1-3 of the module docstring: read and type the landing files of `day`, staged
     under `folder` of the lake for `publish`."""
     lake_root = Root(settings.lake, settings.storage_options)
-    reports = {}
-    for staged in _read_tables(settings, day):
+
+    def write(staged: _Staged) -> TableReport:
         _write_staged(lake_root, folder, staged)
-        reports[staged.report.table] = staged.report
-    return reports
+        return staged.report
+
+    return {report.table: report for report in _read_tables(settings, day, write)}
 
 
-def _read_tables(settings: Settings, day: date) -> Iterator[_Staged]:
-    """Each table read and typed (`_read_table`), one after the other."""
+def _read_tables(
+    settings: Settings, day: date, then: Callable[[_Staged], T] = lambda staged: staged
+) -> list[T]:
+    """Each table read and typed (`_read_table`), then passed to `then`: the tables at the same
+    time, as neither keeps both cores busy alone (at 10M people and 1.1M events, 9.1 s one
+    after the other, 7.7-7.9 s together)."""
     landing = Root(settings.landing, settings.storage_options)
     lake_root = Root(settings.lake, settings.storage_options)
     require_landing(landing)
-    for table in TABLES:
+
+    def read(table: str) -> T:
         log.info("ingest %s %s: reading", table, day)
-        yield _read_table(settings, landing, lake_root, table, day)
+        return then(_read_table(settings, landing, lake_root, table, day))
+
+    with ThreadPoolExecutor(len(TABLES)) as tables:
+        return list(tables.map(read, TABLES))
 
 
 Stage = Callable[[Settings, date, str], dict[str, TableReport]]
@@ -582,7 +593,7 @@ def ingest(
     attempt = lake.new_attempt()
     if steps is None:
         current = version_of(lake_root, lake.ingest_manifest(day))
-        return _publish(settings, day, attempt, current, list(_read_tables(settings, day)))
+        return _publish(settings, day, attempt, current, _read_tables(settings, day))
     folder = lake.staging("ingest", day, attempt)
     staging, publishing = steps
     try:
