@@ -667,20 +667,28 @@ def _fold(
     # -5 were pruned as 0); other people without a row leave 0 or NULL
     signed = {f.name for f in features if f.aggregate == "sum" and spec[f.name].fold == "add"}
     ids, *held = _previous_totals(root, previous_totals, spec)
+    old_rows = _Rows(ids, {column.name: column for column in held})
     # every removal before any addition: an extreme that left is compared with the previous
-    # value; each frame's people are found among the totals once, `SEARCHERS` at a time
+    # value; each frame's people are searched for among the totals once, `SEARCHERS` frames at
+    # a time, and the rows of those the totals lack are kept for the rows of their own
     changes = [(frame, -1) for frame in leaving.values()]
     changes += [(frame, 1) for frame in arriving.values()]
+    lacking: list[tuple[pl.DataFrame, int]] = []
     with ThreadPoolExecutor(SEARCHERS) as pool:
-        people = (frame["person_id"] for frame, _ in changes)
-        found = list(pool.map(positions, itertools.repeat(ids), people))
-    lacking = [
-        frame["person_id"].filter(~inside)
-        for (frame, sign), (_, inside) in zip(changes, found, strict=True)
-        if sign > 0 or signed & set(frame.columns)
-    ]
-    new = pl.concat(lacking or [ids.clear()]).unique().sort()
-    old_rows = _Rows(ids, {column.name: column for column in held})
+        for start in range(0, len(changes), 2 * SEARCHERS):
+            batch = changes[start : start + 2 * SEARCHERS]
+            people = (frame["person_id"] for frame, _ in batch)
+            found = pool.map(positions, itertools.repeat(ids), people)
+            for (frame, sign), (where, inside) in zip(batch, found, strict=True):
+                old_rows.apply(frame.filter(inside), where.filter(inside), sign, spec, companion)
+                if not inside.all():
+                    lacking.append((frame.filter(~inside), sign))
+    # people new to the totals: those of the added partials (and of signed sums that left)
+    new = pl.concat(
+        [ids.clear()]
+        + [frame["person_id"] for frame, sign in lacking if sign > 0 or signed & set(frame.columns)]
+    )
+    new = new.unique().sort()
     new_rows = _Rows(
         new,
         {
@@ -690,12 +698,9 @@ def _fold(
             for name, c in spec.items()
         },
     )
-    for (frame, sign), (where, inside) in zip(changes, found, strict=True):
-        old_rows.apply(frame.filter(inside), where.filter(inside), sign, spec, companion)
-        if new.len() and not inside.all():
-            others = frame.filter(~inside)
-            where, inside = positions(new, others["person_id"])
-            new_rows.apply(others.filter(inside), where.filter(inside), sign, spec, companion)
+    for frame, sign in lacking:
+        where, inside = positions(new, frame["person_id"])
+        new_rows.apply(frame.filter(inside), where.filter(inside), sign, spec, companion)
     parts = (old_rows, new_rows)
     stale = {name for part in parts for name in part.stale}
     if stale:
