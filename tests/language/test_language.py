@@ -22,7 +22,7 @@ from transforms.contracts.odcs import load_contract
 from transforms.engines.membership import event_features, segment_members
 from transforms.language.compiler import compile_segments
 from transforms.language.definitions import Segment, SegmentFile
-from transforms.language.polars import _buckets
+from transforms.language.polars import _buckets, hashes_people
 from transforms.language.semantics import BUCKETS, bucket_of
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "data_contracts"
@@ -574,6 +574,17 @@ def test_buckets_are_md5_digits_on_every_back_end(fixture_files, contracts):
     assert polars_members(fixture_files, contracts, unsalted) != {
         i for i, b in known.items() if b == 3
     }
+
+
+def test_a_run_knows_ahead_whether_its_segments_hash_people(contracts):
+    """A run whose segments call bucket() imports DuckDB, which hashes them, while it folds
+    the features (`import_hashing_in_background`); others never import it."""
+    hashing = [segment("a", "TRUE"), segment("b", "in_segment('a') AND bucket(7, 'exp') < 3")]
+    compiled, _ = compile_segments({s.id: s for s in hashing}, *contracts, AS_OF)
+    assert hashes_people(compiled)
+    plain = [segment("a", "TRUE"), segment("b", "in_segment('a') AND plan = 'pro'")]
+    compiled, _ = compile_segments({s.id: s for s in plain}, *contracts, AS_OF)
+    assert not hashes_people(compiled)
 
 
 def test_people_outside_the_snapshot_are_never_members(fixture_files, contracts):

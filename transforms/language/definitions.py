@@ -22,6 +22,9 @@ from transforms.storage.records import DefinitionChanges
 
 SEGMENT_ID = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 SUFFIXES = (".yaml", ".yml")
+YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+"""libyaml's safe loader where PyYAML was built with it (its wheels are): a run reads every
+definition file in each of its steps, about 10 times faster than with the pure-Python one."""
 
 
 class SegmentFile(BaseModel):
@@ -91,7 +94,7 @@ class Segment:
 
 def _where_position(text: str) -> tuple[int, int, bool]:
     try:
-        root = yaml.compose(text)
+        root = yaml.compose(text, Loader=YAML_LOADER)
     except yaml.YAMLError:
         return 1, 1, False
     if not isinstance(root, yaml.MappingNode):
@@ -118,7 +121,7 @@ def _did_you_mean(value: object, choices: tuple[str, ...], quote: str) -> str:
 
 def _key_lines(text: str) -> dict[str, int]:
     """The 1-based line of each top-level key of a YAML mapping."""
-    root = yaml.compose(text)
+    root = yaml.compose(text, Loader=YAML_LOADER)
     if not isinstance(root, yaml.MappingNode):
         return {}
     return {str(key.value): key.start_mark.line + 1 for key, _ in root.value}
@@ -190,7 +193,7 @@ def _read(path: Path) -> tuple[Segment | None, list[DefinitionError]]:
     problems = [] if SEGMENT_ID.match(segment_id) else [_id_problem(segment_id, file)]
     text = path.read_text(encoding="utf-8")
     try:
-        raw = yaml.safe_load(text)
+        raw = yaml.load(text, Loader=YAML_LOADER)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = DefinitionError(

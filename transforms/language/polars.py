@@ -9,9 +9,11 @@ node's type and constant value, the feature an event function reads and the segm
 
 from __future__ import annotations
 
+import importlib
 import operator
 import os
 import re
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -491,6 +493,25 @@ _FIRST_DIGITS = " | ".join(  # the first HEX_DIGITS digits of the digest, from m
     f"(((x >> {8 * i}) & 255) << {8 * (HEX_DIGITS // 2 - 1 - i)})"  # little-endian bytes
     for i in range(HEX_DIGITS // 2)
 )
+
+
+def hashes_people(compiled: CompiledDefinitions) -> bool:
+    """Whether a segment of `compiled` calls bucket(), which hashes people (`_buckets`)."""
+    return any(
+        is_bucket(call)
+        for segment in compiled.segments.values()
+        if segment.predicate is not None
+        for call in segment.predicate.find_all(exp.Anonymous)
+    )
+
+
+def import_hashing_in_background(compiled: CompiledDefinitions) -> None:
+    """When a segment hashes people, start importing DuckDB for `_buckets` in a background
+    thread, so that the evaluation finds it imported or part way (a second import waits for
+    the first): the import takes about 0.15 s, mostly while a run's features are folded, which
+    leave the interpreter free."""
+    if hashes_people(compiled) and "duckdb" not in sys.modules:
+        threading.Thread(target=importlib.import_module, args=("duckdb",), daemon=True).start()
 
 
 def _buckets(person_ids: pl.Series, n: int, salt: str) -> pl.Series:

@@ -40,6 +40,7 @@ from transforms.engines.registry import (
 from transforms.errors import SnapshotShrinkError
 from transforms.ingest.step import import_validator_in_background, landing_changes, staged_reports
 from transforms.language.definitions import definition_changes, definition_hashes, load_segments
+from transforms.language.polars import import_hashing_in_background
 from transforms.logs import RESULT
 from transforms.manual.inbox import (
     apply_uploads,
@@ -270,6 +271,8 @@ def materialize_step(settings: Settings, plan: Attempt) -> MaterializeStepResult
     previous_day, previous = _previous(root, plan)
     compiled = compile_definitions(settings, plan.day)
     engine = load_engine(plan.engine)
+    if not engine.distributed:
+        import_hashing_in_background(compiled)
     started = time.perf_counter()
     folded = None
     if engine.folds_features:
