@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import subprocess
 import sys
@@ -31,3 +32,12 @@ def test_the_wheel_holds_every_module_and_data_file_of_the_package(tmp_path: Pat
         if path.suffix in (".py", ".md", ".yaml") and "__pycache__" not in path.parts
     }
     assert expected - shipped == set()
+
+
+def test_make_venv_compiles_the_environment_to_bytecode():
+    """Where PYTHONDONTWRITEBYTECODE is set (this CI's machine, many container images), a module
+    installed without its bytecode is compiled again by every process that imports it, each
+    Airflow task included: `make venv` compiles what it installs."""
+    for name in ("great_expectations", "pyiceberg.catalog.sql", "polars", "transforms.runs.steps"):
+        source = importlib.util.find_spec(name).origin
+        assert Path(importlib.util.cache_from_source(source)).exists(), name
