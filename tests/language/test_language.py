@@ -778,19 +778,22 @@ def test_bucket_hashes_only_the_people_the_rest_of_its_and_or_or_leaves_open(
         assert set(hashed) == open_for, where
 
 
-@pytest.mark.parametrize("values", [3, 64, 65, 500], ids=lambda n: f"{n}-distinct-values")
+@pytest.mark.parametrize("values", [3, 64, 65, 255, 256, 500], ids=lambda n: f"{n}-values")
+@pytest.mark.parametrize("column", ["amount", "currency"])
 def test_a_distinct_count_counts_each_persons_distinct_values_however_many_there_are(
-    contracts, values
+    contracts, values, column
 ):
-    """Up to 64 distinct values a distinct count ORs one bit per value per person, beyond that it
-    groups the distinct (person, value) pairs: both give, for each person, how many distinct
-    non-NULL values their counted events hold (NULLs, other names and -0.0 beside 0.0 included)."""
+    """Up to 64 distinct numbers, or 255 distinct texts, a distinct count ORs one bit per value
+    per person, beyond that it groups the distinct (person, value) pairs: both give, for each
+    person, how many distinct non-NULL values their counted events hold (NULLs, other names
+    and -0.0 beside 0.0 included)."""
     import random
 
     from tests.support.language_fixture import EVENTS
 
     generator = random.Random(values)
     amounts = [None, -0.0, *(float(v) for v in range(values))]  # -0.0 is 0.0
+    currencies = [None, *(f"C{v:03d}" for v in range(values))]
     rows = [
         (
             f"e{i}",
@@ -798,12 +801,12 @@ def test_a_distinct_count_counts_each_persons_distinct_values_however_many_there
             generator.choice(["purchase", "purchase", "refund"]),
             AS_OF - timedelta(days=generator.randrange(60), seconds=1),
             generator.choice(amounts),
-            generator.choice(["USD", "EUR", None]),
+            generator.choice(currencies),
         )
         for i in range(3_000)
     ]
     events = pl.DataFrame(rows, schema=EVENTS.drop("properties").schema, orient="row")
-    where = "event_count_distinct('purchase', amount, within => '30 days') >= 0"
+    where = f"event_count_distinct('purchase', {column}, within => '30 days') >= 0"
     compiled, problems = compile_segments({"s": segment("s", where)}, *contracts, AS_OF)
     assert problems == []
     (feature,) = compiled.features.values()
@@ -812,10 +815,10 @@ def test_a_distinct_count_counts_each_persons_distinct_values_however_many_there
         (pl.col("name") == "purchase") & (pl.col("timestamp") > AS_OF - timedelta(days=30))
     )
     expected = {}
-    for person, amount in counted.select("person_id", "amount").iter_rows():
+    for person, value in counted.select("person_id", column).iter_rows():
         seen = expected.setdefault(person, set())
-        if amount is not None:
-            seen.add(amount + 0.0)  # -0.0 is 0.0
+        if value is not None:
+            seen.add(value + 0.0 if column == "amount" else value)  # -0.0 is 0.0
     assert dict(found.select("person_id", feature.name).iter_rows()) == {
         person: len(seen) for person, seen in expected.items() if seen
     }

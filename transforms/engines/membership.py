@@ -175,31 +175,75 @@ def event_features(
 
 
 DISTINCT_AS_BITS = 64
-"""A distinct count of at most this many distinct values (event names, currencies) is one bit
-per value, ORed per person: one group-by of the events by person instead of two (at 1M people,
-10M events, a 30-day distinct count of event names took 0.47 s instead of 0.69 s)."""
+"""A distinct count of at most this many distinct numbers is one bit per value, ORed per
+person: one group-by of the events by person instead of two."""
+TEXT_AS_BITS = 255
+"""A distinct count of at most this many distinct texts (event names, currencies) is counted
+in one pass over the events: each text is numbered as it is first seen (a Categorical of its
+own, 8 bits: numbering one more fails), its number is one bit of four 64-bit words, ORed per
+person. At 1M people, 10M events, a
+30-day count of event names and a 90-day count of currencies took 0.71 and 0.47 s of both
+cores, now 0.60 and 0.31 s: the pass that read the distinct values first is gone."""
+WORDS = -(-TEXT_AS_BITS // 64)
+_BIT_OF_NUMBER = (
+    pl.Series(list(range(TEXT_AS_BITS)), dtype=pl.UInt8),
+    pl.Series([1 << (n % 64) for n in range(TEXT_AS_BITS)], dtype=pl.UInt64),
+)
 
 
 def distinct_count(events: pl.LazyFrame, feature: Feature) -> pl.LazyFrame:
     """(person_id, how many distinct non-NULL values of `feature.column` their counted events
-    hold) for the people with at least one such value. Reads the distinct values first: up to
-    `DISTINCT_AS_BITS` of them, each person's values are ORed as bits and the bits counted;
-    beyond, the distinct (person, value) pairs are counted per person, which groups far less
+    hold) for the people with at least one such value. Texts: up to `TEXT_AS_BITS` of them,
+    as bits in one pass (`_texts_as_bits`). Numbers: the distinct values are read first; up to
+    `DISTINCT_AS_BITS` of them, each person's values are ORed as bits and the bits counted.
+    Beyond, the distinct (person, value) pairs are counted per person, which groups far less
     than a distinct count per group."""
     value = event_column(feature.column).alias("__value")
     pairs = events.filter(feature.condition).select("person_id", value).drop_nulls("__value")
-    values = pairs.select(pl.col("__value").unique()).collect()
-    if values.height <= DISTINCT_AS_BITS:
-        bits = pl.Series([1 << i for i in range(values.height)], dtype=pl.UInt64)
-        bit = pl.col("__value").replace_strict(values["__value"], bits).alias("__bit")
-        return (
-            pairs.select("person_id", bit)
-            .group_by("person_id")
-            .agg(
-                pl.col("__bit").bitwise_or().bitwise_count_ones().cast(pl.Int64).alias(feature.name)
+    if feature.column_type == "string":
+        counted = _texts_as_bits(pairs, feature.name)
+        if counted is not None:
+            return counted.lazy()
+    else:
+        values = pairs.select(pl.col("__value").unique()).collect()
+        if values.height <= DISTINCT_AS_BITS:
+            bits = pl.Series([1 << i for i in range(values.height)], dtype=pl.UInt64)
+            bit = pl.col("__value").replace_strict(values["__value"], bits).alias("__bit")
+            return (
+                pairs.select("person_id", bit)
+                .group_by("person_id")
+                .agg(
+                    pl.col("__bit")
+                    .bitwise_or()
+                    .bitwise_count_ones()
+                    .cast(pl.Int64)
+                    .alias(feature.name)
+                )
             )
-        )
     return pairs.unique().group_by("person_id").agg(pl.len().cast(pl.Int64).alias(feature.name))
+
+
+def _texts_as_bits(pairs: pl.LazyFrame, name: str) -> pl.DataFrame | None:
+    """(person_id, `name`: how many distinct texts `__value` the person's rows of `pairs`
+    hold), or None when they hold more than `TEXT_AS_BITS` distinct texts (numbering them
+    fails at the first beyond, early in the pass)."""
+    numbered = pl.Categories.random(physical=pl.UInt8)
+    number = pl.col("__value").cast(pl.Categorical(numbered)).to_physical()
+    bit = number.replace_strict(*_BIT_OF_NUMBER)
+    words = [pl.when(number // 64 == w).then(bit).alias(f"__word{w}") for w in range(WORDS)]
+    try:
+        ored = (
+            pairs.select("person_id", *words)
+            .group_by("person_id")
+            .agg(pl.col(f"__word{w}").bitwise_or() for w in range(WORDS))
+            .collect(engine="streaming")
+        )
+    except pl.exceptions.ComputeError as error:
+        if "more categories than the maximum" not in str(error):
+            raise
+        return None
+    counts = pl.sum_horizontal(pl.col(f"__word{w}").bitwise_count_ones() for w in range(WORDS))
+    return ored.select("person_id", counts.cast(pl.Int64).alias(name))
 
 
 def sequence(events: pl.LazyFrame, feature: Feature) -> pl.LazyFrame:
