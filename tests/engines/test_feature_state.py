@@ -353,6 +353,35 @@ def test_buckets_are_the_days_of_every_window():
     assert frame.select(bucket()).to_series().to_list() == [START, START + timedelta(days=1)]
 
 
+def test_a_recompute_aggregates_each_bucket_for_the_windows_that_hold_it():
+    """Bands of buckets end where windows end: the newest band aggregates every feature, each
+    older one those whose longest window still holds it; older events only for the features
+    without a window, or not at all."""
+    from types import SimpleNamespace
+
+    from transforms.engines.feature_state import _NO_WINDOW, _bands
+
+    day, week, month = (SimpleNamespace(name=n) for n in ("day", "week", "month"))
+    always = SimpleNamespace(name="always")
+    longest = {"day": 1, "week": 7, "month": 30, "always": _NO_WINDOW}
+
+    bands, beyond = _bands(START, [day, week, month], longest)
+    assert bands == [
+        (None, [day, week, month]),
+        (START - timedelta(days=1), [week, month]),
+        (START - timedelta(days=7), [month]),
+    ]
+    assert beyond == START - timedelta(days=30)
+
+    bands, beyond = _bands(START, [day, month, always], longest)
+    assert bands == [
+        (None, [day, month, always]),
+        (START - timedelta(days=1), [month, always]),
+        (START - timedelta(days=30), [always]),
+    ]
+    assert beyond is None
+
+
 def test_partials_outside_every_window_are_forgotten(tmp_path):
     """With windows only, a run keeps track of the partials a later run can still count."""
     windowed = {sid: DEFINITIONS[sid] for sid in ("login_today", "viewer", "spender", "big_buy")}

@@ -94,15 +94,41 @@ def aggregate_state(
 ) -> pl.LazyFrame:
     """One row per group of `by`, a column per state column of `features`; `tests` gives each
     feature's tests (by feature name). Each test is computed once per event and shared."""
+    tested, test_columns = tested_events(events, features, by, tests)
+    return aggregate_tested(tested, test_columns, features, by, tests)
+
+
+def tested_events(
+    events: pl.LazyFrame,
+    features: list[Feature],
+    by: list[str],
+    tests: dict[str, tuple[tuple[str, pl.Expr], ...]],
+) -> tuple[pl.LazyFrame, dict[str, str]]:
+    """(the columns of `events` that `aggregate_tested` reads for `features` (or some of them):
+    `by`, the values, and a boolean column per test of any of them, computed once per event;
+    the name of each test's column, by its text)."""
     shared = {text: test for f in features for text, test in tests[f.name]}
     test_columns = {text: f"{TEST_PREFIX}{i}" for i, text in enumerate(shared)}
     values = sorted({event_columns_read(f.column) for f in features if f.column} | {"timestamp"})
+    tested = events.select(
+        *by, *values, *(t.alias(test_columns[text]) for text, t in shared.items())
+    )
+    return tested, test_columns
+
+
+def aggregate_tested(
+    tested: pl.LazyFrame,
+    test_columns: dict[str, str],
+    features: list[Feature],
+    by: list[str],
+    tests: dict[str, tuple[tuple[str, pl.Expr], ...]],
+) -> pl.LazyFrame:
+    """`aggregate_state` of events `tested_events` prepared for these features or more."""
     columns = [
         column for f in features for column in state_columns(f, _mask(tests[f.name], test_columns))
     ]
     return (
-        events.select(*by, *values, *(t.alias(test_columns[text]) for text, t in shared.items()))
-        .select(*by, *(c.value.alias(c.name) for c in columns))
+        tested.select(*by, *(c.value.alias(c.name) for c in columns))
         .group_by(by)
         .agg(c.aggregated() for c in columns)
     )
